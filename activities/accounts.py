@@ -1,0 +1,253 @@
+"""Account activities: every change to an account or a registration's read model happens here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from portal.audit import add_event
+from portal.mailer import Mailer
+from portal.models import (
+    EmailToken,
+    LoginThrottle,
+    Registration,
+    SentMail,
+    User,
+    UserSession,
+    utcnow,
+)
+from portal.passwords import hash_password
+from portal.tokens import new_temporary_password
+
+
+@dataclass
+class StepReached:
+    """The read model follows the workflow, so pages never need to ask Temporal."""
+
+    workflow_id: str
+    status: str
+    overdue: bool = False
+
+
+@dataclass
+class EmailConfirmed:
+    workflow_id: str
+    token_id: int
+    user_id: int
+    next_status: str
+
+
+@dataclass
+class AccountState:
+    user_id: int
+    status: str
+
+
+@dataclass
+class RegistrationEnded:
+    workflow_id: str
+    user_id: int | None
+    status: str
+    release_account: bool
+
+
+@dataclass
+class ReviewApplied:
+    workflow_id: str
+    user_id: int
+    approved: bool
+    reviewer: str
+    reason: str
+
+
+@dataclass
+class ResetConfirmed:
+    """The applicant followed the reset link; the account gets a temporary or a chosen password."""
+
+    workflow_id: str
+    portal: str
+    token_id: int
+    user_id: int
+    mode: str
+    temporary_password_hours: int
+
+
+@dataclass
+class ResetApplied:
+    user_id: int
+    applied: bool
+
+
+class AccountActivities:
+    def __init__(self, session_factory: sessionmaker[Session], mailer: Mailer):
+        self.session_factory = session_factory
+        self.mailer = mailer
+
+    @activity.defn
+    def record_step(self, step: StepReached) -> None:
+        with self.session_factory() as session:
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == step.workflow_id)
+                .values(status=step.status, overdue=step.overdue, updated_at=utcnow())
+            )
+            session.commit()
+
+    @activity.defn
+    def confirm_email(self, request: EmailConfirmed) -> AccountState:
+        with self.session_factory() as session:
+            now = utcnow()
+            token = session.get(EmailToken, request.token_id)
+            if token is not None and token.used_at is None:
+                token.used_at = now
+            user = session.get(User, request.user_id)
+            if user is None:
+                return AccountState(user_id=request.user_id, status="gone")
+            if user.status == "unconfirmed":
+                user.status = request.next_status
+                if request.next_status == "active":
+                    user.activated_at = now
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == request.workflow_id)
+                .values(status=request.next_status, updated_at=now)
+            )
+            add_event(
+                session,
+                actor=f"user:{user.id}",
+                action="registration.email_confirmed",
+                portal=user.portal,
+                workflow_id=request.workflow_id,
+                user_id=user.id,
+                status=user.status,
+            )
+            session.commit()
+            return AccountState(user_id=user.id, status=user.status)
+
+    @activity.defn
+    def end_registration(self, request: RegistrationEnded) -> None:
+        """Expired or closed: revoke its links and, if it never went live, free the username."""
+        with self.session_factory() as session:
+            now = utcnow()
+            session.execute(
+                update(EmailToken)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.used_at.is_(None))
+                .values(revoked_at=now)
+            )
+            registration = session.scalar(
+                select(Registration).where(Registration.workflow_id == request.workflow_id)
+            )
+            portal = registration.portal if registration else ""
+            if registration is not None:
+                registration.status = request.status
+            if request.user_id is not None and request.release_account:
+                user = session.get(User, request.user_id)
+                if user is not None and user.status != "active":
+                    portal = user.portal
+                    if registration is not None:
+                        registration.user_id = None
+                    session.delete(user)
+            add_event(
+                session,
+                actor="system",
+                action=f"registration.{request.status}",
+                portal=portal,
+                workflow_id=request.workflow_id,
+                user_id=request.user_id,
+            )
+            session.commit()
+
+    @activity.defn
+    def apply_review(self, request: ReviewApplied) -> AccountState:
+        with self.session_factory() as session:
+            now = utcnow()
+            user = session.get(User, request.user_id)
+            status = "active" if request.approved else "denied"
+            if user is not None and user.status in ("pending_review", "unconfirmed"):
+                user.status = status
+                if request.approved:
+                    user.activated_at = now
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == request.workflow_id)
+                .values(
+                    status="approved" if request.approved else "denied",
+                    decided_by=request.reviewer,
+                    decision_reason=request.reason or None,
+                    updated_at=now,
+                )
+            )
+            add_event(
+                session,
+                actor=request.reviewer,
+                action="registration.approved" if request.approved else "registration.denied",
+                portal=user.portal if user else "",
+                workflow_id=request.workflow_id,
+                user_id=request.user_id,
+                reason=request.reason,
+            )
+            session.commit()
+            return AccountState(user_id=request.user_id, status=status)
+
+    @activity.defn
+    def apply_reset(self, request: ResetConfirmed) -> ResetApplied:
+        """Consumes the link; a temporary password is minted, stored hashed and mailed right here."""
+        with self.session_factory() as session:
+            now = utcnow()
+            token = session.get(EmailToken, request.token_id)
+            user = session.get(User, request.user_id)
+            if token is None or user is None:
+                return ResetApplied(user_id=request.user_id, applied=False)
+            send_key = f"{request.workflow_id}/temporary-password"
+            if token.used_at is not None and session.get(SentMail, send_key) is not None:
+                return ResetApplied(user_id=user.id, applied=True)
+            token.used_at = token.used_at or now
+            if request.mode == "temporary_password":
+                temporary = new_temporary_password()
+                user.password_hash = hash_password(temporary)
+                user.must_change_password = True
+                user.password_expires_at = now + timedelta(hours=request.temporary_password_hours)
+            else:
+                if not token.pending_password_hash:
+                    return ResetApplied(user_id=user.id, applied=False)
+                user.password_hash = token.pending_password_hash
+                token.pending_password_hash = None
+                user.must_change_password = False
+                user.password_expires_at = None
+            session.execute(
+                delete(LoginThrottle)
+                .where(LoginThrottle.portal == user.portal)
+                .where(LoginThrottle.username_key == user.username.lower())
+            )
+            session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+            add_event(
+                session,
+                actor=f"user:{user.id}",
+                action="password.reset",
+                portal=user.portal,
+                workflow_id=request.workflow_id,
+                user_id=user.id,
+                mode=request.mode,
+            )
+            if request.mode == "temporary_password":
+                self.mailer.send(
+                    user.email,
+                    "temporary_password",
+                    user.locale,
+                    {
+                        "portal": user.portal,
+                        "user": user,
+                        "temporary_password": temporary,
+                        "hours": str(request.temporary_password_hours),
+                        "base_url": self.mailer.settings.public_base_url.rstrip("/"),
+                    },
+                    send_key,
+                )
+                session.add(SentMail(key=send_key))
+            session.commit()
+            return ResetApplied(user_id=user.id, applied=True)

@@ -1,0 +1,187 @@
+"""E-mail activities: links are minted here so the raw token never enters workflow history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from portal.audit import add_event
+from portal.config import Portal
+from portal.mailer import Mailer
+from portal.models import EmailToken, SentMail, User, utcnow
+from portal.tokens import new_token, token_hash
+
+
+@dataclass
+class LinkEmail:
+    """Mint a fresh link for a step, revoking earlier ones, and e-mail it to the account."""
+
+    template: str
+    purpose: str
+    path: str
+    portal: str
+    workflow_id: str
+    user_id: int
+    lifetime_hours: int
+    send_key: str
+
+
+@dataclass
+class LinkSent:
+    token_id: int
+
+
+@dataclass
+class NoticeEmail:
+    """A message with no secret in it, to the applicant or to a staff address of the portal.
+
+    The workflow names the audience; the address is looked up here, so none is in its history.
+    """
+
+    template: str
+    portal: str
+    workflow_id: str
+    send_key: str
+    audience: str = "applicant"
+    user_id: int | None = None
+    context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MailSent:
+    sent: bool
+
+
+AudienceResolver = Callable[[Session, NoticeEmail], tuple[str, str]]
+
+
+class MailActivities:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        mailer: Mailer,
+        portals: dict[str, Portal],
+        audiences: dict[str, AudienceResolver] | None = None,
+    ):
+        self.session_factory = session_factory
+        self.mailer = mailer
+        self.portals = portals
+        self.audiences = audiences or {}
+
+    def _recipient(self, session: Session, request: NoticeEmail) -> tuple[str, str]:
+        """The address and language for a notice's audience."""
+        portal = self.portals[request.portal]
+        if request.audience == "applicant":
+            user = session.get(User, request.user_id) if request.user_id else None
+            return (user.email, user.locale) if user else ("", "es")
+        if request.audience == "reviewers":
+            return portal.escalation_email or portal.support_email, "es"
+        if request.audience == "helpdesk":
+            return portal.helpdesk_email or portal.support_email, "es"
+        resolver = self.audiences.get(request.audience)
+        if resolver is None:
+            raise ApplicationError(f"unknown audience {request.audience}", non_retryable=True)
+        return resolver(session, request)
+
+    def _already_sent(self, session: Session, key: str) -> bool:
+        return session.get(SentMail, key) is not None
+
+    def _context(self, portal: str, user: User | None, extra: dict) -> dict:
+        return {
+            "portal": portal,
+            "user": user,
+            "base_url": self.mailer.settings.public_base_url.rstrip("/"),
+            **extra,
+        }
+
+    @activity.defn
+    def send_link(self, request: LinkEmail) -> LinkSent:
+        with self.session_factory() as session:
+            if self._already_sent(session, request.send_key):
+                token_id = session.scalar(
+                    select(EmailToken.id)
+                    .where(EmailToken.workflow_id == request.workflow_id)
+                    .where(EmailToken.purpose == request.purpose)
+                    .order_by(EmailToken.id.desc())
+                )
+                return LinkSent(token_id=token_id or 0)
+            user = session.get(User, request.user_id)
+            if user is None:
+                raise ApplicationError(
+                    "account no longer exists", non_retryable=True, type="AccountGone"
+                )
+            now = utcnow()
+            session.execute(
+                update(EmailToken)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.purpose == request.purpose)
+                .where(EmailToken.used_at.is_(None))
+                .where(EmailToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            raw = new_token()
+            token = EmailToken(
+                token_hash=token_hash(raw),
+                purpose=request.purpose,
+                portal=request.portal,
+                workflow_id=request.workflow_id,
+                user_id=user.id,
+                expires_at=now + timedelta(hours=request.lifetime_hours),
+            )
+            session.add(token)
+            session.flush()
+            link = f"{self.mailer.settings.public_base_url.rstrip('/')}/{request.portal}/{request.path}/{raw}"
+            self.mailer.send(
+                user.email,
+                request.template,
+                user.locale,
+                self._context(
+                    request.portal, user, {"link": link, "hours": str(request.lifetime_hours)}
+                ),
+                request.send_key,
+            )
+            session.add(SentMail(key=request.send_key))
+            add_event(
+                session,
+                actor="system",
+                action=f"email.{request.template}",
+                portal=request.portal,
+                workflow_id=request.workflow_id,
+                user_id=user.id,
+            )
+            session.commit()
+            return LinkSent(token_id=token.id)
+
+    @activity.defn
+    def send_notice(self, request: NoticeEmail) -> MailSent:
+        with self.session_factory() as session:
+            if self._already_sent(session, request.send_key):
+                return MailSent(sent=False)
+            user = session.get(User, request.user_id) if request.user_id else None
+            to, locale = self._recipient(session, request)
+            if not to:
+                return MailSent(sent=False)
+            self.mailer.send(
+                to,
+                request.template,
+                locale,
+                self._context(request.portal, user, request.context),
+                request.send_key,
+            )
+            session.add(SentMail(key=request.send_key))
+            add_event(
+                session,
+                actor="system",
+                action=f"email.{request.template}",
+                portal=request.portal,
+                workflow_id=request.workflow_id,
+                user_id=request.user_id,
+            )
+            session.commit()
+            return MailSent(sent=True)

@@ -1,0 +1,2 @@
+"""The domain shared by the web tier and the activities: models, settings, portal policy,
+passwords and tokens."""

@@ -1,0 +1,266 @@
+"""The application's tables; integrity rules live in the database, not only in forms."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores aware UTC datetimes and returns them aware, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class User(Base):
+    """A portal account: patients, members, provider registrants and office employees."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("uq_users_portal_username", "portal", func.lower("username"), unique=True),
+        Index("ix_users_portal_email", "portal", func.lower("email")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portal: Mapped[str] = mapped_column(String(32))
+    username: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(254))
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    locale: Mapped[str] = mapped_column(String(8), default="es")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(24), default="unconfirmed")
+    role: Mapped[str] = mapped_column(String(24))
+    client_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"), index=True)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]
+
+    security_answers: Mapped[list[SecurityAnswer]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or f"{self.first_name} {self.last_name}".strip() or self.username
+
+
+class SecurityAnswer(Base):
+    __tablename__ = "security_answers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    question: Mapped[str] = mapped_column(String(200))
+    answer_hash: Mapped[str] = mapped_column(String(255))
+
+    user: Mapped[User] = relationship(back_populates="security_answers")
+
+
+class LoginThrottle(Base):
+    """Failed logins counted per typed username, known or not, so a lockout reveals nothing."""
+
+    __tablename__ = "login_throttles"
+
+    portal: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_at: Mapped[datetime | None]
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+    __table_args__ = (Index("uq_staff_username", func.lower("username"), unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[str] = mapped_column(String(200), default="")
+    portals: Mapped[str] = mapped_column(String(200), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def role_set(self) -> set[str]:
+        return {r for r in self.roles.split(",") if r}
+
+    @property
+    def portal_set(self) -> set[str]:
+        """Portals this staff member may see; empty means every portal."""
+        return {p for p in self.portals.split(",") if p}
+
+    def has_role(self, role: str) -> bool:
+        return role in self.role_set or "admin" in self.role_set
+
+    def sees_portal(self, portal: str) -> bool:
+        return not self.portal_set or portal in self.portal_set
+
+
+class UserSession(Base):
+    """Server-side session rows: deleting one ends that session even if its cookie was copied."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True
+    )
+    remember: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class Registration(Base):
+    """The web tier's read model of a registration process; the workflow is the source of truth."""
+
+    __tablename__ = "registrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    portal: Mapped[str] = mapped_column(String(32), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(32), default="started", index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    client_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User | None] = relationship()
+
+
+class EmailToken(Base):
+    """A link sent by e-mail; only its SHA-256 is kept, so a database leak opens nothing."""
+
+    __tablename__ = "email_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    portal: Mapped[str] = mapped_column(String(32))
+    workflow_id: Mapped[str] = mapped_column(String(128), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    pending_password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    def usable(self, now: datetime) -> bool:
+        return self.used_at is None and self.revoked_at is None and now < self.expires_at
+
+
+class ClinicalRecord(Base):
+    """Patients known to the clinic; registration needs an e-mail found here."""
+
+    __tablename__ = "clinical_records"
+    __table_args__ = (
+        UniqueConstraint("portal", "record_number"),
+        Index("ix_clinical_records_email", "portal", func.lower("email")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portal: Mapped[str] = mapped_column(String(32))
+    record_number: Mapped[str] = mapped_column(String(64))
+    full_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254))
+
+
+class MemberRecord(Base):
+    """Members as on their ID card; the identity check matches against these."""
+
+    __tablename__ = "member_records"
+    __table_args__ = (UniqueConstraint("portal", "client_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portal: Mapped[str] = mapped_column(String(32))
+    client_id: Mapped[str] = mapped_column(String(64))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    suffix: Mapped[str] = mapped_column(String(16), default="")
+    date_of_birth: Mapped[str] = mapped_column(String(10))
+    email: Mapped[str] = mapped_column(String(254), default="")
+
+
+class Office(Base):
+    """A provider office; its primary registrant administers its employees."""
+
+    __tablename__ = "offices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portal: Mapped[str] = mapped_column(String(32))
+    organization_name: Mapped[str] = mapped_column(String(200))
+    tax_id: Mapped[str] = mapped_column(String(16), index=True)
+    npi: Mapped[str] = mapped_column(String(10), index=True)
+    address: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what, when, in which process: every state change leaves one."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    portal: Mapped[str] = mapped_column(String(32), default="")
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SentMail(Base):
+    """One row per e-mail sent, keyed by workflow and step, so a retried activity sends once."""
+
+    __tablename__ = "sent_mail"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)

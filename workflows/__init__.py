@@ -1,0 +1,1 @@
+"""Deterministic workflow code, one module per process; no I/O here."""

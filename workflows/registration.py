@@ -1,0 +1,447 @@
+"""One applicant's registration, from the first form to an active account (or its end)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.accounts import (
+        AccountActivities,
+        EmailConfirmed,
+        RegistrationEnded,
+        ReviewApplied,
+        StepReached,
+    )
+    from activities.mail import LinkEmail, MailActivities, NoticeEmail
+    from activities.records import IdentityAttempt, IdentityStrike, RecordActivities
+    from portal.config import Policy
+
+MAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
+DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+
+@dataclass
+class RegistrationStart:
+    portal: str
+    reference: str
+    steps: list[str]
+    policy: Policy
+    user_id: int | None = None
+    client_id_key: str = ""
+
+
+@dataclass
+class RegistrationOutcome:
+    status: str
+    user_id: int | None
+
+
+@dataclass
+class IdentityCheck:
+    """One identity try, answered at once by the update."""
+
+    first_name: str
+    last_name: str
+    suffix: str
+    date_of_birth: str
+    client_id: str
+
+
+@dataclass
+class IdentityResult:
+    matched: bool
+    tries_left: int
+    escalated: bool
+
+
+@dataclass
+class AccountSubmission:
+    """The web tier stored the account (password already hashed); the workflow only hears its id."""
+
+    user_id: int
+
+
+@dataclass
+class AccountAccepted:
+    user_id: int
+
+
+@dataclass
+class EmailConfirmation:
+    token_id: int
+
+
+@dataclass
+class ConfirmationResult:
+    status: str
+
+
+@dataclass
+class ResendRequest:
+    requested_by: str = "applicant"
+
+
+@dataclass
+class ReviewDecision:
+    approved: bool
+    reviewer: str
+    reason: str = ""
+
+
+@dataclass
+class CaseResolution:
+    """A help-desk outcome: `allow_retry` gives another set of tries, `close` ends it."""
+
+    outcome: str
+    agent: str
+    note: str = ""
+
+
+@dataclass
+class RegistrationStatus:
+    step: str
+    status: str
+    overdue: bool = False
+    tries_left: int = 0
+    escalated: bool = False
+    decided: bool = False
+    history: list[str] = field(default_factory=list)
+
+
+@workflow.defn
+class RegistrationWorkflow:
+    """Identity (member), account (member), e-mail confirmation, review (provider), activation."""
+
+    @workflow.init
+    def __init__(self, start: RegistrationStart) -> None:
+        self.start = start
+        self.policy = start.policy
+        self.user_id = start.user_id
+        self.step = "started"
+        self.status = "started"
+        self.overdue = False
+        self.strikes = 0
+        self.escalated = False
+        self.identity_verified = False
+        self.case_resolution: CaseResolution | None = None
+        self.token_id = 0
+        self.link_expires_at = workflow.now()
+        self.links_sent = 0
+        self.resend_requested = False
+        self.email_confirmed = False
+        self.decision: ReviewDecision | None = None
+        self.history: list[str] = []
+        self.deadline = workflow.now() + timedelta(hours=self.policy.registration_abandon_hours)
+
+    @workflow.run
+    async def run(self, start: RegistrationStart) -> RegistrationOutcome:
+        if "identity" in start.steps and not await self.verify_identity():
+            return await self.end("closed" if self.escalated else "expired")
+        if "account" in start.steps and not await self.collect_account():
+            return await self.end("expired")
+        if "confirm_email" in start.steps and not await self.confirm_email():
+            return await self.end("expired")
+        if "review" in start.steps:
+            decision = await self.review()
+            if decision is None:
+                return await self.end("lapsed", notify="registration_lapsed")
+            if not decision.approved:
+                return await self.deny(decision)
+        return await self.activate()
+
+    # Step 1: identity check against the member record, with strikes and the help desk.
+    async def verify_identity(self) -> bool:
+        await self.enter("identity")
+        while True:
+            done = await self.wait_until_deadline(lambda: self.identity_verified or self.escalated)
+            if not done:
+                return False
+            if self.identity_verified:
+                return True
+            await self.enter("escalated")
+            await workflow.wait_condition(lambda: self.case_resolution is not None)
+            resolution = self.case_resolution
+            self.case_resolution = None
+            if resolution.outcome != "allow_retry":
+                return False
+            self.strikes = 0
+            self.escalated = False
+            self.deadline = workflow.now() + timedelta(hours=self.policy.registration_abandon_hours)
+            await self.notify("identity_retry_allowed", key="retry", audience="case_contact")
+            await self.enter("identity")
+
+    # Step 2: username, e-mail, password and secret question, stored by the web tier.
+    async def collect_account(self) -> bool:
+        await self.enter("account")
+        return await self.wait_until_deadline(lambda: self.user_id is not None)
+
+    # Step 3: the e-mailed link, which expires and can be sent again.
+    async def confirm_email(self) -> bool:
+        await self.enter("confirm_email")
+        await self.send_confirmation_link()
+        while True:
+            done = await self.wait_until_deadline(
+                lambda: self.email_confirmed or self.resend_requested
+            )
+            if not done:
+                return False
+            if self.email_confirmed:
+                return True
+            self.resend_requested = False
+            if self.links_sent <= self.policy.max_confirmation_resends:
+                await self.send_confirmation_link()
+
+    # Step 4: staff review with an SLA timer, escalation, and a final deadline.
+    async def review(self) -> ReviewDecision | None:
+        await self.enter("review")
+        sla = timedelta(hours=self.policy.approval_sla_hours)
+        final = timedelta(hours=self.policy.approval_final_hours)
+        try:
+            await workflow.wait_condition(lambda: self.decision is not None, timeout=sla)
+        except TimeoutError:
+            self.overdue = True
+            await self.record_step("review")
+            await self.notify("review_overdue", key="overdue", audience="reviewers")
+            try:
+                await workflow.wait_condition(
+                    lambda: self.decision is not None, timeout=max(final - sla, timedelta(0))
+                )
+            except TimeoutError:
+                return None
+        return self.decision
+
+    # Step 5: the account goes live and the applicant hears so.
+    async def activate(self) -> RegistrationOutcome:
+        if "review" in self.start.steps:
+            await self.apply_review(self.decision)
+            await self.notify("registration_approved", key="approved")
+        else:
+            await self.notify("user_confirmed", key="confirmed")
+        self.step = self.status = "active"
+        return RegistrationOutcome(status="active", user_id=self.user_id)
+
+    async def deny(self, decision: ReviewDecision) -> RegistrationOutcome:
+        await self.apply_review(decision)
+        await self.notify("registration_denied", key="denied", reason=decision.reason)
+        self.step = self.status = "denied"
+        return RegistrationOutcome(status="denied", user_id=self.user_id)
+
+    async def end(self, status: str, notify: str = "") -> RegistrationOutcome:
+        if notify:
+            await self.notify(notify, key=status)
+        if self.escalated or status == "closed":
+            await self.notify("registration_closed", key="closed")
+        await workflow.execute_activity_method(
+            AccountActivities.end_registration,
+            RegistrationEnded(
+                workflow_id=workflow.info().workflow_id,
+                user_id=self.user_id,
+                status=status,
+                release_account=True,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DB_RETRY,
+        )
+        self.step = self.status = status
+        return RegistrationOutcome(status=status, user_id=self.user_id)
+
+    # Messages from the web tier, the staff console, the CLI and the Temporal UI.
+    @workflow.update
+    async def check_identity(self, attempt: IdentityCheck) -> IdentityResult:
+        match = await workflow.execute_activity_method(
+            RecordActivities.match_member,
+            IdentityAttempt(
+                portal=self.start.portal,
+                workflow_id=workflow.info().workflow_id,
+                first_name=attempt.first_name,
+                last_name=attempt.last_name,
+                suffix=attempt.suffix,
+                date_of_birth=attempt.date_of_birth,
+                client_id=attempt.client_id,
+                strike_limit=self.policy.identity_strike_limit,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+        )
+        if match.matched:
+            self.identity_verified = True
+            self.strikes = 0
+        else:
+            self.strikes = max(self.strikes + 1, match.strikes)
+            if self.strikes >= self.policy.identity_strike_limit:
+                await self.escalate(match)
+        return IdentityResult(
+            matched=match.matched,
+            tries_left=max(self.policy.identity_strike_limit - self.strikes, 0),
+            escalated=self.escalated,
+        )
+
+    @check_identity.validator
+    def validate_check_identity(self, attempt: IdentityCheck) -> None:
+        if self.step != "identity" or self.identity_verified:
+            raise ApplicationError(f"identity cannot be checked at step {self.step}")
+        if self.escalated:
+            raise ApplicationError("identity check escalated to the help desk")
+
+    @workflow.update
+    async def submit_account(self, submission: AccountSubmission) -> AccountAccepted:
+        self.user_id = submission.user_id
+        return AccountAccepted(user_id=submission.user_id)
+
+    @submit_account.validator
+    def validate_submit_account(self, submission: AccountSubmission) -> None:
+        if self.step != "account" or self.user_id is not None:
+            raise ApplicationError(f"account cannot be submitted at step {self.step}")
+
+    @workflow.update
+    async def confirm_email_link(self, confirmation: EmailConfirmation) -> ConfirmationResult:
+        next_status = "pending_review" if "review" in self.start.steps else "active"
+        state = await workflow.execute_activity_method(
+            AccountActivities.confirm_email,
+            EmailConfirmed(
+                workflow_id=workflow.info().workflow_id,
+                token_id=confirmation.token_id,
+                user_id=self.user_id,
+                next_status=next_status,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+        )
+        self.email_confirmed = True
+        self.history.append(f"{workflow.now().isoformat()} email confirmed")
+        return ConfirmationResult(status=state.status)
+
+    @confirm_email_link.validator
+    def validate_confirm_email_link(self, confirmation: EmailConfirmation) -> None:
+        if self.step != "confirm_email" or self.email_confirmed:
+            raise ApplicationError("already confirmed", type="AlreadyConfirmed")
+        if confirmation.token_id != self.token_id or workflow.now() >= self.link_expires_at:
+            raise ApplicationError("link expired or replaced", type="LinkExpired")
+
+    @workflow.signal
+    def resend_confirmation(self, request: ResendRequest) -> None:
+        if self.step == "confirm_email" and not self.email_confirmed:
+            self.resend_requested = True
+
+    @workflow.signal
+    def review_decision(self, decision: ReviewDecision) -> None:
+        """First decision wins; a later one is ignored (the console refuses it before sending)."""
+        if self.step == "review" and self.decision is None:
+            self.decision = decision
+
+    @workflow.signal
+    def resolve_case(self, resolution: CaseResolution) -> None:
+        if self.escalated and self.case_resolution is None:
+            self.case_resolution = resolution
+
+    @workflow.query
+    def get_status(self) -> RegistrationStatus:
+        return RegistrationStatus(
+            step=self.step,
+            status=self.status,
+            overdue=self.overdue,
+            tries_left=max(self.policy.identity_strike_limit - self.strikes, 0),
+            escalated=self.escalated,
+            decided=self.decision is not None,
+            history=list(self.history),
+        )
+
+    # Helpers: each says what it does to the outside world through an activity.
+    async def enter(self, step: str) -> None:
+        self.step = step
+        self.status = step
+        self.history.append(f"{workflow.now().isoformat()} {step}")
+        workflow.set_current_details(f"Step: {step}")
+        await self.record_step(step)
+
+    async def record_step(self, status: str) -> None:
+        await workflow.execute_activity_method(
+            AccountActivities.record_step,
+            StepReached(
+                workflow_id=workflow.info().workflow_id, status=status, overdue=self.overdue
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+        )
+
+    async def wait_until_deadline(self, condition) -> bool:
+        remaining = self.deadline - workflow.now()
+        if remaining <= timedelta(0):
+            return condition()
+        try:
+            await workflow.wait_condition(condition, timeout=remaining)
+        except TimeoutError:
+            return condition()
+        return True
+
+    async def send_confirmation_link(self) -> None:
+        self.links_sent += 1
+        sent = await workflow.execute_activity_method(
+            MailActivities.send_link,
+            LinkEmail(
+                template="confirm_email",
+                purpose="confirm_email",
+                path="confirm",
+                portal=self.start.portal,
+                workflow_id=workflow.info().workflow_id,
+                user_id=self.user_id,
+                lifetime_hours=self.policy.email_link_hours,
+                send_key=f"{workflow.info().workflow_id}/confirm/{self.links_sent}",
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=MAIL_RETRY,
+        )
+        self.token_id = sent.token_id
+        self.link_expires_at = workflow.now() + timedelta(hours=self.policy.email_link_hours)
+
+    async def escalate(self, match: IdentityStrike) -> None:
+        self.escalated = True
+        await workflow.execute_activity_method(
+            RecordActivities.open_support_case,
+            match,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+        )
+
+    async def apply_review(self, decision: ReviewDecision) -> None:
+        await workflow.execute_activity_method(
+            AccountActivities.apply_review,
+            ReviewApplied(
+                workflow_id=workflow.info().workflow_id,
+                user_id=self.user_id,
+                approved=decision.approved,
+                reviewer=decision.reviewer,
+                reason=decision.reason,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+        )
+
+    async def notify(
+        self, template: str, key: str, audience: str = "applicant", **context: str
+    ) -> None:
+        if audience == "applicant" and self.user_id is None:
+            return
+        await workflow.execute_activity_method(
+            MailActivities.send_notice,
+            NoticeEmail(
+                template=template,
+                portal=self.start.portal,
+                workflow_id=workflow.info().workflow_id,
+                send_key=f"{workflow.info().workflow_id}/{key}",
+                audience=audience,
+                user_id=self.user_id,
+                context={"reference": self.start.reference, **context},
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=MAIL_RETRY,
+        )
