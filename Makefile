@@ -1,0 +1,31 @@
+# Two commands for a fresh clone: `make run` (the whole stack on this machine) and `make test`.
+# The install is stamped, so a second `make test` or `make run` reuses the venv as it is.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.acceso-installed
+ARGS ?=
+
+.PHONY: run test install lint
+
+run: $(STAMP)
+	$(BIN)/acceso dev $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/pytest -p no:cacheprovider -q
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@
