@@ -26,3 +26,20 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
     )
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Adds Acceso's search attributes to a server that lacks them (the time-skipping server)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    from workflows.search_attributes import ALL
+
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL
+            },
+        )
+    )

@@ -9,6 +9,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from workflows.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
+
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import (
         AccountActivities,
@@ -144,6 +146,9 @@ class RegistrationWorkflow:
 
     @workflow.run
     async def run(self, start: RegistrationStart) -> RegistrationOutcome:
+        workflow.upsert_search_attributes(
+            [PORTAL.value_set(start.portal), REFERENCE.value_set(start.reference)]
+        )
         if "identity" in start.steps and not await self.verify_identity():
             return await self.end("closed" if self.escalated else "expired")
         if "account" in start.steps and not await self.collect_account():
@@ -206,14 +211,21 @@ class RegistrationWorkflow:
         sla = timedelta(hours=self.policy.approval_sla_hours)
         final = timedelta(hours=self.policy.approval_final_hours)
         try:
-            await workflow.wait_condition(lambda: self.decision is not None, timeout=sla)
+            await workflow.wait_condition(
+                lambda: self.decision is not None,
+                timeout=sla,
+                timeout_summary=f"approval SLA ({self.policy.approval_sla_hours} h)",
+            )
         except TimeoutError:
             self.overdue = True
+            workflow.upsert_search_attributes([OVERDUE.value_set(True)])
             await self.record_step("review")
             await self.notify("review_overdue", key="overdue", audience="reviewers")
             try:
                 await workflow.wait_condition(
-                    lambda: self.decision is not None, timeout=max(final - sla, timedelta(0))
+                    lambda: self.decision is not None,
+                    timeout=max(final - sla, timedelta(0)),
+                    timeout_summary=f"final approval deadline ({self.policy.approval_final_hours} h)",
                 )
             except TimeoutError:
                 return None
@@ -227,12 +239,14 @@ class RegistrationWorkflow:
         else:
             await self.notify("user_confirmed", key="confirmed")
         self.step = self.status = "active"
+        workflow.upsert_search_attributes([STEP.value_set(self.step)])
         return RegistrationOutcome(status="active", user_id=self.user_id)
 
     async def deny(self, decision: ReviewDecision) -> RegistrationOutcome:
         await self.apply_review(decision)
         await self.notify("registration_denied", key="denied", reason=decision.reason)
         self.step = self.status = "denied"
+        workflow.upsert_search_attributes([STEP.value_set(self.step)])
         return RegistrationOutcome(status="denied", user_id=self.user_id)
 
     async def end(self, status: str, notify: str = "") -> RegistrationOutcome:
@@ -250,8 +264,10 @@ class RegistrationWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DB_RETRY,
+            summary=f"end registration: {status}",
         )
         self.step = self.status = status
+        workflow.upsert_search_attributes([STEP.value_set(self.step)])
         return RegistrationOutcome(status=status, user_id=self.user_id)
 
     # Messages from the web tier, the staff console, the CLI and the Temporal UI.
@@ -271,6 +287,7 @@ class RegistrationWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
+            summary="identity check against the member record",
         )
         if match.matched:
             self.identity_verified = True
@@ -315,6 +332,7 @@ class RegistrationWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
+            summary="mark e-mail confirmed",
         )
         self.email_confirmed = True
         self.history.append(f"{workflow.now().isoformat()} email confirmed")
@@ -361,6 +379,7 @@ class RegistrationWorkflow:
         self.status = step
         self.history.append(f"{workflow.now().isoformat()} {step}")
         workflow.set_current_details(f"Step: {step}")
+        workflow.upsert_search_attributes([STEP.value_set(step)])
         await self.record_step(step)
 
     async def record_step(self, status: str) -> None:
@@ -371,6 +390,7 @@ class RegistrationWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
+            summary=f"record step: {status}",
         )
 
     async def wait_until_deadline(self, condition) -> bool:
@@ -378,7 +398,9 @@ class RegistrationWorkflow:
         if remaining <= timedelta(0):
             return condition()
         try:
-            await workflow.wait_condition(condition, timeout=remaining)
+            await workflow.wait_condition(
+                condition, timeout=remaining, timeout_summary=f"{self.step} deadline"
+            )
         except TimeoutError:
             return condition()
         return True
@@ -399,6 +421,7 @@ class RegistrationWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=MAIL_RETRY,
+            summary=f"e-mail confirmation link #{self.links_sent}",
         )
         self.token_id = sent.token_id
         self.link_expires_at = workflow.now() + timedelta(hours=self.policy.email_link_hours)
@@ -410,6 +433,7 @@ class RegistrationWorkflow:
             match,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
+            summary="open help-desk case",
         )
 
     async def apply_review(self, decision: ReviewDecision) -> None:
@@ -424,6 +448,7 @@ class RegistrationWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
+            summary="apply review: " + ("approved" if decision.approved else "denied"),
         )
 
     async def notify(
@@ -444,4 +469,5 @@ class RegistrationWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=MAIL_RETRY,
+            summary=f"e-mail {template} to {audience}",
         )
