@@ -234,6 +234,7 @@ class AccountActivities:
                 user_id=user.id,
                 mode=request.mode,
             )
+            session.commit()
             if request.mode == "temporary_password":
                 self.mailer.send(
                     user.email,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -56,6 +56,22 @@ class NoticeEmail:
 @dataclass
 class MailSent:
     sent: bool
+
+
+@dataclass
+class UsernameReminder:
+    portal: str
+    email: str
+    send_key: str
+    first_name: str = ""
+    last_name: str = ""
+
+
+@dataclass
+class ReminderSent:
+    """Only a count leaves the activity: the usernames themselves go to the mailbox alone."""
+
+    usernames: int
 
 
 AudienceResolver = Callable[[Session, NoticeEmail], tuple[str, str]]
@@ -135,7 +151,7 @@ class MailActivities:
                 expires_at=now + timedelta(hours=request.lifetime_hours),
             )
             session.add(token)
-            session.flush()
+            session.commit()
             link = f"{self.mailer.settings.public_base_url.rstrip('/')}/{request.portal}/{request.path}/{raw}"
             self.mailer.send(
                 user.email,
@@ -185,3 +201,44 @@ class MailActivities:
             )
             session.commit()
             return MailSent(sent=True)
+
+    @activity.defn
+    def send_username_reminder(self, request: UsernameReminder) -> ReminderSent:
+        with self.session_factory() as session:
+            if self._already_sent(session, request.send_key):
+                return ReminderSent(usernames=0)
+            query = (
+                select(User)
+                .where(User.portal == request.portal)
+                .where(func.lower(User.email) == request.email.strip().lower())
+                .where(User.status.not_in(("unconfirmed",)))
+                .order_by(User.username)
+            )
+            if request.first_name:
+                query = query.where(
+                    func.lower(User.first_name) == request.first_name.strip().lower()
+                )
+            if request.last_name:
+                query = query.where(func.lower(User.last_name) == request.last_name.strip().lower())
+            users = list(session.scalars(query))
+            if users:
+                self.mailer.send(
+                    users[0].email,
+                    "username_reminder",
+                    users[0].locale,
+                    self._context(
+                        request.portal, users[0], {"usernames": [u.username for u in users]}
+                    ),
+                    request.send_key,
+                )
+                session.add(SentMail(key=request.send_key))
+            add_event(
+                session,
+                actor="anonymous",
+                action="recovery.username",
+                portal=request.portal,
+                workflow_id=activity.info().workflow_id,
+                matched=len(users),
+            )
+            session.commit()
+            return ReminderSent(usernames=len(users))

@@ -112,6 +112,9 @@ class PasswordResetWorkflow:
 
     @workflow.update
     async def confirm_reset(self, confirmation: ResetConfirmation) -> ResetResult:
+        await workflow.wait_condition(lambda: self.token_id >= confirmation.token_id)
+        if confirmation.token_id != self.token_id or workflow.now() >= self.link_expires_at:
+            raise ApplicationError("link expired", type="LinkExpired")
         result = await workflow.execute_activity_method(
             AccountActivities.apply_reset,
             ResetConfirmed(
@@ -133,8 +136,6 @@ class PasswordResetWorkflow:
     def validate_confirm_reset(self, confirmation: ResetConfirmation) -> None:
         if self.step != "awaiting_confirmation" or self.confirmed:
             raise ApplicationError("reset already used", type="AlreadyUsed")
-        if confirmation.token_id != self.token_id or workflow.now() >= self.link_expires_at:
-            raise ApplicationError("link expired", type="LinkExpired")
 
     @workflow.query
     def get_status(self) -> ResetStatus:

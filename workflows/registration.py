@@ -321,6 +321,9 @@ class RegistrationWorkflow:
 
     @workflow.update
     async def confirm_email_link(self, confirmation: EmailConfirmation) -> ConfirmationResult:
+        await workflow.wait_condition(lambda: self.token_id >= confirmation.token_id)
+        if confirmation.token_id != self.token_id or workflow.now() >= self.link_expires_at:
+            raise ApplicationError("link expired or replaced", type="LinkExpired")
         next_status = "pending_review" if "review" in self.start.steps else "active"
         state = await workflow.execute_activity_method(
             AccountActivities.confirm_email,
@@ -342,8 +345,6 @@ class RegistrationWorkflow:
     def validate_confirm_email_link(self, confirmation: EmailConfirmation) -> None:
         if self.step != "confirm_email" or self.email_confirmed:
             raise ApplicationError("already confirmed", type="AlreadyConfirmed")
-        if confirmation.token_id != self.token_id or workflow.now() >= self.link_expires_at:
-            raise ApplicationError("link expired or replaced", type="LinkExpired")
 
     @workflow.signal
     def resend_confirmation(self, request: ResendRequest) -> None:

@@ -1,0 +1,40 @@
+"""Fixtures every test may use; each kind of real part lives in its own module under fixtures/."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("ACCESO_ARGON2_TIME_COST", "1")
+os.environ.setdefault("ACCESO_ARGON2_MEMORY_KIB", "8192")
+
+from portal.settings import Settings  # noqa: E402
+
+pytest_plugins = [
+    "tests.fixtures.codec",
+    "tests.fixtures.database",
+    "tests.fixtures.smtp",
+    "tests.fixtures.temporal",
+    "tests.fixtures.stack",
+    "tests.fixtures.postgres",
+    "tests.fixtures.processes",
+]
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, smtp_server, task_queue) -> Settings:
+    """Settings for one test: its own data dir, database, task queue, and the loopback SMTP sink."""
+    from tests.fixtures.codec import TEST_CODEC_KEYS
+
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        task_queue=task_queue,
+        secret_key="test-secret-key",
+        public_base_url="http://acceso.test",
+        dev_mode=False,
+        codec_keys=TEST_CODEC_KEYS,
+    )

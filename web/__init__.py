@@ -1,0 +1,111 @@
+"""The Flask front end: a thin layer of forms and pages over the database and the workflows."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, g, render_template, request
+from flask_babel import Babel, get_locale
+from flask_wtf.csrf import CSRFProtect
+
+from portal.config import load_portals
+from portal.db import make_engine, make_session_factory
+from portal.settings import Settings, load_settings
+from web import db as web_db
+from web.i18n import LANG_COOKIE, compile_catalogs, select_locale
+from web.sessions import login_manager
+from web.temporal import TemporalBridge
+
+csrf = CSRFProtect()
+babel = Babel()
+
+
+def _secret_key(settings: Settings) -> str:
+    """Production must set ACCESO_SECRET_KEY; dev keeps a generated one in the data dir."""
+    if settings.secret_key:
+        return settings.secret_key
+    if not settings.dev_mode:
+        raise RuntimeError("ACCESO_SECRET_KEY must be set outside dev mode")
+    path = Path(settings.data_dir) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    test_config = dict(test_config or {})
+    settings: Settings = test_config.pop("SETTINGS", None) or load_settings()
+    app.config.from_mapping(
+        SECRET_KEY=_secret_key(settings),
+        SETTINGS=settings,
+        DEV_MODE=settings.dev_mode,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        REMEMBER_COOKIE_DURATION=timedelta(days=30),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        BABEL_DEFAULT_LOCALE="es",
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.config.update(test_config)
+
+    engine = make_engine(settings.database_url)
+    app.extensions["acceso.engine"] = engine
+    app.extensions["acceso.sessions"] = make_session_factory(engine)
+    app.extensions["acceso.portals"] = load_portals(settings.portals_file)
+    app.extensions["acceso.temporal"] = test_config.get("TEMPORAL") or TemporalBridge(settings)
+
+    compile_catalogs()
+    web_db.init_app(app)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    login_manager.init_app(app)
+    login_manager.login_view = None
+
+    from web import account, auth, codec, health, main, recovery, registration, staff
+
+    app.register_blueprint(main.bp)
+    app.register_blueprint(registration.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(recovery.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(staff.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(csrf.exempt(codec.bp))
+    if settings.dev_mode:
+        from web import devinbox
+
+        app.register_blueprint(devinbox.bp)
+
+    @app.after_request
+    def remember_language(response):
+        chosen = request.args.get("lang")
+        if chosen in ("es", "en"):
+            response.set_cookie(LANG_COOKIE, chosen, max_age=365 * 24 * 3600, samesite="Lax")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    @app.context_processor
+    def layout_context():
+        return {
+            "portal": g.get("portal"),
+            "all_portals": app.extensions["acceso.portals"],
+            "get_locale": get_locale,
+        }
+
+    for code in (403, 404):
+        app.register_error_handler(
+            code, lambda error, code=code: (render_template(f"errors/{code}.html"), code)
+        )
+
+    return app

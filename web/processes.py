@@ -1,0 +1,176 @@
+"""Every conversation the web tier has with a workflow, in one place: start, update, signal."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import current_app
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from portal.config import Portal
+from workflows.password_reset import PasswordResetStart, PasswordResetWorkflow, ResetConfirmation
+from workflows.registration import (
+    AccountSubmission,
+    CaseResolution,
+    ConfirmationResult,
+    EmailConfirmation,
+    IdentityCheck,
+    IdentityResult,
+    RegistrationStart,
+    RegistrationWorkflow,
+    ResendRequest,
+    ReviewDecision,
+)
+from workflows.username_reminder import UsernameReminderStart, UsernameReminderWorkflow
+
+
+class ProcessRefused(Exception):
+    """The workflow refused the request (its validator said no); `kind` says why."""
+
+    def __init__(self, kind: str, message: str = ""):
+        super().__init__(message or kind)
+        self.kind = kind
+
+
+class ProcessUnavailable(Exception):
+    """Temporal could not be reached; the form keeps its data and asks to retry."""
+
+
+def _bridge():
+    return current_app.extensions["acceso.temporal"]
+
+
+def _task_queue() -> str:
+    return current_app.config["SETTINGS"].task_queue
+
+
+def _call(action):
+    try:
+        return _bridge().call(action)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        kind = cause.type if isinstance(cause, ApplicationError) and cause.type else "refused"
+        raise ProcessRefused(kind, str(cause)) from error
+    except (RPCError, TimeoutError, ConnectionError, RuntimeError) as error:
+        raise ProcessUnavailable(str(error)) from error
+
+
+def registration_id(portal: Portal, reference: str) -> str:
+    return f"registration/{portal.slug}/{reference}"
+
+
+def start_registration(
+    portal: Portal, reference: str, user_id: int | None = None, client_id_key: str = ""
+) -> str:
+    workflow_id = registration_id(portal, reference)
+    start = RegistrationStart(
+        portal=portal.slug,
+        reference=reference,
+        steps=list(portal.steps),
+        policy=portal.policy,
+        user_id=user_id,
+        client_id_key=client_id_key,
+    )
+    _call(
+        lambda client: client.start_workflow(
+            RegistrationWorkflow.run,
+            start,
+            id=workflow_id,
+            task_queue=_task_queue(),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"{portal.name}: registration {reference}",
+        )
+    )
+    return workflow_id
+
+
+def confirm_email(workflow_id: str, token_id: int) -> ConfirmationResult:
+    return _call(
+        lambda client: client.get_workflow_handle(workflow_id).execute_update(
+            RegistrationWorkflow.confirm_email_link, EmailConfirmation(token_id=token_id)
+        )
+    )
+
+
+def resend_confirmation(workflow_id: str) -> None:
+    _call(
+        lambda client: client.get_workflow_handle(workflow_id).signal(
+            RegistrationWorkflow.resend_confirmation, ResendRequest()
+        )
+    )
+
+
+def check_identity(workflow_id: str, attempt: IdentityCheck) -> IdentityResult:
+    return _call(
+        lambda client: client.get_workflow_handle(workflow_id).execute_update(
+            RegistrationWorkflow.check_identity, attempt
+        )
+    )
+
+
+def submit_account(workflow_id: str, user_id: int) -> None:
+    _call(
+        lambda client: client.get_workflow_handle(workflow_id).execute_update(
+            RegistrationWorkflow.submit_account, AccountSubmission(user_id=user_id)
+        )
+    )
+
+
+def send_review_decision(workflow_id: str, decision: ReviewDecision) -> None:
+    _call(
+        lambda client: client.get_workflow_handle(workflow_id).signal(
+            RegistrationWorkflow.review_decision, decision
+        )
+    )
+
+
+def send_case_resolution(workflow_id: str, resolution: CaseResolution) -> None:
+    _call(
+        lambda client: client.get_workflow_handle(workflow_id).signal(
+            RegistrationWorkflow.resolve_case, resolution
+        )
+    )
+
+
+def start_password_reset(portal: Portal, user_id: int | None) -> str:
+    workflow_id = f"password-reset/{portal.slug}/{secrets.token_hex(8)}"
+    _call(
+        lambda client: client.start_workflow(
+            PasswordResetWorkflow.run,
+            PasswordResetStart(portal=portal.slug, policy=portal.policy, user_id=user_id),
+            id=workflow_id,
+            task_queue=_task_queue(),
+            static_summary=f"{portal.name}: password reset",
+        )
+    )
+    return workflow_id
+
+
+def confirm_password_reset(workflow_id: str, token_id: int) -> bool:
+    result = _call(
+        lambda client: client.get_workflow_handle(workflow_id).execute_update(
+            PasswordResetWorkflow.confirm_reset, ResetConfirmation(token_id=token_id)
+        )
+    )
+    return result.applied
+
+
+def start_username_reminder(
+    portal: Portal, email: str, first_name: str = "", last_name: str = ""
+) -> str:
+    workflow_id = f"username-reminder/{portal.slug}/{secrets.token_hex(8)}"
+    _call(
+        lambda client: client.start_workflow(
+            UsernameReminderWorkflow.run,
+            UsernameReminderStart(
+                portal=portal.slug, email=email, first_name=first_name, last_name=last_name
+            ),
+            id=workflow_id,
+            task_queue=_task_queue(),
+            static_summary=f"{portal.name}: forgotten username",
+        )
+    )
+    return workflow_id

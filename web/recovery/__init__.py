@@ -1,0 +1,159 @@
+"""Forgotten username or password: same answer on screen whether or not any account matches."""
+
+from __future__ import annotations
+
+from flask import flash, g, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from wtforms import StringField
+
+from portal.audit import add_event
+from portal.models import EmailToken, User, utcnow
+from portal.passwords import hash_password
+from portal.tokens import token_hash
+from web import processes
+from web.db import get_db
+from web.forms import email_field, new_password_fields, required, strip, username_field
+from web.portals import portal_blueprint
+
+bp = portal_blueprint("recovery", __name__)
+
+
+class UsernameRecoveryForm(FlaskForm):
+    email = email_field(_l("Correo electrónico"))
+
+
+class ProviderUsernameRecoveryForm(UsernameRecoveryForm):
+    first_name = StringField(_l("Nombre"), filters=[strip], validators=[required()])
+    last_name = StringField(_l("Apellido"), filters=[strip], validators=[required()])
+
+
+class PasswordRecoveryForm(FlaskForm):
+    email = email_field(_l("Correo electrónico"))
+    username = username_field(_l("Usuario"))
+
+
+class UsernameOnlyRecoveryForm(FlaskForm):
+    username = username_field(_l("Usuario"))
+
+
+class NewPasswordForm(FlaskForm):
+    password, password_confirm = new_password_fields(
+        _l("Nueva contraseña"), _l("Repetir contraseña")
+    )
+
+
+def _unavailable(template: str, form):
+    form.form_errors.append(
+        _("No pudimos procesar su pedido ahora. Intente de nuevo en unos minutos.")
+    )
+    return render_template(template, form=form), 503
+
+
+@bp.route("/recover/username", methods=["GET", "POST"])
+def username():
+    provider = g.portal.flow == "provider"
+    form = ProviderUsernameRecoveryForm() if provider else UsernameRecoveryForm()
+    if form.validate_on_submit():
+        try:
+            processes.start_username_reminder(
+                g.portal,
+                form.email.data,
+                first_name=form.first_name.data if provider else "",
+                last_name=form.last_name.data if provider else "",
+            )
+        except processes.ProcessUnavailable:
+            return _unavailable("recovery/username.html", form)
+        flash(
+            _(
+                "Si hay usuarios asociados a ese correo electrónico, recibirá un correo con "
+                "ellos en unos minutos."
+            ),
+            "info",
+        )
+        return redirect(url_for("auth.login"))
+    return render_template("recovery/username.html", form=form)
+
+
+def _matching_user(form) -> User | None:
+    query = select(User).where(
+        User.portal == g.portal.slug, func.lower(User.username) == form.username.data.lower()
+    )
+    if hasattr(form, "email"):
+        query = query.where(func.lower(User.email) == form.email.data.lower())
+    return get_db().scalar(query)
+
+
+@bp.route("/recover/password", methods=["GET", "POST"])
+def password():
+    by_username_only = g.portal.policy.password_reset_mode == "link"
+    form = UsernameOnlyRecoveryForm() if by_username_only else PasswordRecoveryForm()
+    if form.validate_on_submit():
+        user = _matching_user(form)
+        eligible = user is not None and user.status == "active"
+        try:
+            workflow_id = processes.start_password_reset(g.portal, user.id if eligible else None)
+        except processes.ProcessUnavailable:
+            return _unavailable("recovery/password.html", form)
+        db = get_db()
+        add_event(
+            db,
+            actor="anonymous",
+            action="recovery.password_requested",
+            portal=g.portal.slug,
+            workflow_id=workflow_id,
+            user_id=user.id if eligible else None,
+        )
+        db.commit()
+        flash(
+            _(
+                "Si los datos corresponden a un usuario, recibirá un correo para confirmar que "
+                "desea cambiar su contraseña."
+            ),
+            "info",
+        )
+        return redirect(url_for("auth.login"))
+    return render_template("recovery/password.html", form=form)
+
+
+def _reset_token(token: str) -> EmailToken | None:
+    row = get_db().scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(token)))
+    if row is None or row.portal != g.portal.slug or row.purpose != "password_reset":
+        return None
+    return row if row.usable(utcnow()) else None
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset(token: str):
+    """The link in the reset e-mail: a temporary password, or a form for a new one (link mode)."""
+    row = _reset_token(token)
+    if row is None:
+        return render_template("recovery/link_invalid.html"), 410
+    link_mode = g.portal.policy.password_reset_mode == "link"
+    form = NewPasswordForm() if link_mode else None
+    if link_mode:
+        if not form.validate_on_submit():
+            return render_template("recovery/new_password.html", form=form)
+        row.pending_password_hash = hash_password(form.password.data)
+        get_db().commit()
+    try:
+        applied = processes.confirm_password_reset(row.workflow_id, row.id)
+    except processes.ProcessRefused:
+        return render_template("recovery/link_invalid.html"), 410
+    except processes.ProcessUnavailable:
+        return render_template("registration/try_later.html"), 503
+    if not applied:
+        return render_template("recovery/link_invalid.html"), 410
+    if link_mode:
+        flash(_("Su contraseña fue cambiada. Ya puede iniciar sesión."), "success")
+    else:
+        flash(
+            _(
+                "Le enviamos por correo una contraseña temporal. Úsela para iniciar sesión; "
+                "se le pedirá elegir una nueva."
+            ),
+            "success",
+        )
+    return redirect(url_for("auth.login"))

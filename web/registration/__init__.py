@@ -1,0 +1,110 @@
+"""Registration: each portal's flow (patient, member, provider), and the e-mailed confirmation
+link they all share."""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, render_template, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from portal.models import EmailToken, Registration, utcnow
+from portal.tokens import token_hash
+from web import processes
+from web.auth import ResendForm
+from web.db import get_db
+from web.portals import portal_blueprint
+from web.sessions import active_user_by_username
+
+bp = portal_blueprint("registration", __name__)
+
+FLOW_VIEWS = {}
+
+
+def flow_view(flow: str):
+    """Marks the view that serves /<portal>/register for portals of `flow`."""
+
+    def decorator(view):
+        FLOW_VIEWS[flow] = view
+        return view
+
+    return decorator
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    view = FLOW_VIEWS.get(g.portal.flow)
+    if view is None:
+        abort(404)
+    return view()
+
+
+@bp.get("/register/done/<reference>")
+def done(reference: str):
+    return render_template("registration/done.html", reference=reference)
+
+
+@bp.get("/confirm/<token>")
+def confirm(token: str):
+    """The link in the confirmation e-mail: the workflow decides, the page reports."""
+    db = get_db()
+    row = db.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(token)))
+    if row is None or row.portal != g.portal.slug or row.purpose != "confirm_email":
+        return render_template("registration/link_invalid.html"), 404
+    if row.used_at is not None:
+        flash(_("Su correo electrónico ya estaba confirmado. Puede iniciar sesión."), "info")
+        return redirect(url_for("auth.login"))
+    if not row.usable(utcnow()):
+        return render_template("registration/link_invalid.html", expired=True), 410
+    try:
+        result = processes.confirm_email(row.workflow_id, row.id)
+    except processes.ProcessRefused as refused:
+        if refused.kind == "AlreadyConfirmed":
+            flash(_("Su correo electrónico ya estaba confirmado. Puede iniciar sesión."), "info")
+            return redirect(url_for("auth.login"))
+        return render_template("registration/link_invalid.html", expired=True), 410
+    except processes.ProcessUnavailable:
+        return render_template("registration/try_later.html"), 503
+    if result.status == "pending_review":
+        flash(
+            _(
+                "Gracias: confirmamos su correo electrónico. Su solicitud está en revisión y "
+                "recibirá la respuesta por correo dentro de 24 horas."
+            ),
+            "success",
+        )
+    else:
+        flash(_("Su usuario está confirmado. Ya puede iniciar sesión."), "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/confirm/resend")
+def resend_confirmation():
+    """Same answer whatever the username, so it cannot be used to find accounts."""
+    form = ResendForm()
+    if form.validate_on_submit():
+        user = active_user_by_username(g.portal.slug, form.username.data)
+        if user is not None and user.status == "unconfirmed":
+            workflow_id = get_db().scalar(
+                select(Registration.workflow_id).where(Registration.user_id == user.id)
+            )
+            if workflow_id:
+                try:
+                    processes.resend_confirmation(workflow_id)
+                except processes.ProcessUnavailable:
+                    flash(_("No pudimos procesar su pedido ahora. Intente de nuevo."), "error")
+                    return redirect(url_for("auth.login"))
+    flash(
+        _(
+            "Si su usuario espera confirmación, le enviamos un nuevo enlace a su correo "
+            "electrónico. El enlace anterior ya no sirve."
+        ),
+        "info",
+    )
+    return redirect(url_for("auth.login"))
+
+
+def username_taken(username: str) -> bool:
+    return active_user_by_username(g.portal.slug, username) is not None
+
+
+from web.registration import patient  # noqa: E402,F401  (registers its flow view)

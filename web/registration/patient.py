@@ -1,0 +1,119 @@
+"""The patient portal's single registration form (seed 002)."""
+
+from __future__ import annotations
+
+from flask import g, redirect, render_template, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from wtforms import StringField
+from wtforms.validators import Length
+
+from portal.audit import add_event
+from portal.models import ClinicalRecord, Registration, User
+from portal.passwords import hash_password
+from portal.tokens import new_reference
+from web import processes
+from web.db import get_db
+from web.forms import email_field, new_password_fields, required, strip, username_field
+from web.registration import flow_view, username_taken
+
+USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
+
+
+class PatientRegistrationForm(FlaskForm):
+    email = email_field(_l("Email"))
+    username = username_field(_l("Usuario"))
+    password, password_confirm = new_password_fields(_l("Clave"), _l("Repetir clave"))
+    full_name = StringField(
+        _l("Nombre"),
+        filters=[strip],
+        validators=[required(), Length(max=200, message=_l("Como máximo 200 caracteres."))],
+        description=_l("Su nombre y apellido completo."),
+    )
+
+
+def _email_on_record(email: str) -> bool:
+    return (
+        get_db().scalar(
+            select(ClinicalRecord.id)
+            .where(ClinicalRecord.portal == g.portal.slug)
+            .where(func.lower(ClinicalRecord.email) == email.lower())
+            .limit(1)
+        )
+        is not None
+    )
+
+
+@flow_view("patient")
+def register():
+    form = PatientRegistrationForm()
+    if form.validate_on_submit():
+        if username_taken(form.username.data):
+            form.username.errors.append(USERNAME_TAKEN)
+        elif not _email_on_record(form.email.data):
+            form.form_errors.append(
+                _(
+                    "No pudimos crear su usuario con ese correo electrónico. El correo debe "
+                    "estar registrado en su Historia Clínica: por favor contáctese con la clínica "
+                    "para verificarlo."
+                )
+            )
+        else:
+            created = _create_account(form)
+            if created is not None:
+                return redirect(url_for("registration.done", reference=created))
+    return render_template("registration/patient.html", form=form)
+
+
+def _create_account(form: PatientRegistrationForm) -> str | None:
+    """Stores the account (hashed password) first, then starts its workflow in one round trip."""
+    db = get_db()
+    reference = new_reference()
+    user = User(
+        portal=g.portal.slug,
+        username=form.username.data,
+        email=form.email.data,
+        full_name=form.full_name.data,
+        password_hash=hash_password(form.password.data),
+        status="unconfirmed",
+        role="patient",
+        locale=str(get_locale() or "es"),
+    )
+    registration = Registration(
+        reference=reference,
+        portal=g.portal.slug,
+        workflow_id=processes.registration_id(g.portal, reference),
+        status="confirm_email",
+        user=user,
+    )
+    db.add_all([user, registration])
+    try:
+        db.flush()
+    except IntegrityError:
+        db.rollback()
+        form.username.errors.append(USERNAME_TAKEN)
+        return None
+    add_event(
+        db,
+        actor="applicant",
+        action="registration.submitted",
+        portal=g.portal.slug,
+        workflow_id=registration.workflow_id,
+        user_id=user.id,
+    )
+    db.commit()
+    try:
+        processes.start_registration(g.portal, reference, user_id=user.id)
+    except processes.ProcessUnavailable:
+        db.delete(registration)
+        db.delete(user)
+        db.commit()
+        form.form_errors.append(
+            _("No pudimos completar su registro en este momento. Intente de nuevo en unos minutos.")
+        )
+        return None
+    return reference

@@ -1,0 +1,119 @@
+"""The staff console: reviewers, help desk and operators, each page checked for its role."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from wtforms import PasswordField, StringField
+
+from portal.audit import add_event
+from portal.models import AuditEvent, LoginThrottle, StaffUser, utcnow
+from portal.passwords import verify_password
+from web.auth import BAD_CREDENTIALS, LOCKED_MESSAGE, _safe_next
+from web.db import get_db
+from web.forms import required, strip
+from web.sessions import end_session, staff_required, start_session
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+STAFF_LOCKOUT = 5
+
+CONSOLE_PAGES: list[tuple[str, object, str]] = [
+    ("staff.audit", _l("Registro de auditoría"), ""),
+]
+"""(endpoint, label, role) of each console page; each area's module adds its own."""
+
+
+class StaffLoginForm(FlaskForm):
+    username = StringField(_l("Usuario"), filters=[strip], validators=[required()])
+    password = PasswordField(_l("Contraseña"), validators=[required()])
+
+
+def visible_portals(staff: StaffUser) -> list[str]:
+    return [slug for slug in current_app.extensions["acceso.portals"] if staff.sees_portal(slug)]
+
+
+def temporal_ui_link(workflow_id: str) -> str:
+    settings = current_app.config["SETTINGS"]
+    return (
+        f"{settings.temporal_ui_url.rstrip('/')}/namespaces/{settings.temporal_namespace}"
+        f"/workflows/{workflow_id}"
+    )
+
+
+@bp.app_context_processor
+def staff_helpers():
+    return {"temporal_ui_link": temporal_ui_link}
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = StaffLoginForm()
+    if form.validate_on_submit():
+        db = get_db()
+        key = form.username.data.lower()
+        throttle = db.get(LoginThrottle, ("staff", key))
+        if throttle is not None and throttle.failures >= STAFF_LOCKOUT:
+            form.form_errors.append(LOCKED_MESSAGE)
+            return render_template("staff/login.html", form=form)
+        staff = db.scalar(select(StaffUser).where(func.lower(StaffUser.username) == key))
+        if (
+            staff is None
+            or not staff.active
+            or not verify_password(staff.password_hash if staff else None, form.password.data)
+        ):
+            if throttle is None:
+                throttle = LoginThrottle(portal="staff", username_key=key, failures=0)
+                db.add(throttle)
+            throttle.failures += 1
+            if throttle.failures >= STAFF_LOCKOUT:
+                throttle.locked_at = utcnow()
+            db.commit()
+            form.form_errors.append(BAD_CREDENTIALS)
+            return render_template("staff/login.html", form=form)
+        if throttle is not None:
+            db.delete(throttle)
+        add_event(db, actor=f"staff:{staff.username}", action="staff.login")
+        start_session(staff, remember=False)
+        return redirect(_safe_next(request.args.get("next")) or url_for("staff.home"))
+    return render_template("staff/login.html", form=form)
+
+
+@bp.post("/logout")
+def logout():
+    end_session()
+    flash(_("Cerró su sesión."), "info")
+    return redirect(url_for("staff.login"))
+
+
+@bp.get("/")
+@staff_required()
+def home():
+    staff: StaffUser = current_user.account
+    pages = [
+        (endpoint, label)
+        for endpoint, label, role in CONSOLE_PAGES
+        if not role or staff.has_role(role)
+    ]
+    return render_template("staff/home.html", staff=staff, pages=pages)
+
+
+@bp.get("/audit")
+@staff_required("admin", "operator", "reviewer", "support")
+def audit():
+    staff: StaffUser = current_user.account
+    workflow_id = request.args.get("workflow_id", "")
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.portal.in_([*visible_portals(staff), ""]))
+        .order_by(AuditEvent.id.desc())
+        .limit(200)
+    )
+    if workflow_id:
+        query = query.where(AuditEvent.workflow_id == workflow_id)
+    events = get_db().scalars(query).all()
+    return render_template("staff/audit.html", events=events, workflow_id=workflow_id)

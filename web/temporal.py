@@ -1,0 +1,61 @@
+"""The web tier's single Temporal client, living on its own event loop thread.
+
+Flask views are synchronous and the Temporal client is asyncio and not thread-safe, so one loop
+per process owns the client; it starts on first use, which is after a gunicorn fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from temporalio.client import Client
+
+from portal.settings import Settings
+from portal.temporal import connect
+
+T = TypeVar("T")
+
+
+class TemporalBridge:
+    def __init__(self, settings: Settings, timeout: float = 15.0):
+        self.settings = settings
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Client | None = None
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._pid != os.getpid() or self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="temporal-bridge", daemon=True
+                )
+                thread.start()
+                self._loop, self._client, self._pid = loop, None, os.getpid()
+            return self._loop
+
+    async def _get_client(self) -> Client:
+        if self._client is None:
+            self._client = await connect(self.settings)
+        return self._client
+
+    def call(self, action: Callable[[Client], Awaitable[T]], timeout: float | None = None) -> T:
+        """Run `action(client)` on the bridge's loop and wait for its answer."""
+        loop = self._ensure_loop()
+
+        async def run() -> T:
+            return await action(await self._get_client())
+
+        future = asyncio.run_coroutine_threadsafe(run(), loop)
+        return future.result(timeout or self.timeout)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None

@@ -1,0 +1,89 @@
+"""The Temporal worker: every workflow and activity of Acceso on one task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.accounts import AccountActivities
+from activities.audit import AuditActivities
+from activities.mail import MailActivities
+from activities.records import RecordActivities
+from portal.config import load_portals
+from portal.db import make_engine, make_session_factory
+from portal.mailer import Mailer
+from portal.settings import Settings, load_settings
+from portal.temporal import connect
+from workflows.password_reset import PasswordResetWorkflow
+from workflows.registration import RegistrationWorkflow
+from workflows.username_reminder import UsernameReminderWorkflow
+
+WORKFLOWS = [RegistrationWorkflow, PasswordResetWorkflow, UsernameReminderWorkflow]
+
+
+def activities_for(settings: Settings, session_factory) -> list:
+    """The activity methods, bound to their session factory and mailer."""
+    mailer = Mailer(settings)
+    portals = load_portals(settings.portals_file)
+    accounts = AccountActivities(session_factory, mailer)
+    mail = MailActivities(session_factory, mailer, portals)
+    records = RecordActivities(session_factory)
+    audit = AuditActivities(session_factory)
+    return [
+        accounts.record_step,
+        accounts.confirm_email,
+        accounts.end_registration,
+        accounts.apply_review,
+        accounts.apply_reset,
+        mail.send_link,
+        mail.send_notice,
+        mail.send_username_reminder,
+        records.match_member,
+        records.open_support_case,
+        audit.record_event,
+    ]
+
+
+def build_worker(
+    client: Client, settings: Settings, session_factory, task_queue: str | None = None
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities_for(settings, session_factory),
+        activity_executor=ThreadPoolExecutor(settings.worker_max_concurrent_activities),
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    session_factory = make_session_factory(make_engine(settings.database_url))
+    client = await connect(settings)
+    worker = build_worker(client, settings, session_factory)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    logging.getLogger("acceso.worker").info(
+        "worker polling task queue %s at %s", settings.task_queue, settings.temporal_address
+    )
+    async with worker:
+        await stop.wait()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker(load_settings()))
+
+
+if __name__ == "__main__":
+    main()
