@@ -1,0 +1,442 @@
+"""`acceso dev`: the whole stack on one machine, as child processes that live and die with it."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import http.client
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from portal.config import load_portals
+from portal.db import make_engine, make_session_factory, migrate
+from portal.settings import PROJECT_ROOT, Settings
+from workflows.search_attributes import dev_server_flags
+
+from .imports import KINDS, import_records
+from .staff import PASSWORD_ENV, ensure_staff
+
+HOST = "127.0.0.1"
+DEMO_DIR = PROJECT_ROOT / "portal" / "demo"
+DEMO_IMPORTS = (("patients", "patient", "patients.csv"), ("members", "member", "members.csv"))
+DEMO_STAFF = "demo-admin"
+DEMO_STAFF_ROLES = ["admin", "reviewer", "support", "operator"]
+STARTUP_SECONDS = 90
+STOP_SECONDS = 10
+
+
+class DevError(Exception):
+    """Why `acceso dev` cannot go on; printed as is, and the command exits non-zero."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) arrived while the stack was still starting."""
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log: IO | None = None
+
+
+@dataclass
+class DevStack:
+    """The children `acceso dev` owns, and the signals asking it to stop them."""
+
+    children: list[Child] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_requests: int = 0
+
+    def request_stop(self, signum, _frame) -> None:
+        self.stop_requests += 1
+        self.stop.set()
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Interrupted
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], log: IO | None) -> Child:
+        process = subprocess.Popen(
+            argv,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        child = Child(name, process, log)
+        self.children.append(child)
+        print(f"started {name} (pid {process.pid})", flush=True)
+        return child
+
+    def wait_for_port(self, child: Child, port: int, deadline: float) -> None:
+        """Until `port` accepts connections; fails if the child exits or the deadline passes."""
+        while True:
+            self.check_stop()
+            if child.process.poll() is not None:
+                raise DevError(f"{child.name} exited with code {child.process.returncode}")
+            try:
+                with socket.create_connection((HOST, port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise DevError(f"{child.name} did not open port {port} in time")
+            self.stop.wait(0.1)
+
+    def wait_for_http(self, child: Child, url: str, deadline: float) -> None:
+        """Until `url` gets any HTTP answer: gunicorn binds before its workers can serve."""
+        while True:
+            self.check_stop()
+            if child.process.poll() is not None:
+                raise DevError(f"{child.name} exited with code {child.process.returncode}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (our own loopback URL)
+                    return
+            except urllib.error.HTTPError:
+                return
+            except (OSError, http.client.HTTPException):
+                pass
+            if time.monotonic() > deadline:
+                raise DevError(f"{child.name} did not answer {url} in time")
+            self.stop.wait(0.2)
+
+    def supervise(self) -> int:
+        """Block until asked to stop (exit 0) or until a child dies on its own (exit 1)."""
+        while not self.stop.wait(0.5):
+            for child in self.children:
+                if child.process.poll() is not None:
+                    print(
+                        f"{child.name} exited with code {child.process.returncode}; "
+                        "stopping everything",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    return 1
+        return 0
+
+    def shutdown(self) -> None:
+        """Apps first, then Temporal: SIGTERM, wait, then SIGKILL whatever is left of each group."""
+        apps = [c for c in self.children if c.name != "temporal"]
+        servers = [c for c in self.children if c.name == "temporal"]
+        for group in (apps, servers):
+            for child in group:
+                _signal_group(child.process, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_SECONDS
+            for child in group:
+                while child.process.poll() is None:
+                    if time.monotonic() > deadline or self.stop_requests > 1:
+                        print(f"killing {child.name}", file=sys.stderr, flush=True)
+                        _signal_group(child.process, signal.SIGKILL)
+                        child.process.wait()
+                        break
+                    time.sleep(0.05)
+        for child in self.children:
+            _signal_group(child.process, signal.SIGKILL)
+            child.process.wait()
+            if child.log:
+                child.log.close()
+        print("stopped", flush=True)
+
+
+def _die_with_parent() -> None:
+    """Linux only: a child gets SIGTERM if `acceso dev` itself is killed without cleaning up."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    """Signal the child's whole process group (gunicorn's workers too)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def port_problem(port: int, what: str, option: str) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError as error:
+            reason = "already in use" if error.errno == errno.EADDRINUSE else str(error)
+            return f"port {port} ({what}) is {reason}; choose another with {option}"
+    return None
+
+
+def temporal_binary() -> str:
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise DevError("the `temporal` CLI is missing: install the project (pip install -e .)")
+    return found
+
+
+def gunicorn_argv(host: str, port: int, workers: int, threads: int = 4) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--graceful-timeout",
+        "5",
+        "--access-logfile",
+        "-",
+        "--no-control-socket",
+        "web:create_app()",
+    ]
+
+
+def lock_data_dir(data_dir: Path) -> IO:
+    """One `acceso dev` per data dir: two Temporal servers on one SQLite file would corrupt it."""
+    handle = open(data_dir / "dev.lock", "w")  # noqa: SIM115 (held for the process's life)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DevError(f"another `acceso dev` is already running on {data_dir}") from None
+    return handle
+
+
+def demo_password(data_dir: Path) -> str:
+    """ACCESO_STAFF_PASSWORD if set, else one generated on the first run and kept (0600)."""
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    path = data_dir / "demo-staff-password"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(12) + "\n")
+    return path.read_text().strip()
+
+
+def prepare(settings: Settings) -> str:
+    """Schema, demo records and the demo staff login; safe on every start, resets nothing."""
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        session_factory = make_session_factory(engine)
+        portals = load_portals(settings.portals_file)
+        for kind_name, portal, filename in DEMO_IMPORTS:
+            if portal not in portals:
+                print(f"no {portal!r} portal configured; demo {kind_name} not loaded")
+                continue
+            result = import_records(
+                session_factory,
+                KINDS[kind_name],
+                DEMO_DIR / filename,
+                portal,
+                actor="acceso dev",
+                update_existing=False,
+            )
+            print(f"demo {kind_name}: {result.created} added, {result.skipped} already there")
+        password = demo_password(settings.data_dir)
+        outcome = ensure_staff(session_factory, DEMO_STAFF, DEMO_STAFF_ROLES, password)
+        print(f"demo staff {DEMO_STAFF}: {outcome}")
+    finally:
+        engine.dispose()
+    return password
+
+
+def child_env(settings: Settings, args, smtp: tuple[str, int]) -> dict[str, str]:
+    env = dict(os.environ)
+    ui_url = f"http://{HOST}:{args.ui_port}"
+    env.update(
+        ACCESO_DEV_MODE="1",
+        ACCESO_DATA_DIR=str(settings.data_dir),
+        ACCESO_DATABASE_URL=settings.database_url,
+        ACCESO_TEMPORAL_ADDRESS=f"{HOST}:{args.temporal_port}",
+        ACCESO_SMTP_HOST=smtp[0],
+        ACCESO_SMTP_PORT=str(smtp[1]),
+        ACCESO_TEMPORAL_UI_URL=ui_url,
+        PYTHONUNBUFFERED="1",
+    )
+    env.setdefault("ACCESO_PUBLIC_BASE_URL", f"http://{HOST}:{args.port}")
+    env.setdefault("ACCESO_CODEC_CORS_ORIGINS", ui_url)
+    return env
+
+
+def run(args) -> int:
+    data_dir = Path(args.data_dir).expanduser().resolve()
+    try:
+        external_smtp = parse_host_port(args.smtp) if args.smtp else None
+    except ValueError as error:
+        print(f"acceso dev: --smtp: {error}", file=sys.stderr)
+        return 2
+    wanted = [
+        (args.port, "web", "--port"),
+        (args.temporal_port, "Temporal frontend", "--temporal-port"),
+        (args.ui_port, "Temporal UI", "--ui-port"),
+    ]
+    if external_smtp is None:
+        wanted.append((args.smtp_port, "SMTP capture", "--smtp-port"))
+    ports = [port for port, _, _ in wanted]
+    if len(set(ports)) != len(ports):
+        print(f"acceso dev: the ports must differ: {ports}", file=sys.stderr)
+        return 2
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = lock_data_dir(data_dir)
+    except DevError as error:
+        print(f"acceso dev: {error}", file=sys.stderr)
+        return 1
+    problems = [p for p in (port_problem(*w) for w in wanted) if p]
+    if problems:
+        for problem in problems:
+            print(f"acceso dev: {problem}", file=sys.stderr)
+        lock.close()
+        return 1
+
+    settings = Settings(data_dir=data_dir)
+    settings.mail_dir.mkdir(parents=True, exist_ok=True)
+    password = prepare(settings)
+    smtp = external_smtp or (HOST, args.smtp_port)
+    env = child_env(settings, args, smtp)
+
+    stack = DevStack()
+    previous = {
+        sig: signal.signal(sig, stack.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    code = 1
+    try:
+        code = _start_and_supervise(stack, settings, args, env, smtp, external_smtp, password)
+    except Interrupted:
+        code = 0
+    except DevError as error:
+        print(f"acceso dev: {error}", file=sys.stderr, flush=True)
+    finally:
+        stack.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        lock.close()
+    return code
+
+
+def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, password) -> int:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    temporal_log = open(settings.data_dir / "temporal.log", "ab")  # noqa: SIM115 (child's stdout)
+    temporal = stack.start(
+        "temporal",
+        [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(settings.data_dir / "temporal.db"),
+            "--port",
+            str(args.temporal_port),
+            "--ui-port",
+            str(args.ui_port),
+            "--ip",
+            HOST,
+            "--namespace",
+            "default",
+            "--ui-disable-news-fetch",
+            *dev_server_flags(),
+        ],
+        env,
+        temporal_log,
+    )
+    try:
+        stack.wait_for_port(temporal, args.temporal_port, deadline)
+        stack.wait_for_port(temporal, args.ui_port, deadline)
+    except DevError as error:
+        tail = (settings.data_dir / "temporal.log").read_text(errors="replace")[-2000:]
+        raise DevError(f"{error}; end of {settings.data_dir / 'temporal.log'}:\n{tail}") from None
+
+    if external_smtp is None:
+        catcher = stack.start(
+            "mailcatcher",
+            [
+                sys.executable,
+                "-m",
+                "cli.mailcatcher",
+                "--host",
+                HOST,
+                "--port",
+                str(args.smtp_port),
+                "--dir",
+                str(settings.mail_dir),
+            ],
+            env,
+            None,
+        )
+        stack.wait_for_port(catcher, args.smtp_port, deadline)
+    stack.start("worker", [sys.executable, "-m", "worker"], env, None)
+    web = stack.start("web", gunicorn_argv(HOST, args.port, workers=2), env, None)
+    stack.wait_for_http(web, f"http://{HOST}:{args.port}/", deadline)
+
+    web_url = f"http://{HOST}:{args.port}"
+    smtp_note = (
+        f"{smtp[0]}:{smtp[1]} (your server; the dev inbox stays empty)"
+        if external_smtp
+        else f"{smtp[0]}:{smtp[1]} (captured into {settings.mail_dir})"
+    )
+    lines = [
+        "",
+        f"Acceso is running, data in {settings.data_dir}",
+        f"  Web app            {web_url}/",
+        f"  Dev inbox          {web_url}/dev/inbox",
+        f"  Temporal UI        http://{HOST}:{args.ui_port}/",
+        f"  Temporal frontend  {HOST}:{args.temporal_port}",
+        f"  SMTP               {smtp_note}",
+        f"  Demo staff login   {DEMO_STAFF} / {password}",
+        "Press Ctrl-C to stop everything.",
+        "",
+    ]
+    if env["ACCESO_PUBLIC_BASE_URL"] != web_url:
+        lines.insert(3, f"  Public base URL    {env['ACCESO_PUBLIC_BASE_URL']}")
+    print("\n".join(lines), flush=True)
+    return stack.supervise()
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "dev",
+        help="run Temporal, the worker, the web app and an SMTP capture for development",
+        description="Start the whole stack on 127.0.0.1; Ctrl-C stops every part of it.",
+    )
+    parser.add_argument("--port", type=int, default=5000, help="web app port (5000)")
+    parser.add_argument(
+        "--temporal-port", type=int, default=7233, help="Temporal frontend gRPC port (7233)"
+    )
+    parser.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (8233)")
+    parser.add_argument("--data-dir", default="var", help="where all state is kept (var/)")
+    parser.add_argument(
+        "--smtp", metavar="HOST:PORT", help="send mail to this SMTP server instead of capturing it"
+    )
+    parser.add_argument(
+        "--smtp-port", type=int, default=8025, help="port of the SMTP capture (8025)"
+    )
+    parser.set_defaults(handler=run)
