@@ -17,6 +17,7 @@ from activities.mail import MailActivities
 from activities.records import RecordActivities
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory
+from portal.logs import configure_logging
 from portal.mailer import Mailer
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
@@ -25,6 +26,9 @@ from workflows.registration import RegistrationWorkflow
 from workflows.username_reminder import UsernameReminderWorkflow
 
 WORKFLOWS = [RegistrationWorkflow, PasswordResetWorkflow, UsernameReminderWorkflow]
+# How long a stopping worker lets running activities finish before cancelling them; anything
+# still unfinished is retried by another worker once its start-to-close timeout lapses.
+SHUTDOWN_GRACE = timedelta(seconds=10)
 
 
 def activities_for(settings: Settings, session_factory) -> list:
@@ -61,7 +65,7 @@ def build_worker(
         activity_executor=ThreadPoolExecutor(settings.worker_max_concurrent_activities),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        graceful_shutdown_timeout=SHUTDOWN_GRACE,
     )
 
 
@@ -73,15 +77,22 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    logging.getLogger("acceso.worker").info(
-        "worker polling task queue %s at %s", settings.task_queue, settings.temporal_address
+    log = logging.getLogger("acceso.worker")
+    log.info(
+        "worker polling task queue %s at %s (activities %d, workflow tasks %d)",
+        settings.task_queue,
+        settings.temporal_address,
+        settings.worker_max_concurrent_activities,
+        settings.worker_max_concurrent_workflow_tasks,
     )
     async with worker:
         await stop.wait()
+        log.info("stopping: finishing running activities (grace %s)", SHUTDOWN_GRACE)
+    log.info("worker stopped")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     asyncio.run(run_worker(load_settings()))
 
 
