@@ -153,3 +153,20 @@ def configure_logging(level: str | int = "INFO", stream=None) -> logging.Handler
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+try:
+    from gunicorn.glogging import Logger as _GunicornLogger
+except ImportError:  # gunicorn is a production dependency; tolerate its absence elsewhere
+    _GunicornLogger = None
+
+if _GunicornLogger is not None:
+
+    class GunicornLogger(_GunicornLogger):
+        """gunicorn's error and access logs as JSON, redacted: request lines carry link tokens."""
+
+        def setup(self, cfg) -> None:
+            super().setup(cfg)
+            for log in (self.error_log, self.access_log):
+                for handler in log.handlers:
+                    install_filters(handler)

@@ -260,3 +260,22 @@ def test_json_logs_survive_threads():
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: logger.info("line %d", i), range(200)))
     assert len({json.loads(line)["message"] for line in handler.lines}) == 200
+
+
+def test_gunicorn_access_lines_lose_link_tokens():
+    """gunicorn logs each request line, and confirmation links carry their token in the path."""
+    from gunicorn.config import Config
+
+    from portal.logs import GunicornLogger
+
+    config = Config()
+    config.set("accesslog", "-")
+    gunicorn_logger = GunicornLogger(config)
+    stream = io.StringIO()
+    for handler in gunicorn_logger.access_log.handlers:
+        handler.setStream(stream)
+    token = "Qw" * 22
+    gunicorn_logger.access_log.info('127.0.0.1 "GET /patient/confirm/%s HTTP/1.1" 302', token)
+    line = json.loads(stream.getvalue())
+    assert token not in line["message"]
+    assert line["logger"] == "gunicorn.access"
