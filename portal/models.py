@@ -306,3 +306,69 @@ class Invitation(Base):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+class SupportCase(Base):
+    """A member registration sent to the help desk after too many failed identity tries.
+
+    One row per escalation of one registration; `resolve_case` on that workflow closes it.
+    The full client ID stays here (the help desk needs it); pages show it masked.
+    """
+
+    __tablename__ = "support_cases"
+    __table_args__ = (UniqueConstraint("workflow_id", "round"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portal: Mapped[str] = mapped_column(String(32), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    reference: Mapped[str] = mapped_column(String(16), default="")
+    client_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    duplicate_of: Mapped[int | None] = mapped_column(Integer)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+
+
+class IdentityStrikes(Base):
+    """Failed identity tries in a row per typed client ID, across registrations."""
+
+    __tablename__ = "identity_strikes"
+
+    portal: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    strikes: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdentityTry(Base):
+    """One identity try as the help desk may see it: names as typed, the rest already masked."""
+
+    __tablename__ = "identity_tries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    try_key: Mapped[str] = mapped_column(String(200), unique=True)
+    portal: Mapped[str] = mapped_column(String(32))
+    workflow_id: Mapped[str] = mapped_column(String(128), index=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    suffix: Mapped[str] = mapped_column(String(16), default="")
+    birth_year: Mapped[str] = mapped_column(String(4), default="")
+    matched: Mapped[bool] = mapped_column(Boolean, default=False)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    strikes: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdentityTryWindow(Base):
+    """Identity tries per client address (hashed) in a fixed window: a shared, durable counter."""
+
+    __tablename__ = "identity_try_windows"
+
+    portal: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_started_at: Mapped[datetime]
+    tries: Mapped[int] = mapped_column(Integer, default=0)
