@@ -6,7 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     ACCESO_DATA_DIR=/var/lib/acceso \
-    ACCESO_PORTALS_FILE=/etc/acceso/portals.toml
+    ACCESO_PORTALS_FILE=/etc/acceso/portals.toml \
+    GUNICORN_CMD_ARGS="--logger-class portal.logs.GunicornLogger"
 
 WORKDIR /src
 COPY pyproject.toml ./

@@ -163,10 +163,15 @@ except ImportError:  # gunicorn is a production dependency; tolerate its absence
 if _GunicornLogger is not None:
 
     class GunicornLogger(_GunicornLogger):
-        """gunicorn's error and access logs as JSON, redacted: request lines carry link tokens."""
+        """gunicorn's logs and the app's as JSON, redacted: request lines carry link tokens.
+
+        Selected with `--logger-class portal.logs.GunicornLogger` (the image sets it through
+        GUNICORN_CMD_ARGS), which is how the web process configures its logging.
+        """
 
         def setup(self, cfg) -> None:
             super().setup(cfg)
+            configure_logging()
             for log in (self.error_log, self.access_log):
                 for handler in log.handlers:
                     install_filters(handler)

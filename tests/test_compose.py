@@ -151,6 +151,7 @@ def test_dockerfile_installs_the_project_on_python_311_slim():
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
     assert "pip install ." in dockerfile
     assert "ACCESO_PORTALS_FILE" in dockerfile
+    assert "--logger-class portal.logs.GunicornLogger" in dockerfile
     assert re.search(r"^USER (?!root)", dockerfile, re.M)
     for copied in ("portal", "workflows", "activities", "web", "cli", "worker.py"):
         assert re.search(rf"^COPY {re.escape(copied)}\b", dockerfile, re.M), copied

@@ -279,3 +279,8 @@ def test_gunicorn_access_lines_lose_link_tokens():
     line = json.loads(stream.getvalue())
     assert token not in line["message"]
     assert line["logger"] == "gunicorn.access"
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, "_acceso", False)]
+    assert len(ours) == 1, "the app's own logs are configured by the gunicorn logger class"
+    root.removeHandler(ours[0])
+    root.setLevel(logging.WARNING)
