@@ -160,8 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (OperationalError, ProgrammingError) as error:
+        print(f"acceso: database error: {error.orig}", file=sys.stderr)
+        print("acceso: is the database reachable and migrated? (acceso migrate)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

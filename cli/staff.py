@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import sys
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,10 +46,15 @@ def password_from_env_or_prompt() -> str:
     if password is not None:
         check_password(password)
         return password
-    first = getpass.getpass("Password: ")
-    check_password(first)
-    if getpass.getpass("Password (again): ") != first:
-        raise StaffError("passwords do not match")
+    if not sys.stdin.isatty():
+        raise StaffError(f"no terminal to ask for the password on: set {PASSWORD_ENV}")
+    try:
+        first = getpass.getpass("Password: ")
+        check_password(first)
+        if getpass.getpass("Password (again): ") != first:
+            raise StaffError("passwords do not match")
+    except (EOFError, KeyboardInterrupt):
+        raise StaffError("no password given") from None
     return first
 
 
