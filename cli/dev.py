@@ -320,7 +320,11 @@ def run(args) -> int:
 
     settings = Settings(data_dir=data_dir)
     settings.mail_dir.mkdir(parents=True, exist_ok=True)
-    password = prepare(settings)
+    try:
+        password = prepare(settings)
+    except KeyboardInterrupt:
+        lock.close()
+        return 130
     smtp = external_smtp or (HOST, args.smtp_port)
     env = child_env(settings, args, smtp)
 
@@ -411,6 +415,7 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
         f"  Temporal UI        http://{HOST}:{args.ui_port}/",
         f"  Temporal frontend  {HOST}:{args.temporal_port}",
         f"  SMTP               {smtp_note}",
+        f"  Staff console      {web_url}/staff/login",
         f"  Demo staff login   {DEMO_STAFF} / {password}",
         "Press Ctrl-C to stop everything.",
         "",

@@ -97,6 +97,13 @@ def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(
     children = {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)}
     assert set(children) == {"temporal", "mailcatcher", "worker", "web"}
 
+    second, second_output = spawn(
+        python_command("dev", "--port", str(free_port()), "--data-dir", str(data_dir)),
+        env=clean_env(),
+    )
+    assert second.wait(60) == 1
+    second_output.wait_for(r"another `acceso dev` is already running", 5)
+
     process.send_signal(signal.SIGINT)
 
     assert process.wait(60) == 0
