@@ -179,10 +179,9 @@ def import_records(
     actor: str = "cli",
     update_existing: bool = True,
 ) -> ImportResult:
-    """Validate the file, then upsert every row and one audit event in a single transaction.
+    """Validate first, then upsert in one transaction, so a bad file never leaves half its rows.
 
-    With update_existing=False rows whose key is already present are left alone, which is what
-    loading demo data on every start needs.
+    update_existing=False leaves rows already present alone, for demo data loaded on every start.
     """
     parsed = parse_file(path, kind)
     if parsed.errors:
