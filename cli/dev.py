@@ -211,6 +211,8 @@ def gunicorn_argv(host: str, port: int, workers: int, threads: int = 4) -> list[
         "--access-logfile",
         "-",
         "--no-control-socket",
+        "--logger-class",
+        "portal.logs.GunicornLogger",
         "web:create_app()",
     ]
 
