@@ -18,10 +18,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
+from portal.codec import codec_keys_for
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory, migrate
 from portal.settings import PROJECT_ROOT, Settings
@@ -243,8 +244,9 @@ def demo_password(data_dir: Path) -> str:
 
 
 def prepare(settings: Settings) -> str:
-    """Schema, demo records and the demo staff login; safe on every start, resets nothing."""
+    """Schema, codec key, demo records and staff login, made before any child races for them."""
     migrate(settings.database_url)
+    codec_keys_for(replace(settings, dev_mode=True))
     engine = make_engine(settings.database_url)
     try:
         session_factory = make_session_factory(engine)
@@ -369,6 +371,8 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
             "--namespace",
             "default",
             "--ui-disable-news-fetch",
+            "--ui-codec-endpoint",
+            f"http://{HOST}:{args.port}/codec",
             *dev_server_flags(),
         ],
         env,

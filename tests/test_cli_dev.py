@@ -138,15 +138,18 @@ def test_a_port_already_in_use_is_named_and_dev_exits_non_zero(tmp_path, spawn):
     assert "started" not in output.text
 
 
-def test_preparing_twice_keeps_records_staff_login_and_password(tmp_path, monkeypatch):
+def test_preparing_twice_keeps_records_staff_login_password_and_codec_key(tmp_path, monkeypatch):
     monkeypatch.delenv("ACCESO_STAFF_PASSWORD", raising=False)
     monkeypatch.delenv("ACCESO_DATABASE_URL", raising=False)
     settings = Settings(data_dir=tmp_path)
 
     first = prepare(settings)
+    codec_key = (tmp_path / "codec.key").read_text()
     second = prepare(settings)
 
     assert first == second
+    assert (tmp_path / "codec.key").read_text() == codec_key
+    assert stat.S_IMODE((tmp_path / "codec.key").stat().st_mode) == 0o600
     engine = make_engine(settings.database_url)
     with make_session_factory(engine)() as session:
         assert session.scalar(select(func.count()).select_from(ClinicalRecord)) == 5
