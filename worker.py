@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 
 from activities.accounts import AccountActivities
 from activities.audit import AuditActivities
+from activities.invitations import InvitationActivities
 from activities.mail import MailActivities
 from activities.records import RecordActivities
 from portal.config import load_portals
@@ -21,11 +22,17 @@ from portal.logs import configure_logging
 from portal.mailer import Mailer
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
+from workflows.invitation import InvitationWorkflow
 from workflows.password_reset import PasswordResetWorkflow
 from workflows.registration import RegistrationWorkflow
 from workflows.username_reminder import UsernameReminderWorkflow
 
-WORKFLOWS = [RegistrationWorkflow, PasswordResetWorkflow, UsernameReminderWorkflow]
+WORKFLOWS = [
+    RegistrationWorkflow,
+    PasswordResetWorkflow,
+    UsernameReminderWorkflow,
+    InvitationWorkflow,
+]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
 SHUTDOWN_GRACE = timedelta(seconds=10)
@@ -39,6 +46,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     mail = MailActivities(session_factory, mailer, portals)
     records = RecordActivities(session_factory)
     audit = AuditActivities(session_factory)
+    invitations = InvitationActivities(session_factory, mailer)
     return [
         accounts.record_step,
         accounts.confirm_email,
@@ -51,6 +59,9 @@ def activities_for(settings: Settings, session_factory) -> list:
         records.match_member,
         records.open_support_case,
         audit.record_event,
+        invitations.send_invitation,
+        invitations.accept_invitation,
+        invitations.end_invitation,
     ]
 
 

@@ -11,6 +11,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from portal.config import Portal
+from workflows.invitation import (
+    InvitationAcceptance,
+    InvitationStart,
+    InvitationWorkflow,
+    RevokeRequest,
+)
 from workflows.password_reset import PasswordResetStart, PasswordResetWorkflow, ResetConfirmation
 from workflows.registration import (
     AccountSubmission,
@@ -174,3 +180,43 @@ def start_username_reminder(
         )
     )
     return workflow_id
+
+
+def invitation_id(portal: Portal) -> str:
+    """Opaque: the invitee's name and address stay in the database, never in the id."""
+    return f"invitation/{portal.slug}/{secrets.token_hex(8)}"
+
+
+def start_invitation(portal: Portal, workflow_id: str, invitation_pk: int, invited_by: str) -> None:
+    _call(
+        lambda client: client.start_workflow(
+            InvitationWorkflow.run,
+            InvitationStart(
+                portal=portal.slug,
+                invitation_id=invitation_pk,
+                invitation_days=portal.policy.invitation_days,
+                invited_by=invited_by,
+            ),
+            id=workflow_id,
+            task_queue=_task_queue(),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"{portal.name}: employee invitation",
+        )
+    )
+
+
+def accept_invitation(workflow_id: str, token_id: int, user_id: int) -> str:
+    result = _call(
+        lambda client: client.get_workflow_handle(workflow_id).execute_update(
+            InvitationWorkflow.accept, InvitationAcceptance(token_id=token_id, user_id=user_id)
+        )
+    )
+    return result.status
+
+
+def revoke_invitation(workflow_id: str, revoked_by: str) -> None:
+    _call(
+        lambda client: client.get_workflow_handle(workflow_id).signal(
+            InvitationWorkflow.revoke, RevokeRequest(revoked_by=revoked_by)
+        )
+    )

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewApplied,
         StepReached,
     )
+    from activities.audit import AuditActivities, AuditEntry
     from activities.mail import LinkEmail, MailActivities, NoticeEmail
     from activities.records import IdentityAttempt, IdentityStrike, RecordActivities
     from portal.config import Policy
@@ -146,6 +147,12 @@ class RegistrationWorkflow:
 
     @workflow.run
     async def run(self, start: RegistrationStart) -> RegistrationOutcome:
+        outcome = await self.proceed(start)
+        # A late review decision is still being recorded: let it finish before closing.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
+
+    async def proceed(self, start: RegistrationStart) -> RegistrationOutcome:
         workflow.upsert_search_attributes(
             [PORTAL.value_set(start.portal), REFERENCE.value_set(start.reference)]
         )
@@ -210,6 +217,12 @@ class RegistrationWorkflow:
         await self.enter("review")
         sla = timedelta(hours=self.policy.approval_sla_hours)
         final = timedelta(hours=self.policy.approval_final_hours)
+        # The console reads the SLA clock from this event, so its pages never ask Temporal.
+        await self.audit(
+            "registration.review_started",
+            due_at=(workflow.now() + sla).isoformat(),
+            final_at=(workflow.now() + final).isoformat(),
+        )
         try:
             await workflow.wait_condition(
                 lambda: self.decision is not None,
@@ -219,7 +232,10 @@ class RegistrationWorkflow:
         except TimeoutError:
             self.overdue = True
             workflow.upsert_search_attributes([OVERDUE.value_set(True)])
+            self.history.append(f"{workflow.now().isoformat()} review overdue")
+            workflow.set_current_details("Step: review (overdue: reviewers e-mailed)")
             await self.record_step("review")
+            await self.audit("registration.overdue", sla_hours=str(self.policy.approval_sla_hours))
             await self.notify("review_overdue", key="overdue", audience="reviewers")
             try:
                 await workflow.wait_condition(
@@ -352,10 +368,27 @@ class RegistrationWorkflow:
             self.resend_requested = True
 
     @workflow.signal
-    def review_decision(self, decision: ReviewDecision) -> None:
-        """First decision wins; a later one is ignored (the console refuses it before sending)."""
+    async def review_decision(self, decision: ReviewDecision) -> None:
+        """First decision wins; a later one (or one before review) is ignored and audited.
+
+        The console refuses a second decision before sending it; this covers the Temporal UI,
+        `temporal workflow signal` and two reviewers racing.
+        """
         if self.step == "review" and self.decision is None:
             self.decision = decision
+            self.history.append(
+                f"{workflow.now().isoformat()} "
+                + ("approved" if decision.approved else "denied")
+                + f" by {decision.reviewer}"
+            )
+            return
+        await self.audit(
+            "registration.decision_ignored",
+            actor=decision.reviewer or "unknown",
+            approved=str(decision.approved).lower(),
+            step=self.step,
+            reason="already decided" if self.decision is not None else "not under review",
+        )
 
     @workflow.signal
     def resolve_case(self, resolution: CaseResolution) -> None:
@@ -450,6 +483,22 @@ class RegistrationWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
             summary="apply review: " + ("approved" if decision.approved else "denied"),
+        )
+
+    async def audit(self, action: str, actor: str = "system", **detail: str) -> None:
+        await workflow.execute_activity_method(
+            AuditActivities.record_event,
+            AuditEntry(
+                actor=actor,
+                action=action,
+                portal=self.start.portal,
+                workflow_id=workflow.info().workflow_id,
+                user_id=self.user_id,
+                detail=detail,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+            summary=f"audit: {action}",
         )
 
     async def notify(

@@ -1,0 +1,187 @@
+"""Invitation activities: the office employee's link is minted and mailed here, and accepting,
+revoking or expiring it changes the database here, each with its audit event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from portal.audit import add_event
+from portal.mailer import Mailer
+from portal.models import EmailToken, Invitation, SentMail, User, utcnow
+from portal.tokens import new_token, token_hash
+
+INVITATION_PURPOSE = "invitation"
+
+
+@dataclass
+class InvitationMail:
+    """Mint the invitation link (stored hashed) and e-mail it to the invitee."""
+
+    invitation_id: int
+    workflow_id: str
+    lifetime_hours: int
+    send_key: str
+
+
+@dataclass
+class InvitationMailed:
+    token_id: int
+
+
+@dataclass
+class InvitationAccepted:
+    """The web tier stored the employee's account (password hashed, status `invited`)."""
+
+    invitation_id: int
+    workflow_id: str
+    token_id: int
+    user_id: int
+
+
+@dataclass
+class InvitationEnded:
+    invitation_id: int
+    workflow_id: str
+    status: str
+    actor: str
+
+
+@dataclass
+class InvitationState:
+    status: str
+
+
+class InvitationActivities:
+    def __init__(self, session_factory: sessionmaker[Session], mailer: Mailer):
+        self.session_factory = session_factory
+        self.mailer = mailer
+
+    @activity.defn
+    def send_invitation(self, request: InvitationMail) -> InvitationMailed:
+        with self.session_factory() as session:
+            if session.get(SentMail, request.send_key) is not None:
+                token_id = session.scalar(
+                    select(EmailToken.id)
+                    .where(EmailToken.workflow_id == request.workflow_id)
+                    .where(EmailToken.purpose == INVITATION_PURPOSE)
+                    .order_by(EmailToken.id.desc())
+                )
+                return InvitationMailed(token_id=token_id or 0)
+            invitation = session.get(Invitation, request.invitation_id)
+            if invitation is None:
+                raise ApplicationError(
+                    "invitation no longer exists", non_retryable=True, type="InvitationGone"
+                )
+            now = utcnow()
+            raw = new_token()
+            token = EmailToken(
+                token_hash=token_hash(raw),
+                purpose=INVITATION_PURPOSE,
+                portal=invitation.portal,
+                workflow_id=request.workflow_id,
+                user_id=None,
+                expires_at=now + timedelta(hours=request.lifetime_hours),
+            )
+            session.add(token)
+            session.commit()
+            inviter = session.get(User, invitation.invited_by) if invitation.invited_by else None
+            base_url = self.mailer.settings.public_base_url.rstrip("/")
+            self.mailer.send(
+                invitation.email,
+                "invitation",
+                inviter.locale if inviter else "es",
+                {
+                    "portal": invitation.portal,
+                    "invitation": invitation,
+                    "office": invitation.office,
+                    "inviter": inviter,
+                    "link": f"{base_url}/{invitation.portal}/invitation/{raw}",
+                    "days": str(max(request.lifetime_hours // 24, 1)),
+                    "base_url": base_url,
+                },
+                request.send_key,
+            )
+            session.add(SentMail(key=request.send_key))
+            add_event(
+                session,
+                actor="system",
+                action="email.invitation",
+                portal=invitation.portal,
+                workflow_id=request.workflow_id,
+                invitation_id=invitation.id,
+            )
+            session.commit()
+            return InvitationMailed(token_id=token.id)
+
+    @activity.defn
+    def accept_invitation(self, request: InvitationAccepted) -> InvitationState:
+        """Consumes the link and turns the stored account on, tied to the inviting office."""
+        with self.session_factory() as session:
+            now = utcnow()
+            invitation = session.get(Invitation, request.invitation_id)
+            user = session.get(User, request.user_id)
+            if invitation is None or user is None:
+                return InvitationState(status="gone")
+            token = session.get(EmailToken, request.token_id)
+            if token is not None and token.used_at is None:
+                token.used_at = now
+                token.user_id = user.id
+            if user.status == "invited":
+                user.status = "active"
+                user.activated_at = now
+            user.office_id = invitation.office_id
+            user.role = "provider_employee"
+            invitation.status = "accepted"
+            invitation.user_id = user.id
+            invitation.ended_at = now
+            invitation.ended_by = f"user:{user.id}"
+            add_event(
+                session,
+                actor=f"user:{user.id}",
+                action="invitation.accepted",
+                portal=invitation.portal,
+                workflow_id=request.workflow_id,
+                user_id=user.id,
+                invitation_id=invitation.id,
+                office_id=invitation.office_id,
+            )
+            session.commit()
+            return InvitationState(status="accepted")
+
+    @activity.defn
+    def end_invitation(self, request: InvitationEnded) -> InvitationState:
+        """Revoked or expired: the link stops working and the invitation leaves the list."""
+        with self.session_factory() as session:
+            now = utcnow()
+            session.execute(
+                update(EmailToken)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.used_at.is_(None))
+                .where(EmailToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            invitation = session.get(Invitation, request.invitation_id)
+            if invitation is None:
+                session.commit()
+                return InvitationState(status="gone")
+            if invitation.status == "pending":
+                invitation.status = request.status
+                invitation.ended_at = now
+                invitation.ended_by = request.actor
+            add_event(
+                session,
+                actor=request.actor,
+                action=f"invitation.{request.status}",
+                portal=invitation.portal,
+                workflow_id=request.workflow_id,
+                invitation_id=invitation.id,
+                office_id=invitation.office_id,
+            )
+            session.commit()
+            return InvitationState(status=invitation.status)

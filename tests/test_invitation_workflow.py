@@ -1,0 +1,152 @@
+"""The employee invitation on the time-skipping server, activities mocked: acceptance, expiry
+after the policy's days, revocation, and a link refused once revoked or expired."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from activities.invitations import (
+    InvitationAccepted,
+    InvitationEnded,
+    InvitationMail,
+    InvitationMailed,
+    InvitationState,
+)
+from workflows.invitation import (
+    InvitationAcceptance,
+    InvitationStart,
+    InvitationWorkflow,
+    RevokeRequest,
+)
+
+
+@dataclass
+class FakeSideEffects:
+    mails: list[InvitationMail] = field(default_factory=list)
+    accepted: list[InvitationAccepted] = field(default_factory=list)
+    ended: list[InvitationEnded] = field(default_factory=list)
+
+    def activities(self):
+        @activity.defn(name="send_invitation")
+        async def send_invitation(request: InvitationMail) -> InvitationMailed:
+            self.mails.append(request)
+            return InvitationMailed(token_id=41)
+
+        @activity.defn(name="accept_invitation")
+        async def accept_invitation(request: InvitationAccepted) -> InvitationState:
+            self.accepted.append(request)
+            return InvitationState(status="accepted")
+
+        @activity.defn(name="end_invitation")
+        async def end_invitation(request: InvitationEnded) -> InvitationState:
+            self.ended.append(request)
+            return InvitationState(status=request.status)
+
+        return [send_invitation, accept_invitation, end_invitation]
+
+
+async def pending(handle) -> None:
+    deadline = time.monotonic() + 10
+    while (await handle.query(InvitationWorkflow.get_status)).step != "pending":
+        if time.monotonic() > deadline:
+            raise AssertionError("invitation never became pending")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def invitation(time_skipping_env):
+    effects = FakeSideEffects()
+    queue = f"invitation-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[InvitationWorkflow],
+        activities=effects.activities(),
+    ):
+        handle = await time_skipping_env.client.start_workflow(
+            InvitationWorkflow.run,
+            InvitationStart(
+                portal="provider", invitation_id=5, invitation_days=7, invited_by="user:1"
+            ),
+            id=f"invitation/provider/{uuid.uuid4().hex[:16]}",
+            task_queue=queue,
+        )
+        yield handle, effects, time_skipping_env
+
+
+async def test_accepting_activates_the_employee(invitation):
+    handle, effects, _ = invitation
+    await pending(handle)
+    result = await handle.execute_update(
+        InvitationWorkflow.accept, InvitationAcceptance(token_id=41, user_id=9)
+    )
+    assert result.status == "accepted"
+    outcome = await handle.result()
+    assert (outcome.status, outcome.user_id) == ("accepted", 9)
+    assert effects.mails[0].lifetime_hours == 7 * 24
+    assert effects.ended == []
+
+
+async def test_unaccepted_invitation_expires_after_the_policy_days(invitation):
+    handle, effects, env = invitation
+    outcome = await handle.result()
+    assert outcome.status == "expired"
+    assert [(e.status, e.actor) for e in effects.ended] == [("expired", "system")]
+
+
+async def test_link_followed_after_expiry_is_refused(invitation):
+    handle, effects, env = invitation
+    await pending(handle)
+    await env.sleep(timedelta(days=6, hours=23))
+    assert (await handle.query(InvitationWorkflow.get_status)).step == "pending"
+    await env.sleep(timedelta(hours=2))
+    assert (await handle.result()).status == "expired"
+    assert effects.accepted == []
+
+
+async def test_revoked_invitation_ends_and_refuses_its_link(invitation):
+    handle, effects, _ = invitation
+    await pending(handle)
+    await handle.signal(InvitationWorkflow.revoke, RevokeRequest(revoked_by="user:1"))
+    outcome = await handle.result()
+    assert outcome.status == "revoked"
+    assert [(e.status, e.actor) for e in effects.ended] == [("revoked", "user:1")]
+    assert effects.accepted == []
+
+
+async def test_accept_is_refused_once_revoked(time_skipping_env):
+    effects = FakeSideEffects()
+    queue = f"invitation-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[InvitationWorkflow],
+        activities=effects.activities(),
+    ):
+        handle = await time_skipping_env.client.start_workflow(
+            InvitationWorkflow.run,
+            InvitationStart(
+                portal="provider", invitation_id=6, invitation_days=7, invited_by="user:1"
+            ),
+            id=f"invitation/provider/{uuid.uuid4().hex[:16]}",
+            task_queue=queue,
+        )
+        await pending(handle)
+        await handle.signal(InvitationWorkflow.revoke, RevokeRequest(revoked_by="user:1"))
+        # Refused by the validator, or by the server if the workflow has already closed.
+        with pytest.raises((WorkflowUpdateFailedError, RPCError)):
+            await handle.execute_update(
+                InvitationWorkflow.accept, InvitationAcceptance(token_id=41, user_id=9)
+            )
+        assert (await handle.result()).status == "revoked"
+        assert effects.accepted == []
