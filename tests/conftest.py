@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.temporal",
     "tests.fixtures.stack",
+    "tests.fixtures.patients",
     "tests.fixtures.postgres",
     "tests.fixtures.processes",
 ]

@@ -5,58 +5,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from sqlalchemy import select
 
-from portal.models import AuditEvent, ClinicalRecord, User
+from portal.models import AuditEvent, User
+from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import submit
-
-PASSWORD = "Clave123segura"
-
-
-@pytest.fixture
-def clinic(stack):
-    with stack.session_factory() as session:
-        session.add_all(
-            [
-                ClinicalRecord(
-                    portal="patient",
-                    record_number="HC-1",
-                    full_name="Ana Pérez",
-                    email="ana@example.org",
-                ),
-                ClinicalRecord(
-                    portal="patient",
-                    record_number="HC-2",
-                    full_name="Luis Gómez",
-                    email="luis@example.org",
-                ),
-            ]
-        )
-        session.commit()
-    return stack
-
-
-def register(client, **overrides):
-    data = {
-        "email": "ana@example.org",
-        "username": "ana.perez",
-        "password": PASSWORD,
-        "password_confirm": PASSWORD,
-        "full_name": "Ana Pérez",
-        **overrides,
-    }
-    return submit(client, "/patient/register", data)
-
-
-def confirm_by_email(stack, to="ana@example.org"):
-    message = stack.mailbox.wait_for(to, "Confirme")
-    return stack.client.get(link_in(message, "/patient/confirm/"), follow_redirects=True)
-
-
-def login(client, username="ana.perez", password=PASSWORD, **extra):
-    return submit(client, "/patient/login", {"username": username, "password": password, **extra})
 
 
 def test_registration_sends_a_confirmation_link_that_activates_the_account(clinic):
