@@ -374,7 +374,13 @@ class RegistrationWorkflow:
         The console refuses a second decision before sending it; this covers the Temporal UI,
         `temporal workflow signal` and two reviewers racing.
         """
-        if self.step == "review" and self.decision is None:
+        # Also while the confirmation is still being applied: the console may already list
+        # the application (its read model says pending_review) before this step moves on.
+        if (
+            "review" in self.start.steps
+            and self.step in ("confirm_email", "review")
+            and self.decision is None
+        ):
             self.decision = decision
             self.history.append(
                 f"{workflow.now().isoformat()} "

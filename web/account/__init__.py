@@ -78,3 +78,6 @@ def change_password():
     return render_template(
         "account/change_password.html", form=form, forced=user.must_change_password
     )
+
+
+from web.account import employees  # noqa: E402,F401  (provider office employees and invitations)

@@ -108,3 +108,4 @@ def username_taken(username: str) -> bool:
 
 
 from web.registration import patient  # noqa: E402,F401  (registers its flow view)
+from web.registration import provider  # noqa: E402,F401  (registers its flow view and steps)

@@ -117,3 +117,6 @@ def audit():
         query = query.where(AuditEvent.workflow_id == workflow_id)
     events = get_db().scalars(query).all()
     return render_template("staff/audit.html", events=events, workflow_id=workflow_id)
+
+
+from web.staff import reviews  # noqa: E402,F401  (provider applications: queue and decisions)

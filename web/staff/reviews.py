@@ -1,0 +1,265 @@
+"""Reviewers' queue of provider applications, each with its own page to approve or deny.
+
+Every page renders from the database (the read model the workflow's activities keep, and the
+audit trail); a decision is checked against that read model, claimed there, then sent to the
+workflow as the `review_decision` signal, the same signal the Temporal UI or the CLI can send."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import or_, select, update
+from stdnum.us import ein
+from wtforms import StringField, TextAreaField
+from wtforms.validators import Length
+
+from portal.audit import add_event
+from portal.models import AuditEvent, Office, Registration, StaffUser, User, utcnow
+from web import processes
+from web.db import get_db
+from web.forms import strip
+from web.registration.provider import valid_npi
+from web.sessions import staff_required
+from web.staff import CONSOLE_PAGES, bp, visible_portals
+from workflows.registration import ReviewDecision
+
+CONSOLE_PAGES.append(("staff.reviews", _l("Solicitudes de proveedores por revisar"), "reviewer"))
+
+AWAITING_REVIEW = ("pending_review", "review")
+LIVE_ACCOUNT = ("unconfirmed", "pending_review", "active", "disabled")
+
+
+class DecisionForm(FlaskForm):
+    action = StringField()  # the pressed button: approve or deny
+    reason = TextAreaField(
+        _l("Motivo"),
+        filters=[strip],
+        validators=[Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000))],
+        description=_l("Obligatorio para denegar; se envía al solicitante."),
+    )
+
+
+def review_portals(staff: StaffUser) -> list[str]:
+    portals = current_app.extensions["acceso.portals"]
+    return [slug for slug in visible_portals(staff) if "review" in portals[slug].steps]
+
+
+def _clock(registration: Registration, events: list[AuditEvent]) -> dict:
+    """When review began and the SLA falls due, from the workflow's own audit event."""
+    portal = current_app.extensions["acceso.portals"][registration.portal]
+    started = next((e for e in events if e.action == "registration.review_started"), None)
+    if started is not None and started.detail.get("due_at"):
+        since = started.at
+        due = datetime.fromisoformat(started.detail["due_at"])
+    else:
+        since = registration.updated_at
+        due = since + timedelta(hours=portal.policy.approval_sla_hours)
+    left = due - utcnow()
+    return {"since": since, "due": due, "left": left, "left_text": _duration(left)}
+
+
+def _duration(left: timedelta) -> str:
+    minutes = int(abs(left).total_seconds() // 60)
+    text = _("%(h)d h %(m)02d min", h=minutes // 60, m=minutes % 60)
+    return text if left >= timedelta(0) else _("vencido hace %(t)s", t=text)
+
+
+@bp.get("/reviews")
+@staff_required("reviewer")
+def reviews():
+    db = get_db()
+    pending = db.scalars(
+        select(Registration)
+        .where(Registration.portal.in_(review_portals(current_user.account)))
+        .where(Registration.status.in_(AWAITING_REVIEW))
+        .order_by(Registration.created_at)
+        .limit(500)
+    ).all()
+    events: dict[str, list[AuditEvent]] = {}
+    if pending:
+        for event in db.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.workflow_id.in_([r.workflow_id for r in pending]))
+            .where(AuditEvent.action == "registration.review_started")
+        ):
+            events.setdefault(event.workflow_id, []).append(event)
+    rows = [(r, _clock(r, events.get(r.workflow_id, []))) for r in pending]
+    rows.sort(key=lambda row: row[1]["since"])
+    return render_template("staff/reviews.html", rows=rows)
+
+
+def _application(reference: str) -> Registration:
+    registration = get_db().scalar(select(Registration).where(Registration.reference == reference))
+    if registration is None or registration.portal not in review_portals(current_user.account):
+        abort(404)
+    return registration
+
+
+def _duplicates(registration: Registration) -> list[dict]:
+    """Other offices with the same NPI or Tax ID whose primary account is live or pending."""
+    office = registration.details.get("office", {})
+    own = registration.user.office_id if registration.user else None
+    query = (
+        select(Office, User)
+        .join(User, User.office_id == Office.id)
+        .where(Office.portal == registration.portal)
+        .where(User.role == "provider_primary")
+        .where(User.status.in_(LIVE_ACCOUNT))
+        .where(or_(Office.npi == office.get("npi"), Office.tax_id == office.get("tax_id")))
+    )
+    if own is not None:
+        query = query.where(Office.id != own)
+    found = []
+    db = get_db()
+    for other, user in db.execute(query).all():
+        reference = db.scalar(select(Registration.reference).where(Registration.user_id == user.id))
+        found.append(
+            {
+                "organization_name": other.organization_name,
+                "same_npi": other.npi == office.get("npi"),
+                "same_tax_id": other.tax_id == office.get("tax_id"),
+                "status": user.status,
+                "reference": reference,
+            }
+        )
+    return found
+
+
+def _render(registration: Registration, form: DecisionForm, status: int = 200):
+    db = get_db()
+    history = db.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.workflow_id == registration.workflow_id)
+        .order_by(AuditEvent.id)
+    ).all()
+    office = registration.details.get("office", {})
+    checks = {
+        "npi": valid_npi(office.get("npi", "")),
+        "tax_id": ein.is_valid(office.get("tax_id", "")),
+    }
+    return render_template(
+        "staff/review.html",
+        registration=registration,
+        applicant=registration.details.get("applicant", {}),
+        office=office,
+        checks=checks,
+        duplicates=_duplicates(registration),
+        history=history,
+        clock=_clock(registration, list(history)),
+        pending=_decidable(registration),
+        form=form,
+    ), status
+
+
+def _decidable(registration: Registration) -> bool:
+    return registration.status in AWAITING_REVIEW and registration.decided_by is None
+
+
+@bp.get("/reviews/<reference>")
+@staff_required("reviewer")
+def review(reference: str):
+    return _render(_application(reference), DecisionForm())
+
+
+@bp.post("/reviews/<reference>")
+@staff_required("reviewer")
+def decide(reference: str):
+    registration = _application(reference)
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        return _render(registration, form, 400)
+    action = form.action.data
+    if action not in ("approve", "deny"):
+        form.form_errors.append(_("Elija aprobar o denegar."))
+        return _render(registration, form, 400)
+    if not _decidable(registration):
+        form.form_errors.append(_refusal(registration))
+        return _render(registration, form, 409)
+    if action == "deny" and not form.reason.data:
+        form.reason.errors.append(
+            _("Escriba el motivo de la denegación; se le enviará al solicitante.")
+        )
+        return _render(registration, form, 400)
+    staff: StaffUser = current_user.account
+    reviewer = f"staff:{staff.username}"
+    db = get_db()
+    # Claim the decision in the read model first, so two reviewers cannot both send one.
+    claimed = db.execute(
+        update(Registration)
+        .where(Registration.id == registration.id)
+        .where(Registration.status.in_(AWAITING_REVIEW))
+        .where(Registration.decided_by.is_(None))
+        .values(decided_by=reviewer, decision_reason=form.reason.data or None)
+    ).rowcount
+    if not claimed:
+        db.rollback()
+        db.refresh(registration)
+        form.form_errors.append(_refusal(registration))
+        return _render(registration, form, 409)
+    add_event(
+        db,
+        actor=reviewer,
+        action="review.decision_sent",
+        portal=registration.portal,
+        workflow_id=registration.workflow_id,
+        user_id=registration.user_id,
+        approved=action == "approve",
+        reason=form.reason.data,
+    )
+    db.commit()
+    try:
+        processes.send_review_decision(
+            registration.workflow_id,
+            ReviewDecision(
+                approved=action == "approve", reviewer=reviewer, reason=form.reason.data
+            ),
+        )
+    except processes.ProcessUnavailable:
+        db.execute(
+            update(Registration)
+            .where(Registration.id == registration.id)
+            .where(Registration.decided_by == reviewer)
+            .where(Registration.status.in_(AWAITING_REVIEW))
+            .values(decided_by=None, decision_reason=None)
+        )
+        db.commit()
+        db.refresh(registration)
+        form.form_errors.append(
+            _("No pudimos enviar la decisión ahora. Intente de nuevo en unos minutos.")
+        )
+        return _render(registration, form, 503)
+    if action == "approve":
+        flash(
+            _(
+                "Solicitud %(ref)s aprobada: se activará la cuenta y se avisará al solicitante.",
+                ref=reference,
+            ),
+            "success",
+        )
+    else:
+        flash(
+            _("Solicitud %(ref)s denegada: se enviará el motivo al solicitante.", ref=reference),
+            "success",
+        )
+    return redirect(url_for("staff.reviews"))
+
+
+def _refusal(registration: Registration) -> str:
+    if registration.decided_by:
+        return _(
+            "Esta solicitud ya fue decidida por %(who)s. No se puede decidir de nuevo.",
+            who=registration.decided_by,
+        )
+    if registration.status == "confirm_email":
+        return _(
+            "El solicitante aún no confirmó su correo electrónico; todavía no se puede decidir."
+        )
+    return _(
+        "Esta solicitud ya está cerrada (%(status)s). No se puede decidir.",
+        status=registration.status,
+    )
