@@ -44,7 +44,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     portals = load_portals(settings.portals_file)
     accounts = AccountActivities(session_factory, mailer)
     mail = MailActivities(session_factory, mailer, portals)
-    records = RecordActivities(session_factory)
+    records = RecordActivities(session_factory, mailer, portals)
     audit = AuditActivities(session_factory)
     invitations = InvitationActivities(session_factory, mailer)
     return [
@@ -58,6 +58,7 @@ def activities_for(settings: Settings, session_factory) -> list:
         mail.send_username_reminder,
         records.match_member,
         records.open_support_case,
+        records.resolve_support_case,
         audit.record_event,
         invitations.send_invitation,
         invitations.accept_invitation,

@@ -1,15 +1,34 @@
-"""Look-ups against the organisation's records (clinical records, member records)."""
+"""Look-ups against the organisation's records (member records) and the help desk's cases.
+
+Identity strikes are counted here, per (portal, client ID) in the database, so starting a new
+registration does not reset them; the workflow also counts its own tries in a row.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from portal.audit import add_event
-from portal.models import MemberRecord
+from portal.config import Portal
+from portal.mailer import Mailer
+from portal.models import (
+    EmailToken,
+    IdentityStrikes,
+    IdentityTry,
+    MemberRecord,
+    Registration,
+    SentMail,
+    SupportCase,
+    utcnow,
+)
+from portal.tokens import new_token, token_hash
+
+RETRY_PURPOSE = "identity_retry"
 
 
 @dataclass
@@ -26,61 +45,323 @@ class IdentityAttempt:
 
 @dataclass
 class IdentityStrike:
-    """The outcome of one try; strikes count per client ID across registrations."""
+    """The outcome of one try; `strikes` counts failures in a row for the typed client ID,
+    across registrations. `blocked`: that client ID was already at the limit, so the try was
+    not even compared (it goes straight to the help desk)."""
 
     portal: str
     workflow_id: str
     matched: bool
     strikes: int
     record_id: int | None = None
+    blocked: bool = False
 
 
-def _clean(value: str) -> str:
-    return " ".join(value.split()).casefold()
+@dataclass
+class SupportCaseRequest:
+    """Open the help-desk case for one escalation (round) of a registration; idempotent."""
+
+    portal: str
+    workflow_id: str
+    reference: str
+    round: int = 1
+
+
+@dataclass
+class SupportCaseOpened:
+    case_id: int
+    duplicate_of: int | None = None
+
+
+@dataclass
+class CaseResolutionRequest:
+    """Apply a help-desk outcome: case status, strikes, and the e-mail to the member."""
+
+    portal: str
+    workflow_id: str
+    round: int
+    outcome: str
+    agent: str
+    note: str = ""
+    link_hours: int = 48
+
+
+@dataclass
+class CaseResolutionApplied:
+    case_id: int | None
+    contact_notified: bool
+
+
+def clean_name(value: str) -> str:
+    """Names compare as on the ID card: trimmed, repeated spaces folded, letter case ignored."""
+    return " ".join((value or "").split()).casefold()
+
+
+def client_key(client_id: str) -> str:
+    """The client ID as strikes and cases are keyed: no spaces, upper case."""
+    return "".join((client_id or "").split()).upper()
+
+
+def member_contact(session: Session, portal: str, client_id: str) -> str:
+    """The e-mail on the member record of a client ID ("" if none or unknown)."""
+    if not client_id:
+        return ""
+    email = session.scalar(
+        select(MemberRecord.email)
+        .where(MemberRecord.portal == portal)
+        .where(func.upper(MemberRecord.client_id) == client_key(client_id))
+    )
+    return email or ""
 
 
 class RecordActivities:
-    def __init__(self, session_factory: sessionmaker[Session]):
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        mailer: Mailer | None = None,
+        portals: dict[str, Portal] | None = None,
+    ):
         self.session_factory = session_factory
+        self.mailer = mailer
+        self.portals = portals or {}
 
     @activity.defn
     def match_member(self, attempt: IdentityAttempt) -> IdentityStrike:
+        """Compares one try with the member record and counts it; a retry returns the first
+        answer (keyed by run and activity), so no try counts twice."""
+        info = activity.info()
+        try_key = f"{info.workflow_run_id}/{info.activity_id}"
+        key = client_key(attempt.client_id)
         with self.session_factory() as session:
-            record = session.scalar(
-                select(MemberRecord)
-                .where(MemberRecord.portal == attempt.portal)
-                .where(MemberRecord.client_id == attempt.client_id.strip())
-            )
+            done = session.scalar(select(IdentityTry).where(IdentityTry.try_key == try_key))
+            if done is not None:
+                return IdentityStrike(
+                    portal=attempt.portal,
+                    workflow_id=attempt.workflow_id,
+                    matched=done.matched,
+                    strikes=done.strikes,
+                    blocked=done.blocked,
+                )
+            counter = session.get(IdentityStrikes, (attempt.portal, key))
+            if counter is None:
+                counter = IdentityStrikes(portal=attempt.portal, client_id=key, strikes=0)
+                session.add(counter)
+            blocked = counter.strikes >= attempt.strike_limit
+            record = None
+            if not blocked:
+                record = session.scalar(
+                    select(MemberRecord)
+                    .where(MemberRecord.portal == attempt.portal)
+                    .where(func.upper(MemberRecord.client_id) == key)
+                )
             matched = record is not None and (
-                _clean(record.first_name) == _clean(attempt.first_name)
-                and _clean(record.last_name) == _clean(attempt.last_name)
-                and _clean(record.suffix) == _clean(attempt.suffix)
+                clean_name(record.first_name) == clean_name(attempt.first_name)
+                and clean_name(record.last_name) == clean_name(attempt.last_name)
+                and clean_name(record.suffix) == clean_name(attempt.suffix)
                 and record.date_of_birth == attempt.date_of_birth.strip()
+            )
+            if matched:
+                counter.strikes = 0
+                session.execute(
+                    update(Registration)
+                    .where(Registration.workflow_id == attempt.workflow_id)
+                    .values(client_id=record.client_id, updated_at=utcnow())
+                )
+            elif not blocked:
+                counter.strikes += 1
+            counter.updated_at = utcnow()
+            session.add(
+                IdentityTry(
+                    try_key=try_key,
+                    portal=attempt.portal,
+                    workflow_id=attempt.workflow_id,
+                    client_id=key,
+                    first_name=" ".join(attempt.first_name.split())[:100],
+                    last_name=" ".join(attempt.last_name.split())[:100],
+                    suffix=" ".join(attempt.suffix.split())[:16],
+                    birth_year=attempt.date_of_birth.strip()[:4],
+                    matched=matched,
+                    blocked=blocked,
+                    strikes=counter.strikes,
+                )
             )
             add_event(
                 session,
                 actor="applicant",
-                action="identity.matched" if matched else "identity.failed",
+                action=(
+                    "identity.matched"
+                    if matched
+                    else "identity.blocked"
+                    if blocked
+                    else "identity.failed"
+                ),
                 portal=attempt.portal,
                 workflow_id=attempt.workflow_id,
+                strikes=counter.strikes,
             )
             session.commit()
             return IdentityStrike(
                 portal=attempt.portal,
                 workflow_id=attempt.workflow_id,
                 matched=matched,
-                strikes=0,
+                strikes=counter.strikes,
                 record_id=record.id if matched else None,
+                blocked=blocked,
             )
 
     @activity.defn
-    def open_support_case(self, strike: IdentityStrike) -> None:
+    def open_support_case(self, request: SupportCaseRequest) -> SupportCaseOpened:
+        """The case names the client ID of the registration's last try (read here, so it is
+        not carried by the workflow); an open case of another registration for the same client
+        ID is linked as `duplicate_of`, so the help desk sees both."""
         with self.session_factory() as session:
+            case = session.scalar(
+                select(SupportCase)
+                .where(SupportCase.workflow_id == request.workflow_id)
+                .where(SupportCase.round == request.round)
+            )
+            if case is not None:
+                return SupportCaseOpened(case_id=case.id, duplicate_of=case.duplicate_of)
+            client_id = (
+                session.scalar(
+                    select(IdentityTry.client_id)
+                    .where(IdentityTry.workflow_id == request.workflow_id)
+                    .where(IdentityTry.matched.is_(False))
+                    .order_by(IdentityTry.id.desc())
+                    .limit(1)
+                )
+                or ""
+            )
+            duplicate_of = None
+            if client_id:
+                duplicate_of = session.scalar(
+                    select(SupportCase.id)
+                    .where(SupportCase.portal == request.portal)
+                    .where(SupportCase.client_id == client_id)
+                    .where(SupportCase.status == "open")
+                    .where(SupportCase.workflow_id != request.workflow_id)
+                    .order_by(SupportCase.id)
+                    .limit(1)
+                )
+            case = SupportCase(
+                portal=request.portal,
+                workflow_id=request.workflow_id,
+                round=request.round,
+                reference=request.reference,
+                client_id=client_id,
+                status="open",
+                duplicate_of=duplicate_of,
+            )
+            session.add(case)
+            session.flush()
             add_event(
                 session,
                 actor="system",
                 action="identity.escalated",
-                portal=strike.portal,
-                workflow_id=strike.workflow_id,
+                portal=request.portal,
+                workflow_id=request.workflow_id,
+                case_id=case.id,
             )
             session.commit()
+            return SupportCaseOpened(case_id=case.id, duplicate_of=duplicate_of)
+
+    @activity.defn
+    def resolve_support_case(self, request: CaseResolutionRequest) -> CaseResolutionApplied:
+        """Records the outcome on the case, clears the client ID's strikes on `allow_retry`, and
+        e-mails the member record's address: a fresh single-use link back to the identity step,
+        or the news that the registration was closed. Sent once per (registration, round)."""
+        send_key = f"{request.workflow_id}/case/{request.round}/{request.outcome}"
+        with self.session_factory() as session:
+            case = session.scalar(
+                select(SupportCase)
+                .where(SupportCase.workflow_id == request.workflow_id)
+                .where(SupportCase.round == request.round)
+            )
+            if session.get(SentMail, send_key) is not None:
+                return CaseResolutionApplied(
+                    case_id=case.id if case else None, contact_notified=True
+                )
+            now = utcnow()
+            client_id = case.client_id if case else ""
+            if case is not None and case.status == "open":
+                case.status = "retry_allowed" if request.outcome == "allow_retry" else "closed"
+                case.resolved_at = now
+                case.resolved_by = request.agent[:100]
+                case.resolution_note = request.note or None
+                add_event(
+                    session,
+                    actor=request.agent or "unknown",
+                    action=f"case.{case.status}",
+                    portal=request.portal,
+                    workflow_id=request.workflow_id,
+                    case_id=case.id,
+                    note=request.note,
+                )
+            if request.outcome == "allow_retry" and client_id:
+                counter = session.get(IdentityStrikes, (request.portal, client_id))
+                if counter is not None:
+                    counter.strikes = 0
+                    counter.updated_at = now
+            contact = member_contact(session, request.portal, client_id)
+            link = ""
+            if request.outcome == "allow_retry" and contact:
+                session.execute(
+                    update(EmailToken)
+                    .where(EmailToken.workflow_id == request.workflow_id)
+                    .where(EmailToken.purpose == RETRY_PURPOSE)
+                    .where(EmailToken.used_at.is_(None))
+                    .where(EmailToken.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+                raw = new_token()
+                session.add(
+                    EmailToken(
+                        token_hash=token_hash(raw),
+                        purpose=RETRY_PURPOSE,
+                        portal=request.portal,
+                        workflow_id=request.workflow_id,
+                        expires_at=now + timedelta(hours=request.link_hours),
+                    )
+                )
+                link = f"{self._base_url()}/{request.portal}/register/continue/{raw}"
+            session.commit()
+            if not contact or self.mailer is None:
+                return CaseResolutionApplied(
+                    case_id=case.id if case else None, contact_notified=False
+                )
+            portal = self.portals.get(request.portal)
+            template = (
+                "identity_retry_allowed"
+                if request.outcome == "allow_retry"
+                else "registration_closed"
+            )
+            self.mailer.send(
+                contact,
+                template,
+                "es",
+                {
+                    "portal": request.portal,
+                    "portal_name": portal.name if portal else request.portal,
+                    "helpdesk_email": (portal.helpdesk_email or portal.support_email)
+                    if portal
+                    else "",
+                    "reference": case.reference if case else "",
+                    "base_url": self._base_url(),
+                    "link": link,
+                    "hours": str(request.link_hours),
+                },
+                send_key,
+            )
+            session.add(SentMail(key=send_key))
+            add_event(
+                session,
+                actor="system",
+                action=f"email.{template}",
+                portal=request.portal,
+                workflow_id=request.workflow_id,
+            )
+            session.commit()
+            return CaseResolutionApplied(case_id=case.id if case else None, contact_notified=True)
+
+    def _base_url(self) -> str:
+        return self.mailer.settings.public_base_url.rstrip("/") if self.mailer else ""

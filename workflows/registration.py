@@ -21,7 +21,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.audit import AuditActivities, AuditEntry
     from activities.mail import LinkEmail, MailActivities, NoticeEmail
-    from activities.records import IdentityAttempt, IdentityStrike, RecordActivities
+    from activities.records import (
+        CaseResolutionRequest,
+        IdentityAttempt,
+        RecordActivities,
+        SupportCaseRequest,
+    )
     from portal.config import Policy
 
 MAIL_RETRY = RetryPolicy(
@@ -102,10 +107,14 @@ class ReviewDecision:
 
 @dataclass
 class CaseResolution:
-    """A help-desk outcome: `allow_retry` gives another set of tries, `close` ends it."""
+    """A help-desk outcome: `allow_retry` gives another set of tries, `close` ends it.
+
+    Sent by the staff console, `temporal workflow signal --name resolve_case --input
+    '{"outcome": "close", "agent": "ops"}'` or the Temporal UI; all take the same path.
+    """
 
     outcome: str
-    agent: str
+    agent: str = ""
     note: str = ""
 
 
@@ -136,6 +145,9 @@ class RegistrationWorkflow:
         self.escalated = False
         self.identity_verified = False
         self.case_resolution: CaseResolution | None = None
+        self.escalations = 0
+        self.case_id = 0
+        self.checking = False
         self.token_id = 0
         self.link_expires_at = workflow.now()
         self.links_sent = 0
@@ -172,6 +184,14 @@ class RegistrationWorkflow:
 
     # Step 1: identity check against the member record, with strikes and the help desk.
     async def verify_identity(self) -> bool:
+        """Tries (updates) until one matches, within the applicant's deadline.
+
+        At the strike limit the update opens a help-desk case; here the help desk is e-mailed
+        and the registration waits for `resolve_case`. That wait has no applicant deadline: the
+        next move is the help desk's, and an open case stays on its list until resolved.
+        `allow_retry` clears the strikes, e-mails the member a link back to this step and
+        restarts the deadline; `close` e-mails the member and ends the registration.
+        """
         await self.enter("identity")
         while True:
             done = await self.wait_until_deadline(lambda: self.identity_verified or self.escalated)
@@ -180,15 +200,38 @@ class RegistrationWorkflow:
             if self.identity_verified:
                 return True
             await self.enter("escalated")
+            await self.notify(
+                "identity_escalated",
+                key=f"escalated/{self.escalations}",
+                audience="helpdesk",
+                case_id=str(self.case_id),
+            )
             await workflow.wait_condition(lambda: self.case_resolution is not None)
             resolution = self.case_resolution
-            self.case_resolution = None
+            self.history.append(
+                f"{workflow.now().isoformat()} case {resolution.outcome} by {resolution.agent}"
+            )
+            await workflow.execute_activity_method(
+                RecordActivities.resolve_support_case,
+                CaseResolutionRequest(
+                    portal=self.start.portal,
+                    workflow_id=workflow.info().workflow_id,
+                    round=self.escalations,
+                    outcome=resolution.outcome,
+                    agent=resolution.agent,
+                    note=resolution.note,
+                    link_hours=self.policy.email_link_hours,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=MAIL_RETRY,
+                summary=f"help desk: {resolution.outcome}",
+            )
             if resolution.outcome != "allow_retry":
                 return False
+            self.case_resolution = None
             self.strikes = 0
             self.escalated = False
             self.deadline = workflow.now() + timedelta(hours=self.policy.registration_abandon_hours)
-            await self.notify("identity_retry_allowed", key="retry", audience="case_contact")
             await self.enter("identity")
 
     # Step 2: username, e-mail, password and secret question, stored by the web tier.
@@ -289,29 +332,45 @@ class RegistrationWorkflow:
     # Messages from the web tier, the staff console, the CLI and the Temporal UI.
     @workflow.update
     async def check_identity(self, attempt: IdentityCheck) -> IdentityResult:
-        match = await workflow.execute_activity_method(
-            RecordActivities.match_member,
-            IdentityAttempt(
-                portal=self.start.portal,
-                workflow_id=workflow.info().workflow_id,
-                first_name=attempt.first_name,
-                last_name=attempt.last_name,
-                suffix=attempt.suffix,
-                date_of_birth=attempt.date_of_birth,
-                client_id=attempt.client_id,
-                strike_limit=self.policy.identity_strike_limit,
-            ),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DB_RETRY,
-            summary="identity check against the member record",
-        )
-        if match.matched:
-            self.identity_verified = True
-            self.strikes = 0
-        else:
-            self.strikes = max(self.strikes + 1, match.strikes)
-            if self.strikes >= self.policy.identity_strike_limit:
-                await self.escalate(match)
+        """One try, answered at once. Strikes are the larger of this registration's failures in
+        a row and the client ID's (counted in the database across registrations); a client ID
+        already at the limit goes straight to the help desk."""
+        self.checking = True
+        try:
+            # A try sent just after `allow_retry` waits for the identity step to reopen.
+            await workflow.wait_condition(
+                lambda: not self.escalated and self.step in ("started", "identity")
+            )
+            match = await workflow.execute_activity_method(
+                RecordActivities.match_member,
+                IdentityAttempt(
+                    portal=self.start.portal,
+                    workflow_id=workflow.info().workflow_id,
+                    first_name=attempt.first_name,
+                    last_name=attempt.last_name,
+                    suffix=attempt.suffix,
+                    date_of_birth=attempt.date_of_birth,
+                    client_id=attempt.client_id,
+                    strike_limit=self.policy.identity_strike_limit,
+                ),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=DB_RETRY,
+                summary="identity check against the member record",
+            )
+            if match.matched:
+                self.identity_verified = True
+                self.strikes = 0
+                self.history.append(f"{workflow.now().isoformat()} identity matched")
+            else:
+                self.strikes = max(self.strikes + 1, match.strikes)
+                self.history.append(
+                    f"{workflow.now().isoformat()} identity failed (strike {self.strikes})"
+                )
+                if match.blocked or self.strikes >= self.policy.identity_strike_limit:
+                    self.strikes = max(self.strikes, self.policy.identity_strike_limit)
+                    await self.escalate()
+        finally:
+            self.checking = False
         return IdentityResult(
             matched=match.matched,
             tries_left=max(self.policy.identity_strike_limit - self.strikes, 0),
@@ -320,10 +379,19 @@ class RegistrationWorkflow:
 
     @check_identity.validator
     def validate_check_identity(self, attempt: IdentityCheck) -> None:
-        if self.step != "identity" or self.identity_verified:
-            raise ApplicationError(f"identity cannot be checked at step {self.step}")
-        if self.escalated:
-            raise ApplicationError("identity check escalated to the help desk")
+        retry_allowed = (
+            self.case_resolution is not None and self.case_resolution.outcome == "allow_retry"
+        )
+        if self.escalated and not retry_allowed:
+            raise ApplicationError("identity check escalated to the help desk", type="Escalated")
+        if (
+            "identity" not in self.start.steps
+            or self.identity_verified
+            or (self.step not in ("started", "identity") and not retry_allowed)
+        ):
+            raise ApplicationError(f"identity cannot be checked at step {self.step}", type="Step")
+        if self.checking:
+            raise ApplicationError("another identity check is running", type="Busy")
 
     @workflow.update
     async def submit_account(self, submission: AccountSubmission) -> AccountAccepted:
@@ -341,7 +409,7 @@ class RegistrationWorkflow:
         if confirmation.token_id != self.token_id or workflow.now() >= self.link_expires_at:
             raise ApplicationError("link expired or replaced", type="LinkExpired")
         next_status = "pending_review" if "review" in self.start.steps else "active"
-        state = await workflow.execute_activity_method(
+        state = await workflow.execute_local_activity_method(
             AccountActivities.confirm_email,
             EmailConfirmed(
                 workflow_id=workflow.info().workflow_id,
@@ -398,8 +466,14 @@ class RegistrationWorkflow:
 
     @workflow.signal
     def resolve_case(self, resolution: CaseResolution) -> None:
+        """First outcome for an open case wins; anything else is logged and ignored."""
+        if resolution.outcome not in ("allow_retry", "close"):
+            workflow.logger.warning("resolve_case: unknown outcome %r ignored", resolution.outcome)
+            return
         if self.escalated and self.case_resolution is None:
             self.case_resolution = resolution
+        else:
+            workflow.logger.info("resolve_case ignored at step %s", self.step)
 
     @workflow.query
     def get_status(self) -> RegistrationStatus:
@@ -423,7 +497,8 @@ class RegistrationWorkflow:
         await self.record_step(step)
 
     async def record_step(self, status: str) -> None:
-        await workflow.execute_activity_method(
+        """A local activity: a one-row update needs no task queue round trip of its own."""
+        await workflow.execute_local_activity_method(
             AccountActivities.record_step,
             StepReached(
                 workflow_id=workflow.info().workflow_id, status=status, overdue=self.overdue
@@ -466,15 +541,24 @@ class RegistrationWorkflow:
         self.token_id = sent.token_id
         self.link_expires_at = workflow.now() + timedelta(hours=self.policy.email_link_hours)
 
-    async def escalate(self, match: IdentityStrike) -> None:
-        self.escalated = True
-        await workflow.execute_activity_method(
+    async def escalate(self) -> None:
+        """Opens the case first, so the help desk's e-mail names it; `checking` holds off
+        other tries meanwhile."""
+        self.escalations += 1
+        opened = await workflow.execute_activity_method(
             RecordActivities.open_support_case,
-            match,
+            SupportCaseRequest(
+                portal=self.start.portal,
+                workflow_id=workflow.info().workflow_id,
+                reference=self.start.reference,
+                round=self.escalations,
+            ),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
             summary="open help-desk case",
         )
+        self.case_id = opened.case_id
+        self.escalated = True
 
     async def apply_review(self, decision: ReviewDecision) -> None:
         await workflow.execute_activity_method(

@@ -107,5 +107,8 @@ def username_taken(username: str) -> bool:
     return active_user_by_username(g.portal.slug, username) is not None
 
 
-from web.registration import patient  # noqa: E402,F401  (registers its flow view)
-from web.registration import provider  # noqa: E402,F401  (registers its flow view and steps)
+from web.registration import (
+    member,  # noqa: E402,F401  (registers its flow view and retry link)
+    patient,  # noqa: E402,F401  (registers its flow view)
+    provider,  # noqa: E402,F401  (registers its flow view and steps)
+)

@@ -119,4 +119,7 @@ def audit():
     return render_template("staff/audit.html", events=events, workflow_id=workflow_id)
 
 
-from web.staff import reviews  # noqa: E402,F401  (provider applications: queue and decisions)
+from web.staff import (
+    cases,  # noqa: E402,F401  (member help-desk cases)
+    reviews,  # noqa: E402,F401  (provider applications: queue and decisions)
+)

@@ -1,0 +1,646 @@
+"""The member portal's registration wizard (seed 001): licence agreement, identity check against
+the member record, credentials with a secret question, review with certification.
+
+State between steps: the Flask session (a signed cookie) holds only the registration's
+reference, the wizard step and the non-secret credential values (username, e-mail, question).
+The password and the secret answer are hashed at once and kept server-side in the
+registration's `details` until Finish creates the account; nothing secret reaches the cookie.
+The identity data shown on the review page is read back from the matched member record.
+
+Help-desk contact: identity comes before credentials, so at escalation the applicant's own
+e-mail is unknown. We use the e-mail on the member record of the client ID that was tried
+(looked up in the activity, never carried by the workflow) rather than asking for one on the
+escalation page: the applicant has not proven who they are, and an address they type could be
+anyone's, while the record's address belongs to the member. Where the record has none, the
+console says so; `allow_retry` still clears the client ID's strikes, so a new registration works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, timedelta
+
+from flask import abort, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import AnyOf, Length, Optional, Regexp, ValidationError
+
+from portal.audit import add_event
+from portal.models import (
+    EmailToken,
+    IdentityTryWindow,
+    MemberRecord,
+    Registration,
+    SecurityAnswer,
+    SupportCase,
+    User,
+    utcnow,
+)
+from portal.passwords import hash_answer, hash_password
+from portal.tokens import new_reference, token_hash
+from web import processes
+from web.db import get_db
+from web.forms import EmailAddress, email_field, new_password_fields, required, strip
+from web.forms import username_field as _username_field
+from web.registration import bp, flow_view, username_taken
+from workflows.registration import IdentityCheck
+
+SESSION_KEY = "member_registration"
+RETRY_PURPOSE = "identity_retry"
+TRIES_PER_ADDRESS = 10
+TRY_WINDOW = timedelta(minutes=15)
+
+NOT_VALIDATED = _l(
+    "La información personal que usted ha puesto no se puede validar con nuestro sistema; por "
+    "favor revísela para asegurarse de que ha puesto todo correctamente y vuelva a intentarlo."
+)
+USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
+UNAVAILABLE = _l(
+    "No pudimos completar este paso en este momento. Intente de nuevo en unos minutos."
+)
+
+
+class AgreementForm(FlaskForm):
+    agreement = StringField(
+        validators=[required(), AnyOf(["accept", "decline"], message=_l("Elija una opción."))]
+    )
+
+
+def _real_date(form, field):
+    try:
+        born = date.fromisoformat(field.data)
+    except ValueError as error:
+        raise ValidationError(_l("Escriba una fecha válida (AAAA-MM-DD).")) from error
+    if born > date.today():
+        raise ValidationError(_l("La fecha de nacimiento no puede ser futura."))
+
+
+class IdentityForm(FlaskForm):
+    date_of_birth = StringField(
+        _l("Fecha de nacimiento"),
+        filters=[strip],
+        validators=[
+            required(),
+            Regexp(r"^\d{4}-\d{2}-\d{2}$", message=_l("Use el formato AAAA-MM-DD.")),
+            _real_date,
+        ],
+    )
+    first_name = StringField(
+        _l("Nombre"),
+        filters=[strip],
+        validators=[required(), Length(max=100, message=_l("Como máximo 100 caracteres."))],
+    )
+    last_name = StringField(
+        _l("Apellido"),
+        filters=[strip],
+        validators=[required(), Length(max=100, message=_l("Como máximo 100 caracteres."))],
+    )
+    suffix = StringField(
+        _l("Sufijo (opcional)"),
+        filters=[strip],
+        validators=[Optional(), Length(max=16, message=_l("Como máximo 16 caracteres."))],
+    )
+    client_id = StringField(
+        _l("Número de ID del Cliente"),
+        filters=[strip],
+        validators=[
+            required(),
+            Length(max=64, message=_l("Como máximo 64 caracteres.")),
+            Regexp(r"^[A-Za-z0-9 -]+$", message=_l("Use solo letras y números.")),
+        ],
+    )
+
+
+class CredentialsBase(FlaskForm):
+    username = _username_field(_l("Nombre de usuario"))
+    email = email_field(_l("Correo electrónico"))
+    email_confirm = StringField(
+        _l("Confirme el correo electrónico"),
+        filters=[strip],
+        validators=[required(), EmailAddress()],
+    )
+    password, password_confirm = new_password_fields(_l("Contraseña"), _l("Repita la contraseña"))
+
+    def validate_email_confirm(self, field):
+        if self.email.data and field.data and field.data.lower() != self.email.data.lower():
+            raise ValidationError(_l("Los correos electrónicos no coinciden."))
+
+
+_CREDENTIAL_FORMS: dict[tuple[str, ...], type] = {}
+
+
+def credentials_form_class(questions: tuple[str, ...], count: int) -> type:
+    """`security_question_N` / `security_answer_N` for the portal's number of questions."""
+    key = (*questions, str(count))
+    if key not in _CREDENTIAL_FORMS:
+        choices = [SelectChoice("", _l("Elija una pregunta"))] + [
+            SelectChoice(str(i), q) for i, q in enumerate(questions)
+        ]
+        attrs = {}
+        for n in range(1, count + 1):
+            attrs[f"security_question_{n}"] = SelectField(
+                _l("Pregunta secreta %(n)s", n=n) if count > 1 else _l("Pregunta secreta"),
+                choices=choices,
+                validators=[required()],
+            )
+            attrs[f"security_answer_{n}"] = PasswordField(
+                _l("Respuesta secreta %(n)s", n=n) if count > 1 else _l("Respuesta secreta"),
+                filters=[strip],
+                validators=[
+                    required(),
+                    Length(min=2, max=100, message=_l("Entre 2 y 100 caracteres.")),
+                ],
+            )
+        _CREDENTIAL_FORMS[key] = type("MemberCredentialsForm", (CredentialsBase,), attrs)
+    return _CREDENTIAL_FORMS[key]
+
+
+class ReviewForm(FlaskForm):
+    certify = BooleanField(_l("CERTIFICACIÓN DE USUARIO"))
+    action = StringField(validators=[required(), AnyOf(["finish", "previous"])])
+
+
+def _question_count() -> int:
+    return max(1, g.portal.policy.security_question_count or 1)
+
+
+# Wizard state ------------------------------------------------------------------------------
+
+
+def _state() -> dict | None:
+    state = session.get(SESSION_KEY)
+    if isinstance(state, dict) and state.get("portal") == g.portal.slug:
+        return state
+    return None
+
+
+def _save(state: dict) -> None:
+    session[SESSION_KEY] = state
+    session.modified = True
+
+
+def _forget() -> None:
+    session.pop(SESSION_KEY, None)
+
+
+def _registration(state: dict) -> Registration | None:
+    return get_db().scalar(
+        select(Registration)
+        .where(Registration.reference == state.get("reference", ""))
+        .where(Registration.portal == g.portal.slug)
+    )
+
+
+def _latest_case(workflow_id: str) -> SupportCase | None:
+    return get_db().scalar(
+        select(SupportCase)
+        .where(SupportCase.workflow_id == workflow_id)
+        .order_by(SupportCase.round.desc())
+        .limit(1)
+    )
+
+
+def _sync_step(state: dict, registration: Registration) -> str:
+    """The wizard's step, corrected by what the workflow recorded (help desk, expiry)."""
+    if registration.status in ("expired", "closed"):
+        return registration.status
+    if registration.user_id is not None:
+        return "done"
+    step = state.get("step", "identity")
+    if registration.status == "escalated" or step == "escalated":
+        case = _latest_case(registration.workflow_id)
+        if case is not None and case.status == "retry_allowed":
+            step = "identity"
+        elif case is not None and case.status == "closed":
+            return "closed"
+        else:
+            step = "escalated"
+    state["step"] = step
+    return step
+
+
+@flow_view("member")
+def register():
+    state = _state()
+    if state is None:
+        return _agreement()
+    registration = _registration(state)
+    if registration is None:
+        _forget()
+        return _agreement()
+    step = _sync_step(state, registration)
+    _save(state)
+    if step in ("expired", "closed"):
+        _forget()
+        if step == "closed":
+            flash(
+                _("La mesa de ayuda cerró su registro anterior. Puede empezar uno nuevo."), "info"
+            )
+        else:
+            flash(
+                _("Su registro anterior venció por inactividad. Puede empezar uno nuevo."), "info"
+            )
+        return redirect(url_for("registration.register"))
+    if step == "done":
+        _forget()
+        return redirect(url_for("registration.done", reference=registration.reference))
+    if step == "escalated":
+        return _escalated(registration)
+    if step == "account":
+        return _credentials(state, registration)
+    if step == "review":
+        return _review(state, registration)
+    return _identity(state, registration)
+
+
+# Step 1: licence agreement -----------------------------------------------------------------
+
+
+def _agreement():
+    form = AgreementForm()
+    if form.validate_on_submit():
+        if form.agreement.data == "decline":
+            _forget()
+            return redirect(url_for("auth.login"))
+        started = _start()
+        if started is not None:
+            return redirect(url_for("registration.register"))
+        form.form_errors.append(UNAVAILABLE)
+    return render_template("registration/member_agreement.html", form=form)
+
+
+def _start() -> str | None:
+    db = get_db()
+    reference = new_reference()
+    registration = Registration(
+        reference=reference,
+        portal=g.portal.slug,
+        workflow_id=processes.registration_id(g.portal, reference),
+        status="identity",
+    )
+    db.add(registration)
+    db.flush()
+    add_event(
+        db,
+        actor="applicant",
+        action="registration.agreement_accepted",
+        portal=g.portal.slug,
+        workflow_id=registration.workflow_id,
+    )
+    db.commit()
+    try:
+        processes.start_registration(g.portal, reference)
+    except processes.ProcessUnavailable:
+        db.delete(registration)
+        db.commit()
+        return None
+    _save({"portal": g.portal.slug, "reference": reference, "step": "identity"})
+    return reference
+
+
+# Step 2: identity ----------------------------------------------------------------------------
+
+
+def address_key(portal: str, remote_addr: str) -> str:
+    """The client address as the try counter keeps it: hashed, never in plaintext."""
+    return hashlib.sha256(f"{portal}:{remote_addr}".encode()).hexdigest()
+
+
+def _address_limited() -> bool:
+    """Counts this try against the client address (hashed) in a fixed window, in the database
+    so every web process shares it; True when the address is over its allowance."""
+    db = get_db()
+    address = address_key(g.portal.slug, request.remote_addr or "")
+    now = utcnow()
+    cutoff = now - TRY_WINDOW
+    bumped = db.execute(
+        update(IdentityTryWindow)
+        .where(IdentityTryWindow.portal == g.portal.slug)
+        .where(IdentityTryWindow.address_key == address)
+        .where(IdentityTryWindow.window_started_at > cutoff)
+        .where(IdentityTryWindow.tries < TRIES_PER_ADDRESS)
+        .values(tries=IdentityTryWindow.tries + 1)
+    )
+    if bumped.rowcount == 1:
+        db.commit()
+        return False
+    row = db.get(IdentityTryWindow, (g.portal.slug, address))
+    if row is not None and row.window_started_at > cutoff:
+        db.rollback()
+        return True
+    if row is None:
+        db.add(
+            IdentityTryWindow(
+                portal=g.portal.slug, address_key=address, window_started_at=now, tries=1
+            )
+        )
+    else:
+        row.window_started_at, row.tries = now, 1
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()
+        return _address_limited()
+    return False
+
+
+def _active_account_for(client_id: str | None) -> bool:
+    """One client ID, one account: any account not yet ended (active, or waiting for its
+    e-mail confirmation) counts; an expired registration deletes its unconfirmed account."""
+    if not client_id:
+        return False
+    return (
+        get_db().scalar(
+            select(User.id)
+            .where(User.portal == g.portal.slug)
+            .where(func.upper(User.client_id) == client_id.upper())
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _existing_account(registration: Registration):
+    _forget()
+    add_event(
+        get_db(),
+        actor="applicant",
+        action="registration.client_has_account",
+        portal=g.portal.slug,
+        workflow_id=registration.workflow_id,
+    )
+    get_db().commit()
+    return render_template("registration/member_existing.html"), 409
+
+
+def _identity(state: dict, registration: Registration):
+    form = IdentityForm()
+    if form.validate_on_submit():
+        if _address_limited():
+            form.form_errors.append(
+                _(
+                    "Hubo demasiados intentos de validación desde su conexión. Por seguridad, "
+                    "espere 15 minutos antes de volver a intentarlo."
+                )
+            )
+            return render_template("registration/member_identity.html", form=form), 429
+        try:
+            result = processes.check_identity(
+                registration.workflow_id,
+                IdentityCheck(
+                    first_name=form.first_name.data,
+                    last_name=form.last_name.data,
+                    suffix=form.suffix.data or "",
+                    date_of_birth=form.date_of_birth.data,
+                    client_id=form.client_id.data,
+                ),
+            )
+        except processes.ProcessRefused as refused:
+            if refused.kind == "Escalated":
+                state["step"] = "escalated"
+                _save(state)
+                return redirect(url_for("registration.register"))
+            if refused.kind == "Busy":
+                form.form_errors.append(
+                    _("Estamos revisando su intento anterior. Espere un momento.")
+                )
+            else:
+                return redirect(url_for("registration.register"))
+        except processes.ProcessUnavailable:
+            form.form_errors.append(UNAVAILABLE)
+        else:
+            if result.matched:
+                get_db().refresh(registration)
+                if _active_account_for(registration.client_id):
+                    return _existing_account(registration)
+                state["step"] = "account"
+                _save(state)
+                return redirect(url_for("registration.register"))
+            if result.escalated:
+                state["step"] = "escalated"
+                _save(state)
+                return redirect(url_for("registration.register"))
+            form.form_errors.append(NOT_VALIDATED)
+            form.form_errors.append(
+                _(
+                    "Le quedan %(n)s intentos antes de tener que pedir ayuda a la mesa de ayuda.",
+                    n=result.tries_left,
+                )
+            )
+    return render_template("registration/member_identity.html", form=form)
+
+
+def _escalated(registration: Registration):
+    """Further tries are refused by the workflow; the page only says whom to write to."""
+    return render_template(
+        "registration/member_escalated.html",
+        reference=registration.reference,
+        helpdesk_email=g.portal.helpdesk_email or g.portal.support_email,
+    )
+
+
+@bp.get("/register/continue/<token>")
+def continue_registration(token: str):
+    """The help desk's e-mailed link: single use, expiring; restores the wizard at identity."""
+    if g.portal.flow != "member":
+        abort(404)
+    db = get_db()
+    row = db.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(token)))
+    if row is None or row.portal != g.portal.slug or row.purpose != RETRY_PURPOSE:
+        return render_template("registration/member_link_invalid.html"), 404
+    if not row.usable(utcnow()):
+        return render_template("registration/member_link_invalid.html", expired=True), 410
+    registration = db.scalar(
+        select(Registration).where(Registration.workflow_id == row.workflow_id)
+    )
+    if registration is None or registration.status not in ("identity", "escalated"):
+        return render_template("registration/member_link_invalid.html", expired=True), 410
+    row.used_at = utcnow()
+    add_event(
+        db,
+        actor="applicant",
+        action="registration.retry_link_used",
+        portal=g.portal.slug,
+        workflow_id=registration.workflow_id,
+    )
+    db.commit()
+    _save({"portal": g.portal.slug, "reference": registration.reference, "step": "identity"})
+    flash(_("Puede volver a validar su información personal."), "info")
+    return redirect(url_for("registration.register"))
+
+
+# Step 3: credentials -------------------------------------------------------------------------
+
+
+def _credentials(state: dict, registration: Registration, form=None):
+    count = _question_count()
+    questions = g.portal.security_questions
+    form_class = credentials_form_class(questions, count)
+    kept = "password_hash" in (registration.details or {})
+    if form is None:
+        form = form_class(data=state.get("account", {}))
+        if kept and request.method == "POST":
+            # Previous keeps the password and the answers (as hashes): blank means unchanged.
+            if not form.password.data and not form.password_confirm.data:
+                form.password.validators = form.password_confirm.validators = ()
+            for n in range(1, count + 1):
+                answer = form[f"security_answer_{n}"]
+                if not answer.data:
+                    answer.validators = ()
+        if form.validate_on_submit():
+            chosen = [form[f"security_question_{n}"].data for n in range(1, count + 1)]
+            if len(set(chosen)) < len(chosen):
+                form[f"security_question_{count}"].errors.append(_("Elija preguntas distintas."))
+            elif username_taken(form.username.data):
+                form.username.errors.append(USERNAME_TAKEN)
+            else:
+                details = dict(registration.details or {})
+                if form.password.data:
+                    details["password_hash"] = hash_password(form.password.data)
+                answers = list(details.get("answers") or [None] * count)
+                answers += [None] * (count - len(answers))
+                for n in range(1, count + 1):
+                    typed = form[f"security_answer_{n}"].data
+                    if typed:
+                        answers[n - 1] = hash_answer(typed)
+                details["answers"] = answers[:count]
+                registration.details = details
+                get_db().commit()
+                state["account"] = {
+                    "username": form.username.data,
+                    "email": form.email.data,
+                    "email_confirm": form.email_confirm.data,
+                    **{f"security_question_{n}": chosen[n - 1] for n in range(1, count + 1)},
+                }
+                state["step"] = "review"
+                _save(state)
+                return redirect(url_for("registration.register"))
+    return render_template("registration/member_account.html", form=form, kept=kept, count=count)
+
+
+# Step 4: review and finish -------------------------------------------------------------------
+
+
+def _record_of(registration: Registration) -> MemberRecord | None:
+    return get_db().scalar(
+        select(MemberRecord)
+        .where(MemberRecord.portal == g.portal.slug)
+        .where(MemberRecord.client_id == registration.client_id)
+    )
+
+
+def _review(state: dict, registration: Registration):
+    form = ReviewForm()
+    account = state.get("account") or {}
+    record = _record_of(registration)
+    if record is None or not account:
+        state["step"] = "account" if record is not None else "identity"
+        _save(state)
+        return redirect(url_for("registration.register"))
+    if form.validate_on_submit():
+        if form.action.data == "previous":
+            state["step"] = "account"
+            _save(state)
+            return redirect(url_for("registration.register"))
+        if not form.certify.data:
+            form.certify.errors.append(
+                _("Marque la casilla de certificación de usuario para finalizar.")
+            )
+        elif _active_account_for(registration.client_id):
+            return _existing_account(registration)
+        else:
+            finished = _finish(state, registration, record)
+            if finished is not None:
+                return finished
+            form.form_errors.append(UNAVAILABLE)
+    questions = g.portal.security_questions
+    chosen = [
+        questions[int(account[f"security_question_{n}"])]
+        for n in range(1, _question_count() + 1)
+        if account.get(f"security_question_{n}", "").isdigit()
+        and int(account[f"security_question_{n}"]) < len(questions)
+    ]
+    return render_template(
+        "registration/member_review.html",
+        form=form,
+        record=record,
+        account=account,
+        questions=chosen,
+    )
+
+
+def _finish(state: dict, registration: Registration, record: MemberRecord):
+    """Creates the inactive account (hashes only), then tells the workflow in one round trip."""
+    db = get_db()
+    account = state["account"]
+    details = dict(registration.details or {})
+    answers = details.get("answers") or []
+    if "password_hash" not in details or not all(answers):
+        state["step"] = "account"
+        _save(state)
+        return redirect(url_for("registration.register"))
+    questions = g.portal.security_questions
+    user = User(
+        portal=g.portal.slug,
+        username=account["username"],
+        email=account["email"],
+        first_name=record.first_name,
+        last_name=record.last_name,
+        full_name=" ".join(p for p in (record.first_name, record.last_name, record.suffix) if p),
+        password_hash=details["password_hash"],
+        status="unconfirmed",
+        role="member",
+        client_id=record.client_id,
+        locale=str(get_locale() or "es"),
+        security_answers=[
+            SecurityAnswer(
+                question=questions[int(account[f"security_question_{n}"])],
+                answer_hash=answers[n - 1],
+            )
+            for n in range(1, len(answers) + 1)
+        ],
+    )
+    db.add(user)
+    try:
+        db.flush()
+    except IntegrityError:
+        db.rollback()
+        state["step"] = "account"
+        _save(state)
+        form = credentials_form_class(questions, _question_count())(data=account)
+        form.username.errors.append(USERNAME_TAKEN)
+        return _credentials(state, registration, form=form)
+    registration.user_id = user.id
+    registration.details = {}
+    add_event(
+        db,
+        actor="applicant",
+        action="registration.submitted",
+        portal=g.portal.slug,
+        workflow_id=registration.workflow_id,
+        user_id=user.id,
+    )
+    db.commit()
+    try:
+        processes.submit_account(registration.workflow_id, user.id)
+    except processes.ProcessUnavailable:
+        registration.user_id = None
+        registration.details = details
+        db.delete(user)
+        db.commit()
+        return None
+    except processes.ProcessRefused:
+        registration.user_id = None
+        db.delete(user)
+        db.commit()
+        _forget()
+        flash(_("Su registro venció por inactividad. Puede empezar uno nuevo."), "info")
+        return redirect(url_for("registration.register"))
+    _forget()
+    return redirect(url_for("registration.done", reference=registration.reference))

@@ -1,0 +1,185 @@
+"""The help desk's cases: member registrations stopped after too many failed identity tries.
+
+Pages read the database (cases, masked tries, the registration's read model). Resolving sends
+the `resolve_case` signal and nothing else: the case status, the strikes and the e-mail to the
+member are written by the workflow's activity, so the same signal from the Temporal UI or
+`temporal workflow signal` has exactly the same effect.
+"""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import or_, select
+from wtforms import StringField, TextAreaField
+from wtforms.validators import AnyOf, Length
+
+from portal.audit import add_event
+from portal.models import IdentityTry, MemberRecord, Registration, StaffUser, SupportCase
+from web import processes
+from web.db import get_db
+from web.forms import required, strip
+from web.sessions import staff_required
+from web.staff import CONSOLE_PAGES, bp
+from workflows.registration import CaseResolution
+
+CONSOLE_PAGES.append(("staff.cases", _l("Casos de la mesa de ayuda"), "support"))
+
+
+class ResolutionForm(FlaskForm):
+    outcome = StringField(
+        validators=[
+            required(),
+            AnyOf(["allow_retry", "close"], message=_l("Elija permitir otro intento o cerrar.")),
+        ]
+    )
+    note = TextAreaField(
+        _l("Nota"),
+        filters=[strip],
+        validators=[Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000))],
+        description=_l("Para el registro interno; no se envía al solicitante."),
+    )
+
+
+def case_portals(staff: StaffUser) -> list[str]:
+    """Portals whose cases this staff member may see: all of an unrestricted portal's staff, or
+    only staff assigned to it when the portal's config sets `staff_restricted`."""
+    portals = current_app.extensions["acceso.portals"]
+    return [
+        slug
+        for slug, portal in portals.items()
+        if portal.flow == "member" and (not portal.staff_restricted or staff.sees_portal(slug))
+    ]
+
+
+def mask_client_id(client_id: str) -> str:
+    return "•••" + client_id[-3:] if len(client_id) > 3 else "•••"
+
+
+@bp.app_template_filter("mask_client_id")
+def _mask_filter(value: str) -> str:
+    return mask_client_id(value or "")
+
+
+def _visible_case(case_id: int) -> SupportCase:
+    case = get_db().get(SupportCase, case_id)
+    if case is None or case.portal not in case_portals(current_user.account):
+        abort(404)
+    return case
+
+
+@bp.get("/cases")
+@staff_required("support")
+def cases():
+    db = get_db()
+    portals = case_portals(current_user.account)
+    rows = db.execute(
+        select(SupportCase, Registration.status)
+        .outerjoin(Registration, Registration.workflow_id == SupportCase.workflow_id)
+        .where(SupportCase.portal.in_(portals))
+        .where(SupportCase.status == "open")
+        .order_by(SupportCase.opened_at)
+    ).all()
+    resolved = db.execute(
+        select(SupportCase, Registration.status)
+        .outerjoin(Registration, Registration.workflow_id == SupportCase.workflow_id)
+        .where(SupportCase.portal.in_(portals))
+        .where(SupportCase.status != "open")
+        .order_by(SupportCase.resolved_at.desc())
+        .limit(20)
+    ).all()
+    tries = _tries_by_case([case for case, _status in rows])
+    return render_template("staff/cases.html", rows=rows, resolved=resolved, tries=tries)
+
+
+def _tries_for(case: SupportCase) -> list[IdentityTry]:
+    """The registration's own tries, and other registrations' tries with the same client ID."""
+    conditions = [IdentityTry.workflow_id == case.workflow_id]
+    if case.client_id:
+        conditions.append(
+            (IdentityTry.client_id == case.client_id) & (IdentityTry.portal == case.portal)
+        )
+    return list(
+        get_db().scalars(select(IdentityTry).where(or_(*conditions)).order_by(IdentityTry.at))
+    )
+
+
+def _tries_by_case(cases_: list[SupportCase]) -> dict[int, list[IdentityTry]]:
+    return {case.id: _tries_for(case) for case in cases_}
+
+
+@bp.route("/cases/<int:case_id>", methods=["GET", "POST"])
+@staff_required("support")
+def case(case_id: int):
+    db = get_db()
+    support_case = _visible_case(case_id)
+    registration = db.scalar(
+        select(Registration).where(Registration.workflow_id == support_case.workflow_id)
+    )
+    form = ResolutionForm()
+    if form.validate_on_submit():
+        if support_case.status != "open":
+            flash(_("Este caso ya fue resuelto."), "info")
+            return redirect(url_for("staff.case", case_id=case_id))
+        staff: StaffUser = current_user.account
+        try:
+            processes.send_case_resolution(
+                support_case.workflow_id,
+                CaseResolution(
+                    outcome=form.outcome.data,
+                    agent=f"staff:{staff.username}",
+                    note=form.note.data or "",
+                ),
+            )
+        except processes.ProcessUnavailable:
+            form.form_errors.append(
+                _("No pudimos enviar la resolución en este momento. Intente de nuevo.")
+            )
+        else:
+            add_event(
+                db,
+                actor=f"staff:{staff.username}",
+                action="case.resolution_sent",
+                portal=support_case.portal,
+                workflow_id=support_case.workflow_id,
+                case_id=support_case.id,
+                outcome=form.outcome.data,
+            )
+            db.commit()
+            flash(
+                _(
+                    "Resolución enviada. El caso y el correo al solicitante se actualizan en "
+                    "unos segundos."
+                ),
+                "success",
+            )
+            return redirect(url_for("staff.cases"))
+    contact_known = bool(
+        support_case.client_id
+        and db.scalar(
+            select(MemberRecord.email)
+            .where(MemberRecord.portal == support_case.portal)
+            .where(MemberRecord.client_id == support_case.client_id)
+        )
+    )
+    duplicates = list(
+        db.scalars(
+            select(SupportCase)
+            .where(SupportCase.portal == support_case.portal)
+            .where(SupportCase.client_id == support_case.client_id)
+            .where(SupportCase.id != support_case.id)
+            .where(SupportCase.status == "open")
+        )
+    )
+    return render_template(
+        "staff/cases_detail.html",
+        case=support_case,
+        registration=registration,
+        tries=_tries_for(support_case),
+        form=form,
+        contact_known=contact_known,
+        duplicates=duplicates,
+    )
