@@ -107,7 +107,7 @@ def username_taken(username: str) -> bool:
     return active_user_by_username(g.portal.slug, username) is not None
 
 
-from web.registration import (
+from web.registration import (  # noqa: E402  (flow modules register themselves on bp)
     member,  # noqa: E402,F401  (registers its flow view and retry link)
     patient,  # noqa: E402,F401  (registers its flow view)
     provider,  # noqa: E402,F401  (registers its flow view and steps)

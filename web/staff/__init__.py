@@ -119,7 +119,7 @@ def audit():
     return render_template("staff/audit.html", events=events, workflow_id=workflow_id)
 
 
-from web.staff import (
+from web.staff import (  # noqa: E402  (area modules add their routes to bp)
     cases,  # noqa: E402,F401  (member help-desk cases)
     reviews,  # noqa: E402,F401  (provider applications: queue and decisions)
 )
