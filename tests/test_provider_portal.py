@@ -465,3 +465,40 @@ def test_every_page_shows_the_support_phones_from_the_portal_config(stack, path)
     page = stack.client.get(path).get_data(as_text=True)
     assert "1-877-814-9909" in page and "1-800-611-1474" in page
     assert "Servicio al Proveedor" in page
+
+
+def test_queue_lists_oldest_first_with_time_left_and_overdue_flag(stack, reviewer):
+    """Rendered from the read model and the audit trail alone, as the workflow leaves them."""
+    from datetime import timedelta
+
+    from portal.models import utcnow
+
+    now = utcnow()
+    with stack.session_factory() as session:
+        for reference, started, overdue in (("NEWER00001", 2, False), ("OLDER00001", 30, True)):
+            workflow_id = f"registration/provider/{reference}"
+            session.add(
+                Registration(
+                    reference=reference,
+                    portal="provider",
+                    workflow_id=workflow_id,
+                    status="review",
+                    overdue=overdue,
+                    details={"office": {"organization_name": f"Oficina {reference}"}},
+                )
+            )
+            session.add(
+                AuditEvent(
+                    at=now - timedelta(hours=started),
+                    actor="system",
+                    action="registration.review_started",
+                    portal="provider",
+                    workflow_id=workflow_id,
+                    detail={"due_at": (now + timedelta(hours=24 - started)).isoformat()},
+                )
+            )
+        session.commit()
+    page = reviewer.get("/staff/reviews").get_data(as_text=True)
+    assert page.index("OLDER00001") < page.index("NEWER00001")
+    assert "Vencida" in page and "vencido hace 6 h" in page
+    assert "21 h" in page
