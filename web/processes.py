@@ -6,11 +6,12 @@ import secrets
 
 from flask import current_app
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from portal.config import Portal
+from workflows import search_attributes
 from workflows.invitation import (
     InvitationAcceptance,
     InvitationStart,
@@ -88,6 +89,13 @@ def start_registration(
             task_queue=_task_queue(),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=f"{portal.name}: registration {reference}",
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search_attributes.PORTAL, portal.slug),
+                    SearchAttributePair(search_attributes.REFERENCE, reference),
+                    SearchAttributePair(search_attributes.STEP, portal.steps[0]),
+                ]
+            ),
         )
     )
     return workflow_id

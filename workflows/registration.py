@@ -165,9 +165,10 @@ class RegistrationWorkflow:
         return outcome
 
     async def proceed(self, start: RegistrationStart) -> RegistrationOutcome:
-        workflow.upsert_search_attributes(
-            [PORTAL.value_set(start.portal), REFERENCE.value_set(start.reference)]
-        )
+        if workflow.info().typed_search_attributes.get(PORTAL) is None:
+            workflow.upsert_search_attributes(
+                [PORTAL.value_set(start.portal), REFERENCE.value_set(start.reference)]
+            )
         if "identity" in start.steps and not await self.verify_identity():
             return await self.end("closed" if self.escalated else "expired")
         if "account" in start.steps and not await self.collect_account():
@@ -493,7 +494,8 @@ class RegistrationWorkflow:
         self.status = step
         self.history.append(f"{workflow.now().isoformat()} {step}")
         workflow.set_current_details(f"Step: {step}")
-        workflow.upsert_search_attributes([STEP.value_set(step)])
+        if workflow.info().typed_search_attributes.get(STEP) != step:
+            workflow.upsert_search_attributes([STEP.value_set(step)])
         await self.record_step(step)
 
     async def record_step(self, status: str) -> None:
