@@ -13,14 +13,15 @@ from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from portal.settings import Settings
+from portal.translations import TRANSLATIONS_DIR, compile_catalogs
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 TEMPLATES_DIR = WEB_DIR / "templates" / "email"
-TRANSLATIONS_DIR = WEB_DIR / "translations"
 
 
 @lru_cache(maxsize=8)
 def _environment(locale: str) -> Environment:
+    compile_catalogs()
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),

@@ -13,8 +13,9 @@ from flask_wtf.csrf import CSRFProtect
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory
 from portal.settings import Settings, load_settings
+from portal.translations import compile_catalogs
 from web import db as web_db
-from web.i18n import LANG_COOKIE, compile_catalogs, select_locale
+from web.i18n import LANG_COOKIE, select_locale
 from web.sessions import login_manager
 from web.temporal import TemporalBridge
 
