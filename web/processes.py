@@ -8,7 +8,7 @@ from flask import current_app
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from portal.config import Portal
 from workflows import search_attributes
@@ -61,7 +61,11 @@ def _call(action):
         cause = error.cause
         kind = cause.type if isinstance(cause, ApplicationError) and cause.type else "refused"
         raise ProcessRefused(kind, str(cause)) from error
-    except (RPCError, TimeoutError, ConnectionError, RuntimeError) as error:
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise ProcessRefused("closed", "the process has already finished") from error
+        raise ProcessUnavailable(str(error)) from error
+    except (TimeoutError, ConnectionError, RuntimeError) as error:
         raise ProcessUnavailable(str(error)) from error
 
 

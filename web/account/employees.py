@@ -226,6 +226,8 @@ def revoke_invitation(invitation_id: int):
     db.commit()
     try:
         processes.revoke_invitation(invitation.workflow_id, _actor(primary))
+    except processes.ProcessRefused:
+        pass
     except processes.ProcessUnavailable:
         flash(
             _("No pudimos revocar la invitación ahora. Intente de nuevo en unos minutos."), "error"

@@ -90,6 +90,8 @@ def resend_confirmation():
             if workflow_id:
                 try:
                     processes.resend_confirmation(workflow_id)
+                except processes.ProcessRefused:
+                    pass
                 except processes.ProcessUnavailable:
                     flash(_("No pudimos procesar su pedido ahora. Intente de nuevo."), "error")
                     return redirect(url_for("auth.login"))

@@ -134,7 +134,7 @@ def case(case_id: int):
                     note=form.note.data or "",
                 ),
             )
-        except processes.ProcessUnavailable:
+        except (processes.ProcessUnavailable, processes.ProcessRefused):
             form.form_errors.append(
                 _("No pudimos enviar la resolución en este momento. Intente de nuevo.")
             )

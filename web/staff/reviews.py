@@ -219,7 +219,7 @@ def decide(reference: str):
                 approved=action == "approve", reviewer=reviewer, reason=form.reason.data
             ),
         )
-    except processes.ProcessUnavailable:
+    except (processes.ProcessUnavailable, processes.ProcessRefused):
         db.execute(
             update(Registration)
             .where(Registration.id == registration.id)
