@@ -63,9 +63,6 @@ class Settings:
     codec_cors_origins: str = field(
         default_factory=lambda: _env("ACCESO_CODEC_CORS_ORIGINS", "http://127.0.0.1:8233")
     )
-    ratelimit_storage_uri: str = field(
-        default_factory=lambda: _env("ACCESO_RATELIMIT_STORAGE_URI", "memory://")
-    )
 
     def __post_init__(self) -> None:
         if not self.database_url:
