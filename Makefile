@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.acceso-installed
 ARGS ?=
 
-.PHONY: run test install lint
+.PHONY: run test install lint translations
 
 run: $(STAMP)
 	$(BIN)/acceso dev $(ARGS)
@@ -22,6 +22,11 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+# Re-extract the Spanish source strings and merge them into each catalog; translate the new empty msgstr entries.
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o web/translations/messages.pot --no-location --ignore-dirs=".venv var tests bench build docs" . \
+		&& $(BIN)/pybabel update -i web/translations/messages.pot -d web/translations --no-fuzzy-matching
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
