@@ -411,6 +411,11 @@ def _identity(state: dict, registration: Registration):
                     _("Estamos revisando su intento anterior. Espere un momento.")
                 )
             else:
+                # Past this step already (e.g. matched in another tab): follow the workflow.
+                get_db().refresh(registration)
+                if registration.client_id:
+                    state["step"] = "account"
+                    _save(state)
                 return redirect(url_for("registration.register"))
         except processes.ProcessUnavailable:
             form.form_errors.append(UNAVAILABLE)
