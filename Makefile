@@ -16,6 +16,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/pytest -p no:cacheprovider -q
+	$(BIN)/pytest -p no:cacheprovider -q --postgres
 
 install: $(STAMP)
 
