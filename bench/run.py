@@ -101,6 +101,7 @@ def start_stack(data_dir: Path, smtp_port: int) -> tuple[subprocess.Popen, str]:
 
 
 def import_patients(data_dir: Path, count: int) -> None:
+    """Clinical records for every applicant the benchmark will register."""
     csv = data_dir / "bench-patients.csv"
     lines = ["full_name,email,record_number"]
     lines += [f"Paciente {i},bench{i}@example.org,B-{i}" for i in range(count)]
@@ -231,7 +232,21 @@ def main() -> None:
     parser.add_argument("--login-concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=15)
     parser.add_argument("--open-loop-seconds", type=float, default=20)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="application database on a throwaway PostgreSQL 15 cluster instead of SQLite",
+    )
     args = parser.parse_args()
+
+    cluster = None
+    if args.postgres:
+        sys.path.insert(0, str(ROOT))
+        from tests.fixtures.postgres import PostgresCluster
+
+        cluster = PostgresCluster()
+        cluster.start()
+        os.environ["ACCESO_DATABASE_URL"] = cluster.create_database()
 
     catcher = LinkCatcher()
     smtp_port = free_port()
@@ -243,7 +258,8 @@ def main() -> None:
     process, base = start_stack(data_dir, smtp_port)
     cores = os.cpu_count() or 1
     try:
-        print(f"stack at {base}; data in {data_dir}; {cores} cores", flush=True)
+        database = "PostgreSQL" if cluster else "SQLite"
+        print(f"stack at {base}; {database}; data in {data_dir}; {cores} cores", flush=True)
         warm = bench_lifecycles(base, catcher, 0, 10, 4)
         per_second = bench_lifecycles(
             base, catcher, 10, args.lifecycles, args.lifecycle_concurrency
@@ -272,6 +288,8 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         controller.stop()
+        if cluster is not None:
+            cluster.stop()
 
 
 if __name__ == "__main__":

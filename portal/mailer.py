@@ -19,6 +19,10 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 TEMPLATES_DIR = WEB_DIR / "templates" / "email"
 
 
+HELO_NAME = "acceso.localhost"
+"""Named once: otherwise smtplib asks DNS for this host's name on every message."""
+
+
 @lru_cache(maxsize=8)
 def _environment(locale: str) -> Environment:
     compile_catalogs()
@@ -63,10 +67,14 @@ class Mailer:
         s = self.settings
         if s.smtp_tls == "ssl":
             smtp = smtplib.SMTP_SSL(
-                s.smtp_host, s.smtp_port, timeout=10, context=ssl.create_default_context()
+                s.smtp_host,
+                s.smtp_port,
+                local_hostname=HELO_NAME,
+                timeout=10,
+                context=ssl.create_default_context(),
             )
         else:
-            smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=10)
+            smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, local_hostname=HELO_NAME, timeout=10)
         with smtp:
             if s.smtp_tls == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
