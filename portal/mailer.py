@@ -20,7 +20,7 @@ TEMPLATES_DIR = WEB_DIR / "templates" / "email"
 
 
 HELO_NAME = "acceso.localhost"
-"""Named once: otherwise smtplib asks DNS for this host's name on every message."""
+"""Named once for EHLO and Message-IDs: otherwise each message asks DNS for this host's name."""
 
 
 @lru_cache(maxsize=8)
@@ -57,7 +57,7 @@ class Mailer:
         message["Subject"] = subject
         message["From"] = self.settings.mail_from
         message["To"] = to
-        message["Message-ID"] = make_msgid(idstring=key.replace("/", ".")[:60])
+        message["Message-ID"] = make_msgid(idstring=key.replace("/", ".")[:60], domain=HELO_NAME)
         message["X-Acceso-Key"] = key
         message.set_content(text)
         message.add_alternative(html, subtype="html")
