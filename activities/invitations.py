@@ -4,17 +4,17 @@ revoking or expiring it changes the database here, each with its audit event."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.mail import mark_sent
 from portal.audit import add_event
 from portal.mailer import Mailer
 from portal.models import EmailToken, Invitation, SentMail, User, utcnow
-from portal.tokens import new_token, token_hash
+from portal.tokens import issue_link, latest_link_id
 
 INVITATION_PURPOSE = "invitation"
 
@@ -66,29 +66,21 @@ class InvitationActivities:
     def send_invitation(self, request: InvitationMail) -> InvitationMailed:
         with self.session_factory() as session:
             if session.get(SentMail, request.send_key) is not None:
-                token_id = session.scalar(
-                    select(EmailToken.id)
-                    .where(EmailToken.workflow_id == request.workflow_id)
-                    .where(EmailToken.purpose == INVITATION_PURPOSE)
-                    .order_by(EmailToken.id.desc())
+                return InvitationMailed(
+                    token_id=latest_link_id(session, request.workflow_id, INVITATION_PURPOSE)
                 )
-                return InvitationMailed(token_id=token_id or 0)
             invitation = session.get(Invitation, request.invitation_id)
             if invitation is None:
                 raise ApplicationError(
                     "invitation no longer exists", non_retryable=True, type="InvitationGone"
                 )
-            now = utcnow()
-            raw = new_token()
-            token = EmailToken(
-                token_hash=token_hash(raw),
+            token, raw = issue_link(
+                session,
                 purpose=INVITATION_PURPOSE,
                 portal=invitation.portal,
                 workflow_id=request.workflow_id,
-                user_id=None,
-                expires_at=now + timedelta(hours=request.lifetime_hours),
+                lifetime_hours=request.lifetime_hours,
             )
-            session.add(token)
             session.commit()
             inviter = session.get(User, invitation.invited_by) if invitation.invited_by else None
             base_url = self.mailer.settings.public_base_url.rstrip("/")
@@ -107,11 +99,10 @@ class InvitationActivities:
                 },
                 request.send_key,
             )
-            session.add(SentMail(key=request.send_key))
-            add_event(
+            mark_sent(
                 session,
-                actor="system",
-                action="email.invitation",
+                request.send_key,
+                template="invitation",
                 portal=invitation.portal,
                 workflow_id=request.workflow_id,
                 invitation_id=invitation.id,

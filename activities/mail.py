@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -14,8 +13,8 @@ from temporalio.exceptions import ApplicationError
 from portal.audit import add_event
 from portal.config import Portal
 from portal.mailer import Mailer
-from portal.models import EmailToken, SentMail, User, utcnow
-from portal.tokens import new_token, token_hash
+from portal.models import SentMail, User
+from portal.tokens import issue_link, latest_link_id
 
 
 @dataclass
@@ -74,6 +73,21 @@ class ReminderSent:
     usernames: int
 
 
+def mark_sent(
+    session: Session, send_key: str, *, template: str, portal: str, workflow_id: str, **detail
+) -> None:
+    """After a successful send: a retried activity sends no second copy, and staff see it."""
+    session.add(SentMail(key=send_key))
+    add_event(
+        session,
+        actor="system",
+        action=f"email.{template}",
+        portal=portal,
+        workflow_id=workflow_id,
+        **detail,
+    )
+
+
 AudienceResolver = Callable[[Session, NoticeEmail], tuple[str, str]]
 
 
@@ -120,37 +134,22 @@ class MailActivities:
     def send_link(self, request: LinkEmail) -> LinkSent:
         with self.session_factory() as session:
             if self._already_sent(session, request.send_key):
-                token_id = session.scalar(
-                    select(EmailToken.id)
-                    .where(EmailToken.workflow_id == request.workflow_id)
-                    .where(EmailToken.purpose == request.purpose)
-                    .order_by(EmailToken.id.desc())
+                return LinkSent(
+                    token_id=latest_link_id(session, request.workflow_id, request.purpose)
                 )
-                return LinkSent(token_id=token_id or 0)
             user = session.get(User, request.user_id)
             if user is None:
                 raise ApplicationError(
                     "account no longer exists", non_retryable=True, type="AccountGone"
                 )
-            now = utcnow()
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.purpose == request.purpose)
-                .where(EmailToken.used_at.is_(None))
-                .where(EmailToken.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-            raw = new_token()
-            token = EmailToken(
-                token_hash=token_hash(raw),
+            token, raw = issue_link(
+                session,
                 purpose=request.purpose,
                 portal=request.portal,
                 workflow_id=request.workflow_id,
+                lifetime_hours=request.lifetime_hours,
                 user_id=user.id,
-                expires_at=now + timedelta(hours=request.lifetime_hours),
             )
-            session.add(token)
             session.commit()
             link = f"{self.mailer.settings.public_base_url.rstrip('/')}/{request.portal}/{request.path}/{raw}"
             self.mailer.send(
@@ -162,11 +161,10 @@ class MailActivities:
                 ),
                 request.send_key,
             )
-            session.add(SentMail(key=request.send_key))
-            add_event(
+            mark_sent(
                 session,
-                actor="system",
-                action=f"email.{request.template}",
+                request.send_key,
+                template=request.template,
                 portal=request.portal,
                 workflow_id=request.workflow_id,
                 user_id=user.id,
@@ -190,11 +188,10 @@ class MailActivities:
                 self._context(request.portal, user, request.context),
                 request.send_key,
             )
-            session.add(SentMail(key=request.send_key))
-            add_event(
+            mark_sent(
                 session,
-                actor="system",
-                action=f"email.{request.template}",
+                request.send_key,
+                template=request.template,
                 portal=request.portal,
                 workflow_id=request.workflow_id,
                 user_id=request.user_id,

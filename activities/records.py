@@ -7,17 +7,16 @@ registration does not reset them; the workflow also counts its own tries in a ro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from activities.mail import mark_sent
 from portal.audit import add_event
 from portal.config import Portal
 from portal.mailer import Mailer
 from portal.models import (
-    EmailToken,
     IdentityStrikes,
     IdentityTry,
     MemberRecord,
@@ -26,7 +25,7 @@ from portal.models import (
     SupportCase,
     utcnow,
 )
-from portal.tokens import new_token, token_hash
+from portal.tokens import issue_link
 
 RETRY_PURPOSE = "identity_retry"
 
@@ -305,23 +304,12 @@ class RecordActivities:
             contact = member_contact(session, request.portal, client_id)
             link = ""
             if request.outcome == "allow_retry" and contact:
-                session.execute(
-                    update(EmailToken)
-                    .where(EmailToken.workflow_id == request.workflow_id)
-                    .where(EmailToken.purpose == RETRY_PURPOSE)
-                    .where(EmailToken.used_at.is_(None))
-                    .where(EmailToken.revoked_at.is_(None))
-                    .values(revoked_at=now)
-                )
-                raw = new_token()
-                session.add(
-                    EmailToken(
-                        token_hash=token_hash(raw),
-                        purpose=RETRY_PURPOSE,
-                        portal=request.portal,
-                        workflow_id=request.workflow_id,
-                        expires_at=now + timedelta(hours=request.link_hours),
-                    )
+                _, raw = issue_link(
+                    session,
+                    purpose=RETRY_PURPOSE,
+                    portal=request.portal,
+                    workflow_id=request.workflow_id,
+                    lifetime_hours=request.link_hours,
                 )
                 link = f"{self._base_url()}/{request.portal}/register/continue/{raw}"
             session.commit()
@@ -352,11 +340,10 @@ class RecordActivities:
                 },
                 send_key,
             )
-            session.add(SentMail(key=send_key))
-            add_event(
+            mark_sent(
                 session,
-                actor="system",
-                action=f"email.{template}",
+                send_key,
+                template=template,
                 portal=request.portal,
                 workflow_id=request.workflow_id,
             )

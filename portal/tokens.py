@@ -5,6 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from portal.models import EmailToken, utcnow
 
 
 def new_token() -> str:
@@ -32,3 +38,53 @@ def new_temporary_password() -> str:
             and any(c.isdigit() for c in candidate)
         ):
             return candidate
+
+
+def issue_link(
+    session: Session,
+    *,
+    purpose: str,
+    portal: str,
+    workflow_id: str,
+    lifetime_hours: int,
+    user_id: int | None = None,
+) -> tuple[EmailToken, str]:
+    """A new e-mail link for a process step, revoking the step's earlier unused ones.
+
+    Returns the stored row (hash only) and the raw token, which goes into the e-mail and nowhere
+    else. The caller commits before sending, so the link works the moment the e-mail arrives.
+    """
+    now = utcnow()
+    session.execute(
+        update(EmailToken)
+        .where(EmailToken.workflow_id == workflow_id)
+        .where(EmailToken.purpose == purpose)
+        .where(EmailToken.used_at.is_(None))
+        .where(EmailToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    raw = new_token()
+    token = EmailToken(
+        token_hash=token_hash(raw),
+        purpose=purpose,
+        portal=portal,
+        workflow_id=workflow_id,
+        user_id=user_id,
+        expires_at=now + timedelta(hours=lifetime_hours),
+    )
+    session.add(token)
+    session.flush()
+    return token, raw
+
+
+def latest_link_id(session: Session, workflow_id: str, purpose: str) -> int:
+    """The newest link of a step: what a retried, already-sent activity reports again."""
+    return (
+        session.scalar(
+            select(EmailToken.id)
+            .where(EmailToken.workflow_id == workflow_id)
+            .where(EmailToken.purpose == purpose)
+            .order_by(EmailToken.id.desc())
+        )
+        or 0
+    )
