@@ -139,3 +139,26 @@ def test_login_page_is_spanish_by_default_and_english_on_request(clinic):
     assert "Iniciar sesión" in clinic.client.get("/patient/login").get_data(as_text=True)
     english = clinic.client.get("/patient/login?lang=en").get_data(as_text=True)
     assert re.search(r"Sign in|Log in", english)
+
+
+def test_submit_while_temporal_is_down_keeps_the_form_and_stores_nothing(settings, session_factory):
+    from dataclasses import replace
+
+    from portal.models import ClinicalRecord
+    from tests.fixtures.smtp import free_port
+    from web import create_app
+
+    with session_factory() as session:
+        session.add(
+            ClinicalRecord(
+                portal="patient", record_number="HC-9", full_name="Ana", email="ana@example.org"
+            )
+        )
+        session.commit()
+    down = replace(settings, temporal_address=f"127.0.0.1:{free_port()}")
+    client = create_app({"SETTINGS": down, "TESTING": True}).test_client()
+    page = register(client).get_data(as_text=True)
+    assert "No pudimos completar su registro en este momento" in page
+    assert 'value="ana.perez"' in page and 'value="ana@example.org"' in page
+    with session_factory() as session:
+        assert session.scalar(select(User)) is None

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
-from portal.models import EmailToken, Registration, utcnow
+from portal.audit import add_event
+from portal.models import EmailToken, Registration, User, utcnow
 from portal.tokens import token_hash
 from web import processes
 from web.auth import ResendForm
@@ -103,6 +106,48 @@ def resend_confirmation():
         "info",
     )
     return redirect(url_for("auth.login"))
+
+
+UNAVAILABLE = _l(
+    "No pudimos completar su registro en este momento. Intente de nuevo en unos minutos."
+)
+
+
+def store_and_start(
+    user: User, registration: Registration, extra: tuple = (), **audit_detail
+) -> str:
+    """Stores the account (password already hashed) and its read model, then starts the
+    workflow in one round trip.
+
+    Returns "started", "username_taken" (the database's case-insensitive unique index said so
+    after a race the form's check missed) or "unavailable" (Temporal could not be reached; the
+    rows, and `extra` ones, are removed so the applicant can simply submit again).
+    """
+    db = get_db()
+    db.add_all([user, registration])
+    try:
+        db.flush()
+    except IntegrityError:
+        db.rollback()
+        return "username_taken"
+    add_event(
+        db,
+        actor="applicant",
+        action="registration.submitted",
+        portal=g.portal.slug,
+        workflow_id=registration.workflow_id,
+        user_id=user.id,
+        **audit_detail,
+    )
+    db.commit()
+    try:
+        processes.start_registration(g.portal, registration.reference, user_id=user.id)
+    except processes.ProcessUnavailable:
+        for row in (registration, user, *extra):
+            db.delete(row)
+        db.commit()
+        return "unavailable"
+    return "started"
 
 
 def username_taken(username: str) -> bool:

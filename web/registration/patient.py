@@ -8,18 +8,16 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from wtforms import StringField
 from wtforms.validators import Length
 
-from portal.audit import add_event
 from portal.models import ClinicalRecord, Registration, User
 from portal.passwords import hash_password
 from portal.tokens import new_reference
 from web import processes
 from web.db import get_db
 from web.forms import email_field, new_password_fields, required, strip, username_field
-from web.registration import flow_view, username_taken
+from web.registration import UNAVAILABLE, flow_view, store_and_start, username_taken
 
 USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
 
@@ -71,7 +69,6 @@ def register():
 
 def _create_account(form: PatientRegistrationForm) -> str | None:
     """Stores the account (hashed password) first, then starts its workflow in one round trip."""
-    db = get_db()
     reference = new_reference()
     user = User(
         portal=g.portal.slug,
@@ -90,30 +87,11 @@ def _create_account(form: PatientRegistrationForm) -> str | None:
         status="confirm_email",
         user=user,
     )
-    db.add_all([user, registration])
-    try:
-        db.flush()
-    except IntegrityError:
-        db.rollback()
+    outcome = store_and_start(user, registration)
+    if outcome == "username_taken":
         form.username.errors.append(USERNAME_TAKEN)
         return None
-    add_event(
-        db,
-        actor="applicant",
-        action="registration.submitted",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-        user_id=user.id,
-    )
-    db.commit()
-    try:
-        processes.start_registration(g.portal, reference, user_id=user.id)
-    except processes.ProcessUnavailable:
-        db.delete(registration)
-        db.delete(user)
-        db.commit()
-        form.form_errors.append(
-            _("No pudimos completar su registro en este momento. Intente de nuevo en unos minutos.")
-        )
+    if outcome == "unavailable":
+        form.form_errors.append(UNAVAILABLE)
         return None
     return reference

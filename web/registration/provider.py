@@ -18,21 +18,19 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from stdnum import luhn
 from stdnum.us import ein
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, Length, Optional, Regexp, ValidationError
 
-from portal.audit import add_event
 from portal.models import Office, Registration, RegistrationDraft, SecurityAnswer, User, utcnow
 from portal.passwords import hash_answer, hash_password
 from portal.tokens import new_reference, token_hash
 from web import processes
 from web.db import get_db
 from web.forms import PortalPassword, email_field, required, strip, username_field
-from web.registration import bp, flow_view, username_taken
+from web.registration import UNAVAILABLE, bp, flow_view, store_and_start, username_taken
 
 USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
 DRAFT_COOKIE_KEY = "provider_draft"
@@ -406,35 +404,14 @@ def _finish(draft: RegistrationDraft, form: SummaryForm) -> str | None:
             "office": office_data,
         },
     )
-    db.add_all([user, registration])
-    try:
-        db.flush()
-    except IntegrityError:
-        db.rollback()
+    outcome = store_and_start(user, registration, extra=(office,), office_id=office.id)
+    if outcome == "username_taken":
         form.form_errors.append(
             _("Ese nombre de usuario ya existe. Vuelva al primer paso y elija otro.")
         )
         return None
-    add_event(
-        db,
-        actor="applicant",
-        action="registration.submitted",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-        user_id=user.id,
-        office_id=office.id,
-    )
-    db.commit()
-    try:
-        processes.start_registration(g.portal, reference, user_id=user.id)
-    except processes.ProcessUnavailable:
-        db.delete(registration)
-        db.delete(user)
-        db.delete(office)
-        db.commit()
-        form.form_errors.append(
-            _("No pudimos completar su registro en este momento. Intente de nuevo en unos minutos.")
-        )
+    if outcome == "unavailable":
+        form.form_errors.append(UNAVAILABLE)
         return None
     db.delete(draft)
     db.commit()
