@@ -235,6 +235,40 @@ def test_decision_from_outside_the_console_takes_the_same_path(
     assert refused.status_code == 409 and "ops:cli" in refused.get_data(as_text=True)
 
 
+def test_denial_signalled_with_the_temporal_cli_is_applied_and_mailed(stack):
+    """An operator's `temporal workflow signal`, plain JSON and no codec, as from a terminal."""
+    import json
+    import subprocess
+
+    from tests.fixtures.temporal import venv_binary
+
+    reference = reference_of(register(stack.client))
+    confirm(stack)
+    awaiting_review(stack, reference)
+    decision = {"approved": False, "reviewer": "ops:terminal", "reason": "NPI no corresponde"}
+    subprocess.run(
+        [
+            venv_binary("temporal"),
+            "workflow",
+            "signal",
+            "--address",
+            stack.settings.temporal_address,
+            "--workflow-id",
+            registration(stack, reference).workflow_id,
+            "--name",
+            "review_decision",
+            "--input",
+            json.dumps(decision),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    denial = stack.mailbox.wait_for("marta@clinica.example", "denegada")
+    assert "NPI no corresponde" in body_text(denial)
+    wait_until(lambda: registration(stack, reference).decided_by == "ops:terminal")
+
+
 def test_wizard_checks_each_field_and_keeps_what_was_typed(stack):
     bad = submit(
         stack.client,
