@@ -95,20 +95,37 @@ def cases():
     return render_template("staff/cases.html", rows=rows, resolved=resolved, tries=tries)
 
 
-def _tries_for(case: SupportCase) -> list[IdentityTry]:
-    """The registration's own tries, and other registrations' tries with the same client ID."""
-    conditions = [IdentityTry.workflow_id == case.workflow_id]
-    if case.client_id:
-        conditions.append(
-            (IdentityTry.client_id == case.client_id) & (IdentityTry.portal == case.portal)
-        )
-    return list(
-        get_db().scalars(select(IdentityTry).where(or_(*conditions)).order_by(IdentityTry.at))
+def _belongs(attempt: IdentityTry, case: SupportCase) -> bool:
+    """A try belongs to a case if it was made in its registration or for the same client ID."""
+    return attempt.workflow_id == case.workflow_id or bool(
+        case.client_id and attempt.client_id == case.client_id and attempt.portal == case.portal
     )
 
 
 def _tries_by_case(cases_: list[SupportCase]) -> dict[int, list[IdentityTry]]:
-    return {case.id: _tries_for(case) for case in cases_}
+    """Every listed case's tries in one query, however many cases are open."""
+    if not cases_:
+        return {}
+    client_ids = [case.client_id for case in cases_ if case.client_id]
+    attempts = (
+        get_db()
+        .scalars(
+            select(IdentityTry)
+            .where(
+                or_(
+                    IdentityTry.workflow_id.in_([case.workflow_id for case in cases_]),
+                    IdentityTry.client_id.in_(client_ids),
+                )
+            )
+            .order_by(IdentityTry.at)
+        )
+        .all()
+    )
+    return {case.id: [a for a in attempts if _belongs(a, case)] for case in cases_}
+
+
+def _tries_for(case: SupportCase) -> list[IdentityTry]:
+    return _tries_by_case([case])[case.id]
 
 
 @bp.route("/cases/<int:case_id>", methods=["GET", "POST"])
