@@ -12,7 +12,7 @@ from portal.models import (
     SupportCase,
 )
 from portal.passwords import hash_password
-from tests.fixtures.stack import submit
+from tests.fixtures.stack import csrf_token, submit
 from web import create_app
 
 STAFF_PASSWORD = "consola-segura-123"
@@ -93,3 +93,44 @@ def test_staff_lists_do_not_query_per_row(console, path):
     add_rows(session_factory, 1, 12)
     many = queries_for(app, client, path)
     assert many == one
+
+
+def staff_urls(app) -> list[str]:
+    """Every /staff/ page behind a login, each placeholder filled with 1."""
+    adapter = app.url_map.bind("localhost")
+    return [
+        adapter.build(rule.endpoint, dict.fromkeys(rule.arguments, 1))
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/staff/") and rule.endpoint not in ("staff.login", "staff.logout")
+    ]
+
+
+def test_every_staff_page_refuses_anonymous_visitors_and_applicants(settings, session_factory):
+    from portal.models import User
+
+    with session_factory() as session:
+        session.add(
+            User(
+                portal="patient",
+                username="ana",
+                email="ana@example.org",
+                password_hash=hash_password("Clave123segura"),
+                status="active",
+                role="patient",
+            )
+        )
+        session.commit()
+    app = create_app({"SETTINGS": settings, "TESTING": True})
+    urls = staff_urls(app)
+    assert len(urls) >= 5
+    anonymous = app.test_client()
+    applicant = app.test_client()
+    submit(applicant, "/patient/login", {"username": "ana", "password": "Clave123segura"})
+    token = csrf_token(applicant, "/patient/account/password")
+    for url in urls:
+        answer = anonymous.get(url)
+        assert answer.status_code in (302, 405), url
+        if answer.status_code == 302:
+            assert "/staff/login" in answer.headers["Location"], url
+        assert applicant.get(url).status_code in (403, 405), url
+        assert applicant.post(url, data={"csrf_token": token}).status_code in (403, 405), url
