@@ -30,6 +30,7 @@ class FakeSideEffects:
     links: list[LinkEmail] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     ended: list[RegistrationEnded] = field(default_factory=list)
+    confirmed: list[EmailConfirmed] = field(default_factory=list)
 
     def activities(self):
         @activity.defn(name="send_link")
@@ -48,6 +49,7 @@ class FakeSideEffects:
 
         @activity.defn(name="confirm_email")
         async def confirm_email(request: EmailConfirmed) -> AccountState:
+            self.confirmed.append(request)
             return AccountState(user_id=request.user_id, status=request.next_status)
 
         @activity.defn(name="end_registration")
@@ -95,6 +97,21 @@ async def test_following_the_link_activates_and_sends_user_confirmed(patient_reg
     assert outcome.status == "active"
     assert effects.notices == ["user_confirmed"]
     assert effects.links[0].lifetime_hours == 48
+
+
+async def test_two_clicks_at_once_confirm_once(patient_registration):
+    import asyncio
+
+    handle, effects, _ = patient_registration
+    clicks = [
+        handle.execute_update(RegistrationWorkflow.confirm_email_link, EmailConfirmation(1))
+        for _ in range(2)
+    ]
+    answers = await asyncio.gather(*clicks, return_exceptions=True)
+    assert sum(not isinstance(a, Exception) for a in answers) == 1
+    refused = next(a for a in answers if isinstance(a, Exception))
+    assert refused.cause.type == "AlreadyConfirmed"
+    assert len(effects.confirmed) == 1
 
 
 async def test_link_followed_after_48_hours_is_refused(patient_registration):

@@ -1,4 +1,5 @@
-"""Staff list pages cost the same number of queries for one row as for many: no N+1."""
+"""The staff console: list pages cost the same queries for one row as for many (no N+1), and
+every staff page refuses anonymous visitors and applicants."""
 
 from __future__ import annotations
 

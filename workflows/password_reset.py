@@ -55,6 +55,7 @@ class PasswordResetWorkflow:
         self.token_id = 0
         self.link_expires_at = workflow.now()
         self.confirmed = False
+        self.applying = False
 
     @workflow.run
     async def run(self, start: PasswordResetStart) -> PasswordResetOutcome:
@@ -113,8 +114,11 @@ class PasswordResetWorkflow:
     @workflow.update
     async def confirm_reset(self, confirmation: ResetConfirmation) -> ResetResult:
         await workflow.wait_condition(lambda: self.token_id >= confirmation.token_id)
+        if self.confirmed or self.applying:
+            raise ApplicationError("reset already used", type="AlreadyUsed")
         if confirmation.token_id != self.token_id or workflow.now() >= self.link_expires_at:
             raise ApplicationError("link expired", type="LinkExpired")
+        self.applying = True
         result = await workflow.execute_activity_method(
             AccountActivities.apply_reset,
             ResetConfirmed(
@@ -134,7 +138,7 @@ class PasswordResetWorkflow:
 
     @confirm_reset.validator
     def validate_confirm_reset(self, confirmation: ResetConfirmation) -> None:
-        if self.step != "awaiting_confirmation" or self.confirmed:
+        if self.confirmed or self.step in ("expired", "completed"):
             raise ApplicationError("reset already used", type="AlreadyUsed")
 
     @workflow.query

@@ -153,6 +153,7 @@ class RegistrationWorkflow:
         self.links_sent = 0
         self.resend_requested = False
         self.email_confirmed = False
+        self.confirming = False
         self.decision: ReviewDecision | None = None
         self.history: list[str] = []
         self.deadline = workflow.now() + timedelta(hours=self.policy.registration_abandon_hours)
@@ -407,8 +408,11 @@ class RegistrationWorkflow:
     @workflow.update
     async def confirm_email_link(self, confirmation: EmailConfirmation) -> ConfirmationResult:
         await workflow.wait_condition(lambda: self.token_id >= confirmation.token_id)
+        if self.email_confirmed or self.confirming:
+            raise ApplicationError("already confirmed", type="AlreadyConfirmed")
         if confirmation.token_id != self.token_id or workflow.now() >= self.link_expires_at:
             raise ApplicationError("link expired or replaced", type="LinkExpired")
+        self.confirming = True
         next_status = "pending_review" if "review" in self.start.steps else "active"
         state = await workflow.execute_local_activity_method(
             AccountActivities.confirm_email,
@@ -428,8 +432,12 @@ class RegistrationWorkflow:
 
     @confirm_email_link.validator
     def validate_confirm_email_link(self, confirmation: EmailConfirmation) -> None:
-        if self.step != "confirm_email" or self.email_confirmed:
+        """Only a confirmed registration refuses outright: a click that overtakes the workflow
+        recording its link is accepted, and the handler waits for the link to be recorded."""
+        if self.email_confirmed:
             raise ApplicationError("already confirmed", type="AlreadyConfirmed")
+        if "confirm_email" not in self.start.steps:
+            raise ApplicationError("no e-mail confirmation in this registration")
 
     @workflow.signal
     def resend_confirmation(self, request: ResendRequest) -> None:
