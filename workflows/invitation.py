@@ -71,6 +71,7 @@ class InvitationWorkflow:
         self.expires_at = workflow.now() + timedelta(days=start.invitation_days)
         self.accepted_by: int | None = None
         self.revoked_by: str | None = None
+        self.accepting = False
 
     @workflow.run
     async def run(self, start: InvitationStart) -> InvitationOutcome:
@@ -121,6 +122,14 @@ class InvitationWorkflow:
 
     @workflow.update
     async def accept(self, acceptance: InvitationAcceptance) -> AcceptanceResult:
+        """A link followed before the workflow recorded it waits for it; a second click is
+        refused while the first is being applied."""
+        await workflow.wait_condition(lambda: self.token_id >= acceptance.token_id)
+        if acceptance.token_id != self.token_id:
+            raise ApplicationError("link replaced", type="Expired")
+        if self.accepted_by is not None or self.accepting:
+            raise ApplicationError("invitation already accepted", type="NotPending")
+        self.accepting = True
         result = await workflow.execute_activity_method(
             InvitationActivities.accept_invitation,
             InvitationAccepted(
@@ -140,12 +149,10 @@ class InvitationWorkflow:
     def validate_accept(self, acceptance: InvitationAcceptance) -> None:
         if self.revoked_by is not None:
             raise ApplicationError("invitation revoked", type="Revoked")
-        if self.accepted_by is not None or self.step != "pending":
+        if self.accepted_by is not None or self.step in ("accepted", "revoked", "expired"):
             raise ApplicationError(f"invitation is {self.step}", type="NotPending")
         if workflow.now() >= self.expires_at:
             raise ApplicationError("invitation expired", type="Expired")
-        if acceptance.token_id != self.token_id:
-            raise ApplicationError("link replaced", type="Expired")
 
     @workflow.signal
     def revoke(self, request: RevokeRequest) -> None:
