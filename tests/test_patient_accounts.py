@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from portal.models import User, UserSession
+from portal.models import AuditEvent, User, UserSession
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import submit
@@ -135,6 +135,9 @@ def test_copied_cookie_stops_working_after_logout(patient):
     assert thief.get("/patient/").status_code == 200
     submit(patient.client, "/patient/logout", {}, form_page="/patient/")
     assert thief.get("/patient/").status_code == 302
+    with patient.session_factory() as session:
+        actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+    assert actions[-2:] == ["login", "logout"]
 
 
 def test_changing_the_password_ends_the_other_sessions(patient):

@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import delete, select
 
+from portal.audit import add_event
 from portal.models import StaffUser, User, UserSession, utcnow
 from portal.tokens import token_hash
 from web.db import get_db
@@ -78,7 +79,18 @@ def start_session(account: User | StaffUser, remember: bool) -> None:
 def end_session() -> None:
     if current_user.is_authenticated:
         db = get_db()
+        account = current_user.account
         db.execute(delete(UserSession).where(UserSession.id == token_hash(current_user.session_id)))
+        if current_user.is_staff:
+            add_event(db, actor=f"staff:{account.username}", action="staff.logout")
+        else:
+            add_event(
+                db,
+                actor=f"user:{account.id}",
+                action="logout",
+                portal=account.portal,
+                user_id=account.id,
+            )
         db.commit()
     logout_user()
 
