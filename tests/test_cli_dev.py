@@ -18,7 +18,8 @@ from portal.db import make_engine, make_session_factory
 from portal.models import AuditEvent, ClinicalRecord, MemberRecord, StaffUser
 from portal.passwords import verify_password
 from portal.settings import Settings
-from tests.fixtures.processes import free_port, python_command, wait_until
+from tests.fixtures.processes import free_port, python_command
+from tests.fixtures.waiting import wait_until
 
 STARTUP_SECONDS = 90
 

@@ -10,7 +10,8 @@ import sys
 from email.message import EmailMessage
 from email.policy import default as default_policy
 
-from tests.fixtures.processes import free_port, wait_until
+from tests.fixtures.processes import free_port
+from tests.fixtures.waiting import wait_until
 
 
 def accepts_connections(port: int) -> bool:

@@ -3,8 +3,6 @@ after the policy's days, revocation, and a link refused once revoked or expired.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +20,7 @@ from activities.invitations import (
     InvitationMailed,
     InvitationState,
 )
+from tests.fixtures.waiting import wait_until_async
 from workflows.invitation import (
     InvitationAcceptance,
     InvitationStart,
@@ -56,11 +55,10 @@ class FakeSideEffects:
 
 
 async def pending(handle) -> None:
-    deadline = time.monotonic() + 10
-    while (await handle.query(InvitationWorkflow.get_status)).step != "pending":
-        if time.monotonic() > deadline:
-            raise AssertionError("invitation never became pending")
-        await asyncio.sleep(0.05)
+    async def is_pending() -> bool:
+        return (await handle.query(InvitationWorkflow.get_status)).step == "pending"
+
+    await wait_until_async(is_pending, what="the invitation to be pending")
 
 
 @pytest.fixture

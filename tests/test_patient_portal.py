@@ -11,6 +11,7 @@ from portal.models import AuditEvent, User
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import submit
+from tests.fixtures.waiting import wait_until
 
 
 def test_registration_sends_a_confirmation_link_that_activates_the_account(clinic):
@@ -111,18 +112,15 @@ def test_confirmation_can_be_resent_from_the_login_page(clinic):
 
 
 def wait_for_new_link(stack, old_link):
-    import time
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    def new_link():
         for message in stack.mailbox.to("ana@example.org"):
             if "Confirme" in str(message["Subject"]):
                 link = link_in(message, "/confirm/")
                 if link != old_link:
                     return link
-        with stack.mailbox._changed:
-            stack.mailbox._changed.wait(0.5)
-    raise AssertionError("no second confirmation link")
+        return None
+
+    return wait_until(new_link, what="a second confirmation link")
 
 
 def test_every_step_leaves_an_audit_event(clinic):

@@ -4,8 +4,6 @@ e-mails on each side, office employees, recovery and the support phones."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 
@@ -21,6 +19,7 @@ from portal.models import (
 from portal.passwords import hash_password
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import submit
+from tests.fixtures.waiting import wait_until
 from workflows.registration import ReviewDecision
 
 PASSWORD = "clave-segura-1"
@@ -33,18 +32,6 @@ QUESTIONS = [
 ]
 ANSWERS = ["Firulais", "Ponce", "Escuela Central"]
 REVIEWER_PASSWORD = "Revisora-2026"
-
-
-def wait_until(condition, timeout: float = 20, what: str = "condition"):
-    """Polls a condition until a deadline: the process under test runs on other threads."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def user_step(**overrides) -> dict:

@@ -3,8 +3,6 @@ the 24-hour SLA with escalation to the reviewers, the final deadline, a second d
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +21,7 @@ from activities.accounts import (
 from activities.audit import AuditEntry
 from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
+from tests.fixtures.waiting import wait_until_async
 from workflows.registration import (
     EmailConfirmation,
     RegistrationStart,
@@ -94,21 +93,12 @@ class FakeSideEffects:
         return [entry.action for entry in self.audits]
 
 
-async def wait_until(condition, timeout: float = 10) -> None:
-    """Polls a condition with a deadline (wall clock), never a fixed sleep as synchronisation."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def under_review(handle) -> None:
     async def check():
         status = await handle.query(RegistrationWorkflow.get_status)
         return status.step == "review"
 
-    await wait_until(check)
+    await wait_until_async(check)
 
 
 @pytest.fixture
@@ -185,7 +175,7 @@ async def test_sla_lapse_marks_overdue_escalates_and_keeps_waiting(provider_regi
     async def overdue():
         return (await handle.query(RegistrationWorkflow.get_status)).overdue
 
-    await wait_until(overdue)
+    await wait_until_async(overdue)
     assert ("review_overdue", "reviewers") in [(t, a) for t, a, _ in effects.notices]
     assert any(step.overdue for step in effects.steps)
     assert "registration.overdue" in effects.actions()

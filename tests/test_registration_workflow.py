@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from activities.accounts import AccountState, EmailConfirmed, RegistrationEnded, StepReached
 from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
+from tests.fixtures.waiting import wait_until_async
 from workflows.registration import (
     EmailConfirmation,
     RegistrationStart,
@@ -129,7 +130,7 @@ async def test_resent_link_replaces_the_old_one_and_restarts_its_clock(patient_r
     handle, effects, env = patient_registration
     await env.sleep(timedelta(hours=47))
     await handle.signal(RegistrationWorkflow.resend_confirmation, ResendRequest())
-    await wait_until(lambda: len(effects.links) == 2, env)
+    await wait_until_async(lambda: len(effects.links) == 2, what="a second link")
     with pytest.raises(WorkflowUpdateFailedError):
         await handle.execute_update(
             RegistrationWorkflow.confirm_email_link, EmailConfirmation(token_id=1)
@@ -148,15 +149,3 @@ async def test_abandoned_registration_expires_and_frees_its_username(patient_reg
     assert outcome.status == "expired"
     assert effects.ended[0].release_account is True
     assert effects.ended[0].user_id == 7
-
-
-async def wait_until(condition, env, timeout: float = 10) -> None:
-    """Polls the fake's state, advancing nothing: the worker runs while we wait."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)

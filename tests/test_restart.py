@@ -8,8 +8,9 @@ import signal
 
 import requests
 
-from tests.fixtures.processes import free_port, python_command, wait_until
+from tests.fixtures.processes import free_port, python_command
 from tests.fixtures.smtp import link_in
+from tests.fixtures.waiting import wait_until
 from tests.test_cli_dev import STARTUP_SECONDS, answers_200, clean_env
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
