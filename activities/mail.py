@@ -71,6 +71,7 @@ class ReminderSent:
     """Only a count leaves the activity: the usernames themselves go to the mailbox alone."""
 
     usernames: int
+    sent: bool = False
 
 
 def mark_sent(
@@ -203,7 +204,7 @@ class MailActivities:
     def send_username_reminder(self, request: UsernameReminder) -> ReminderSent:
         with self.session_factory() as session:
             if self._already_sent(session, request.send_key):
-                return ReminderSent(usernames=0)
+                return ReminderSent(usernames=0, sent=True)
             query = (
                 select(User)
                 .where(User.portal == request.portal)
@@ -238,4 +239,4 @@ class MailActivities:
                 matched=len(users),
             )
             session.commit()
-            return ReminderSent(usernames=len(users))
+            return ReminderSent(usernames=len(users), sent=bool(users))

@@ -30,6 +30,9 @@ class Policy:
     login_lockout_threshold: int = 5
     password_reset_mode: str = "temporary_password"
     reset_link_hours: int = 2
+    reset_link_resend_minutes: int = 5
+    max_reset_links: int = 3
+    username_reminder_cooldown_minutes: int = 15
     temporary_password_hours: int = 24
     security_question_count: int = 0
     invitation_days: int = 7

@@ -25,7 +25,8 @@ pytest_plugins = [
 
 @pytest.fixture
 def settings(tmp_path, database_url, smtp_server, task_queue) -> Settings:
-    """Settings for one test: its own data dir, database, task queue, and the loopback SMTP sink."""
+    """Settings for one test: its own data dir, database, task queue and secret (so IDs derived
+    from it never join another test's processes), and the loopback SMTP sink."""
     from tests.fixtures.codec import TEST_CODEC_KEYS
 
     return Settings(
@@ -34,7 +35,7 @@ def settings(tmp_path, database_url, smtp_server, task_queue) -> Settings:
         smtp_host="127.0.0.1",
         smtp_port=smtp_server.port,
         task_queue=task_queue,
-        secret_key="test-secret-key",
+        secret_key=f"test-secret-{task_queue}",
         public_base_url="http://acceso.test",
         dev_mode=False,
         codec_keys=TEST_CODEC_KEYS,

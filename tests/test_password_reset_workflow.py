@@ -14,10 +14,12 @@ from temporalio.worker import Worker
 from activities.accounts import ResetApplied, ResetConfirmed
 from activities.mail import LinkEmail, LinkSent
 from portal.config import Policy
+from tests.fixtures.waiting import wait_until_async
 from workflows.password_reset import (
     PasswordResetStart,
     PasswordResetWorkflow,
     ResetConfirmation,
+    ResetRequested,
 )
 
 
@@ -45,7 +47,12 @@ async def start_reset(env, fakes: FakeResets, user_id: int | None, queue: str):
         PasswordResetWorkflow.run,
         PasswordResetStart(
             portal="patient",
-            policy=Policy(reset_link_hours=2, temporary_password_hours=24),
+            policy=Policy(
+                reset_link_hours=2,
+                temporary_password_hours=24,
+                reset_link_resend_minutes=5,
+                max_reset_links=3,
+            ),
             user_id=user_id,
         ),
         id=f"password-reset/patient/{uuid.uuid4().hex[:10]}",
@@ -110,3 +117,34 @@ async def test_request_for_an_unknown_account_sends_nothing(reset_worker):
     handle = await start_reset(env, fakes, None, queue)
     assert (await handle.result()).status == "no_account"
     assert fakes.links == []
+
+
+async def test_repeated_requests_get_a_fresh_link_only_after_the_spacing_and_up_to_the_cap(
+    reset_worker,
+):
+    env, fakes, queue = reset_worker
+    handle = await start_reset(env, fakes, 7, queue)
+    await wait_until_async(lambda: links_sent_is(handle, 1), what="the first link")
+
+    await env.sleep(timedelta(seconds=30))
+    await handle.signal(PasswordResetWorkflow.request_again, ResetRequested())
+    status = await wait_until_async(lambda: status_after(handle, requests=0), what="the request")
+    assert status.links_sent == 1
+
+    for expected in (2, 3, 3):
+        await env.sleep(timedelta(minutes=5))
+        await handle.signal(PasswordResetWorkflow.request_again, ResetRequested())
+        await wait_until_async(
+            lambda expected=expected: links_sent_is(handle, expected), what=f"{expected} links"
+        )
+    assert len(fakes.links) == 3
+    assert len({link.send_key for link in fakes.links}) == 3
+
+
+async def links_sent_is(handle, expected: int) -> bool:
+    return (await handle.query(PasswordResetWorkflow.get_status)).links_sent == expected
+
+
+async def status_after(handle, requests: int):
+    status = await handle.query(PasswordResetWorkflow.get_status)
+    return status if status.requests > requests else None

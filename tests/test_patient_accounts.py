@@ -12,6 +12,7 @@ from portal.models import AuditEvent, User, UserSession
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import submit
+from tests.fixtures.waiting import wait_until
 
 NEW_PASSWORD = "OtraClave456"
 
@@ -191,3 +192,37 @@ def test_applicant_cannot_reach_staff_pages(patient):
     login(patient.client)
     assert patient.client.get("/staff/").status_code == 403
     assert patient.client.get("/staff/audit").status_code == 403
+
+
+def test_repeated_recovery_requests_join_the_pending_one_instead_of_flooding_the_mailbox(
+    patient, dev_server, background_loop
+):
+    from web import processes
+    from workflows.password_reset import PasswordResetWorkflow
+
+    with patient.app.app_context():
+        portal = patient.app.extensions["acceso.portals"]["patient"]
+        reset_id = processes.password_reset_id(portal, 1)
+        reminder_id = processes.username_reminder_id(portal, "ANA@example.org")
+
+    recover_password(patient)
+    patient.mailbox.wait_for("ana@example.org", "Confirme el cambio")
+    recover_password(patient)
+    reset = dev_server.client.get_workflow_handle(reset_id)
+
+    def after_second_request():
+        status = background_loop.run(reset.query(PasswordResetWorkflow.get_status))
+        return status if status.requests == 2 else None
+
+    status = wait_until(after_second_request, what="the second request to reach the reset")
+    assert status.links_sent == 1
+
+    submit(patient.client, "/patient/recover/username", {"email": "ana@example.org"})
+    patient.mailbox.wait_for("ana@example.org", "Sus usuarios")
+    reminder = dev_server.client.get_workflow_handle(reminder_id)
+    first_run = background_loop.run(reminder.describe()).run_id
+    submit(patient.client, "/patient/recover/username", {"email": "Ana@Example.org"})
+    assert background_loop.run(reminder.describe()).run_id == first_run
+    assert (
+        len([m for m in patient.mailbox.to("ana@example.org") if "usuarios" in m["Subject"]]) == 1
+    )

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 
 from flask import current_app
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -18,7 +24,12 @@ from workflows.invitation import (
     InvitationWorkflow,
     RevokeRequest,
 )
-from workflows.password_reset import PasswordResetStart, PasswordResetWorkflow, ResetConfirmation
+from workflows.password_reset import (
+    PasswordResetStart,
+    PasswordResetWorkflow,
+    ResetConfirmation,
+    ResetRequested,
+)
 from workflows.registration import (
     AccountSubmission,
     CaseResolution,
@@ -31,7 +42,11 @@ from workflows.registration import (
     ResendRequest,
     ReviewDecision,
 )
-from workflows.username_reminder import UsernameReminderStart, UsernameReminderWorkflow
+from workflows.username_reminder import (
+    ReminderRequest,
+    UsernameReminderStart,
+    UsernameReminderWorkflow,
+)
 
 
 class ProcessRefused(Exception):
@@ -153,15 +168,38 @@ def send_case_resolution(workflow_id: str, resolution: CaseResolution) -> None:
     )
 
 
+def _opaque(*parts: object) -> str:
+    """A stable, unguessable workflow-ID suffix for an account or address; it reveals neither."""
+    secret = current_app.config["SECRET_KEY"].encode()
+    message = "/".join(str(part) for part in parts).encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:20]
+
+
+def password_reset_id(portal: Portal, user_id: int) -> str:
+    return f"password-reset/{portal.slug}/{_opaque('reset', portal.slug, user_id)}"
+
+
+def username_reminder_id(portal: Portal, email: str) -> str:
+    return f"username-reminder/{portal.slug}/{_opaque('usernames', portal.slug, email.lower())}"
+
+
 def start_password_reset(portal: Portal, user_id: int | None) -> str:
-    workflow_id = f"password-reset/{portal.slug}/{secrets.token_hex(8)}"
+    """A known account's requests join its pending reset (signal-with-start); others end at once."""
+    start = PasswordResetStart(portal=portal.slug, policy=portal.policy, user_id=user_id)
+    if user_id is None:
+        workflow_id = f"password-reset/{portal.slug}/{secrets.token_hex(10)}"
+        extra = {}
+    else:
+        workflow_id = password_reset_id(portal, user_id)
+        extra = {"start_signal": "request_again", "start_signal_args": [ResetRequested()]}
     _call(
         lambda client: client.start_workflow(
             PasswordResetWorkflow.run,
-            PasswordResetStart(portal=portal.slug, policy=portal.policy, user_id=user_id),
+            start,
             id=workflow_id,
             task_queue=_task_queue(),
             static_summary=f"{portal.name}: password reset",
+            **extra,
         )
     )
     return workflow_id
@@ -179,15 +217,21 @@ def confirm_password_reset(workflow_id: str, token_id: int) -> bool:
 def start_username_reminder(
     portal: Portal, email: str, first_name: str = "", last_name: str = ""
 ) -> str:
-    workflow_id = f"username-reminder/{portal.slug}/{secrets.token_hex(8)}"
+    """Every request for an address goes to one workflow (signal-with-start), which e-mails at
+    most once per cooldown."""
+    workflow_id = username_reminder_id(portal, email)
     _call(
         lambda client: client.start_workflow(
             UsernameReminderWorkflow.run,
             UsernameReminderStart(
-                portal=portal.slug, email=email, first_name=first_name, last_name=last_name
+                portal=portal.slug,
+                email=email,
+                cooldown_minutes=portal.policy.username_reminder_cooldown_minutes,
             ),
             id=workflow_id,
             task_queue=_task_queue(),
+            start_signal="remind",
+            start_signal_args=[ReminderRequest(first_name=first_name, last_name=last_name)],
             static_summary=f"{portal.name}: forgotten username",
         )
     )

@@ -19,7 +19,11 @@ with workflow.unsafe.imports_passed_through():
 
 @dataclass
 class PasswordResetStart:
-    """Started for every request, known account or not, so the answer and timing never differ."""
+    """Started for every request, known account or not, so the answer and timing never differ.
+
+    A known account's requests share one workflow ID while a reset is pending (signal-with-start
+    of `request_again`), so repeated requests cannot flood its mailbox.
+    """
 
     portal: str
     policy: Policy
@@ -44,6 +48,15 @@ class ResetResult:
 @dataclass
 class ResetStatus:
     step: str
+    links_sent: int = 0
+    requests: int = 0
+
+
+@dataclass
+class ResetRequested:
+    """Another request for the same account while this one is pending."""
+
+    source: str = "web"
 
 
 @workflow.defn
@@ -56,6 +69,10 @@ class PasswordResetWorkflow:
         self.link_expires_at = workflow.now()
         self.confirmed = False
         self.applying = False
+        self.links_sent = 0
+        self.last_sent_at = workflow.now()
+        self.requested_again = False
+        self.requests = 0
 
     @workflow.run
     async def run(self, start: PasswordResetStart) -> PasswordResetOutcome:
@@ -64,6 +81,7 @@ class PasswordResetWorkflow:
             workflow.set_current_details("No matching account: nothing sent")
             return PasswordResetOutcome(status="no_account")
         await self.send_reset_link()
+        self.requested_again = False
         if not await self.wait_for_confirmation():
             workflow.set_current_details("Link expired unused")
             return PasswordResetOutcome(status="expired")
@@ -72,7 +90,8 @@ class PasswordResetWorkflow:
     # Step 1: ask the account holder to confirm by e-mail.
     async def send_reset_link(self) -> None:
         self.step = "awaiting_confirmation"
-        workflow.upsert_search_attributes([STEP.value_set(self.step)])
+        if workflow.info().typed_search_attributes.get(STEP) != self.step:
+            workflow.upsert_search_attributes([STEP.value_set(self.step)])
         workflow.set_current_details("Waiting for the e-mail link to be followed")
         link_mode = self.start.policy.password_reset_mode == "link"
         sent = await workflow.execute_activity_method(
@@ -85,31 +104,54 @@ class PasswordResetWorkflow:
                 workflow_id=workflow.info().workflow_id,
                 user_id=self.start.user_id,
                 lifetime_hours=self.start.policy.reset_link_hours,
-                send_key=f"{workflow.info().workflow_id}/link",
+                send_key=f"{workflow.info().workflow_id}/{workflow.info().run_id}/{self.links_sent}",
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=MAIL_RETRY,
             summary="e-mail password reset link",
         )
         self.token_id = sent.token_id
+        self.links_sent += 1
+        self.last_sent_at = workflow.now()
         self.link_expires_at = workflow.now() + timedelta(hours=self.start.policy.reset_link_hours)
 
-    # Step 2: the link is followed before it expires, or the request lapses.
+    # Step 2: the link is followed before it expires, or the request lapses. A new request
+    # meanwhile gets a fresh link, but not more often than the policy allows.
     async def wait_for_confirmation(self) -> bool:
-        try:
-            await workflow.wait_condition(
-                lambda: self.confirmed,
-                timeout=self.link_expires_at - workflow.now(),
-                timeout_summary=f"reset link lifetime ({self.start.policy.reset_link_hours} h)",
-            )
-        except TimeoutError:
-            self.step = "expired"
-            workflow.upsert_search_attributes([STEP.value_set(self.step)])
-            return False
+        while True:
+            try:
+                await workflow.wait_condition(
+                    lambda: self.confirmed or self.requested_again,
+                    timeout=self.link_expires_at - workflow.now(),
+                    timeout_summary=f"reset link lifetime ({self.start.policy.reset_link_hours} h)",
+                )
+            except TimeoutError:
+                self.step = "expired"
+                workflow.upsert_search_attributes([STEP.value_set(self.step)])
+                return False
+            if self.confirmed:
+                break
+            self.requested_again = False
+            if self.may_send_again():
+                await self.send_reset_link()
         self.step = "completed"
         workflow.upsert_search_attributes([STEP.value_set(self.step)])
         workflow.set_current_details("Password reset applied")
         return True
+
+    def may_send_again(self) -> bool:
+        policy = self.start.policy
+        spacing = timedelta(minutes=policy.reset_link_resend_minutes)
+        return (
+            not self.applying
+            and self.links_sent < policy.max_reset_links
+            and workflow.now() - self.last_sent_at >= spacing
+        )
+
+    @workflow.signal
+    def request_again(self, request: ResetRequested) -> None:
+        self.requests += 1
+        self.requested_again = True
 
     @workflow.update
     async def confirm_reset(self, confirmation: ResetConfirmation) -> ResetResult:
@@ -143,4 +185,4 @@ class PasswordResetWorkflow:
 
     @workflow.query
     def get_status(self) -> ResetStatus:
-        return ResetStatus(step=self.step)
+        return ResetStatus(step=self.step, links_sent=self.links_sent, requests=self.requests)
