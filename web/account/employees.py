@@ -154,26 +154,34 @@ def _employee(primary: User, user_id: int) -> User:
     return user
 
 
-@bp.post("/account/employees/<int:user_id>/disable")
-@portal_login_required
-def disable_employee(user_id: int):
+def _set_access(user_id: int, enabled: bool) -> User:
+    """Turns an employee's access on or off; turning it off ends their sessions at once."""
     primary = _primary()
     if not ActionForm().validate_on_submit():
         abort(400)
     employee = _employee(primary, user_id)
-    db = get_db()
-    if employee.status == "active":
-        employee.status = "disabled"
-        end_all_sessions(employee.id)
+    before, after = ("disabled", "active") if enabled else ("active", "disabled")
+    if employee.status == before:
+        db = get_db()
+        employee.status = after
+        if not enabled:
+            end_all_sessions(employee.id)
         add_event(
             db,
             actor=_actor(primary),
-            action="employee.disabled",
+            action="employee.enabled" if enabled else "employee.disabled",
             portal=g.portal.slug,
             user_id=employee.id,
             office_id=primary.office_id,
         )
         db.commit()
+    return employee
+
+
+@bp.post("/account/employees/<int:user_id>/disable")
+@portal_login_required
+def disable_employee(user_id: int):
+    employee = _set_access(user_id, enabled=False)
     flash(_("Se desactivó el acceso de %(name)s.", name=employee.display_name), "success")
     return redirect(url_for("account.employees"))
 
@@ -181,22 +189,7 @@ def disable_employee(user_id: int):
 @bp.post("/account/employees/<int:user_id>/enable")
 @portal_login_required
 def enable_employee(user_id: int):
-    primary = _primary()
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    employee = _employee(primary, user_id)
-    db = get_db()
-    if employee.status == "disabled":
-        employee.status = "active"
-        add_event(
-            db,
-            actor=_actor(primary),
-            action="employee.enabled",
-            portal=g.portal.slug,
-            user_id=employee.id,
-            office_id=primary.office_id,
-        )
-        db.commit()
+    employee = _set_access(user_id, enabled=True)
     flash(_("Se reactivó el acceso de %(name)s.", name=employee.display_name), "success")
     return redirect(url_for("account.employees"))
 
