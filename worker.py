@@ -23,6 +23,8 @@ from portal.logs import configure_logging
 from portal.mailer import Mailer
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
+from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.outbox.relay import OutboxRelay
 from workflows.invitation import InvitationWorkflow
 from workflows.password_reset import PasswordResetWorkflow
 from workflows.registration import RegistrationWorkflow
@@ -33,6 +35,7 @@ WORKFLOWS = [
     PasswordResetWorkflow,
     UsernameReminderWorkflow,
     InvitationWorkflow,
+    AccountNoticeWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -107,8 +110,11 @@ async def run_worker(settings: Settings) -> None:
         settings.worker_max_concurrent_activities,
         settings.worker_max_concurrent_workflow_tasks,
     )
+    relay = OutboxRelay(client, session_factory, settings.task_queue)
     async with worker:
+        relaying = asyncio.create_task(relay.run(stop))
         await stop.wait()
+        await relaying
         log.info("stopping: finishing running activities (grace %s)", SHUTDOWN_GRACE)
     log.info("worker stopped")
 

@@ -372,3 +372,29 @@ class IdentityTryWindow(Base):
     address_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_started_at: Mapped[datetime]
     tries: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OutboxMessage(Base):
+    """A workflow start the web tier owes Temporal, committed with the rows it concerns.
+
+    The relay in every worker turns each row into exactly one start (or signal-with-start), so a
+    web process killed after its commit still gets its process started, and one killed before it
+    leaves nothing behind.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "relayed_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    signal: Mapped[str | None] = mapped_column(String(64))
+    signal_payload: Mapped[dict[str, Any] | None] = mapped_column()
+    reuse_finished_id: Mapped[bool] = mapped_column(Boolean, default=False)
+    summary: Mapped[str] = mapped_column(String(200), default="")
+    search_attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    relayed_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(500), default="")

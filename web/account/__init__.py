@@ -12,6 +12,8 @@ from wtforms.validators import EqualTo
 
 from portal.audit import add_event
 from portal.passwords import hash_password, verify_password
+from processes.account_notice.service import notify_account_owner
+from processes.account_notice.vocabulary import NoticeKind
 from web.db import get_db
 from web.forms import PortalPassword, required
 from web.portals import portal_blueprint
@@ -72,6 +74,7 @@ def change_password():
                 portal=user.portal,
                 user_id=user.id,
             )
+            notify_account_owner(db, user, NoticeKind.PASSWORD_CHANGED)
             db.commit()
             flash(_("Su contraseña está actualizada."), "success")
             return redirect(url_for("main.home"))

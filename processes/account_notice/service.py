@@ -1,0 +1,29 @@
+"""What the web tier calls: record a notice in the caller's transaction; the outbox sends it."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.orm import Session
+
+from portal.models import User, utcnow
+from processes.account_notice.vocabulary import AccountNotice, NoticeKind
+from processes.outbox import enqueue_start
+
+
+def notify_account_owner(session: Session, user: User, kind: NoticeKind, **context: str) -> None:
+    """The e-mail names what changed and when; the caller's commit makes it certain."""
+    occurred_at = utcnow().strftime("%Y-%m-%d %H:%M UTC")
+    enqueue_start(
+        session,
+        workflow="AccountNoticeWorkflow",
+        workflow_id=f"account-notice/{user.portal}/{secrets.token_hex(10)}",
+        payload=AccountNotice(
+            portal=user.portal,
+            user_id=user.id,
+            kind=str(kind),
+            occurred_at=occurred_at,
+            context=context,
+        ),
+        summary=f"notice: {kind}",
+    )

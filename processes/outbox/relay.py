@@ -1,0 +1,138 @@
+"""Turns committed outbox rows into workflow starts; every worker runs one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from portal.models import OutboxMessage, utcnow
+
+log = logging.getLogger("acceso.outbox")
+
+KEEP_RELAYED = timedelta(days=7)
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class OutboxRelay:
+    """Polls for unrelayed rows, oldest first, and starts each one's workflow.
+
+    Several relays (one per worker) may run at once: on PostgreSQL each takes its rows with
+    `SKIP LOCKED`; anywhere, a row started twice is refused by Temporal as already started.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        session_factory: sessionmaker[Session],
+        task_queue: str,
+        poll_seconds: float = 0.25,
+        batch: int = 50,
+    ) -> None:
+        self.client = client
+        self.session_factory = session_factory
+        self.task_queue = task_queue
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self.last_cleanup = utcnow()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = self.poll_seconds
+        while not stop.is_set():
+            try:
+                relayed = await self.relay_once()
+                delay = self.poll_seconds if relayed >= 0 else min(delay * 2, MAX_BACKOFF_SECONDS)
+            except Exception:
+                log.exception("outbox relay pass failed; trying again")
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def relay_once(self) -> int:
+        """Starts what is pending; the number started, or -1 when Temporal could not be reached."""
+        with self.session_factory() as session:
+            rows = list(
+                session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.relayed_at.is_(None))
+                    .order_by(OutboxMessage.id)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            started = 0
+            for row in rows:
+                try:
+                    await self._start(row)
+                except WorkflowAlreadyStartedError:
+                    pass
+                except Exception as error:
+                    row.attempts += 1
+                    row.last_error = f"{type(error).__name__}: {error}"[:500]
+                    session.commit()
+                    if row.attempts == 1 or row.attempts % 20 == 0:
+                        log.warning(
+                            "outbox: start of %s %s failed (%d tries): %s",
+                            row.workflow,
+                            row.workflow_id,
+                            row.attempts,
+                            row.last_error,
+                        )
+                    return -1
+                row.relayed_at = utcnow()
+                session.commit()
+                started += 1
+            self._clean_up(session)
+            return started
+
+    async def _start(self, row: OutboxMessage) -> None:
+        extra = {}
+        if row.signal:
+            extra = {
+                "start_signal": row.signal,
+                "start_signal_args": [row.signal_payload or {}],
+            }
+        await self.client.start_workflow(
+            row.workflow,
+            row.payload,
+            id=row.workflow_id,
+            task_queue=self.task_queue,
+            id_reuse_policy=(
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if row.reuse_finished_id
+                else WorkflowIDReusePolicy.REJECT_DUPLICATE
+            ),
+            static_summary=row.summary or None,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SearchAttributeKey.for_keyword(name), str(value))
+                    for name, value in row.search_attributes.items()
+                ]
+            ),
+            **extra,
+        )
+
+    def _clean_up(self, session: Session) -> None:
+        """Relayed rows are kept a week for staff and operators to read, then dropped."""
+        now = utcnow()
+        if now - self.last_cleanup < timedelta(minutes=10):
+            return
+        self.last_cleanup = now
+        session.execute(
+            delete(OutboxMessage)
+            .where(OutboxMessage.relayed_at.is_not(None))
+            .where(OutboxMessage.relayed_at < now - KEEP_RELAYED)
+        )
+        session.commit()

@@ -1,0 +1,88 @@
+"""The transactional outbox: a start committed with its rows happens once, whatever dies when."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from temporalio.client import Client
+
+from portal.models import OutboxMessage, User
+from processes.account_notice.service import notify_account_owner
+from processes.account_notice.vocabulary import NoticeKind
+from processes.outbox.relay import OutboxRelay
+from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
+from tests.fixtures.smtp import body_text
+from tests.fixtures.stack import submit
+from tests.fixtures.waiting import wait_until
+
+
+def _ana(stack) -> User:
+    register(stack.client)
+    confirm_by_email(stack)
+    stack.mailbox.wait_for("ana@example.org", "Usuario confirmado")
+    with stack.session_factory() as session:
+        return session.scalar(select(User).where(User.username == "ana.perez"))
+
+
+def _pending(session_factory) -> int:
+    with session_factory() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.relayed_at.is_(None))
+        )
+
+
+def test_changing_the_password_e_mails_the_owner_what_changed_and_when(clinic):
+    _ana(clinic)
+    login(clinic.client)
+    submit(
+        clinic.client,
+        "/patient/account/password",
+        {
+            "current_password": PASSWORD,
+            "new_password": "OtraClave456",
+            "new_password_confirm": "OtraClave456",
+        },
+    )
+    text = body_text(clinic.mailbox.wait_for("ana@example.org", "Su contraseña cambió"))
+    assert "ana.perez" in text and "UTC" in text
+    assert "OtraClave456" not in text
+    wait_until(lambda: _pending(clinic.session_factory) == 0, what="the outbox to drain")
+
+
+def test_a_relay_killed_after_starting_does_not_start_or_mail_twice(
+    clinic, dev_server, background_loop
+):
+    """The relay starts the workflow, then dies before marking the row: the next pass finds the
+    row again, Temporal refuses the second start, and one e-mail goes out."""
+    user = _ana(clinic)
+    with clinic.session_factory() as session:
+        notify_account_owner(session, session.get(User, user.id), NoticeKind.PASSWORD_CHANGED)
+        session.commit()
+        row = session.scalar(select(OutboxMessage).order_by(OutboxMessage.id.desc()))
+    relay = OutboxRelay(dev_server.client, clinic.session_factory, clinic.settings.task_queue)
+    background_loop.run(relay._start(row))
+    clinic.mailbox.wait_for("ana@example.org", "Su contraseña cambió")
+    wait_until(lambda: _pending(clinic.session_factory) == 0, what="the row to be marked")
+    handle = dev_server.client.get_workflow_handle(row.workflow_id)
+    background_loop.run(handle.result())
+    changed = [m for m in clinic.mailbox.messages if "contraseña cambió" in str(m["Subject"])]
+    assert len(changed) == 1
+
+
+def test_a_start_owed_while_temporal_is_unreachable_waits_in_the_outbox(
+    clinic, dev_server, background_loop
+):
+    user = _ana(clinic)
+    with clinic.session_factory() as session:
+        notify_account_owner(session, session.get(User, user.id), NoticeKind.PASSWORD_CHANGED)
+        session.commit()
+
+    async def unreachable() -> Client:
+        return await Client.connect("127.0.0.1:1", lazy=True)
+
+    down = OutboxRelay(background_loop.run(unreachable()), clinic.session_factory, "nowhere")
+    # The stack's own relay may win the race; either way nothing is lost or doubled.
+    assert background_loop.run(down.relay_once()) in (-1, 0)
+    clinic.mailbox.wait_for("ana@example.org", "Su contraseña cambió")
+    wait_until(lambda: _pending(clinic.session_factory) == 0, what="the outbox to drain")
