@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.acceso-installed
 ARGS ?=
 
-.PHONY: run test install lint translations
+.PHONY: run test test-faults install lint translations
 
 run: $(STAMP)
 	$(BIN)/acceso dev $(ARGS)
@@ -17,6 +17,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -p no:cacheprovider -q
 	$(BIN)/pytest -p no:cacheprovider -q --postgres
+
+# Batches of registrations while workers, web workers, SMTP and Temporal are killed (a few minutes).
+test-faults: $(STAMP)
+	ACCESO_FAULTS=1 $(BIN)/pytest -p no:cacheprovider -q tests/faults
 
 install: $(STAMP)
 

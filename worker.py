@@ -53,7 +53,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     invitations = InvitationActivities(session_factory, mailer)
     return [
         accounts.record_step,
-        accounts.confirm_email,
+        accounts.close_confirmation,
         accounts.end_registration,
         accounts.apply_review,
         accounts.apply_reset,

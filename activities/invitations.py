@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.mail import mark_sent
+from activities.mail import already_sent, deliver_once
 from portal.audit import add_event
 from portal.mailer import Mailer
-from portal.models import EmailToken, Invitation, SentMail, User, utcnow
-from portal.tokens import issue_link, latest_link_id
+from portal.models import EmailToken, Invitation, User, utcnow
+from portal.tokens import link_for_send
 
 INVITATION_PURPOSE = "invitation"
 
@@ -65,30 +65,35 @@ class InvitationActivities:
     @activity.defn
     def send_invitation(self, request: InvitationMail) -> InvitationMailed:
         with self.session_factory() as session:
-            if session.get(SentMail, request.send_key) is not None:
-                return InvitationMailed(
-                    token_id=latest_link_id(session, request.workflow_id, INVITATION_PURPOSE)
+            if already_sent(session, request.send_key):
+                token_id = session.scalar(
+                    select(EmailToken.id).where(EmailToken.send_key == request.send_key)
                 )
+                return InvitationMailed(token_id=token_id or 0)
             invitation = session.get(Invitation, request.invitation_id)
             if invitation is None:
                 raise ApplicationError(
                     "invitation no longer exists", non_retryable=True, type="InvitationGone"
                 )
-            token, raw = issue_link(
+            token, raw = link_for_send(
                 session,
+                secret=self.mailer.settings.secret_key,
+                send_key=request.send_key,
                 purpose=INVITATION_PURPOSE,
                 portal=invitation.portal,
                 workflow_id=request.workflow_id,
                 lifetime_hours=request.lifetime_hours,
             )
-            session.commit()
             inviter = session.get(User, invitation.invited_by) if invitation.invited_by else None
             base_url = self.mailer.settings.public_base_url.rstrip("/")
-            self.mailer.send(
-                invitation.email,
-                "invitation",
-                inviter.locale if inviter else "es",
-                {
+            deliver_once(
+                session,
+                self.mailer,
+                request.send_key,
+                to=invitation.email,
+                template="invitation",
+                locale=inviter.locale if inviter else "es",
+                context={
                     "portal": invitation.portal,
                     "invitation": invitation,
                     "office": invitation.office,
@@ -97,17 +102,10 @@ class InvitationActivities:
                     "days": str(max(request.lifetime_hours // 24, 1)),
                     "base_url": base_url,
                 },
-                request.send_key,
-            )
-            mark_sent(
-                session,
-                request.send_key,
-                template="invitation",
                 portal=invitation.portal,
                 workflow_id=request.workflow_id,
                 invitation_id=invitation.id,
             )
-            session.commit()
             return InvitationMailed(token_id=token.id)
 
     @activity.defn

@@ -52,6 +52,11 @@ class DevError(Exception):
     """Why `acceso dev` cannot go on; printed as is, and the command exits non-zero."""
 
 
+RESTART_BACKOFF = 0.5
+CRASH_LIMIT = 5
+CRASH_WINDOW = 60.0
+
+
 class Interrupted(Exception):
     """Ctrl-C (or SIGTERM) arrived while the stack was still starting."""
 
@@ -61,6 +66,10 @@ class Child:
     name: str
     process: subprocess.Popen
     log: IO | None = None
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float | None = None
 
 
 @dataclass
@@ -80,7 +89,14 @@ class DevStack:
             raise Interrupted
 
     def start(self, name: str, argv: list[str], env: dict[str, str], log: IO | None) -> Child:
-        process = subprocess.Popen(
+        child = Child(name, self._spawn(argv, env, log), log, argv, env)
+        self.children.append(child)
+        print(f"started {name} (pid {child.process.pid})", flush=True)
+        return child
+
+    @staticmethod
+    def _spawn(argv: list[str], env: dict[str, str], log: IO | None) -> subprocess.Popen:
+        return subprocess.Popen(
             argv,
             cwd=PROJECT_ROOT,
             env=env,
@@ -90,10 +106,6 @@ class DevStack:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        child = Child(name, process, log)
-        self.children.append(child)
-        print(f"started {name} (pid {process.pid})", flush=True)
-        return child
 
     def wait_for_port(self, child: Child, port: int, deadline: float) -> None:
         """Until `port` accepts connections; fails if the child exits or the deadline passes."""
@@ -128,17 +140,42 @@ class DevStack:
             self.stop.wait(0.2)
 
     def supervise(self) -> int:
-        """Block until asked to stop (exit 0) or until a child dies on its own (exit 1)."""
-        while not self.stop.wait(0.5):
+        """Block until asked to stop (exit 0). A child that dies on its own is started again
+        after a short backoff, as a process manager would; one that keeps dying
+        (CRASH_LIMIT times within CRASH_WINDOW seconds) stops everything (exit 1)."""
+        while not self.stop.wait(0.2):
+            now = time.monotonic()
             for child in self.children:
-                if child.process.poll() is not None:
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        child.restart_at = None
+                        child.process = self._spawn(child.argv, child.env, child.log)
+                        print(
+                            f"restarted {child.name} (pid {child.process.pid})",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    continue
+                if child.process.poll() is None:
+                    continue
+                _signal_group(child.process, signal.SIGKILL)
+                child.crashes = [t for t in child.crashes if now - t < CRASH_WINDOW] + [now]
+                if len(child.crashes) >= CRASH_LIMIT:
                     print(
-                        f"{child.name} exited with code {child.process.returncode}; "
-                        "stopping everything",
+                        f"{child.name} exited with code {child.process.returncode}, "
+                        f"{len(child.crashes)} times in {CRASH_WINDOW:.0f} s; stopping everything",
                         file=sys.stderr,
                         flush=True,
                     )
                     return 1
+                backoff = min(RESTART_BACKOFF * 2 ** (len(child.crashes) - 1), 10.0)
+                child.restart_at = now + backoff
+                print(
+                    f"{child.name} exited with code {child.process.returncode}; "
+                    f"restarting it in {backoff:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return 0
 
     def shutdown(self) -> None:

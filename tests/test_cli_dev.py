@@ -48,7 +48,9 @@ def answers_200(url: str) -> bool:
         return False
 
 
-def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(tmp_path, spawn):
+def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_sigint(
+    tmp_path, spawn
+):
     web, frontend, ui, smtp = (free_port() for _ in range(4))
     data_dir = tmp_path / "var"
     process, output = spawn(
@@ -104,6 +106,13 @@ def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(
     )
     assert second.wait(60) == 1
     second_output.wait_for(r"another `acceso dev` is already running", 5)
+
+    # A crashed child is started again, with a line saying so, instead of stopping everything.
+    os.killpg(children["worker"], signal.SIGKILL)
+    output.wait_for(r"worker exited with code -9; restarting it in", 10)
+    output.wait_for(r"restarted worker \(pid \d+\)", 10)
+    children["worker again"] = int(re.findall(r"restarted worker \(pid (\d+)\)", output.text)[0])
+    assert process.poll() is None
 
     process.send_signal(signal.SIGINT)
 

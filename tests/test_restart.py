@@ -72,7 +72,7 @@ def test_registration_survives_a_restart_of_every_process(tmp_path, spawn, mailb
     assert first.wait(60) == 0
 
     second = start_dev(spawn, data_dir, *ports, mailbox.port)
-    confirmed = applicant.get(link, allow_redirects=False, timeout=30)
+    confirmed = post_form(applicant, link, {})
     assert confirmed.status_code == 302
     assert "Usuario confirmado" in mailbox.wait_for(PATIENT, "Usuario confirmado")["Subject"]
     signed_in = post_form(

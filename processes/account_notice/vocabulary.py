@@ -10,15 +10,23 @@ class NoticeKind(StrEnum):
     """Each kind is an e-mail template pair, templates/email/<kind>.txt and .html."""
 
     PASSWORD_CHANGED = "password_changed"
+    # Registration answers every applicant alike on screen; the mailbox owner learns the truth.
+    REGISTRATION_NO_RECORD = "registration_no_record"
+    REGISTRATION_EXISTING = "registration_existing"
 
 
 @dataclass
 class AccountNotice:
+    """To an account (`user_id`), or to an address with no account behind it (`email`, which
+    the payload codec encrypts like every other personal datum in a payload)."""
+
     portal: str
-    user_id: int
+    user_id: int | None
     kind: str
     occurred_at: str
     context: dict[str, str] = field(default_factory=dict)
+    email: str = ""
+    locale: str = "es"
 
 
 @dataclass

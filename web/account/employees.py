@@ -20,11 +20,13 @@ from portal.audit import add_event
 from portal.models import EmailToken, Invitation, Office, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
+from processes.outbox import enqueue_start
 from web import processes
 from web.account import bp
 from web.db import get_db
 from web.forms import email_field, new_password_fields, required, strip, username_field
 from web.sessions import active_user_by_username, end_all_sessions, portal_login_required
+from workflows.invitation import InvitationStart
 
 
 class InviteForm(FlaskForm):
@@ -134,16 +136,19 @@ def _invite(primary: User, form: InviteForm) -> bool:
         invitation_id=invitation.id,
         office_id=primary.office_id,
     )
+    enqueue_start(
+        db,
+        workflow="InvitationWorkflow",
+        workflow_id=workflow_id,
+        payload=InvitationStart(
+            portal=g.portal.slug,
+            invitation_id=invitation.id,
+            invitation_days=g.portal.policy.invitation_days,
+            invited_by=_actor(primary),
+        ),
+        summary=f"{g.portal.name}: employee invitation",
+    )
     db.commit()
-    try:
-        processes.start_invitation(g.portal, workflow_id, invitation.id, _actor(primary))
-    except processes.ProcessUnavailable:
-        db.delete(invitation)
-        db.commit()
-        form.form_errors.append(
-            _("No pudimos enviar la invitación ahora. Intente de nuevo en unos minutos.")
-        )
-        return False
     return True
 
 
