@@ -176,8 +176,8 @@ def parse_address(value: str) -> tuple[str, int]:
 
 
 def worker_runtime():
-    """A Temporal runtime exporting the SDK's metrics on a private loopback port; None if
-    ACCESO_WORKER_METRICS_ADDRESS is empty. Returns (runtime, sdk_metrics_url)."""
+    """(runtime, url): a Temporal runtime exporting the SDK's metrics on a private loopback
+    port, relayed by WorkerMetricsServer so each worker is one scrape target."""
     from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
     port = _free_loopback_port()
