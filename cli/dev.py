@@ -25,6 +25,8 @@ from typing import IO
 from portal.codec import codec_keys_for
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory, migrate
+from portal.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+from portal.safety import DEMO_STAFF
 from portal.settings import PROJECT_ROOT, Settings
 from workflows.search_attributes import dev_server_flags
 
@@ -34,7 +36,6 @@ from .staff import PASSWORD_ENV, ensure_staff
 HOST = "127.0.0.1"
 DEMO_DIR = PROJECT_ROOT / "portal" / "demo"
 DEMO_IMPORTS = (("patients", "patient", "patients.csv"), ("members", "member", "members.csv"))
-DEMO_STAFF = "demo-admin"
 DEMO_STAFF_ROLES = ["admin", "reviewer", "support", "operator"]
 STARTUP_SECONDS = 90
 DEV_SERVER_TUNING = (
@@ -331,6 +332,9 @@ def child_env(settings: Settings, args, smtp: tuple[str, int]) -> dict[str, str]
         PYTHONUNBUFFERED="1",
     )
     env.setdefault("ACCESO_PUBLIC_BASE_URL", f"http://{HOST}:{args.port}")
+    env.setdefault("ACCESO_METRICS_TOKEN", secrets.token_urlsafe(24))
+    env.setdefault("ACCESO_WORKER_METRICS_ADDRESS", f"{HOST}:{args.worker_metrics_port}")
+    env.pop(MULTIPROC_ENV, None)
     env.setdefault("ACCESO_CODEC_CORS_ORIGINS", ui_url)
     return env
 
@@ -346,6 +350,7 @@ def run(args) -> int:
         (args.port, "web", "--port"),
         (args.temporal_port, "Temporal frontend", "--temporal-port"),
         (args.ui_port, "Temporal UI", "--ui-port"),
+        (args.worker_metrics_port, "worker metrics", "--worker-metrics-port"),
     ]
     if external_smtp is None:
         wanted.append((args.smtp_port, "SMTP capture", "--smtp-port"))
@@ -450,7 +455,9 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
         )
         stack.wait_for_port(catcher, args.smtp_port, deadline)
     stack.start("worker", [sys.executable, "-m", "worker"], env, None)
-    web = stack.start("web", gunicorn_argv(HOST, args.port, workers=2), env, None)
+    web_env = dict(env, **{MULTIPROC_ENV: str(settings.data_dir / "metrics-web")})
+    prepare_multiprocess_dir(settings, web_env[MULTIPROC_ENV])
+    web = stack.start("web", gunicorn_argv(HOST, args.port, workers=2), web_env, None)
     stack.wait_for_http(web, f"http://{HOST}:{args.port}/", deadline)
 
     web_url = f"http://{HOST}:{args.port}"
@@ -469,6 +476,9 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
         f"  SMTP               {smtp_note}",
         f"  Staff console      {web_url}/staff/login",
         f"  Demo staff login   {DEMO_STAFF} / {password}",
+        f"  Web metrics        {web_url}/metrics "
+        f"(Authorization: Bearer {env['ACCESO_METRICS_TOKEN']})",
+        f"  Worker metrics     http://{env['ACCESO_WORKER_METRICS_ADDRESS']}/metrics",
         "Press Ctrl-C to stop everything.",
         "",
     ]
@@ -495,5 +505,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--smtp-port", type=int, default=8025, help="port of the SMTP capture (8025)"
+    )
+    parser.add_argument(
+        "--worker-metrics-port",
+        type=int,
+        default=9464,
+        help="port of the worker's Prometheus metrics (9464)",
     )
     parser.set_defaults(handler=run)

@@ -51,7 +51,7 @@ def answers_200(url: str) -> bool:
 def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_sigint(
     tmp_path, spawn
 ):
-    web, frontend, ui, smtp = (free_port() for _ in range(4))
+    web, frontend, ui, smtp, worker_metrics = (free_port() for _ in range(5))
     data_dir = tmp_path / "var"
     process, output = spawn(
         python_command(
@@ -64,6 +64,8 @@ def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_
             str(ui),
             "--smtp-port",
             str(smtp),
+            "--worker-metrics-port",
+            str(worker_metrics),
             "--data-dir",
             str(data_dir),
         ),
@@ -87,6 +89,21 @@ def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert f"Demo staff login   {DEMO_STAFF} / {password_file.read_text().strip()}" in text
     assert answers_200(f"http://127.0.0.1:{ui}/")
+    token = re.search(r"Web metrics +\S+/metrics \(Authorization: Bearer (\S+)\)", text).group(1)
+    scrape = requests.get(
+        f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert "acceso_http_requests_total" in scrape.text
+    assert f"Worker metrics     http://127.0.0.1:{worker_metrics}/metrics" in text
+    worker_scrape = wait_until(
+        lambda: (
+            answers_200(f"http://127.0.0.1:{worker_metrics}/metrics")
+            and requests.get(f"http://127.0.0.1:{worker_metrics}/metrics", timeout=5).text
+        ),
+        STARTUP_SECONDS,
+        "the worker's metrics",
+    )
+    assert "temporal_" in worker_scrape
 
     message = EmailMessage()
     message["From"] = "no-reply@acceso.localhost"
@@ -139,6 +156,8 @@ def test_a_port_already_in_use_is_named_and_dev_exits_non_zero(tmp_path, spawn):
                 "--ui-port",
                 str(free_port()),
                 "--smtp-port",
+                str(free_port()),
+                "--worker-metrics-port",
                 str(free_port()),
             ),
             env=clean_env(),

@@ -27,6 +27,8 @@ def start_dev(spawn, data_dir, web, frontend, ui, smtp_port):
             str(frontend),
             "--ui-port",
             str(ui),
+            "--worker-metrics-port",
+            str(free_port()),
             "--data-dir",
             str(data_dir),
             "--smtp",

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
 from portal.audit import add_event
+from portal.metrics import count_login
 from portal.models import LoginThrottle, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
 from web.db import get_db
@@ -78,6 +79,7 @@ def login():
         threshold = g.portal.policy.login_lockout_threshold
         if throttle is not None and throttle.failures >= threshold:
             form.form_errors.append(LOCKED_MESSAGE)
+            count_login(g.portal.slug, "locked")
             return render_template("auth/login.html", form=form), 200
         user = active_user_by_username(g.portal.slug, form.username.data)
         if not verify_password(user.password_hash if user else None, form.password.data):
@@ -93,8 +95,10 @@ def login():
                     user_id=user.id if user else None,
                 )
                 form.form_errors.append(LOCKED_MESSAGE)
+                count_login(g.portal.slug, "locked")
             else:
                 form.form_errors.append(BAD_CREDENTIALS)
+                count_login(g.portal.slug, "failed")
             db.commit()
             return render_template("auth/login.html", form=form), 200
         if throttle is not None:
@@ -127,6 +131,7 @@ def login():
             db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id
         )
         start_session(user, remember=form.remember_me.data)
+        count_login(g.portal.slug, "ok")
         if user.must_change_password:
             return redirect(url_for("account.change_password"))
         return redirect(_safe_next(request.args.get("next")) or url_for("main.home"))
