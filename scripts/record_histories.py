@@ -27,6 +27,7 @@ PATHS = {
     "patient confirmation": [
         "tests/test_registration_workflow.py::test_following_the_link_activates_and_sends_user_confirmed",
         "tests/test_registration_workflow.py::test_abandoned_registration_expires_and_frees_its_username",
+        "tests/test_registration_workflow.py::test_a_click_that_raced_the_deadline_is_honoured",
         "tests/test_patient_portal.py::test_registration_sends_a_confirmation_link_that_activates_the_account",
     ],
     "member escalation then retry": [
