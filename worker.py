@@ -74,7 +74,6 @@ def activities_for(settings: Settings, session_factory) -> list:
         records.resolve_support_case,
         audit.record_event,
         invitations.send_invitation,
-        invitations.accept_invitation,
         invitations.end_invitation,
     ]
 

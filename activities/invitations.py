@@ -35,16 +35,6 @@ class InvitationMailed:
 
 
 @dataclass
-class InvitationAccepted:
-    """The web tier stored the employee's account (password hashed, status `invited`)."""
-
-    invitation_id: int
-    workflow_id: str
-    token_id: int
-    user_id: int
-
-
-@dataclass
 class InvitationEnded:
     invitation_id: int
     workflow_id: str
@@ -55,6 +45,7 @@ class InvitationEnded:
 @dataclass
 class InvitationState:
     status: str
+    user_id: int | None = None
 
 
 class InvitationActivities:
@@ -109,68 +100,38 @@ class InvitationActivities:
             return InvitationMailed(token_id=token.id)
 
     @activity.defn
-    def accept_invitation(self, request: InvitationAccepted) -> InvitationState:
-        """Consumes the link and turns the stored account on, tied to the inviting office."""
-        with self.session_factory() as session:
-            now = utcnow()
-            invitation = session.get(Invitation, request.invitation_id)
-            user = session.get(User, request.user_id)
-            if invitation is None or user is None:
-                return InvitationState(status="gone")
-            token = session.get(EmailToken, request.token_id)
-            if token is not None and token.used_at is None:
-                token.used_at = now
-                token.user_id = user.id
-            if user.status == "invited":
-                user.status = "active"
-                user.activated_at = now
-            user.office_id = invitation.office_id
-            user.role = "provider_employee"
-            invitation.status = "accepted"
-            invitation.user_id = user.id
-            invitation.ended_at = now
-            invitation.ended_by = f"user:{user.id}"
-            add_event(
-                session,
-                actor=f"user:{user.id}",
-                action="invitation.accepted",
-                portal=invitation.portal,
-                workflow_id=request.workflow_id,
-                user_id=user.id,
-                invitation_id=invitation.id,
-                office_id=invitation.office_id,
-            )
-            session.commit()
-            return InvitationState(status="accepted")
-
-    @activity.defn
     def end_invitation(self, request: InvitationEnded) -> InvitationState:
-        """Revoked or expired: the link stops working and the invitation leaves the list."""
+        """Revoked or expired, unless the web tier accepted (or revoked) it first: the pending
+        status is claimed by exactly one of them, and the answer says which."""
         with self.session_factory() as session:
             now = utcnow()
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.used_at.is_(None))
-                .where(EmailToken.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
+            claimed = session.execute(
+                update(Invitation)
+                .where(Invitation.id == request.invitation_id)
+                .where(Invitation.status == "pending")
+                .values(status=request.status, ended_at=now, ended_by=request.actor)
+            ).rowcount
             invitation = session.get(Invitation, request.invitation_id)
             if invitation is None:
                 session.commit()
                 return InvitationState(status="gone")
-            if invitation.status == "pending":
-                invitation.status = request.status
-                invitation.ended_at = now
-                invitation.ended_by = request.actor
-            add_event(
-                session,
-                actor=request.actor,
-                action=f"invitation.{request.status}",
-                portal=invitation.portal,
-                workflow_id=request.workflow_id,
-                invitation_id=invitation.id,
-                office_id=invitation.office_id,
-            )
+            if invitation.status != "accepted":
+                session.execute(
+                    update(EmailToken)
+                    .where(EmailToken.workflow_id == request.workflow_id)
+                    .where(EmailToken.used_at.is_(None))
+                    .where(EmailToken.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+            if claimed:
+                add_event(
+                    session,
+                    actor=request.actor,
+                    action=f"invitation.{request.status}",
+                    portal=invitation.portal,
+                    workflow_id=request.workflow_id,
+                    invitation_id=invitation.id,
+                    office_id=invitation.office_id,
+                )
             session.commit()
-            return InvitationState(status=invitation.status)
+            return InvitationState(status=invitation.status, user_id=invitation.user_id)

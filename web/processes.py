@@ -18,11 +18,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from portal.config import Portal
 from processes.registration.service import registration_id
 from workflows import search_attributes
-from workflows.invitation import (
-    InvitationAcceptance,
-    InvitationWorkflow,
-    RevokeRequest,
-)
 from workflows.password_reset import (
     PasswordResetWorkflow,
     ResetConfirmation,
@@ -150,20 +145,3 @@ def confirm_password_reset(workflow_id: str, token_id: int) -> bool:
 def invitation_id(portal: Portal) -> str:
     """Opaque: the invitee's name and address stay in the database, never in the id."""
     return f"invitation/{portal.slug}/{secrets.token_hex(8)}"
-
-
-def accept_invitation(workflow_id: str, token_id: int, user_id: int) -> str:
-    result = _call(
-        lambda client: client.get_workflow_handle(workflow_id).execute_update(
-            InvitationWorkflow.accept, InvitationAcceptance(token_id=token_id, user_id=user_id)
-        )
-    )
-    return result.status
-
-
-def revoke_invitation(workflow_id: str, revoked_by: str) -> None:
-    _call(
-        lambda client: client.get_workflow_handle(workflow_id).signal(
-            InvitationWorkflow.revoke, RevokeRequest(revoked_by=revoked_by)
-        )
-    )
