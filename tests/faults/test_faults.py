@@ -217,6 +217,45 @@ def confirm_and_sign_in(stack: DevStack, sink: MailSink, applicant: Applicant) -
     assert signed_in.endswith("/patient/"), (applicant.email, signed_in)
 
 
+def reset_with_a_worker_crash(stack: DevStack, sink: MailSink, applicant: Applicant) -> None:
+    applicant.http = requests.Session()
+    post_until_answered(
+        stack,
+        applicant,
+        "/patient/recover/password",
+        {"email": applicant.email, "username": applicant.username},
+    )
+    message = wait_until(
+        lambda: next((m for m in sink.to(applicant.email) if "cambio" in str(m["Subject"])), None),
+        SETTLE_SECONDS,
+        "the reset confirmation e-mail",
+    )
+    link = re.search(r"https?://\S+/patient/reset/\S+", body_text(message)).group(0)
+    path = "/patient/reset/" + link.rsplit("/patient/reset/", 1)[-1]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pressed = pool.submit(post_until_answered, stack, applicant, path, {})
+        stack.kill("worker")
+        assert pressed.result().endswith("/patient/login")
+
+    def temporary_passwords() -> set[str]:
+        found = set()
+        for m in sink.to(applicant.email):
+            if "temporal" in str(m["Subject"]):
+                found.update(re.findall(r"^\s{4}(\S+)\s*$", body_text(m), re.M))
+        return found
+
+    wait_until(temporary_passwords, SETTLE_SECONDS, "the temporary password")
+    passwords = temporary_passwords()
+    assert len(passwords) == 1, f"different temporary passwords: {passwords}"
+    signed_in = post_until_answered(
+        stack,
+        applicant,
+        "/patient/login",
+        {"username": applicant.username, "password": passwords.pop()},
+    )
+    assert "/patient/account/password" in signed_in, signed_in
+
+
 @pytest.fixture
 def sink():
     """An SMTP server the test can take down and bring back on the same port."""
@@ -296,9 +335,16 @@ def test_registrations_survive_every_kind_of_crash(tmp_path, spawn, sink):
     for person in batches[4][5:]:
         register(stack, person)
 
-    for person in people:
+    # Confirmation clicks while Temporal is being killed: the click is a database transaction,
+    # and the process hears of it when Temporal is back.
+    for number, person in enumerate(people):
+        if number == len(people) // 2:
+            stack.kill("temporal")
         confirm_and_sign_in(stack, sink, person)
         assert 500 not in person.statuses, (person.email, person.statuses)
+
+    # A password reset with the worker killed between the click and the e-mail.
+    reset_with_a_worker_crash(stack, sink, people[0])
 
     with sessions() as session:
         stuck = session.scalars(
