@@ -262,6 +262,8 @@ def test_three_strikes_send_the_applicant_to_the_help_desk_and_retry_is_allowed(
 
     # The link works in another browser, once, and restores the identity step.
     applicant = members.new_client()
+    scanned = members.new_client().get(link).get_data(as_text=True)
+    assert "Continuar mi registro" in scanned
     restored = press_link_button(applicant, link).get_data(as_text=True)
     assert "Número de ID del Cliente" in restored
     retried = identity(applicant, CARLOS)

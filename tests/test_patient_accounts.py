@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from portal.models import AuditEvent, User, UserSession
+from portal.models import AuditEvent, EmailToken, User, UserSession
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
@@ -125,9 +125,17 @@ def test_temporary_password_works_only_once(patient):
     assert "contraseña temporal venció" in again
 
 
-def test_reset_link_works_only_once(patient):
+def test_reset_link_works_only_once_and_opening_it_changes_nothing(patient):
     recover_password(patient)
     link = link_in(patient.mailbox.wait_for("ana@example.org", "Confirme el cambio"), "/reset/")
+    for _scan in range(2):
+        assert "Enviarme una contraseña temporal" in patient.new_client().get(link).get_data(
+            as_text=True
+        )
+    with patient.session_factory() as session:
+        token = session.scalar(select(EmailToken).where(EmailToken.purpose == "password_reset"))
+        assert token.used_at is None
+    assert not [m for m in patient.mailbox.to("ana@example.org") if "temporal" in m["Subject"]]
     press_link_button(patient.client, link)
     assert patient.client.get(link).status_code == 410
 
