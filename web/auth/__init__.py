@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -61,10 +63,17 @@ def _throttle(key: str) -> LoginThrottle:
 
 
 def _safe_next(target: str | None) -> str | None:
-    """Only same-site paths, so the login page cannot be used to send people elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """Only same-site paths, judged as the browser will read them (tabs and line breaks dropped,
+    backslashes as slashes), so the login page cannot be used to send people elsewhere."""
+    if not target:
+        return None
+    seen = "".join(ch for ch in target if ch not in "\t\n\r").replace("\\", "/").strip()
+    parts = urlsplit(seen)
+    if not seen.startswith("/") or seen.startswith("//") or parts.scheme or parts.netloc:
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in seen):
+        return None
+    return seen
 
 
 @bp.route("/login", methods=["GET", "POST"])

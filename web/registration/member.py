@@ -48,6 +48,7 @@ from web import processes
 from web.db import get_db
 from web.forms import EmailAddress, email_field, new_password_fields, required, strip
 from web.forms import username_field as _username_field
+from web.ratelimit import client_address
 from web.registration import bp, flow_view, username_taken
 from workflows.registration import IdentityCheck
 
@@ -316,7 +317,7 @@ def _address_limited() -> bool:
     """Counts this try against the client address (hashed) in a fixed window, in the database
     so every web process shares it; True when the address is over its allowance."""
     db = get_db()
-    address = address_key(g.portal.slug, request.remote_addr or "")
+    address = address_key(g.portal.slug, client_address())
     now = utcnow()
     cutoff = now - TRY_WINDOW
     bumped = db.execute(
