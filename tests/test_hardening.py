@@ -309,3 +309,75 @@ def test_the_counter_is_in_the_database_shared_by_every_process(strict, settings
     _login(other, "b")
     _login(client, "c")
     assert _login(other, "d").status_code == 429
+
+
+# What is typed is checked at the door, and never reaches an e-mail header -------------------
+
+LINE_BREAK_MESSAGE = "Escriba una sola línea, sin saltos de línea ni caracteres de control."
+
+
+def _register_patient(client, **overrides):
+    data = {
+        "email": "ana@example.org",
+        "username": "ana.nueva",
+        "password": PASSWORD,
+        "password_confirm": PASSWORD,
+        "full_name": "Ana Pérez",
+        **overrides,
+    }
+    return submit(client, "/patient/register", data)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("full_name", "Ana\r\nBcc: victim@example.org"),
+        ("full_name", "Ana\u2028Pérez"),
+        ("full_name", "Ana\x00Pérez"),
+        ("username", "ana\tperez"),
+    ],
+)
+def test_line_breaks_and_control_characters_are_refused_beside_the_field(client, field, value):
+    page = _register_patient(client, **{field: value}).get_data(as_text=True)
+    assert LINE_BREAK_MESSAGE in page or "Use solo letras" in page
+    assert re.search(rf'<input[^>]*aria-invalid="true"[^>]*id="{field}"', page)
+
+
+def test_every_text_field_has_a_maximum_length(client):
+    page = _register_patient(client, full_name="A" * 5000).get_data(as_text=True)
+    assert "Como máximo" in page
+    login = submit(client, "/patient/login", {"username": "ana.perez", "password": "x" * 5000})
+    assert "Como máximo 256 caracteres" in login.get_data(as_text=True)
+
+
+def test_a_line_break_in_a_name_cannot_start_a_header_of_its_own(settings, mailbox):
+    from portal.mailer import Mailer
+
+    class Named:
+        display_name = "Rosa"
+        organization_name = "Clínica Sur\r\nBcc: victim@example.org\r\nX-Injected: yes"
+        full_name = "Luis\nBcc: other@example.org"
+
+    Mailer(settings).send(
+        "luis@example.org",
+        "invitation",
+        "es",
+        {"office": Named, "invitation": Named, "inviter": Named, "link": "x", "days": "7"},
+        "test/header-injection",
+    )
+    message = mailbox.wait_for("luis@example.org")
+    assert message["Bcc"] is None and message["X-Injected"] is None
+    assert "\n" not in str(message["Subject"]) and "Clínica Sur Bcc:" in str(message["Subject"])
+
+
+def test_a_recipient_address_with_a_line_break_is_never_sent(settings):
+    from portal.mailer import Mailer
+
+    with pytest.raises(ValueError):
+        Mailer(settings).send(
+            "luis@example.org\r\nBcc: victim@example.org",
+            "password_changed",
+            "es",
+            {"user": None, "occurred_at": "now", "portal": "patient", "base_url": "x"},
+            "test/bad-recipient",
+        )

@@ -7,27 +7,26 @@ from urllib.parse import urlsplit
 from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
 from portal.audit import add_event
 from portal.models import LoginThrottle, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
 from web.db import get_db
-from web.forms import required, strip
+from web.forms import CheckedForm, required, strip
 from web.portals import portal_blueprint
 from web.sessions import active_user_by_username, end_session, start_session
 
 bp = portal_blueprint("auth", __name__)
 
 
-class LoginForm(FlaskForm):
+class LoginForm(CheckedForm):
     username = StringField(_l("Usuario"), filters=[strip], validators=[required()])
     password = PasswordField(_l("Contraseña"), validators=[required()])
     remember_me = BooleanField(_l("Mantener sesión iniciada"))
 
 
-class ResendForm(FlaskForm):
+class ResendForm(CheckedForm):
     username = HiddenField(filters=[strip], validators=[required()])
 
 

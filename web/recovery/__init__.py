@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import StringField
 
@@ -15,13 +14,13 @@ from portal.passwords import hash_password
 from portal.tokens import token_hash
 from web import processes
 from web.db import get_db
-from web.forms import email_field, new_password_fields, required, strip, username_field
+from web.forms import CheckedForm, email_field, new_password_fields, required, strip, username_field
 from web.portals import portal_blueprint
 
 bp = portal_blueprint("recovery", __name__)
 
 
-class UsernameRecoveryForm(FlaskForm):
+class UsernameRecoveryForm(CheckedForm):
     email = email_field(_l("Correo electrónico"))
 
 
@@ -30,16 +29,16 @@ class ProviderUsernameRecoveryForm(UsernameRecoveryForm):
     last_name = StringField(_l("Apellido"), filters=[strip], validators=[required()])
 
 
-class PasswordRecoveryForm(FlaskForm):
+class PasswordRecoveryForm(CheckedForm):
     email = email_field(_l("Correo electrónico"))
     username = username_field(_l("Usuario"))
 
 
-class UsernameOnlyRecoveryForm(FlaskForm):
+class UsernameOnlyRecoveryForm(CheckedForm):
     username = username_field(_l("Usuario"))
 
 
-class NewPasswordForm(FlaskForm):
+class NewPasswordForm(CheckedForm):
     password, password_confirm = new_password_fields(
         _l("Nueva contraseña"), _l("Repetir contraseña")
     )

@@ -24,7 +24,6 @@ from flask import abort, flash, g, redirect, render_template, request, session, 
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from wtforms import BooleanField, PasswordField, SelectField, StringField
@@ -46,7 +45,7 @@ from portal.passwords import hash_answer, hash_password
 from portal.tokens import new_reference, token_hash
 from web import processes
 from web.db import get_db
-from web.forms import EmailAddress, email_field, new_password_fields, required, strip
+from web.forms import CheckedForm, EmailAddress, email_field, new_password_fields, required, strip
 from web.forms import username_field as _username_field
 from web.ratelimit import client_address
 from web.registration import bp, flow_view, username_taken
@@ -67,7 +66,7 @@ UNAVAILABLE = _l(
 )
 
 
-class AgreementForm(FlaskForm):
+class AgreementForm(CheckedForm):
     agreement = StringField(
         validators=[required(), AnyOf(["accept", "decline"], message=_l("Elija una opción."))]
     )
@@ -82,7 +81,7 @@ def _real_date(form, field):
         raise ValidationError(_l("La fecha de nacimiento no puede ser futura."))
 
 
-class IdentityForm(FlaskForm):
+class IdentityForm(CheckedForm):
     date_of_birth = StringField(
         _l("Fecha de nacimiento"),
         filters=[strip],
@@ -118,7 +117,7 @@ class IdentityForm(FlaskForm):
     )
 
 
-class CredentialsBase(FlaskForm):
+class CredentialsBase(CheckedForm):
     username = _username_field(_l("Nombre de usuario"))
     email = email_field(_l("Correo electrónico"))
     email_confirm = StringField(
@@ -162,7 +161,7 @@ def credentials_form_class(questions: tuple[str, ...], count: int) -> type:
     return _CREDENTIAL_FORMS[key]
 
 
-class ReviewForm(FlaskForm):
+class ReviewForm(CheckedForm):
     certify = BooleanField(_l("CERTIFICACIÓN DE USUARIO"))
     action = StringField(validators=[required(), AnyOf(["finish", "previous"])])
 

@@ -6,7 +6,6 @@ from flask import g, redirect, render_template, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import StringField
 from wtforms.validators import Length
@@ -16,13 +15,13 @@ from portal.passwords import hash_password
 from portal.tokens import new_reference
 from web import processes
 from web.db import get_db
-from web.forms import email_field, new_password_fields, required, strip, username_field
+from web.forms import CheckedForm, email_field, new_password_fields, required, strip, username_field
 from web.registration import UNAVAILABLE, flow_view, store_and_start, username_taken
 
 USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
 
 
-class PatientRegistrationForm(FlaskForm):
+class PatientRegistrationForm(CheckedForm):
     email = email_field(_l("Email"))
     username = username_field(_l("Usuario"))
     password, password_confirm = new_password_fields(_l("Clave"), _l("Repetir clave"))
