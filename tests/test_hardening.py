@@ -381,3 +381,61 @@ def test_a_recipient_address_with_a_line_break_is_never_sent(settings):
             {"user": None, "occurred_at": "now", "portal": "patient", "base_url": "x"},
             "test/bad-recipient",
         )
+
+
+# The password blocklist ---------------------------------------------------------------------
+
+COMMON_MESSAGE = "Esa contraseña es demasiado común o apareció en filtraciones conocidas"
+NAME_MESSAGE = "La contraseña no puede contener su usuario ni el nombre de la organización"
+
+
+@pytest.mark.parametrize("password", ["Password1", "Qwerty123"])
+def test_common_passwords_are_refused_at_registration(client, password):
+    page = _register_patient(client, password=password, password_confirm=password)
+    assert COMMON_MESSAGE in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("password", ["ClinicaAcceso2024", "Ana.nueva2024", "PortalPaciente9"])
+def test_the_organisation_portal_and_username_are_refused_in_a_password(client, password):
+    page = _register_patient(client, password=password, password_confirm=password)
+    assert NAME_MESSAGE in page.get_data(as_text=True)
+
+
+def test_common_passwords_are_refused_when_changing_it(client):
+    submit(client, "/patient/login", {"username": "ana.perez", "password": PASSWORD})
+    page = submit(
+        client,
+        "/patient/account/password",
+        {
+            "current_password": PASSWORD,
+            "new_password": "Password1",
+            "new_password_confirm": "Password1",
+        },
+    ).get_data(as_text=True)
+    assert COMMON_MESSAGE in page
+    page = submit(
+        client,
+        "/patient/account/password",
+        {
+            "current_password": PASSWORD,
+            "new_password": "AnaPerez2024x",
+            "new_password_confirm": "AnaPerez2024x",
+        },
+    ).get_data(as_text=True)
+    assert NAME_MESSAGE in page
+
+
+def test_common_passwords_are_refused_on_the_reset_form(app):
+    from web.recovery import NewPasswordForm
+
+    with app.test_request_context("/patient/reset/x", method="POST"):
+        from flask import g
+
+        g.portal = app.extensions["acceso.portals"]["patient"]
+        g.password_username = "ana.perez"
+        form = NewPasswordForm(
+            formdata=None, data={"password": "Qwerty123", "password_confirm": "Qwerty123"}
+        )
+        form.meta.csrf = False
+        assert not form.validate()
+        assert COMMON_MESSAGE in " ".join(str(e) for e in form.password.errors)

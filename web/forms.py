@@ -7,11 +7,12 @@ import unicodedata
 from email_validator import EmailNotValidError, validate_email
 from flask import g
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
-from portal.passwords import password_problems
+from portal.passwords import context_words, password_problems
 
 PASSWORD_MESSAGES = {
     "too_short": _l("La contraseña debe tener al menos %(n)s caracteres."),
@@ -19,6 +20,12 @@ PASSWORD_MESSAGES = {
     "needs_lower": _l("La contraseña debe incluir al menos una letra minúscula."),
     "needs_digit": _l("La contraseña debe incluir al menos un número."),
     "needs_symbol": _l("La contraseña debe incluir al menos un símbolo."),
+    "common": _l(
+        "Esa contraseña es demasiado común o apareció en filtraciones conocidas: elija otra."
+    ),
+    "contains_name": _l(
+        "La contraseña no puede contener su usuario ni el nombre de la organización o del portal."
+    ),
 }
 
 
@@ -81,12 +88,30 @@ class CheckedForm(FlaskForm):
             return field
 
 
+def _password_owner(form) -> str:
+    """The username the password is for: typed on this form, set by the view, or signed in."""
+    typed = getattr(form, "username", None)
+    if typed is not None and isinstance(typed.data, str):
+        return typed.data
+    if g.get("password_username"):
+        return g.password_username
+    if current_user and current_user.is_authenticated and not current_user.is_staff:
+        return current_user.account.username
+    return ""
+
+
 class PortalPassword:
-    """The current portal's password rules, one message per broken rule."""
+    """The current portal's password rules, one message per broken rule; common passwords and
+    the organisation's, portal's or user's own name are refused at registration, change and
+    reset alike, since every one of them uses this validator."""
 
     def __call__(self, form, field):
         rules = g.portal.password_rules
-        problems = password_problems(field.data or "", rules)
+        portal = g.portal
+        context = context_words(portal.organisation, portal.name, portal.slug, "Acceso")
+        problems = password_problems(
+            field.data or "", rules, context=context, username=_password_owner(form)
+        )
         if problems:
             raise ValidationError(
                 " ".join(str(PASSWORD_MESSAGES[p]) % {"n": rules.min_length} for p in problems)
