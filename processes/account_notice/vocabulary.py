@@ -10,6 +10,7 @@ class NoticeKind(StrEnum):
     """Each kind is an e-mail template pair, templates/email/<kind>.txt and .html."""
 
     PASSWORD_CHANGED = "password_changed"
+    ACCOUNT_LOCKED = "account_locked"
 
 
 @dataclass

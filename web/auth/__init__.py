@@ -12,6 +12,8 @@ from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from portal.audit import add_event
 from portal.models import LoginThrottle, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
+from processes.account_notice.service import notify_account_owner
+from processes.account_notice.vocabulary import NoticeKind
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
 from web.portals import portal_blueprint
@@ -45,10 +47,6 @@ STATUS_MESSAGES = {
     ),
     "disabled": _l("Su acceso fue desactivado. Comuníquese con el administrador de su oficina."),
 }
-LOCKED_MESSAGE = _l(
-    "Su usuario está bloqueado por múltiples intentos fallidos. Para desbloquearlo use la opción "
-    "“Recuperar contraseña”."
-)
 BAD_CREDENTIALS = _l("Usuario o contraseña incorrectos.")
 
 
@@ -75,6 +73,22 @@ def _safe_next(target: str | None) -> str | None:
     return seen
 
 
+def _lock(throttle: LoginThrottle, user) -> None:
+    """The screen keeps saying "wrong username or password" (it must not tell a stranger the
+    account exists); the owner learns of the lock by e-mail, once, with the way to unlock it."""
+    db = get_db()
+    throttle.locked_at = utcnow()
+    add_event(
+        db,
+        actor="anonymous",
+        action="login.locked",
+        portal=g.portal.slug,
+        user_id=user.id if user else None,
+    )
+    if user is not None:
+        notify_account_owner(db, user, NoticeKind.ACCOUNT_LOCKED)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
@@ -85,24 +99,16 @@ def login():
         throttle = db.get(LoginThrottle, (g.portal.slug, key))
         threshold = g.portal.policy.login_lockout_threshold
         if throttle is not None and throttle.failures >= threshold:
-            form.form_errors.append(LOCKED_MESSAGE)
+            verify_password(None, form.password.data)
+            form.form_errors.append(BAD_CREDENTIALS)
             return render_template("auth/login.html", form=form), 200
         user = active_user_by_username(g.portal.slug, form.username.data)
         if not verify_password(user.password_hash if user else None, form.password.data):
             throttle = _throttle(key)
             throttle.failures += 1
-            if throttle.failures >= threshold:
-                throttle.locked_at = utcnow()
-                add_event(
-                    db,
-                    actor="anonymous",
-                    action="login.locked",
-                    portal=g.portal.slug,
-                    user_id=user.id if user else None,
-                )
-                form.form_errors.append(LOCKED_MESSAGE)
-            else:
-                form.form_errors.append(BAD_CREDENTIALS)
+            if throttle.failures == threshold:
+                _lock(throttle, user)
+            form.form_errors.append(BAD_CREDENTIALS)
             db.commit()
             return render_template("auth/login.html", form=form), 200
         if throttle is not None:

@@ -12,7 +12,7 @@ from wtforms import PasswordField, StringField
 from portal.audit import add_event
 from portal.models import AuditEvent, LoginThrottle, StaffUser, utcnow
 from portal.passwords import verify_password
-from web.auth import BAD_CREDENTIALS, LOCKED_MESSAGE, _safe_next
+from web.auth import BAD_CREDENTIALS, _safe_next
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
 from web.sessions import end_session, staff_required, start_session
@@ -57,7 +57,8 @@ def login():
         key = form.username.data.lower()
         throttle = db.get(LoginThrottle, ("staff", key))
         if throttle is not None and throttle.failures >= STAFF_LOCKOUT:
-            form.form_errors.append(LOCKED_MESSAGE)
+            verify_password(None, form.password.data)
+            form.form_errors.append(BAD_CREDENTIALS)
             return render_template("staff/login.html", form=form)
         staff = db.scalar(select(StaffUser).where(func.lower(StaffUser.username) == key))
         if (
