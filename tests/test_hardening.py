@@ -439,3 +439,17 @@ def test_common_passwords_are_refused_on_the_reset_form(app):
         form.meta.csrf = False
         assert not form.validate()
         assert COMMON_MESSAGE in " ".join(str(e) for e in form.password.errors)
+
+
+def test_expired_windows_are_swept_and_a_new_window_starts_from_zero(strict):
+    from portal.models import RateLimitCounter
+
+    limits = strict.extensions["acceso.rate_limits"]
+    storage = limits.storage
+    assert storage.incr("probe", 60) == 1 and storage.incr("probe", 60) == 2
+    storage.clear("probe")
+    assert storage.get("probe") == 0 and storage.incr("probe", 60) == 1
+    assert storage.incr("old", -1) == 1
+    assert storage.purge_expired() == 1
+    with strict.extensions["acceso.sessions"]() as session:
+        assert session.get(RateLimitCounter, "old") is None

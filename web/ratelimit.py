@@ -142,14 +142,21 @@ class RateLimits:
     def __init__(self, engine: Engine, settings) -> None:
         self.storage = DatabaseStorage(engine=engine)
         self.limiter = FixedWindowRateLimiter(self.storage)
+        self._purged_at = float("-inf")
         self.items: dict[str, list[RateLimitItem]] = {
             kind: parse_many(getattr(settings, f"rate_limit_{kind}"))
             for kind in KINDS
             if getattr(settings, f"rate_limit_{kind}", "")
         }
 
+    PURGE_EVERY = 600.0
+    """Seconds between sweeps of expired windows by one process (any process may sweep)."""
+
     def hit(self, kind: str, client: str) -> float | None:
         """Counts one attempt; None when allowed, else seconds until the client may try again."""
+        if time.monotonic() - self._purged_at > self.PURGE_EVERY:
+            self._purged_at = time.monotonic()
+            self.storage.purge_expired()
         waits = []
         for item in self.items.get(kind, []):
             if not self.limiter.hit(item, kind, client):

@@ -47,7 +47,7 @@ from web import processes
 from web.db import get_db
 from web.forms import CheckedForm, EmailAddress, email_field, new_password_fields, required, strip
 from web.forms import username_field as _username_field
-from web.ratelimit import client_address
+from web.ratelimit import check_rate_limit, client_address
 from web.registration import bp, flow_view, username_taken
 from workflows.registration import IdentityCheck
 
@@ -382,6 +382,7 @@ def _existing_account(registration: Registration):
 def _identity(state: dict, registration: Registration):
     form = IdentityForm()
     if form.validate_on_submit():
+        check_rate_limit("identity")
         if _address_limited():
             form.form_errors.append(
                 _(
