@@ -453,3 +453,19 @@ def test_expired_windows_are_swept_and_a_new_window_starts_from_zero(strict):
     assert storage.purge_expired() == 1
     with strict.extensions["acceso.sessions"]() as session:
         assert session.get(RateLimitCounter, "old") is None
+
+
+def test_the_codec_endpoint_answers_its_errors_in_json_for_the_temporal_ui(settings):
+    application = create_app(
+        {"SETTINGS": replace(settings, codec_bearer_token="codec-token"), "TESTING": True}
+    )
+    client = application.test_client()
+    wrong_method = client.get("/codec/decode")
+    assert wrong_method.status_code == 405 and wrong_method.is_json
+    too_big = client.post(
+        "/codec/decode",
+        data=b"{" + b" " * (5 * 1024 * 1024) + b"}",
+        content_type="application/json",
+        headers={"Authorization": "Bearer codec-token"},
+    )
+    assert too_big.status_code == 413 and too_big.is_json

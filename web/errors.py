@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, g, render_template, request, url_for
+from flask import Flask, current_app, g, jsonify, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -68,17 +68,15 @@ def render_error(code: int, headers: dict | None = None):
 
 def handle_http_error(error: HTTPException):
     code = error.code or 500
-    if request.blueprint == "codec":
-        return error
+    if request.blueprint == "codec" or request.path.startswith("/codec/"):
+        return jsonify(error=error.description or error.name), code
     response_headers = error.get_response().headers
     kept = {name: response_headers[name] for name in KEPT_HEADERS if name in response_headers}
     return render_error(code, kept)
 
 
 def handle_unexpected(error: InternalServerError):
-    original = getattr(error, "original_exception", None)
-    if original is not None:
-        log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
+    """Flask has already logged the exception with its trace; the visitor sees none of it."""
     return render_error(500)
 
 

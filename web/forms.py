@@ -42,7 +42,10 @@ PASSWORD_MAX = 256
 def _forbidden(character: str, multi_line: bool) -> bool:
     if multi_line and character in "\n\r\t":
         return False
-    return unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp") and character != "\u200d"
+    return (
+        unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp")
+        and character not in "\u200c\u200d"
+    )
 
 
 class SingleLine:
