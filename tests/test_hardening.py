@@ -469,3 +469,18 @@ def test_the_codec_endpoint_answers_its_errors_in_json_for_the_temporal_ui(setti
         headers={"Authorization": "Bearer codec-token"},
     )
     assert too_big.status_code == 413 and too_big.is_json
+
+
+def test_a_page_may_let_its_form_redirect_to_a_named_origin_only(settings):
+    from web.security import allow_form_redirect_to
+
+    application = create_app({"SETTINGS": settings, "TESTING": True})
+
+    @application.get("/consent")
+    def consent():
+        allow_form_redirect_to("https://client.example")
+        return "ok"
+
+    client = application.test_client()
+    assert directives(client.get("/consent"))["form-action"] == "'self' https://client.example"
+    assert directives(client.get("/"))["form-action"] == "'self'"
