@@ -18,12 +18,12 @@ STARTUP_SECONDS = 60
 def attempt(base: str, n: int) -> int:
     """One browser-like try from a fresh connection: fetch the form, post a wrong password."""
     with requests.Session() as browser:
-        page = browser.get(f"{base}/patient/login", timeout=10).text
+        page = browser.get(f"{base}/patient/login", timeout=30).text
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
         answer = browser.post(
             f"{base}/patient/login",
             data={"csrf_token": token, "username": f"guess{n}", "password": "nope"},
-            timeout=10,
+            timeout=30,
         )
         return answer.status_code
 
@@ -60,7 +60,7 @@ def test_the_sign_in_limit_holds_across_two_gunicorn_workers(tmp_path, database_
         for round_start in range(0, 240, 24):
             codes += pool.map(lambda n: attempt(base, n), range(round_start, round_start + 24))
             logged = len(codes)
-            wait_until(lambda n=logged: len(post_lines()) == n, 10, "the access log lines")
+            wait_until(lambda n=logged: len(post_lines()) == n, 30, "the access log lines")
             if len({pid for pid, _ in post_lines()}) == 2:
                 break
 
