@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import unicodedata
 from email.message import EmailMessage
 from email.utils import make_msgid
 from functools import lru_cache
@@ -38,6 +39,22 @@ def _environment(locale: str) -> Environment:
     return env
 
 
+def one_line(value: str) -> str:
+    """A header value as one line of visible text: a line break typed anywhere upstream (an
+    organisation's name in a subject, say) can never start a header of its own."""
+    visible = "".join(
+        " " if unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp") else character
+        for character in value
+    )
+    return " ".join(visible.split())
+
+
+def checked_address(address: str) -> str:
+    if address != one_line(address) or "," in address:
+        raise ValueError("refusing a recipient address with control characters or a list")
+    return address
+
+
 class Mailer:
     """One SMTP connection per message: activities run in threads and retry on failure."""
 
@@ -55,9 +72,9 @@ class Mailer:
     def send(self, to: str, template: str, locale: str, context: dict, key: str) -> None:
         subject, text, html = self.render(template, locale, context)
         message = EmailMessage()
-        message["Subject"] = subject
+        message["Subject"] = one_line(subject)
         message["From"] = self.settings.mail_from
-        message["To"] = to
+        message["To"] = checked_address(to)
         message["Message-ID"] = make_msgid(idstring=key.replace("/", ".")[:60], domain=HELO_NAME)
         message["X-Acceso-Key"] = key
         message.set_content(text)

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -415,3 +416,14 @@ class FormSubmission(Base):
     portal: Mapped[str] = mapped_column(String(32))
     outcome_url: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class RateLimitCounter(Base):
+    """One fixed window of attempts by one client at one kind of form, shared by every web
+    process (a per-process counter is no limit under gunicorn); rows past expiry are reused."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

@@ -68,6 +68,29 @@ class Settings:
     worker_metrics_address: str = field(
         default_factory=lambda: _env("ACCESO_WORKER_METRICS_ADDRESS", "")
     )
+    max_request_bytes: int = field(
+        default_factory=lambda: int(_env("ACCESO_MAX_REQUEST_BYTES", str(64 * 1024)))
+    )
+    codec_max_request_bytes: int = field(
+        default_factory=lambda: int(_env("ACCESO_CODEC_MAX_REQUEST_BYTES", str(4 * 1024 * 1024)))
+    )
+    trusted_proxies: str = field(default_factory=lambda: _env("ACCESO_TRUSTED_PROXIES", ""))
+    """Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For counts."""
+    rate_limit_sign_in: str = field(
+        default_factory=lambda: _env("ACCESO_RATE_LIMIT_SIGN_IN", "20/minute;200/hour")
+    )
+    rate_limit_registration: str = field(
+        default_factory=lambda: _env("ACCESO_RATE_LIMIT_REGISTRATION", "30/minute;300/hour")
+    )
+    rate_limit_recovery: str = field(
+        default_factory=lambda: _env("ACCESO_RATE_LIMIT_RECOVERY", "10/minute;100/hour")
+    )
+    rate_limit_identity: str = field(
+        default_factory=lambda: _env("ACCESO_RATE_LIMIT_IDENTITY", "20/minute;100/hour")
+    )
+    rate_limit_token: str = field(
+        default_factory=lambda: _env("ACCESO_RATE_LIMIT_TOKEN", "120/minute")
+    )
 
     def __post_init__(self) -> None:
         if not self.database_url:

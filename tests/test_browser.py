@@ -1,5 +1,6 @@
 """A patient in a real browser (Debian's headless Chromium driven by Playwright): the form, the
-show-password padlock, the e-mailed link, "keep me signed in" and the user menu."""
+show-password padlock, the e-mailed link, "keep me signed in" and the user menu; all of it under
+the enforced Content Security Policy, where any violation fails the test."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from werkzeug.serving import make_server
 
 from portal.models import ClinicalRecord
 from tests.fixtures.smtp import free_port, link_in
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -45,6 +47,25 @@ def live_site(stack):
     yield f"http://127.0.0.1:{port}", stack
     server.shutdown()
     thread.join(5)
+    reports = list(stack.app.extensions["acceso.csp_reports"])
+    assert not reports, f"the browser reported CSP violations: {reports}"
+
+
+class CspWatchingBrowser:
+    """Chromium whose every context records the console's "Refused to ..." CSP messages."""
+
+    def __init__(self, chromium):
+        self.chromium = chromium
+        self.refused: list[str] = []
+
+    def new_context(self, **options):
+        context = self.chromium.new_context(**options)
+        context.on("console", self._console)
+        return context
+
+    def _console(self, message) -> None:
+        if "Content Security Policy" in message.text or message.text.startswith("Refused to"):
+            self.refused.append(message.text)
 
 
 @pytest.fixture
@@ -54,8 +75,42 @@ def browser():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     with playwright_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
+        watching = CspWatchingBrowser(chromium)
+        yield watching
         chromium.close()
+        assert not watching.refused, f"CSP violations in the console: {watching.refused}"
+
+
+def test_the_pages_work_under_the_content_security_policy(live_site, browser):
+    base, stack = live_site
+    page = browser.new_context(locale="es-AR").new_page()
+    page.set_default_timeout(20_000)
+
+    response = page.goto(f"{base}/patient/login")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self' 'nonce-" in policy and "unsafe-inline" not in policy
+    page.fill("#password", "secreto")
+    page.click("button.toggle-password[data-target=password]")
+    assert page.get_attribute("#password", "type") == "text"
+    page.click("text=English")
+    assert page.inner_text("html").count("Password") >= 1
+    page.goto(f"{base}/patient/no-such-page")
+    assert "Page not found" in page.inner_text("h1")
+    assert not browser.refused
+
+    page.evaluate(
+        "() => { const s = document.createElement('script');"
+        " s.textContent = 'window.injected = 1'; document.body.appendChild(s); }"
+    )
+    assert page.evaluate("() => window.injected") is None
+    wait_until(lambda: browser.refused, what="the console to say the script was refused")
+    wait_until(
+        lambda: stack.app.extensions["acceso.csp_reports"],
+        what="the violation report to reach /csp-report",
+    )
+    assert "script-src" in stack.app.extensions["acceso.csp_reports"][0]["directive"]
+    browser.refused.clear()
+    stack.app.extensions["acceso.csp_reports"].clear()
 
 
 def test_a_patient_registers_confirms_and_signs_in_with_a_browser(live_site, browser):

@@ -354,6 +354,17 @@ def test_identity_tries_from_one_address_are_rate_limited(members):
     assert "demasiados intentos" in text.lower() and 'value="100200301"' in text
 
 
+def test_identity_checks_count_against_the_clients_own_limit_too(members):
+    from limits import parse_many
+
+    members.app.extensions["acceso.rate_limits"].items["identity"] = parse_many("1/minute")
+    accept(members.client)
+    assert identity(members.client, WRONG).status_code == 200
+    over = identity(members.client, CARLOS)
+    assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1
+    assert "Demasiados intentos" in over.get_data(as_text=True)
+
+
 def test_support_staff_of_another_portal_cannot_see_member_cases(members):
     accept(members.client)
     strike_out(members.client)

@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from portal.models import AuditEvent, EmailToken, User, UserSession
+from portal.models import AuditEvent, EmailToken, OutboxMessage, User, UserSession
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
@@ -28,14 +28,46 @@ def patient(clinic):
 
 
 def test_fifth_wrong_password_locks_and_then_even_the_right_one_is_refused(patient):
-    for _ in range(4):
+    for _ in range(5):
         assert "Usuario o contraseña incorrectos" in login(
             patient.client, password="Mala1234"
         ).get_data(as_text=True)
-    locked = login(patient.client, password="Mala1234").get_data(as_text=True)
-    assert "bloqueado" in locked and "Recuperar contraseña" in locked
     right = login(patient.client)
-    assert right.status_code == 200 and "bloqueado" in right.get_data(as_text=True)
+    assert right.status_code == 200
+    assert "Usuario o contraseña incorrectos" in right.get_data(as_text=True)
+    assert "bloqueado" not in right.get_data(as_text=True)
+
+
+def test_a_locked_account_answers_exactly_like_a_wrong_password(patient):
+    for _ in range(4):
+        wrong = login(patient.client, password="Mala1234")
+    locked = login(patient.client, password="Mala1234")
+    after = login(patient.client)
+    strip = re.compile(r'name="csrf_token"[^>]*>|value="[^"]*"|nonce-[\w-]+')
+    assert strip.sub("", wrong.get_data(as_text=True)) == strip.sub(
+        "", locked.get_data(as_text=True)
+    )
+    assert strip.sub("", wrong.get_data(as_text=True)) == strip.sub(
+        "", after.get_data(as_text=True)
+    )
+
+
+def test_the_owner_is_told_of_the_lock_once_by_email_with_the_way_to_unlock(patient):
+    for _ in range(8):
+        login(patient.client, password="Mala1234")
+    message = patient.mailbox.wait_for("ana@example.org", "bloqueado")
+    text = body_text(message)
+    assert "ana.perez" in text and "http://acceso.test/patient/recover/password" in text
+    for _ in range(3):
+        login(patient.new_client(), password="Mala1234")
+    with patient.session_factory() as session:
+        notices = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.summary == "notice: account_locked")
+        ).all()
+    assert len(notices) == 1
+    assert (
+        len([m for m in patient.mailbox.to("ana@example.org") if "bloqueado" in m["Subject"]]) == 1
+    )
 
 
 def test_lockout_answers_the_same_for_an_unknown_username(patient):

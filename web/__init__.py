@@ -6,7 +6,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, g, render_template, request
+from flask import Flask, g, request
 from flask_babel import Babel, get_locale
 from flask_wtf.csrf import CSRFProtect
 
@@ -15,6 +15,7 @@ from portal.db import make_engine, make_session_factory
 from portal.settings import Settings, load_settings
 from portal.translations import compile_catalogs
 from web import db as web_db
+from web import errors, ratelimit, security
 from web import metrics as web_metrics
 from web.i18n import LANG_COOKIE, select_locale
 from web.sessions import login_manager
@@ -56,6 +57,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         BABEL_DEFAULT_LOCALE="es",
         WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_request_bytes,
     )
     app.config.update(test_config)
 
@@ -67,6 +70,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     compile_catalogs()
     web_db.init_app(app)
+    ratelimit.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
@@ -83,6 +87,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(csrf.exempt(codec.bp))
     web_metrics.init_app(app)
+    app.register_blueprint(csrf.exempt(security.bp))
     if settings.dev_mode:
         from web import devinbox
 
@@ -93,9 +98,6 @@ def create_app(test_config: dict | None = None) -> Flask:
         chosen = request.args.get("lang")
         if chosen in ("es", "en"):
             response.set_cookie(LANG_COOKIE, chosen, max_age=365 * 24 * 3600, samesite="Lax")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
     @app.context_processor
@@ -106,9 +108,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             "get_locale": get_locale,
         }
 
-    for code in (403, 404):
-        app.register_error_handler(
-            code, lambda error, code=code: (render_template(f"errors/{code}.html"), code)
-        )
+    errors.init_app(app)
+    security.init_app(app)
 
     return app

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from email_validator import EmailNotValidError, validate_email
 from flask import g
 from flask_babel import lazy_gettext as _l
-from wtforms import PasswordField, StringField
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
-from portal.passwords import password_problems
+from portal.passwords import context_words, password_problems
 
 PASSWORD_MESSAGES = {
     "too_short": _l("La contraseña debe tener al menos %(n)s caracteres."),
@@ -16,6 +20,12 @@ PASSWORD_MESSAGES = {
     "needs_lower": _l("La contraseña debe incluir al menos una letra minúscula."),
     "needs_digit": _l("La contraseña debe incluir al menos un número."),
     "needs_symbol": _l("La contraseña debe incluir al menos un símbolo."),
+    "common": _l(
+        "Esa contraseña es demasiado común o apareció en filtraciones conocidas: elija otra."
+    ),
+    "contains_name": _l(
+        "La contraseña no puede contener su usuario ni el nombre de la organización o del portal."
+    ),
 }
 
 
@@ -23,12 +33,88 @@ def strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
+SINGLE_LINE_MAX = 200
+MULTI_LINE_MAX = 4000
+PASSWORD_MAX = 256
+"""Ceilings for fields that name none of their own (a password's also bounds argon2's work)."""
+
+
+def _forbidden(character: str, multi_line: bool) -> bool:
+    if multi_line and character in "\n\r\t":
+        return False
+    return (
+        unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp")
+        and character not in "\u200c\u200d"
+    )
+
+
+class SingleLine:
+    """No line breaks or control characters: what reaches a header, a log line or a CSV cell
+    must be one line of visible text."""
+
+    message = _l("Escriba una sola línea, sin saltos de línea ni caracteres de control.")
+
+    def __init__(self, multi_line: bool = False):
+        self.multi_line = multi_line
+
+    def __call__(self, form, field):
+        value = field.data if isinstance(field.data, str) else ""
+        if any(_forbidden(character, self.multi_line) for character in value):
+            if self.multi_line:
+                raise ValidationError(_l("El texto contiene caracteres de control no permitidos."))
+            raise ValidationError(self.message)
+
+
+def _has_length(field) -> bool:
+    return any(isinstance(v, Length) and v.max not in (None, -1) for v in field.validators)
+
+
+class CheckedForm(FlaskForm):
+    """Every form of the app: each text field refuses control characters (line breaks too,
+    unless it is a text area) and has a maximum length, whether or not its form says so."""
+
+    class Meta(FlaskForm.Meta):
+        def bind_field(self, form, unbound_field, options):
+            field = super().bind_field(form, unbound_field, options)
+            if isinstance(field, StringField):
+                multi_line = isinstance(field, TextAreaField)
+                extra = [SingleLine(multi_line=multi_line)]
+                if not _has_length(field):
+                    if isinstance(field, PasswordField):
+                        ceiling = PASSWORD_MAX
+                    else:
+                        ceiling = MULTI_LINE_MAX if multi_line else SINGLE_LINE_MAX
+                    extra.append(
+                        Length(max=ceiling, message=_l("Como máximo %(n)s caracteres.", n=ceiling))
+                    )
+                field.validators = [*field.validators, *extra]
+            return field
+
+
+def _password_owner(form) -> str:
+    """The username the password is for: typed on this form, set by the view, or signed in."""
+    typed = getattr(form, "username", None)
+    if typed is not None and isinstance(typed.data, str):
+        return typed.data
+    if g.get("password_username"):
+        return g.password_username
+    if current_user and current_user.is_authenticated and not current_user.is_staff:
+        return current_user.account.username
+    return ""
+
+
 class PortalPassword:
-    """The current portal's password rules, one message per broken rule."""
+    """The current portal's password rules, one message per broken rule; common passwords and
+    the organisation's, portal's or user's own name are refused at registration, change and
+    reset alike, since every one of them uses this validator."""
 
     def __call__(self, form, field):
         rules = g.portal.password_rules
-        problems = password_problems(field.data or "", rules)
+        portal = g.portal
+        context = context_words(portal.organisation, portal.name, portal.slug, "Acceso")
+        problems = password_problems(
+            field.data or "", rules, context=context, username=_password_owner(form)
+        )
         if problems:
             raise ValidationError(
                 " ".join(str(PASSWORD_MESSAGES[p]) % {"n": rules.min_length} for p in problems)

@@ -13,18 +13,18 @@ import secrets
 from datetime import timedelta
 
 from flask import g, request
-from flask_wtf import FlaskForm
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 from wtforms import HiddenField
 
 from portal.models import FormSubmission, utcnow
 from web.db import get_db
+from web.forms import CheckedForm
 
 KEEP = timedelta(days=2)
 
 
-class SubmitOnceForm(FlaskForm):
+class SubmitOnceForm(CheckedForm):
     form_key = HiddenField()
 
     def __init__(self, *args, **kwargs):

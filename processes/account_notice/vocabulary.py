@@ -13,6 +13,7 @@ class NoticeKind(StrEnum):
     # Registration answers every applicant alike on screen; the mailbox owner learns the truth.
     REGISTRATION_NO_RECORD = "registration_no_record"
     REGISTRATION_EXISTING = "registration_existing"
+    ACCOUNT_LOCKED = "account_locked"
 
 
 @dataclass

@@ -6,7 +6,6 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import EqualTo
 
@@ -15,7 +14,7 @@ from portal.passwords import hash_password, verify_password
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from web.db import get_db
-from web.forms import PortalPassword, required
+from web.forms import CheckedForm, PortalPassword, required
 from web.portals import portal_blueprint
 from web.sessions import end_other_sessions, portal_login_required
 
@@ -37,7 +36,7 @@ def force_password_change():
     return None
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(CheckedForm):
     current_password = PasswordField(_l("Contraseña actual"), validators=[required()])
     new_password = PasswordField(_l("Nueva contraseña"), validators=[required(), PortalPassword()])
     new_password_confirm = PasswordField(

@@ -10,7 +10,6 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import StringField
 from wtforms.validators import Length
@@ -24,12 +23,12 @@ from processes.outbox import enqueue_start
 from web import processes
 from web.account import bp
 from web.db import get_db
-from web.forms import email_field, new_password_fields, required, strip, username_field
+from web.forms import CheckedForm, email_field, new_password_fields, required, strip, username_field
 from web.sessions import active_user_by_username, end_all_sessions, portal_login_required
 from workflows.invitation import InvitationStart
 
 
-class InviteForm(FlaskForm):
+class InviteForm(CheckedForm):
     first_name = StringField(
         _l("Nombre"),
         filters=[strip],
@@ -43,11 +42,11 @@ class InviteForm(FlaskForm):
     email = email_field(_l("Correo electrónico"))
 
 
-class ActionForm(FlaskForm):
+class ActionForm(CheckedForm):
     """Only the CSRF token, for the disable, enable and revoke buttons."""
 
 
-class AcceptForm(FlaskForm):
+class AcceptForm(CheckedForm):
     username = username_field(_l("Usuario"))
     password, password_confirm = new_password_fields(_l("Contraseña"), _l("Repetir contraseña"))
 

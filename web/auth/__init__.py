@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
 from portal.audit import add_event
 from portal.metrics import count_login
 from portal.models import LoginThrottle, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
+from processes.account_notice.service import notify_account_owner
+from processes.account_notice.vocabulary import NoticeKind
 from web.db import get_db
-from web.forms import required, strip
+from web.forms import CheckedForm, required, strip
 from web.portals import portal_blueprint
 from web.sessions import active_user_by_username, end_session, start_session
 
 bp = portal_blueprint("auth", __name__)
 
 
-class LoginForm(FlaskForm):
+class LoginForm(CheckedForm):
     username = StringField(_l("Usuario"), filters=[strip], validators=[required()])
     password = PasswordField(_l("Contraseña"), validators=[required()])
     remember_me = BooleanField(_l("Mantener sesión iniciada"))
 
 
-class ResendForm(FlaskForm):
+class ResendForm(CheckedForm):
     username = HiddenField(filters=[strip], validators=[required()])
 
 
@@ -45,10 +48,6 @@ STATUS_MESSAGES = {
     ),
     "disabled": _l("Su acceso fue desactivado. Comuníquese con el administrador de su oficina."),
 }
-LOCKED_MESSAGE = _l(
-    "Su usuario está bloqueado por múltiples intentos fallidos. Para desbloquearlo use la opción "
-    "“Recuperar contraseña”."
-)
 BAD_CREDENTIALS = _l("Usuario o contraseña incorrectos.")
 
 
@@ -62,10 +61,33 @@ def _throttle(key: str) -> LoginThrottle:
 
 
 def _safe_next(target: str | None) -> str | None:
-    """Only same-site paths, so the login page cannot be used to send people elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """Only same-site paths, judged as the browser will read them (tabs and line breaks dropped,
+    backslashes as slashes), so the login page cannot be used to send people elsewhere."""
+    if not target:
+        return None
+    seen = "".join(ch for ch in target if ch not in "\t\n\r").replace("\\", "/").strip()
+    parts = urlsplit(seen)
+    if not seen.startswith("/") or seen.startswith("//") or parts.scheme or parts.netloc:
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in seen):
+        return None
+    return seen
+
+
+def _lock(throttle: LoginThrottle, user) -> None:
+    """The screen keeps saying "wrong username or password" (it must not tell a stranger the
+    account exists); the owner learns of the lock by e-mail, once, with the way to unlock it."""
+    db = get_db()
+    throttle.locked_at = utcnow()
+    add_event(
+        db,
+        actor="anonymous",
+        action="login.locked",
+        portal=g.portal.slug,
+        user_id=user.id if user else None,
+    )
+    if user is not None:
+        notify_account_owner(db, user, NoticeKind.ACCOUNT_LOCKED)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -78,27 +100,20 @@ def login():
         throttle = db.get(LoginThrottle, (g.portal.slug, key))
         threshold = g.portal.policy.login_lockout_threshold
         if throttle is not None and throttle.failures >= threshold:
-            form.form_errors.append(LOCKED_MESSAGE)
+            verify_password(None, form.password.data)
+            form.form_errors.append(BAD_CREDENTIALS)
             count_login(g.portal.slug, "locked")
             return render_template("auth/login.html", form=form), 200
         user = active_user_by_username(g.portal.slug, form.username.data)
         if not verify_password(user.password_hash if user else None, form.password.data):
             throttle = _throttle(key)
             throttle.failures += 1
-            if throttle.failures >= threshold:
-                throttle.locked_at = utcnow()
-                add_event(
-                    db,
-                    actor="anonymous",
-                    action="login.locked",
-                    portal=g.portal.slug,
-                    user_id=user.id if user else None,
-                )
-                form.form_errors.append(LOCKED_MESSAGE)
+            if throttle.failures == threshold:
+                _lock(throttle, user)
                 count_login(g.portal.slug, "locked")
             else:
-                form.form_errors.append(BAD_CREDENTIALS)
                 count_login(g.portal.slug, "failed")
+            form.form_errors.append(BAD_CREDENTIALS)
             db.commit()
             return render_template("auth/login.html", form=form), 200
         if throttle is not None:

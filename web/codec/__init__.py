@@ -38,6 +38,12 @@ def _allowed_origins() -> set[str]:
     return {origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip()}
 
 
+@bp.before_request
+def allow_larger_bodies():
+    """A batch of payloads is larger than any form; the codec gets its own (still bounded) size."""
+    request.max_content_length = current_app.config["SETTINGS"].codec_max_request_bytes
+
+
 @bp.after_request
 def cors(response):
     """Echo an allowed Origin (never `*`: credentials are allowed), on every answer incl. errors."""

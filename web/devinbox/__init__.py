@@ -14,6 +14,8 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, render_template
 from markupsafe import Markup, escape
 
+from web.security import allow_inline_styles
+
 bp = Blueprint("devinbox", __name__, url_prefix="/dev/inbox")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.eml$")
@@ -102,6 +104,8 @@ def message(name: str):
     parsed = read_message(path)
     text = part_content(parsed, "plain")
     html = part_content(parsed, "html")
+    if html is not None:
+        allow_inline_styles()
     return render_template(
         "devinbox/message.html",
         name=name,

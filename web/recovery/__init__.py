@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import current_app, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import StringField
 
@@ -15,13 +14,13 @@ from portal.tokens import token_hash
 from processes.recovery import service
 from web import processes
 from web.db import get_db
-from web.forms import email_field, new_password_fields, required, strip, username_field
+from web.forms import CheckedForm, email_field, new_password_fields, required, strip, username_field
 from web.portals import portal_blueprint
 
 bp = portal_blueprint("recovery", __name__)
 
 
-class UsernameRecoveryForm(FlaskForm):
+class UsernameRecoveryForm(CheckedForm):
     email = email_field(_l("Correo electrónico"))
 
 
@@ -30,20 +29,20 @@ class ProviderUsernameRecoveryForm(UsernameRecoveryForm):
     last_name = StringField(_l("Apellido"), filters=[strip], validators=[required()])
 
 
-class PasswordRecoveryForm(FlaskForm):
+class PasswordRecoveryForm(CheckedForm):
     email = email_field(_l("Correo electrónico"))
     username = username_field(_l("Usuario"))
 
 
-class UsernameOnlyRecoveryForm(FlaskForm):
+class UsernameOnlyRecoveryForm(CheckedForm):
     username = username_field(_l("Usuario"))
 
 
-class ConfirmResetForm(FlaskForm):
+class ConfirmResetForm(CheckedForm):
     """The reset link's page: opening it (as mail scanners do) changes nothing."""
 
 
-class NewPasswordForm(FlaskForm):
+class NewPasswordForm(CheckedForm):
     password, password_confirm = new_password_fields(
         _l("Nueva contraseña"), _l("Repetir contraseña")
     )
@@ -128,6 +127,8 @@ def reset(token: str):
     if row is None:
         return render_template("recovery/link_invalid.html"), 410
     link_mode = g.portal.policy.password_reset_mode == "link"
+    owner = get_db().get(User, row.user_id) if row.user_id else None
+    g.password_username = owner.username if owner else ""
     form = NewPasswordForm() if link_mode else ConfirmResetForm()
     if not form.validate_on_submit():
         page = "recovery/new_password.html" if link_mode else "recovery/confirm_reset.html"

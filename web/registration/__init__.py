@@ -6,7 +6,6 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from portal.models import Registration
@@ -14,6 +13,7 @@ from processes.registration import service
 from web import processes
 from web.auth import ResendForm
 from web.db import get_db
+from web.forms import CheckedForm
 from web.portals import portal_blueprint
 from web.sessions import active_user_by_username
 
@@ -51,7 +51,7 @@ def check_mail():
     return render_template("registration/done.html", reference=None)
 
 
-class ConfirmLinkForm(FlaskForm):
+class ConfirmLinkForm(CheckedForm):
     """Only the POST from the link's page acts: mail scanners fetch links, people press buttons."""
 
 

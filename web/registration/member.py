@@ -25,7 +25,6 @@ from flask import abort, flash, g, redirect, render_template, request, session, 
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from wtforms import BooleanField, PasswordField, SelectField, StringField
@@ -49,8 +48,9 @@ from processes.outbox import enqueue_signal
 from processes.registration.service import begin, registration_id
 from web import once, processes
 from web.db import get_db
-from web.forms import EmailAddress, email_field, new_password_fields, required, strip
+from web.forms import CheckedForm, EmailAddress, email_field, new_password_fields, required, strip
 from web.forms import username_field as _username_field
+from web.ratelimit import check_rate_limit, client_address
 from web.registration import ConfirmLinkForm, bp, flow_view, username_taken
 from workflows.registration import AccountSubmission, IdentityCheck
 
@@ -84,7 +84,7 @@ def _real_date(form, field):
         raise ValidationError(_l("La fecha de nacimiento no puede ser futura."))
 
 
-class IdentityForm(FlaskForm):
+class IdentityForm(CheckedForm):
     date_of_birth = StringField(
         _l("Fecha de nacimiento"),
         filters=[strip],
@@ -120,7 +120,7 @@ class IdentityForm(FlaskForm):
     )
 
 
-class CredentialsBase(FlaskForm):
+class CredentialsBase(CheckedForm):
     username = _username_field(_l("Nombre de usuario"))
     email = email_field(_l("Correo electrónico"))
     email_confirm = StringField(
@@ -312,7 +312,7 @@ def _address_limited() -> bool:
     """Counts this try against the client address (hashed) in a fixed window, in the database
     so every web process shares it; True when the address is over its allowance."""
     db = get_db()
-    address = address_key(g.portal.slug, request.remote_addr or "")
+    address = address_key(g.portal.slug, client_address())
     now = utcnow()
     cutoff = now - TRY_WINDOW
     bumped = db.execute(
@@ -378,6 +378,7 @@ def _existing_account(registration: Registration):
 def _identity(state: dict, registration: Registration):
     form = IdentityForm()
     if form.validate_on_submit():
+        check_rate_limit("identity")
         if _address_limited():
             form.form_errors.append(
                 _(

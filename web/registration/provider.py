@@ -16,7 +16,6 @@ from flask import abort, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import delete
 from stdnum import luhn
 from stdnum.us import ein
@@ -30,7 +29,7 @@ from portal.tokens import new_reference, token_hash
 from processes.registration.service import begin, registration_id
 from web import once
 from web.db import get_db
-from web.forms import PortalPassword, email_field, required, strip, username_field
+from web.forms import CheckedForm, PortalPassword, email_field, required, strip, username_field
 from web.registration import bp, flow_view, username_taken
 
 USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
@@ -107,7 +106,7 @@ def _text(label, max_length: int, optional: bool = False, **kwargs):
     return StringField(label, filters=[strip], validators=validators, **kwargs)
 
 
-class ProviderUserFormBase(FlaskForm):
+class ProviderUserFormBase(CheckedForm):
     first_name = _text(_l("Nombre"), 100)
     last_name = _text(_l("Apellidos"), 100)
     email = email_field(_l("Correo electrónico"))
@@ -115,7 +114,7 @@ class ProviderUserFormBase(FlaskForm):
     username = username_field(_l("Usuario"))
 
 
-def user_form(draft_user: dict) -> FlaskForm:
+def user_form(draft_user: dict) -> CheckedForm:
     """Step 1's form for this portal's policy: its number of security questions, and the
     password and answers optional when going back to a step already completed."""
     portal = g.portal
@@ -160,7 +159,7 @@ def questions_of(draft_user: dict) -> dict:
     return {f"security_question_{n}": q for n, q in enumerate(draft_user.get("questions", []), 1)}
 
 
-class OfficeForm(FlaskForm):
+class OfficeForm(CheckedForm):
     organization_name = _text(
         _l("Nombre de la organización"),
         200,

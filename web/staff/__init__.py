@@ -6,16 +6,15 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import PasswordField, StringField
 
 from portal.audit import add_event
 from portal.models import AuditEvent, LoginThrottle, StaffUser, utcnow
 from portal.passwords import verify_password
-from web.auth import BAD_CREDENTIALS, LOCKED_MESSAGE, _safe_next
+from web.auth import BAD_CREDENTIALS, _safe_next
 from web.db import get_db
-from web.forms import required, strip
+from web.forms import CheckedForm, required, strip
 from web.sessions import end_session, staff_required, start_session
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -28,7 +27,7 @@ CONSOLE_PAGES: list[tuple[str, object, str]] = [
 """(endpoint, label, role) of each console page; each area's module adds its own."""
 
 
-class StaffLoginForm(FlaskForm):
+class StaffLoginForm(CheckedForm):
     username = StringField(_l("Usuario"), filters=[strip], validators=[required()])
     password = PasswordField(_l("Contraseña"), validators=[required()])
 
@@ -58,7 +57,8 @@ def login():
         key = form.username.data.lower()
         throttle = db.get(LoginThrottle, ("staff", key))
         if throttle is not None and throttle.failures >= STAFF_LOCKOUT:
-            form.form_errors.append(LOCKED_MESSAGE)
+            verify_password(None, form.password.data)
+            form.form_errors.append(BAD_CREDENTIALS)
             return render_template("staff/login.html", form=form)
         staff = db.scalar(select(StaffUser).where(func.lower(StaffUser.username) == key))
         if (

@@ -12,7 +12,6 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 from wtforms import StringField, TextAreaField
 from wtforms.validators import AnyOf, Length
@@ -21,7 +20,7 @@ from portal.audit import add_event
 from portal.models import IdentityTry, MemberRecord, Registration, StaffUser, SupportCase
 from web import processes
 from web.db import get_db
-from web.forms import required, strip
+from web.forms import CheckedForm, required, strip
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp
 from workflows.registration import CaseResolution
@@ -29,7 +28,7 @@ from workflows.registration import CaseResolution
 CONSOLE_PAGES.append(("staff.cases", _l("Casos de la mesa de ayuda"), "support"))
 
 
-class ResolutionForm(FlaskForm):
+class ResolutionForm(CheckedForm):
     outcome = StringField(
         validators=[
             required(),

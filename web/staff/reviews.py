@@ -12,7 +12,6 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import or_, select, update
 from stdnum.us import ein
 from wtforms import StringField, TextAreaField
@@ -22,7 +21,7 @@ from portal.audit import add_event
 from portal.models import AuditEvent, Office, Registration, StaffUser, User, utcnow
 from web import processes
 from web.db import get_db
-from web.forms import strip
+from web.forms import CheckedForm, strip
 from web.registration.provider import valid_npi
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp, visible_portals
@@ -34,7 +33,7 @@ AWAITING_REVIEW = ("pending_review", "review")
 LIVE_ACCOUNT = ("unconfirmed", "pending_review", "active", "disabled")
 
 
-class DecisionForm(FlaskForm):
+class DecisionForm(CheckedForm):
     action = StringField()  # the pressed button: approve or deny
     reason = TextAreaField(
         _l("Motivo"),
