@@ -12,13 +12,12 @@ from portal.models import (
     Invitation,
     Registration,
     RegistrationDraft,
-    StaffUser,
     User,
     UserSession,
 )
-from portal.passwords import hash_password
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import submit
+from tests.fixtures.staff import add_staff, sign_in_staff
 from tests.fixtures.waiting import wait_until
 from workflows.registration import ReviewDecision
 
@@ -99,18 +98,15 @@ def login(client, username="mrivera", password=PASSWORD):
 
 @pytest.fixture
 def reviewer(stack):
-    with stack.session_factory() as session:
-        session.add(
-            StaffUser(
-                username="rita",
-                full_name="Rita Revisora",
-                password_hash=hash_password(REVIEWER_PASSWORD),
-                roles="reviewer",
-            )
-        )
-        session.commit()
+    add_staff(
+        stack.session_factory,
+        "rita",
+        REVIEWER_PASSWORD,
+        roles="reviewer",
+        full_name="Rita Revisora",
+    )
     client = stack.new_client()
-    response = submit(client, "/staff/login", {"username": "rita", "password": REVIEWER_PASSWORD})
+    response = sign_in_staff(client, stack.session_factory, "rita", REVIEWER_PASSWORD)
     assert response.status_code == 302
     return client
 

@@ -10,13 +10,15 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import PasswordField, StringField
 
+from portal import two_factor
 from portal.audit import add_event
 from portal.models import AuditEvent, LoginThrottle, StaffUser, utcnow
 from portal.passwords import verify_password
+from web import second_factor
 from web.auth import BAD_CREDENTIALS, LOCKED_MESSAGE, _safe_next
 from web.db import get_db
 from web.forms import required, strip
-from web.sessions import end_session, staff_required, start_session
+from web.sessions import end_session, staff_required
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -50,14 +52,37 @@ def staff_helpers():
     return {"temporal_ui_link": temporal_ui_link}
 
 
+PUBLIC_ENDPOINTS = {"staff.login", "staff.logout"}
+"""Staff pages open without a session (each module adds its own); every other one checks roles."""
+
+
+def count_failure(db, key: str) -> bool:
+    """One more wrong password or code for this username; says whether it is now locked."""
+    throttle = db.get(LoginThrottle, ("staff", key))
+    if throttle is None:
+        throttle = LoginThrottle(portal="staff", username_key=key, failures=0)
+        db.add(throttle)
+    throttle.failures += 1
+    if throttle.failures >= STAFF_LOCKOUT:
+        throttle.locked_at = throttle.locked_at or utcnow()
+        add_event(db, actor="anonymous", action="staff.locked", username=key)
+    db.commit()
+    return throttle.failures >= STAFF_LOCKOUT
+
+
+def is_locked(db, key: str) -> bool:
+    throttle = db.get(LoginThrottle, ("staff", key))
+    return throttle is not None and throttle.failures >= STAFF_LOCKOUT
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    """The password step; a right password only opens the second step, never a page."""
     form = StaffLoginForm()
     if form.validate_on_submit():
         db = get_db()
         key = form.username.data.lower()
-        throttle = db.get(LoginThrottle, ("staff", key))
-        if throttle is not None and throttle.failures >= STAFF_LOCKOUT:
+        if is_locked(db, key):
             form.form_errors.append(LOCKED_MESSAGE)
             return render_template("staff/login.html", form=form)
         staff = db.scalar(select(StaffUser).where(func.lower(StaffUser.username) == key))
@@ -66,20 +91,13 @@ def login():
             or not staff.active
             or not verify_password(staff.password_hash if staff else None, form.password.data)
         ):
-            if throttle is None:
-                throttle = LoginThrottle(portal="staff", username_key=key, failures=0)
-                db.add(throttle)
-            throttle.failures += 1
-            if throttle.failures >= STAFF_LOCKOUT:
-                throttle.locked_at = utcnow()
-            db.commit()
+            count_failure(db, key)
             form.form_errors.append(BAD_CREDENTIALS)
             return render_template("staff/login.html", form=form)
-        if throttle is not None:
-            db.delete(throttle)
-        add_event(db, actor=f"staff:{staff.username}", action="staff.login")
-        start_session(staff, remember=False)
-        return redirect(_safe_next(request.args.get("next")) or url_for("staff.home"))
+        second_factor.begin("staff", staff.id, next=_safe_next(request.args.get("next")) or "")
+        if two_factor.factor_of(db, staff) is None and not staff_passkeys(db, staff):
+            return redirect(url_for("staff.enrol"))
+        return redirect(url_for("staff.second_step"))
     return render_template("staff/login.html", form=form)
 
 
@@ -119,7 +137,14 @@ def audit():
     return render_template("staff/audit.html", events=events, workflow_id=workflow_id)
 
 
+def staff_passkeys(db, staff: StaffUser) -> list:
+    from portal.models import Passkey
+
+    return db.scalars(select(Passkey).where(Passkey.staff_id == staff.id)).all()
+
+
 from web.staff import (  # noqa: E402  (area modules add their routes to bp)
     cases,  # noqa: E402,F401  (member help-desk cases)
     reviews,  # noqa: E402,F401  (provider applications: queue and decisions)
+    signin,  # noqa: E402,F401  (the second sign-in step and enrolment)
 )
