@@ -25,6 +25,8 @@ from portal.settings import Settings, load_settings
 from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
 from processes.outbox.relay import OutboxRelay
+from processes.staff_invitation.activities import StaffInvitationActivities
+from processes.staff_invitation.workflows import StaffInvitationWorkflow
 from workflows.invitation import InvitationWorkflow
 from workflows.password_reset import PasswordResetWorkflow
 from workflows.registration import RegistrationWorkflow
@@ -36,6 +38,7 @@ WORKFLOWS = [
     UsernameReminderWorkflow,
     InvitationWorkflow,
     AccountNoticeWorkflow,
+    StaffInvitationWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -51,6 +54,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     records = RecordActivities(session_factory, mailer, portals)
     audit = AuditActivities(session_factory)
     invitations = InvitationActivities(session_factory, mailer)
+    staff_invitations = StaffInvitationActivities(session_factory, mailer)
     return [
         accounts.record_step,
         accounts.confirm_email,
@@ -67,6 +71,8 @@ def activities_for(settings: Settings, session_factory) -> list:
         invitations.send_invitation,
         invitations.accept_invitation,
         invitations.end_invitation,
+        staff_invitations.send_staff_invitation,
+        staff_invitations.end_staff_invitation,
     ]
 
 
