@@ -103,13 +103,16 @@ def start_session(account: User | StaffUser, remember: bool) -> None:
         remember = False
         lifetime = timedelta(hours=current_app.config["SETTINGS"].staff_session_hours)
     db = get_db()
+    now = utcnow()
     db.add(
         UserSession(
             id=token_hash(session_id),
             user_id=account.id if isinstance(account, User) else None,
             staff_id=account.id if isinstance(account, StaffUser) else None,
             remember=remember,
-            expires_at=utcnow() + lifetime,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + lifetime,
         )
     )
     db.commit()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
@@ -14,7 +15,13 @@ from portal.passwords import hash_password, needs_rehash, verify_password
 from web.db import get_db
 from web.forms import required, strip
 from web.portals import portal_blueprint
-from web.sessions import active_user_by_username, end_session, start_session
+from web.sessions import (
+    active_user_by_username,
+    end_session,
+    keep_alive,
+    portal_login_required,
+    start_session,
+)
 
 bp = portal_blueprint("auth", __name__)
 
@@ -131,6 +138,25 @@ def login():
             return redirect(url_for("account.change_password"))
         return redirect(_safe_next(request.args.get("next")) or url_for("main.home"))
     return render_template("auth/login.html", form=form, status=status)
+
+
+@bp.post("/session/keepalive")
+@portal_login_required
+def keepalive():
+    """The idle warning's "stay signed in": marks the session as seen, changes nothing else."""
+    return jsonify(idle_seconds=keep_alive())
+
+
+@bp.app_context_processor
+def idle_warning():
+    """What the page's idle-warning script needs: the idle limit and where to say "still here"."""
+    if not current_user.is_authenticated or g.get("idle_limit") is None:
+        return {"idle": None}
+    if current_user.is_staff:
+        url = url_for("staff.keepalive")
+    else:
+        url = url_for("auth.keepalive", portal=current_user.account.portal)
+    return {"idle": {"seconds": int(g.idle_limit.total_seconds()), "keepalive_url": url}}
 
 
 @bp.post("/logout")

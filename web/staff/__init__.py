@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -18,7 +27,7 @@ from web import second_factor
 from web.auth import BAD_CREDENTIALS, LOCKED_MESSAGE, _safe_next
 from web.db import get_db
 from web.forms import required, strip
-from web.sessions import end_session, staff_required
+from web.sessions import end_session, keep_alive, staff_required
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -106,6 +115,13 @@ def logout():
     end_session()
     flash(_("Cerró su sesión."), "info")
     return redirect(url_for("staff.login"))
+
+
+@bp.post("/session/keepalive")
+@staff_required()
+def keepalive():
+    """The idle warning's "stay signed in": marks the session as seen, changes nothing else."""
+    return jsonify(idle_seconds=keep_alive())
 
 
 @bp.get("/")
