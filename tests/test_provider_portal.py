@@ -15,6 +15,7 @@ from portal.models import (
     User,
     UserSession,
 )
+from tests.fixtures.second_factor import complete_second_factor
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import submit
 from tests.fixtures.staff import add_staff, sign_in_staff
@@ -93,7 +94,9 @@ def awaiting_review(stack, reference):
 
 
 def login(client, username="mrivera", password=PASSWORD):
-    return submit(client, "/provider/login", {"username": username, "password": password})
+    """Password, then the second factor when the account has one or the portal requires it."""
+    answer = submit(client, "/provider/login", {"username": username, "password": password})
+    return complete_second_factor(client, answer)
 
 
 @pytest.fixture
@@ -167,8 +170,10 @@ def test_application_is_confirmed_reviewed_approved_and_mailed(stack, reviewer):
     assert reference in body_text(approved)
     wait_until(lambda: registration(stack, reference).status == "approved")
 
-    signed_in = login(stack.client)
-    assert signed_in.status_code == 302 and signed_in.headers["Location"].endswith("/provider/")
+    first = submit(stack.client, "/provider/login", {"username": "mrivera", "password": PASSWORD})
+    assert first.headers["Location"].endswith("/provider/login/enrol")  # required for primaries
+    signed_in = complete_second_factor(stack.client, first)
+    assert "Códigos de recuperación" in signed_in.get_data(as_text=True)
     home = stack.client.get("/provider/").get_data(as_text=True)
     assert "Empleados de la oficina" in home
 
@@ -476,7 +481,9 @@ def test_forgotten_username_and_password_for_a_provider(stack, reviewer):
         client, link, {"password": "nueva-clave-9", "password_confirm": "nueva-clave-9"}
     )
     assert changed.status_code == 302
-    assert login(stack.new_client(), password="nueva-clave-9").status_code == 302
+    fresh = stack.new_client()
+    login(fresh, password="nueva-clave-9")
+    assert fresh.get("/provider/account/password").status_code == 200  # signed in
     assert login(stack.new_client()).status_code == 200
 
 

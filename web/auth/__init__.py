@@ -9,9 +9,11 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
+from portal import two_factor
 from portal.audit import add_event
 from portal.models import LoginThrottle, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
+from web import second_factor
 from web.db import get_db
 from web.forms import required, strip
 from web.portals import portal_blueprint
@@ -104,7 +106,11 @@ def login():
                 form.form_errors.append(BAD_CREDENTIALS)
             db.commit()
             return render_template("auth/login.html", form=form), 200
-        if throttle is not None:
+        needs_factor = (
+            two_factor.factor_of(db, user) is not None
+            or user.role in g.portal.policy.require_second_factor
+        )
+        if throttle is not None and not needs_factor:
             db.delete(throttle)
         if (
             user.must_change_password
@@ -128,16 +134,33 @@ def login():
             ), 200
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(form.password.data)
-        if user.must_change_password:
-            user.password_expires_at = utcnow()
-        add_event(
-            db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id
-        )
-        start_session(user, remember=form.remember_me.data)
-        if user.must_change_password:
-            return redirect(url_for("account.change_password"))
-        return redirect(_safe_next(request.args.get("next")) or url_for("main.home"))
+        next_url = _safe_next(request.args.get("next")) or ""
+        if needs_factor:
+            db.commit()
+            second_factor.begin(
+                "user",
+                user.id,
+                portal=g.portal.slug,
+                remember=bool(form.remember_me.data),
+                next=next_url,
+            )
+            if two_factor.factor_of(db, user) is None:
+                return redirect(url_for("auth.enrol"))
+            return redirect(url_for("auth.second_step"))
+        return redirect(finish_login(user, remember=form.remember_me.data, next_url=next_url))
     return render_template("auth/login.html", form=form, status=status)
+
+
+def finish_login(user, remember: bool, next_url: str) -> str:
+    """Every factor given: the session starts; returns where the applicant goes next."""
+    db = get_db()
+    if user.must_change_password:
+        user.password_expires_at = utcnow()
+    add_event(db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id)
+    start_session(user, remember=remember)
+    if user.must_change_password:
+        return url_for("account.change_password")
+    return next_url or url_for("main.home")
 
 
 @bp.post("/session/keepalive")
@@ -164,3 +187,6 @@ def logout():
     end_session()
     flash(_("Cerró su sesión."), "info")
     return redirect(url_for("auth.login"))
+
+
+from web.auth import signin  # noqa: E402,F401  (the second sign-in step and enrolment)

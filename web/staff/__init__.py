@@ -162,6 +162,7 @@ def staff_passkeys(db, staff: StaffUser) -> list:
 from web.staff import (  # noqa: E402  (area modules add their routes to bp)
     admin,  # noqa: E402,F401  (staff administration)
     cases,  # noqa: E402,F401  (member help-desk cases)
+    helpdesk,  # noqa: E402,F401  (applicant accounts: unlock, reset second factor)
     reviews,  # noqa: E402,F401  (provider applications: queue and decisions)
     signin,  # noqa: E402,F401  (the second sign-in step and enrolment)
 )

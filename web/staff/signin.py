@@ -75,11 +75,18 @@ def second_step():
         if is_locked(db, staff.username.lower()):
             second_factor.clear()
             form.form_errors.append(LOCKED_MESSAGE)
-            return render_template("staff/second_step.html", form=form, locked=True)
+            return render_template(
+                "second_factor/code.html", form=form, locked=True, login_url=url_for("staff.login")
+            )
         method = two_factor.check_code(db, staff, form.code.data, second_factor.now())
         if method is None:
             locked = _wrong_code(staff, form)
-            return render_template("staff/second_step.html", form=form, locked=locked)
+            return render_template(
+                "second_factor/code.html",
+                form=form,
+                locked=locked,
+                login_url=url_for("staff.login"),
+            )
         if method == "recovery":
             add_event(
                 db,
@@ -89,7 +96,7 @@ def second_step():
             )
         return redirect(_finish(staff, method))
     return render_template(
-        "staff/second_step.html",
+        "second_factor/code.html",
         form=form,
         locked=False,
         has_totp=two_factor.factor_of(db, staff) is not None,
@@ -112,7 +119,12 @@ def enrol():
         step = two_factor.matching_step(secret, form.code.data, second_factor.now(), 0)
         if step is None:
             if _wrong_code(staff, form):
-                return render_template("staff/second_step.html", form=form, locked=True)
+                return render_template(
+                    "second_factor/code.html",
+                    form=form,
+                    locked=True,
+                    login_url=url_for("staff.login"),
+                )
         else:
             codes = two_factor.enrol(db, staff, secret, step)
             add_event(
@@ -122,11 +134,14 @@ def enrol():
                 kind="totp",
             )
             next_url = _finish(staff, "totp")
-            return render_template("staff/recovery_codes.html", codes=codes, next_url=next_url)
+            return render_template(
+                "second_factor/recovery_codes.html", codes=codes, next_url=next_url
+            )
     uri = two_factor.provisioning_uri(secret, staff.username, ISSUER)
     return render_template(
-        "staff/enrol.html",
+        "second_factor/enrol.html",
         form=form,
+        required=True,
         qr=two_factor.qr_data_uri(uri),
         key=two_factor.grouped(secret),
     )
