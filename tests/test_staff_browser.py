@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pyotp
 import pytest
+from sqlalchemy import func, select
 
+from portal.models import AuditEvent, Passkey
 from tests.fixtures.staff import add_staff, next_code
 from tests.test_browser import browser, live_site  # noqa: F401  (shared browser fixtures)
 
@@ -49,3 +51,58 @@ def test_a_staff_member_enrols_an_authenticator_and_signs_in_with_a_code(live_si
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/staff/")
     assert page.locator("#idle-warning").get_attribute("data-idle-seconds") == "900"
+
+
+def test_a_staff_member_registers_a_passkey_and_signs_in_with_it(live_site, browser):  # noqa: F811
+    base, stack = live_site
+    base = base.replace("127.0.0.1", "localhost")  # WebAuthn wants a domain, not an IP address
+    add_staff(stack.session_factory, "lucia", PASSWORD, roles="support")
+    context = browser.new_context(locale="es-AR")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+
+    def password_step():
+        page.goto(f"{base}/staff/login")
+        page.fill("#username", "lucia")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/staff/login/code")
+
+    password_step()
+    page.fill("#code", next_code(stack.session_factory, "lucia"))
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/staff/")
+
+    page.goto(f"{base}/staff/security")
+    page.click("[data-passkey-register] [data-passkey-start]")
+    page.wait_for_function("document.querySelector('[data-passkey-count]').innerText === '1'")
+    with stack.session_factory() as session:
+        assert session.scalar(select(func.count(Passkey.id))) == 1
+
+    page.click("header form button")
+    page.wait_for_url(f"{base}/staff/login")
+    password_step()
+    page.click("[data-passkey-login] [data-passkey-start]")
+    page.wait_for_url(f"{base}/staff/")
+    with stack.session_factory() as session:
+        methods = [
+            e.detail.get("method")
+            for e in session.scalars(select(AuditEvent))
+            if e.action == "staff.login"
+        ]
+    assert methods == ["totp", "passkey"]

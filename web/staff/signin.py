@@ -99,7 +99,7 @@ def second_step():
         "second_factor/code.html",
         form=form,
         locked=False,
-        has_totp=two_factor.factor_of(db, staff) is not None,
+        login_url=url_for("staff.login"),
         has_passkey=bool(staff_passkeys(db, staff)),
     )
 
