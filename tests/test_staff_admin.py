@@ -244,3 +244,49 @@ def test_a_lost_device_is_reset_and_a_locked_account_unlocked(console):
     assert answer.headers["Location"].endswith("/staff/login/enrol")
     assert ("staff:ada", "staff.unlocked") in actions(session_factory)
     assert ("staff:ada", "staff.second_factor.reset") in actions(session_factory)
+
+
+def test_a_lapsed_invitation_removes_the_unused_account_but_an_accepted_one_stands(
+    settings, session_factory
+):
+    from portal.mailer import Mailer
+    from processes.staff_invitation import service
+    from processes.staff_invitation.activities import StaffInvitationActivities
+    from processes.staff_invitation.vocabulary import EndInvitation
+
+    with session_factory() as session:
+        lapsing = service.invite(
+            session,
+            actor="staff:ada",
+            username="tarde",
+            full_name="Tarde",
+            email="tarde@acceso.example",
+            roles=["support"],
+            portals=[],
+        )
+        taken = service.invite(
+            session,
+            actor="staff:ada",
+            username="pronto",
+            full_name="Pronto",
+            email="pronto@acceso.example",
+            roles=["support"],
+            portals=[],
+        )
+        session.commit()
+        lapsing_ids = (lapsing.id, lapsing.workflow_id)
+        taken.status = "accepted"
+        session.commit()
+        taken_ids = (taken.id, taken.workflow_id)
+
+    activities = StaffInvitationActivities(session_factory, Mailer(settings))
+    ended = activities.end_staff_invitation(
+        EndInvitation(invitation_id=lapsing_ids[0], workflow_id=lapsing_ids[1], status="expired")
+    )
+    stood = activities.end_staff_invitation(
+        EndInvitation(invitation_id=taken_ids[0], workflow_id=taken_ids[1], status="expired")
+    )
+    assert (ended.status, stood.status) == ("expired", "accepted")
+    assert staff_named(session_factory, "tarde") is None
+    assert staff_named(session_factory, "pronto") is not None
+    assert ("system", "staff.invitation_expired") in actions(session_factory)
