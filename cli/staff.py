@@ -7,11 +7,12 @@ import os
 import re
 import sys
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal import two_factor
 from portal.audit import add_event
-from portal.models import StaffUser
+from portal.models import LoginThrottle, StaffUser, UserSession
 from portal.passwords import hash_password, verify_password
 
 ROLES = ("reviewer", "support", "admin", "operator")
@@ -149,11 +150,6 @@ def reset_second_factor(
     session_factory: sessionmaker[Session], username: str, *, actor: str = "cli"
 ) -> None:
     """For an admin who lost both device and recovery codes: the next sign-in enrols again."""
-    from sqlalchemy import delete
-
-    from portal import two_factor
-    from portal.models import LoginThrottle, UserSession
-
     with session_factory.begin() as session:
         staff = find_staff(session, username)
         if staff is None:

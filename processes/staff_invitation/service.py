@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from portal.audit import add_event
@@ -80,8 +80,6 @@ def invite(
 
 def link_for(session: Session, raw: str) -> tuple[EmailToken, StaffInvitation, StaffUser] | None:
     """The invitation behind a link, if the link is still good and the invitation pending."""
-    from sqlalchemy import select
-
     token = session.scalar(
         select(EmailToken).where(
             EmailToken.token_hash == token_hash(raw), EmailToken.purpose == LINK_PURPOSE

@@ -21,7 +21,7 @@ from wtforms import PasswordField, StringField
 
 from portal import two_factor
 from portal.audit import add_event
-from portal.models import AuditEvent, LoginThrottle, StaffUser, utcnow
+from portal.models import AuditEvent, LoginThrottle, Passkey, StaffUser, utcnow
 from portal.passwords import verify_password
 from web import second_factor
 from web.auth import BAD_CREDENTIALS, LOCKED_MESSAGE, _safe_next
@@ -153,9 +153,7 @@ def audit():
     return render_template("staff/audit.html", events=events, workflow_id=workflow_id)
 
 
-def staff_passkeys(db, staff: StaffUser) -> list:
-    from portal.models import Passkey
-
+def staff_passkeys(db, staff: StaffUser) -> list[Passkey]:
     return db.scalars(select(Passkey).where(Passkey.staff_id == staff.id)).all()
 
 

@@ -27,7 +27,7 @@ from portal.models import Passkey, StaffUser
 from web.db import get_db
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, PUBLIC_ENDPOINTS, bp, count_failure, is_locked
-from web.staff.signin import ISSUER, _finish, _pending_staff
+from web.staff.signin import ISSUER, finish_sign_in, pending_staff
 
 PUBLIC_ENDPOINTS.update({"staff.passkey_login_options", "staff.passkey_login"})
 CONSOLE_PAGES.append(("staff.security", _l("Seguridad de su cuenta (llaves de acceso)"), ""))
@@ -136,7 +136,7 @@ def passkey_register():
 
 @bp.post("/login/passkey/options")
 def passkey_login_options():
-    staff = _pending_staff()
+    staff = pending_staff()
     if staff is None:
         return jsonify(redirect=url_for("staff.login")), 401
     rp_id, _origin = _relying_party()
@@ -153,7 +153,7 @@ def passkey_login_options():
 
 @bp.post("/login/passkey")
 def passkey_login():
-    staff = _pending_staff()
+    staff = pending_staff()
     if staff is None:
         return jsonify(redirect=url_for("staff.login")), 401
     db = get_db()
@@ -182,4 +182,4 @@ def passkey_login():
         count_failure(db, staff.username.lower())
         return jsonify(error=_("La llave de acceso no fue aceptada.")), 400
     passkey.sign_count = verified.new_sign_count
-    return jsonify(redirect=_finish(staff, "passkey"))
+    return jsonify(redirect=finish_sign_in(staff, "passkey"))

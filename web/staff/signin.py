@@ -20,7 +20,7 @@ PUBLIC_ENDPOINTS.update({"staff.second_step", "staff.enrol"})
 ISSUER = "Acceso (personal)"
 
 
-def _pending_staff() -> StaffUser | None:
+def pending_staff() -> StaffUser | None:
     """The staff member whose password was right a moment ago, if still allowed in."""
     state = second_factor.pending("staff")
     if state is None:
@@ -37,7 +37,7 @@ def _back_to_password():
     return redirect(url_for("staff.login"))
 
 
-def _finish(staff: StaffUser, method: str) -> str:
+def finish_sign_in(staff: StaffUser, method: str) -> str:
     """Both factors given: the lockout counter resets and the session starts."""
     db = get_db()
     next_url = (second_factor.pending("staff") or {}).get("next") or ""
@@ -64,7 +64,7 @@ def _wrong_code(staff: StaffUser, form) -> bool:
 
 @bp.route("/login/code", methods=["GET", "POST"])
 def second_step():
-    staff = _pending_staff()
+    staff = pending_staff()
     if staff is None:
         return _back_to_password()
     db = get_db()
@@ -94,7 +94,7 @@ def second_step():
                 action="staff.recovery_code_used",
                 left=two_factor.recovery_codes_left(db, staff),
             )
-        return redirect(_finish(staff, method))
+        return redirect(finish_sign_in(staff, method))
     return render_template(
         "second_factor/code.html",
         form=form,
@@ -107,7 +107,7 @@ def second_step():
 @bp.route("/login/enrol", methods=["GET", "POST"])
 def enrol():
     """First sign-in without a factor: scan, confirm with a first code, keep the recovery codes."""
-    staff = _pending_staff()
+    staff = pending_staff()
     if staff is None:
         return _back_to_password()
     db = get_db()
@@ -133,7 +133,7 @@ def enrol():
                 action="staff.second_factor.enrolled",
                 kind="totp",
             )
-            next_url = _finish(staff, "totp")
+            next_url = finish_sign_in(staff, "totp")
             return render_template(
                 "second_factor/recovery_codes.html", codes=codes, next_url=next_url
             )
