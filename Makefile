@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.acceso-installed
 ARGS ?=
 
-.PHONY: run test install lint translations
+.PHONY: run test test-faults install lint translations histories
 
 run: $(STAMP)
 	$(BIN)/acceso dev $(ARGS)
@@ -17,6 +17,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -p no:cacheprovider -q
 	$(BIN)/pytest -p no:cacheprovider -q --postgres
+
+# Batches of registrations while workers, web workers, SMTP and Temporal are killed (a few minutes).
+test-faults: $(STAMP)
+	ACCESO_FAULTS=1 $(BIN)/pytest -p no:cacheprovider -q tests/faults
 
 install: $(STAMP)
 
@@ -28,6 +32,11 @@ lint: $(STAMP)
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o web/translations/messages.pot --no-location --ignore-dirs=".venv var tests bench build docs" . \
 		&& $(BIN)/pybabel update -i web/translations/messages.pot -d web/translations --no-fuzzy-matching
+
+# Re-record tests/histories (replayed by tests/test_replay.py) from real runs of the workflows;
+# see docs/operations.md, "Changing workflow code safely", before committing the result.
+histories: $(STAMP)
+	$(BIN)/python scripts/record_histories.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -8,8 +8,15 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from temporalio import activity
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.exceptions import CancelledError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
@@ -21,6 +28,8 @@ from portal.config import load_portals
 from portal.db import make_engine, make_session_factory
 from portal.logs import configure_logging
 from portal.mailer import Mailer
+from portal.metrics import ACTIVITY_OUTCOMES, WorkerMetricsServer, worker_runtime
+from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
@@ -57,7 +66,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     staff_invitations = StaffInvitationActivities(session_factory, mailer)
     return [
         accounts.record_step,
-        accounts.confirm_email,
+        accounts.close_confirmation,
         accounts.end_registration,
         accounts.apply_review,
         accounts.apply_reset,
@@ -69,7 +78,6 @@ def activities_for(settings: Settings, session_factory) -> list:
         records.resolve_support_case,
         audit.record_event,
         invitations.send_invitation,
-        invitations.accept_invitation,
         invitations.end_invitation,
         staff_invitations.send_staff_invitation,
         staff_invitations.end_staff_invitation,
@@ -97,18 +105,46 @@ def build_worker(
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        interceptors=[ActivityOutcomeMetrics()],
     )
+
+
+class ActivityOutcomeMetrics(Interceptor):
+    """Counts every activity attempt by activity and outcome for the worker's metrics."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _CountOutcomes(next)
+
+
+class _CountOutcomes(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput):
+        name = activity.info().activity_type
+        try:
+            result = await self.next.execute_activity(input)
+        except (asyncio.CancelledError, CancelledError):
+            ACTIVITY_OUTCOMES.labels(activity=name, outcome="cancelled").inc()
+            raise
+        except BaseException:
+            ACTIVITY_OUTCOMES.labels(activity=name, outcome="failed").inc()
+            raise
+        ACTIVITY_OUTCOMES.labels(activity=name, outcome="ok").inc()
+        return result
 
 
 async def run_worker(settings: Settings) -> None:
     session_factory = make_session_factory(make_engine(settings.database_url))
-    client = await connect(settings)
+    log = logging.getLogger("acceso.worker")
+    runtime, metrics = None, None
+    if settings.worker_metrics_address:
+        runtime, sdk_metrics_url = worker_runtime()
+        metrics = WorkerMetricsServer(settings.worker_metrics_address, sdk_metrics_url).start()
+        log.info("worker metrics on http://%s/metrics", settings.worker_metrics_address)
+    client = await connect(settings, runtime)
     worker = build_worker(client, settings, session_factory)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log = logging.getLogger("acceso.worker")
     log.info(
         "worker polling task queue %s at %s (activities %d, workflow tasks %d)",
         settings.task_queue,
@@ -122,12 +158,16 @@ async def run_worker(settings: Settings) -> None:
         await stop.wait()
         await relaying
         log.info("stopping: finishing running activities (grace %s)", SHUTDOWN_GRACE)
+    if metrics is not None:
+        metrics.stop()
     log.info("worker stopped")
 
 
 def main() -> None:
+    settings = load_settings()
+    refuse_unsafe_start(settings, "acceso worker")
     configure_logging()
-    asyncio.run(run_worker(load_settings()))
+    asyncio.run(run_worker(settings))
 
 
 if __name__ == "__main__":

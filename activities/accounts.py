@@ -9,19 +9,19 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from activities.mail import already_sent, deliver_once
 from portal.audit import add_event
 from portal.mailer import Mailer
 from portal.models import (
     EmailToken,
     LoginThrottle,
     Registration,
-    SentMail,
     User,
     UserSession,
     utcnow,
 )
 from portal.passwords import hash_password
-from portal.tokens import new_temporary_password
+from portal.tokens import derived_temporary_password
 
 
 @dataclass
@@ -34,11 +34,13 @@ class StepReached:
 
 
 @dataclass
-class EmailConfirmed:
+class ConfirmationClosing:
     workflow_id: str
-    token_id: int
-    user_id: int
-    next_status: str
+
+
+@dataclass
+class ConfirmationClosed:
+    confirmed: bool
 
 
 @dataclass
@@ -98,35 +100,27 @@ class AccountActivities:
             session.commit()
 
     @activity.defn
-    def confirm_email(self, request: EmailConfirmed) -> AccountState:
+    def close_confirmation(self, request: ConfirmationClosing) -> ConfirmationClosed:
+        """Revokes the unused confirmation links, then says whether one was redeemed: the
+        click's conditional update and this one serialise on the row, so exactly one wins."""
         with self.session_factory() as session:
-            now = utcnow()
-            token = session.get(EmailToken, request.token_id)
-            if token is not None and token.used_at is None:
-                token.used_at = now
-            user = session.get(User, request.user_id)
-            if user is None:
-                return AccountState(user_id=request.user_id, status="gone")
-            if user.status == "unconfirmed":
-                user.status = request.next_status
-                if request.next_status == "active":
-                    user.activated_at = now
             session.execute(
-                update(Registration)
-                .where(Registration.workflow_id == request.workflow_id)
-                .values(status=request.next_status, updated_at=now)
+                update(EmailToken)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.purpose == "confirm_email")
+                .where(EmailToken.used_at.is_(None))
+                .where(EmailToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
             )
-            add_event(
-                session,
-                actor=f"user:{user.id}",
-                action="registration.email_confirmed",
-                portal=user.portal,
-                workflow_id=request.workflow_id,
-                user_id=user.id,
-                status=user.status,
+            redeemed = session.scalar(
+                select(EmailToken.id)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.purpose == "confirm_email")
+                .where(EmailToken.used_at.is_not(None))
+                .limit(1)
             )
             session.commit()
-            return AccountState(user_id=user.id, status=user.status)
+            return ConfirmationClosed(confirmed=redeemed is not None)
 
     @activity.defn
     def end_registration(self, request: RegistrationEnded) -> None:
@@ -139,14 +133,20 @@ class AccountActivities:
                 .where(EmailToken.used_at.is_(None))
                 .values(revoked_at=now)
             )
+            # Update first: it waits for a web transaction attaching an account to this row,
+            # so the read below sees that account and releases it too.
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == request.workflow_id)
+                .values(status=request.status, updated_at=now)
+            )
             registration = session.scalar(
                 select(Registration).where(Registration.workflow_id == request.workflow_id)
             )
             portal = registration.portal if registration else ""
-            if registration is not None:
-                registration.status = request.status
-            if request.user_id is not None and request.release_account:
-                user = session.get(User, request.user_id)
+            user_id = request.user_id or (registration.user_id if registration else None)
+            if user_id is not None and request.release_account:
+                user = session.get(User, user_id)
                 if user is not None and user.status != "active":
                     portal = user.portal
                     if registration is not None:
@@ -196,19 +196,24 @@ class AccountActivities:
 
     @activity.defn
     def apply_reset(self, request: ResetConfirmed) -> ResetApplied:
-        """Consumes the link; a temporary password is minted, stored hashed and mailed right here."""
+        """Consumes the link; a temporary password is derived from the link's row (so a retry
+        mails the same one), stored hashed and mailed through the one send-once path."""
         with self.session_factory() as session:
             now = utcnow()
             token = session.get(EmailToken, request.token_id)
             user = session.get(User, request.user_id)
             if token is None or user is None:
                 return ResetApplied(user_id=request.user_id, applied=False)
-            send_key = f"{request.workflow_id}/temporary-password"
-            if token.used_at is not None and session.get(SentMail, send_key) is not None:
+            send_key = f"{request.workflow_id}/temporary-password/{token.id}"
+            if token.used_at is not None and (
+                request.mode != "temporary_password" or already_sent(session, send_key)
+            ):
                 return ResetApplied(user_id=user.id, applied=True)
             token.used_at = token.used_at or now
             if request.mode == "temporary_password":
-                temporary = new_temporary_password()
+                temporary = derived_temporary_password(
+                    self.mailer.settings.secret_key, token.salt or token.token_hash
+                )
                 user.password_hash = hash_password(temporary)
                 user.must_change_password = True
                 user.password_expires_at = now + timedelta(hours=request.temporary_password_hours)
@@ -234,21 +239,24 @@ class AccountActivities:
                 user_id=user.id,
                 mode=request.mode,
             )
-            session.commit()
             if request.mode == "temporary_password":
-                self.mailer.send(
-                    user.email,
-                    "temporary_password",
-                    user.locale,
-                    {
+                deliver_once(
+                    session,
+                    self.mailer,
+                    send_key,
+                    to=user.email,
+                    template="temporary_password",
+                    locale=user.locale,
+                    context={
                         "portal": user.portal,
                         "user": user,
                         "temporary_password": temporary,
                         "hours": str(request.temporary_password_hours),
                         "base_url": self.mailer.settings.public_base_url.rstrip("/"),
                     },
-                    send_key,
+                    portal=user.portal,
+                    workflow_id=request.workflow_id,
+                    user_id=user.id,
                 )
-                session.add(SentMail(key=send_key))
             session.commit()
             return ResetApplied(user_id=user.id, applied=True)

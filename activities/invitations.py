@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.mail import mark_sent
+from activities.mail import already_sent, deliver_once
 from portal.audit import add_event
 from portal.mailer import Mailer
-from portal.models import EmailToken, Invitation, SentMail, User, utcnow
-from portal.tokens import issue_link, latest_link_id
+from portal.models import EmailToken, Invitation, User, utcnow
+from portal.tokens import link_for_send
 
 INVITATION_PURPOSE = "invitation"
 
@@ -35,16 +35,6 @@ class InvitationMailed:
 
 
 @dataclass
-class InvitationAccepted:
-    """The web tier stored the employee's account (password hashed, status `invited`)."""
-
-    invitation_id: int
-    workflow_id: str
-    token_id: int
-    user_id: int
-
-
-@dataclass
 class InvitationEnded:
     invitation_id: int
     workflow_id: str
@@ -55,6 +45,7 @@ class InvitationEnded:
 @dataclass
 class InvitationState:
     status: str
+    user_id: int | None = None
 
 
 class InvitationActivities:
@@ -65,30 +56,35 @@ class InvitationActivities:
     @activity.defn
     def send_invitation(self, request: InvitationMail) -> InvitationMailed:
         with self.session_factory() as session:
-            if session.get(SentMail, request.send_key) is not None:
-                return InvitationMailed(
-                    token_id=latest_link_id(session, request.workflow_id, INVITATION_PURPOSE)
+            if already_sent(session, request.send_key):
+                token_id = session.scalar(
+                    select(EmailToken.id).where(EmailToken.send_key == request.send_key)
                 )
+                return InvitationMailed(token_id=token_id or 0)
             invitation = session.get(Invitation, request.invitation_id)
             if invitation is None:
                 raise ApplicationError(
                     "invitation no longer exists", non_retryable=True, type="InvitationGone"
                 )
-            token, raw = issue_link(
+            token, raw = link_for_send(
                 session,
+                secret=self.mailer.settings.secret_key,
+                send_key=request.send_key,
                 purpose=INVITATION_PURPOSE,
                 portal=invitation.portal,
                 workflow_id=request.workflow_id,
                 lifetime_hours=request.lifetime_hours,
             )
-            session.commit()
             inviter = session.get(User, invitation.invited_by) if invitation.invited_by else None
             base_url = self.mailer.settings.public_base_url.rstrip("/")
-            self.mailer.send(
-                invitation.email,
-                "invitation",
-                inviter.locale if inviter else "es",
-                {
+            deliver_once(
+                session,
+                self.mailer,
+                request.send_key,
+                to=invitation.email,
+                template="invitation",
+                locale=inviter.locale if inviter else "es",
+                context={
                     "portal": invitation.portal,
                     "invitation": invitation,
                     "office": invitation.office,
@@ -97,82 +93,45 @@ class InvitationActivities:
                     "days": str(max(request.lifetime_hours // 24, 1)),
                     "base_url": base_url,
                 },
-                request.send_key,
-            )
-            mark_sent(
-                session,
-                request.send_key,
-                template="invitation",
                 portal=invitation.portal,
                 workflow_id=request.workflow_id,
                 invitation_id=invitation.id,
             )
-            session.commit()
             return InvitationMailed(token_id=token.id)
 
     @activity.defn
-    def accept_invitation(self, request: InvitationAccepted) -> InvitationState:
-        """Consumes the link and turns the stored account on, tied to the inviting office."""
-        with self.session_factory() as session:
-            now = utcnow()
-            invitation = session.get(Invitation, request.invitation_id)
-            user = session.get(User, request.user_id)
-            if invitation is None or user is None:
-                return InvitationState(status="gone")
-            token = session.get(EmailToken, request.token_id)
-            if token is not None and token.used_at is None:
-                token.used_at = now
-                token.user_id = user.id
-            if user.status == "invited":
-                user.status = "active"
-                user.activated_at = now
-            user.office_id = invitation.office_id
-            user.role = "provider_employee"
-            invitation.status = "accepted"
-            invitation.user_id = user.id
-            invitation.ended_at = now
-            invitation.ended_by = f"user:{user.id}"
-            add_event(
-                session,
-                actor=f"user:{user.id}",
-                action="invitation.accepted",
-                portal=invitation.portal,
-                workflow_id=request.workflow_id,
-                user_id=user.id,
-                invitation_id=invitation.id,
-                office_id=invitation.office_id,
-            )
-            session.commit()
-            return InvitationState(status="accepted")
-
-    @activity.defn
     def end_invitation(self, request: InvitationEnded) -> InvitationState:
-        """Revoked or expired: the link stops working and the invitation leaves the list."""
+        """Revoked or expired, unless the web tier accepted (or revoked) it first: the pending
+        status is claimed by exactly one of them, and the answer says which."""
         with self.session_factory() as session:
             now = utcnow()
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.used_at.is_(None))
-                .where(EmailToken.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
+            claimed = session.execute(
+                update(Invitation)
+                .where(Invitation.id == request.invitation_id)
+                .where(Invitation.status == "pending")
+                .values(status=request.status, ended_at=now, ended_by=request.actor)
+            ).rowcount
             invitation = session.get(Invitation, request.invitation_id)
             if invitation is None:
                 session.commit()
                 return InvitationState(status="gone")
-            if invitation.status == "pending":
-                invitation.status = request.status
-                invitation.ended_at = now
-                invitation.ended_by = request.actor
-            add_event(
-                session,
-                actor=request.actor,
-                action=f"invitation.{request.status}",
-                portal=invitation.portal,
-                workflow_id=request.workflow_id,
-                invitation_id=invitation.id,
-                office_id=invitation.office_id,
-            )
+            if invitation.status != "accepted":
+                session.execute(
+                    update(EmailToken)
+                    .where(EmailToken.workflow_id == request.workflow_id)
+                    .where(EmailToken.used_at.is_(None))
+                    .where(EmailToken.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+            if claimed:
+                add_event(
+                    session,
+                    actor=request.actor,
+                    action=f"invitation.{request.status}",
+                    portal=invitation.portal,
+                    workflow_id=request.workflow_id,
+                    invitation_id=invitation.id,
+                    office_id=invitation.office_id,
+                )
             session.commit()
-            return InvitationState(status=invitation.status)
+            return InvitationState(status=invitation.status, user_id=invitation.user_id)

@@ -13,8 +13,8 @@ from temporalio.exceptions import ApplicationError
 from portal.audit import add_event
 from portal.config import Portal
 from portal.mailer import Mailer
-from portal.models import SentMail, User
-from portal.tokens import issue_link, latest_link_id
+from portal.models import EmailToken, SentMail, User
+from portal.tokens import link_for_send
 
 
 @dataclass
@@ -50,6 +50,8 @@ class NoticeEmail:
     audience: str = "applicant"
     user_id: int | None = None
     context: dict[str, str] = field(default_factory=dict)
+    address: str = ""
+    locale: str = "es"
 
 
 @dataclass
@@ -74,10 +76,35 @@ class ReminderSent:
     sent: bool = False
 
 
-def mark_sent(
-    session: Session, send_key: str, *, template: str, portal: str, workflow_id: str, **detail
-) -> None:
-    """After a successful send: a retried activity sends no second copy, and staff see it."""
+def already_sent(session: Session, send_key: str) -> bool:
+    return session.get(SentMail, send_key) is not None
+
+
+def deliver_once(
+    session: Session,
+    mailer: Mailer,
+    send_key: str,
+    *,
+    to: str,
+    template: str,
+    locale: str,
+    context: dict,
+    portal: str,
+    workflow_id: str,
+    **detail,
+) -> bool:
+    """Every e-mail of every process goes out through here, once per logical message.
+
+    What the message needs (its link, a temporary password's hash) is committed first, so the
+    link works the moment the e-mail arrives; the send is recorded after the SMTP server's
+    answer, so a retry after that sends nothing. A crash between the two repeats the e-mail,
+    and because links and temporary passwords are derived again from the stored row, the
+    repeat carries the same one. Returns whether a message was sent now.
+    """
+    if already_sent(session, send_key):
+        return False
+    session.commit()
+    mailer.send(to, template, locale, context, send_key)
     session.add(SentMail(key=send_key))
     add_event(
         session,
@@ -87,6 +114,8 @@ def mark_sent(
         workflow_id=workflow_id,
         **detail,
     )
+    session.commit()
+    return True
 
 
 AudienceResolver = Callable[[Session, NoticeEmail], tuple[str, str]]
@@ -111,6 +140,8 @@ class MailActivities:
         if request.audience == "applicant":
             user = session.get(User, request.user_id) if request.user_id else None
             return (user.email, user.locale) if user else ("", "es")
+        if request.audience == "address":
+            return request.address, request.locale
         if request.audience == "reviewers":
             return portal.escalation_email or portal.support_email, "es"
         if request.audience == "helpdesk":
@@ -120,12 +151,10 @@ class MailActivities:
             raise ApplicationError(f"unknown audience {request.audience}", non_retryable=True)
         return resolver(session, request)
 
-    def _already_sent(self, session: Session, key: str) -> bool:
-        return session.get(SentMail, key) is not None
-
     def _context(self, portal: str, user: User | None, extra: dict) -> dict:
         return {
             "portal": portal,
+            "portal_info": self.portals.get(portal),
             "user": user,
             "base_url": self.mailer.settings.public_base_url.rstrip("/"),
             **extra,
@@ -134,76 +163,70 @@ class MailActivities:
     @activity.defn
     def send_link(self, request: LinkEmail) -> LinkSent:
         with self.session_factory() as session:
-            if self._already_sent(session, request.send_key):
-                return LinkSent(
-                    token_id=latest_link_id(session, request.workflow_id, request.purpose)
+            if already_sent(session, request.send_key):
+                token_id = session.scalar(
+                    select(EmailToken.id).where(EmailToken.send_key == request.send_key)
                 )
+                return LinkSent(token_id=token_id or 0)
             user = session.get(User, request.user_id)
             if user is None:
                 raise ApplicationError(
                     "account no longer exists", non_retryable=True, type="AccountGone"
                 )
-            token, raw = issue_link(
+            token, raw = link_for_send(
                 session,
+                secret=self.mailer.settings.secret_key,
+                send_key=request.send_key,
                 purpose=request.purpose,
                 portal=request.portal,
                 workflow_id=request.workflow_id,
                 lifetime_hours=request.lifetime_hours,
                 user_id=user.id,
             )
-            session.commit()
             link = f"{self.mailer.settings.public_base_url.rstrip('/')}/{request.portal}/{request.path}/{raw}"
-            self.mailer.send(
-                user.email,
-                request.template,
-                user.locale,
-                self._context(
+            deliver_once(
+                session,
+                self.mailer,
+                request.send_key,
+                to=user.email,
+                template=request.template,
+                locale=user.locale,
+                context=self._context(
                     request.portal, user, {"link": link, "hours": str(request.lifetime_hours)}
                 ),
-                request.send_key,
-            )
-            mark_sent(
-                session,
-                request.send_key,
-                template=request.template,
                 portal=request.portal,
                 workflow_id=request.workflow_id,
                 user_id=user.id,
             )
-            session.commit()
             return LinkSent(token_id=token.id)
 
     @activity.defn
     def send_notice(self, request: NoticeEmail) -> MailSent:
         with self.session_factory() as session:
-            if self._already_sent(session, request.send_key):
+            if already_sent(session, request.send_key):
                 return MailSent(sent=False)
             user = session.get(User, request.user_id) if request.user_id else None
             to, locale = self._recipient(session, request)
             if not to:
                 return MailSent(sent=False)
-            self.mailer.send(
-                to,
-                request.template,
-                locale,
-                self._context(request.portal, user, request.context),
-                request.send_key,
-            )
-            mark_sent(
+            sent = deliver_once(
                 session,
+                self.mailer,
                 request.send_key,
+                to=to,
                 template=request.template,
+                locale=locale,
+                context=self._context(request.portal, user, request.context),
                 portal=request.portal,
                 workflow_id=request.workflow_id,
                 user_id=request.user_id,
             )
-            session.commit()
-            return MailSent(sent=True)
+            return MailSent(sent=sent)
 
     @activity.defn
     def send_username_reminder(self, request: UsernameReminder) -> ReminderSent:
         with self.session_factory() as session:
-            if self._already_sent(session, request.send_key):
+            if already_sent(session, request.send_key):
                 return ReminderSent(usernames=0, sent=True)
             query = (
                 select(User)
@@ -219,17 +242,6 @@ class MailActivities:
             if request.last_name:
                 query = query.where(func.lower(User.last_name) == request.last_name.strip().lower())
             users = list(session.scalars(query))
-            if users:
-                self.mailer.send(
-                    users[0].email,
-                    "username_reminder",
-                    users[0].locale,
-                    self._context(
-                        request.portal, users[0], {"usernames": [u.username for u in users]}
-                    ),
-                    request.send_key,
-                )
-                session.add(SentMail(key=request.send_key))
             add_event(
                 session,
                 actor="anonymous",
@@ -238,5 +250,20 @@ class MailActivities:
                 workflow_id=activity.info().workflow_id,
                 matched=len(users),
             )
-            session.commit()
-            return ReminderSent(usernames=len(users), sent=bool(users))
+            if not users:
+                session.commit()
+                return ReminderSent(usernames=0)
+            deliver_once(
+                session,
+                self.mailer,
+                request.send_key,
+                to=users[0].email,
+                template="username_reminder",
+                locale=users[0].locale,
+                context=self._context(
+                    request.portal, users[0], {"usernames": [u.username for u in users]}
+                ),
+                portal=request.portal,
+                workflow_id=activity.info().workflow_id,
+            )
+            return ReminderSent(usernames=len(users), sent=True)

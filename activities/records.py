@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities.mail import mark_sent
+from activities.mail import already_sent, deliver_once
 from portal.audit import add_event
 from portal.config import Portal
 from portal.mailer import Mailer
@@ -21,11 +21,10 @@ from portal.models import (
     IdentityTry,
     MemberRecord,
     Registration,
-    SentMail,
     SupportCase,
     utcnow,
 )
-from portal.tokens import issue_link
+from portal.tokens import link_for_send
 
 RETRY_PURPOSE = "identity_retry"
 
@@ -276,7 +275,7 @@ class RecordActivities:
                 .where(SupportCase.workflow_id == request.workflow_id)
                 .where(SupportCase.round == request.round)
             )
-            if session.get(SentMail, send_key) is not None:
+            if already_sent(session, send_key):
                 return CaseResolutionApplied(
                     case_id=case.id if case else None, contact_notified=True
                 )
@@ -304,8 +303,10 @@ class RecordActivities:
             contact = member_contact(session, request.portal, client_id)
             link = ""
             if request.outcome == "allow_retry" and contact:
-                _, raw = issue_link(
+                _, raw = link_for_send(
                     session,
+                    secret=self.mailer.settings.secret_key if self.mailer else "",
+                    send_key=send_key,
                     purpose=RETRY_PURPOSE,
                     portal=request.portal,
                     workflow_id=request.workflow_id,
@@ -323,11 +324,14 @@ class RecordActivities:
                 if request.outcome == "allow_retry"
                 else "registration_closed"
             )
-            self.mailer.send(
-                contact,
-                template,
-                "es",
-                {
+            deliver_once(
+                session,
+                self.mailer,
+                send_key,
+                to=contact,
+                template=template,
+                locale="es",
+                context={
                     "portal": request.portal,
                     "portal_name": portal.name if portal else request.portal,
                     "helpdesk_email": (portal.helpdesk_email or portal.support_email)
@@ -338,16 +342,9 @@ class RecordActivities:
                     "link": link,
                     "hours": str(request.link_hours),
                 },
-                send_key,
-            )
-            mark_sent(
-                session,
-                send_key,
-                template=template,
                 portal=request.portal,
                 workflow_id=request.workflow_id,
             )
-            session.commit()
             return CaseResolutionApplied(case_id=case.id if case else None, contact_notified=True)
 
     def _base_url(self) -> str:

@@ -37,6 +37,12 @@ def cmd_worker(args) -> int:
 
 
 def cmd_web(args) -> int:
+    from portal.metrics import prepare_multiprocess_dir
+    from portal.safety import refuse_unsafe_start
+
+    settings = load_settings()
+    refuse_unsafe_start(settings, "acceso web")
+    prepare_multiprocess_dir(settings)
     workers = int(os.environ.get("ACCESO_WEB_WORKERS", "2"))
     argv = dev.gunicorn_argv(args.host, args.port, workers=workers)
     os.execv(argv[0], argv)  # noqa: S606 (becomes gunicorn, so signals reach it directly)

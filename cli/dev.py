@@ -25,6 +25,8 @@ from typing import IO
 from portal.codec import codec_keys_for
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory, migrate
+from portal.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+from portal.safety import DEMO_STAFF
 from portal.settings import PROJECT_ROOT, Settings
 from workflows.search_attributes import dev_server_flags
 
@@ -34,7 +36,6 @@ from .staff import PASSWORD_ENV, ensure_staff
 HOST = "127.0.0.1"
 DEMO_DIR = PROJECT_ROOT / "portal" / "demo"
 DEMO_IMPORTS = (("patients", "patient", "patients.csv"), ("members", "member", "members.csv"))
-DEMO_STAFF = "demo-admin"
 DEMO_STAFF_ROLES = ["admin", "reviewer", "support", "operator"]
 STARTUP_SECONDS = 90
 DEV_SERVER_TUNING = (
@@ -52,6 +53,11 @@ class DevError(Exception):
     """Why `acceso dev` cannot go on; printed as is, and the command exits non-zero."""
 
 
+RESTART_BACKOFF = 0.5
+CRASH_LIMIT = 5
+CRASH_WINDOW = 60.0
+
+
 class Interrupted(Exception):
     """Ctrl-C (or SIGTERM) arrived while the stack was still starting."""
 
@@ -61,6 +67,10 @@ class Child:
     name: str
     process: subprocess.Popen
     log: IO | None = None
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float | None = None
 
 
 @dataclass
@@ -80,7 +90,14 @@ class DevStack:
             raise Interrupted
 
     def start(self, name: str, argv: list[str], env: dict[str, str], log: IO | None) -> Child:
-        process = subprocess.Popen(
+        child = Child(name, self._spawn(argv, env, log), log, argv, env)
+        self.children.append(child)
+        print(f"started {name} (pid {child.process.pid})", flush=True)
+        return child
+
+    @staticmethod
+    def _spawn(argv: list[str], env: dict[str, str], log: IO | None) -> subprocess.Popen:
+        return subprocess.Popen(
             argv,
             cwd=PROJECT_ROOT,
             env=env,
@@ -90,10 +107,6 @@ class DevStack:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        child = Child(name, process, log)
-        self.children.append(child)
-        print(f"started {name} (pid {process.pid})", flush=True)
-        return child
 
     def wait_for_port(self, child: Child, port: int, deadline: float) -> None:
         """Until `port` accepts connections; fails if the child exits or the deadline passes."""
@@ -128,17 +141,42 @@ class DevStack:
             self.stop.wait(0.2)
 
     def supervise(self) -> int:
-        """Block until asked to stop (exit 0) or until a child dies on its own (exit 1)."""
-        while not self.stop.wait(0.5):
+        """Block until asked to stop (exit 0). A child that dies on its own is started again
+        after a short backoff, as a process manager would; one that keeps dying
+        (CRASH_LIMIT times within CRASH_WINDOW seconds) stops everything (exit 1)."""
+        while not self.stop.wait(0.2):
+            now = time.monotonic()
             for child in self.children:
-                if child.process.poll() is not None:
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        child.restart_at = None
+                        child.process = self._spawn(child.argv, child.env, child.log)
+                        print(
+                            f"restarted {child.name} (pid {child.process.pid})",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    continue
+                if child.process.poll() is None:
+                    continue
+                _signal_group(child.process, signal.SIGKILL)
+                child.crashes = [t for t in child.crashes if now - t < CRASH_WINDOW] + [now]
+                if len(child.crashes) >= CRASH_LIMIT:
                     print(
-                        f"{child.name} exited with code {child.process.returncode}; "
-                        "stopping everything",
+                        f"{child.name} exited with code {child.process.returncode}, "
+                        f"{len(child.crashes)} times in {CRASH_WINDOW:.0f} s; stopping everything",
                         file=sys.stderr,
                         flush=True,
                     )
                     return 1
+                backoff = min(RESTART_BACKOFF * 2 ** (len(child.crashes) - 1), 10.0)
+                child.restart_at = now + backoff
+                print(
+                    f"{child.name} exited with code {child.process.returncode}; "
+                    f"restarting it in {backoff:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return 0
 
     def shutdown(self) -> None:
@@ -294,6 +332,9 @@ def child_env(settings: Settings, args, smtp: tuple[str, int]) -> dict[str, str]
         PYTHONUNBUFFERED="1",
     )
     env.setdefault("ACCESO_PUBLIC_BASE_URL", f"http://{HOST}:{args.port}")
+    env.setdefault("ACCESO_METRICS_TOKEN", secrets.token_urlsafe(24))
+    env.setdefault("ACCESO_WORKER_METRICS_ADDRESS", f"{HOST}:{args.worker_metrics_port}")
+    env.pop(MULTIPROC_ENV, None)
     env.setdefault("ACCESO_CODEC_CORS_ORIGINS", ui_url)
     return env
 
@@ -309,6 +350,7 @@ def run(args) -> int:
         (args.port, "web", "--port"),
         (args.temporal_port, "Temporal frontend", "--temporal-port"),
         (args.ui_port, "Temporal UI", "--ui-port"),
+        (args.worker_metrics_port, "worker metrics", "--worker-metrics-port"),
     ]
     if external_smtp is None:
         wanted.append((args.smtp_port, "SMTP capture", "--smtp-port"))
@@ -413,7 +455,9 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
         )
         stack.wait_for_port(catcher, args.smtp_port, deadline)
     stack.start("worker", [sys.executable, "-m", "worker"], env, None)
-    web = stack.start("web", gunicorn_argv(HOST, args.port, workers=2), env, None)
+    web_env = dict(env, **{MULTIPROC_ENV: str(settings.data_dir / "metrics-web")})
+    prepare_multiprocess_dir(settings, web_env[MULTIPROC_ENV])
+    web = stack.start("web", gunicorn_argv(HOST, args.port, workers=2), web_env, None)
     stack.wait_for_http(web, f"http://{HOST}:{args.port}/", deadline)
 
     web_url = f"http://{HOST}:{args.port}"
@@ -432,6 +476,9 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
         f"  SMTP               {smtp_note}",
         f"  Staff console      {web_url}/staff/login",
         f"  Demo staff login   {DEMO_STAFF} / {password}",
+        f"  Web metrics        {web_url}/metrics "
+        f"(Authorization: Bearer {env['ACCESO_METRICS_TOKEN']})",
+        f"  Worker metrics     http://{env['ACCESO_WORKER_METRICS_ADDRESS']}/metrics",
         "Press Ctrl-C to stop everything.",
         "",
     ]
@@ -458,5 +505,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--smtp-port", type=int, default=8025, help="port of the SMTP capture (8025)"
+    )
+    parser.add_argument(
+        "--worker-metrics-port",
+        type=int,
+        default=9464,
+        help="port of the worker's Prometheus metrics (9464)",
     )
     parser.set_defaults(handler=run)

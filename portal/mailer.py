@@ -12,6 +12,7 @@ from pathlib import Path
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from portal.metrics import count_email_failure
 from portal.settings import Settings
 from portal.translations import TRANSLATIONS_DIR, compile_catalogs
 
@@ -61,7 +62,11 @@ class Mailer:
         message["X-Acceso-Key"] = key
         message.set_content(text)
         message.add_alternative(html, subtype="html")
-        self._deliver(message)
+        try:
+            self._deliver(message)
+        except Exception:
+            count_email_failure(template)
+            raise
 
     def _deliver(self, message: EmailMessage) -> None:
         s = self.settings

@@ -191,6 +191,10 @@ class EmailToken(Base):
     workflow_id: Mapped[str] = mapped_column(String(128), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     pending_password_hash: Mapped[str | None] = mapped_column(String(255))
+    # The logical e-mail this link belongs to, and the salt its raw value is derived from
+    # (HMAC under the secret key): a retried send finds the row and repeats the same link.
+    send_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    salt: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
@@ -390,6 +394,7 @@ class OutboxMessage(Base):
     __table_args__ = (Index("ix_outbox_pending", "relayed_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="start")
     workflow: Mapped[str] = mapped_column(String(64))
     workflow_id: Mapped[str] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -476,3 +481,15 @@ class StaffInvitation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+
+
+class FormSubmission(Base):
+    """The outcome of one rendered form, keyed by the hash of its idempotency key, so a double
+    click or a retried POST gets the first answer instead of an error about its own data."""
+
+    __tablename__ = "form_submissions"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    portal: Mapped[str] = mapped_column(String(32))
+    outcome_url: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -69,6 +69,11 @@ class Settings:
     codec_cors_origins: str = field(
         default_factory=lambda: _env("ACCESO_CODEC_CORS_ORIGINS", "http://127.0.0.1:8233")
     )
+    allow_http: bool = field(default_factory=lambda: _env_bool("ACCESO_ALLOW_HTTP", False))
+    metrics_token: str = field(default_factory=lambda: _env("ACCESO_METRICS_TOKEN", ""))
+    worker_metrics_address: str = field(
+        default_factory=lambda: _env("ACCESO_WORKER_METRICS_ADDRESS", "")
+    )
 
     def __post_init__(self) -> None:
         if not self.database_url:

@@ -20,11 +20,13 @@ def data_converter(settings: Settings) -> DataConverter:
     )
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime=None) -> Client:
+    """`runtime` carries telemetry (the worker's Prometheus exporter); None is the SDK default."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        runtime=runtime,
     )
 
 

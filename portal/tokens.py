@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import string
 from datetime import timedelta
@@ -75,6 +77,65 @@ def issue_link(
     session.add(token)
     session.flush()
     return token, raw
+
+
+def derived_token(secret: str, salt: str) -> str:
+    """The raw link value for a stored salt: the secret key and the row together re-make it, so
+    a retried send repeats the link without the raw value ever being stored."""
+    digest = hmac.new(secret.encode(), f"link/{salt}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def derived_temporary_password(secret: str, salt: str) -> str:
+    """The same temporary password for every retry of one logical send."""
+    alphabet = string.ascii_letters + string.digits
+    counter = 0
+    while True:
+        digest = hmac.new(
+            secret.encode(), f"temporary/{salt}/{counter}".encode(), hashlib.sha256
+        ).digest()
+        candidate = "".join(alphabet[b % len(alphabet)] for b in digest[:14])
+        if (
+            any(c.isupper() for c in candidate)
+            and any(c.islower() for c in candidate)
+            and any(c.isdigit() for c in candidate)
+        ):
+            return candidate
+        counter += 1
+
+
+def link_for_send(
+    session: Session,
+    *,
+    secret: str,
+    send_key: str,
+    purpose: str,
+    portal: str,
+    workflow_id: str,
+    lifetime_hours: int,
+    user_id: int | None = None,
+) -> tuple[EmailToken, str]:
+    """The link of one logical e-mail, minted at its first attempt and found again at every retry.
+
+    Minting revokes the step's earlier links (a resend replaces them); a retry of the same send
+    revokes nothing and returns the same raw value, so an e-mail repeated after a crash between
+    the SMTP answer and its record still carries a working link.
+    """
+    token = session.scalar(select(EmailToken).where(EmailToken.send_key == send_key))
+    if token is None:
+        token, _ = issue_link(
+            session,
+            purpose=purpose,
+            portal=portal,
+            workflow_id=workflow_id,
+            lifetime_hours=lifetime_hours,
+            user_id=user_id,
+        )
+        token.send_key = send_key
+        token.salt = secrets.token_hex(16)
+        token.token_hash = token_hash(derived_token(secret, token.salt))
+        session.flush()
+    return token, derived_token(secret, token.salt)
 
 
 def latest_link_id(session: Session, workflow_id: str, purpose: str) -> int:

@@ -80,10 +80,11 @@ def test_a_patient_registers_confirms_and_signs_in_with_a_browser(live_site, bro
     page.fill("#password", "Clave123segura")
     page.fill("#password_confirm", "Clave123segura")
     page.click("button[type=submit]")
-    page.wait_for_url("**/patient/register/done/**")
+    page.wait_for_url("**/patient/register/check-mail")
 
     link = link_in(stack.mailbox.wait_for("ana@example.org", "Confirme"), "/patient/confirm/")
     page.goto(base + urlsplit(link).path)
+    page.click("text=Confirmar mi correo electrónico")
     assert "Su usuario está confirmado" in page.inner_text(".flash")
 
     page.fill("#username", "ana.perez")

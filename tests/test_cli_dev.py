@@ -48,8 +48,10 @@ def answers_200(url: str) -> bool:
         return False
 
 
-def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(tmp_path, spawn):
-    web, frontend, ui, smtp = (free_port() for _ in range(4))
+def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_sigint(
+    tmp_path, spawn
+):
+    web, frontend, ui, smtp, worker_metrics = (free_port() for _ in range(5))
     data_dir = tmp_path / "var"
     process, output = spawn(
         python_command(
@@ -62,6 +64,8 @@ def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(
             str(ui),
             "--smtp-port",
             str(smtp),
+            "--worker-metrics-port",
+            str(worker_metrics),
             "--data-dir",
             str(data_dir),
         ),
@@ -85,6 +89,21 @@ def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert f"Demo staff login   {DEMO_STAFF} / {password_file.read_text().strip()}" in text
     assert answers_200(f"http://127.0.0.1:{ui}/")
+    token = re.search(r"Web metrics +\S+/metrics \(Authorization: Bearer (\S+)\)", text).group(1)
+    scrape = requests.get(
+        f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert "acceso_http_requests_total" in scrape.text
+    assert f"Worker metrics     http://127.0.0.1:{worker_metrics}/metrics" in text
+    worker_scrape = wait_until(
+        lambda: (
+            answers_200(f"http://127.0.0.1:{worker_metrics}/metrics")
+            and requests.get(f"http://127.0.0.1:{worker_metrics}/metrics", timeout=5).text
+        ),
+        STARTUP_SECONDS,
+        "the worker's metrics",
+    )
+    assert "temporal_" in worker_scrape
 
     message = EmailMessage()
     message["From"] = "no-reply@acceso.localhost"
@@ -104,6 +123,13 @@ def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(
     )
     assert second.wait(60) == 1
     second_output.wait_for(r"another `acceso dev` is already running", 5)
+
+    # A crashed child is started again, with a line saying so, instead of stopping everything.
+    os.killpg(children["worker"], signal.SIGKILL)
+    output.wait_for(r"worker exited with code -9; restarting it in", 10)
+    output.wait_for(r"restarted worker \(pid \d+\)", 10)
+    children["worker again"] = int(re.findall(r"restarted worker \(pid (\d+)\)", output.text)[0])
+    assert process.poll() is None
 
     process.send_signal(signal.SIGINT)
 
@@ -130,6 +156,8 @@ def test_a_port_already_in_use_is_named_and_dev_exits_non_zero(tmp_path, spawn):
                 "--ui-port",
                 str(free_port()),
                 "--smtp-port",
+                str(free_port()),
+                "--worker-metrics-port",
                 str(free_port()),
             ),
             env=clean_env(),

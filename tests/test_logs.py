@@ -18,7 +18,7 @@ from portal.codec import ENCODING
 from portal.logs import REDACTED, JsonFormatter, configure_logging, install_filters
 from portal.models import ClinicalRecord, EmailToken, Registration, User
 from tests.fixtures.smtp import body_text, link_in
-from tests.fixtures.stack import submit
+from tests.fixtures.stack import press_link_button, submit
 
 PASSWORD = "Clave123segura"
 EMAIL = "ana.logs@example.org"
@@ -170,7 +170,7 @@ def test_no_secret_or_pii_in_logs_or_history_across_registration_and_reset(
     assert registered.status_code == 302, registered.get_data(as_text=True)[:2000]
     confirm_link = link_in(stack.mailbox.wait_for(EMAIL, "Confirme"), "/patient/confirm/")
     confirm_token = confirm_link.rsplit("/", 1)[-1]
-    client.get(confirm_link, follow_redirects=True)
+    press_link_button(client, confirm_link)
     stack.mailbox.wait_for(EMAIL, "confirmado")
 
     with stack.session_factory() as session:
@@ -185,7 +185,7 @@ def test_no_secret_or_pii_in_logs_or_history_across_registration_and_reset(
     submit(stack.new_client(), "/patient/recover/password", {"email": EMAIL, "username": USERNAME})
     reset_link = link_in(stack.mailbox.wait_for(EMAIL, "cambio de contrase"), "/patient/reset/")
     reset_token = reset_link.rsplit("/", 1)[-1]
-    stack.new_client().get(reset_link, follow_redirects=True)
+    press_link_button(stack.new_client(), reset_link)
     temporary_mail = body_text(stack.mailbox.wait_for(EMAIL, "temporal"))
     temporary_password = re.search(r"^\s+([A-Za-z0-9]{14})\s*$", temporary_mail, re.M).group(1)
     with stack.session_factory() as session:

@@ -20,7 +20,7 @@ from portal.models import (
 )
 from portal.passwords import hash_password, verify_answer
 from tests.fixtures.smtp import body_text, link_in
-from tests.fixtures.stack import submit
+from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 from web.registration.member import TRIES_PER_ADDRESS, address_key
 from workflows.registration import RegistrationWorkflow
@@ -185,7 +185,7 @@ def test_whole_path_creates_an_inactive_account_confirmed_by_email(members):
     assert verify_answer(answer.answer_hash, "HARTFORD") and "Hartford" not in answer.answer_hash
 
     message = members.mailbox.wait_for("carlos@example.org", "Confirme")
-    confirmed = client.get(link_in(message, "/member/confirm/"), follow_redirects=True)
+    confirmed = press_link_button(client, link_in(message, "/member/confirm/"))
     assert "Su usuario está confirmado" in confirmed.get_data(as_text=True)
     login = submit(
         members.new_client(), "/member/login", {"username": "carlos.santos", "password": PASSWORD}
@@ -252,7 +252,7 @@ def test_three_strikes_send_the_applicant_to_the_help_desk_and_retry_is_allowed(
 
     # The link works in another browser, once, and restores the identity step.
     applicant = members.new_client()
-    restored = applicant.get(link, follow_redirects=True).get_data(as_text=True)
+    restored = press_link_button(applicant, link).get_data(as_text=True)
     assert "Número de ID del Cliente" in restored
     retried = identity(applicant, CARLOS)
     assert retried.status_code == 302, retried.get_data(as_text=True)

@@ -14,7 +14,12 @@ from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
-from activities.accounts import AccountState, EmailConfirmed, RegistrationEnded, StepReached
+from activities.accounts import (
+    ConfirmationClosed,
+    ConfirmationClosing,
+    RegistrationEnded,
+    StepReached,
+)
 from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
 from activities.records import (
     CaseResolutionApplied,
@@ -28,7 +33,7 @@ from portal.config import Policy
 from workflows.registration import (
     AccountSubmission,
     CaseResolution,
-    EmailConfirmation,
+    EmailConfirmed,
     IdentityCheck,
     RegistrationStart,
     RegistrationWorkflow,
@@ -49,6 +54,8 @@ BAD = IdentityCheck(
     date_of_birth="1979-11-03",
     client_id="100200301",
 )
+
+CLICKED = EmailConfirmed(workflow_id="registration/x", token_id=1, user_id=9, next_status="active")
 
 
 @dataclass
@@ -122,9 +129,9 @@ class FakeRecords:
             await self._changed()
             return LinkSent(token_id=len(self.links))
 
-        @activity.defn(name="confirm_email")
-        async def confirm_email(request: EmailConfirmed) -> AccountState:
-            return AccountState(user_id=request.user_id, status=request.next_status)
+        @activity.defn(name="close_confirmation")
+        async def close_confirmation(request: ConfirmationClosing) -> ConfirmationClosed:
+            return ConfirmationClosed(confirmed=False)
 
         @activity.defn(name="end_registration")
         async def end_registration(request: RegistrationEnded) -> None:
@@ -137,7 +144,7 @@ class FakeRecords:
             resolve_support_case,
             send_notice,
             send_link,
-            confirm_email,
+            close_confirmation,
             end_registration,
         ]
 
@@ -241,11 +248,9 @@ async def test_help_desk_allows_a_retry_and_the_applicant_finishes(member):
     assert (await try_identity(handle, GOOD)).matched
 
     await fake.wait_for(lambda: "account" in fake.steps)
-    await handle.execute_update(RegistrationWorkflow.submit_account, AccountSubmission(user_id=9))
+    await handle.signal(RegistrationWorkflow.submit_account, AccountSubmission(user_id=9))
     await fake.wait_for(lambda: len(fake.links) == 1)
-    await handle.execute_update(
-        RegistrationWorkflow.confirm_email_link, EmailConfirmation(token_id=1)
-    )
+    await handle.signal(RegistrationWorkflow.email_confirmed, CLICKED)
     outcome = await handle.result()
     assert (outcome.status, outcome.user_id) == ("active", 9)
     assert [n.template for n in fake.notices] == ["identity_escalated", "user_confirmed"]
@@ -300,7 +305,7 @@ async def test_registration_abandoned_after_identity_expires_and_frees_its_accou
     handle = await start()
     assert (await try_identity(handle, GOOD)).matched
     await fake.wait_for(lambda: "account" in fake.steps)
-    await handle.execute_update(RegistrationWorkflow.submit_account, AccountSubmission(user_id=5))
+    await handle.signal(RegistrationWorkflow.submit_account, AccountSubmission(user_id=5))
     outcome = await handle.result()
     assert outcome.status == "expired"
     assert fake.ended[0].user_id == 5 and fake.ended[0].release_account

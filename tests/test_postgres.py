@@ -10,7 +10,7 @@ from portal.db import make_engine
 from portal.models import ClinicalRecord, Registration, User
 from portal.passwords import hash_password
 from tests.fixtures.smtp import link_in
-from tests.fixtures.stack import submit
+from tests.fixtures.stack import press_link_button, submit
 
 pytestmark = pytest.mark.postgres
 
@@ -82,7 +82,7 @@ def test_patient_registration_lifecycle_on_postgresql(stack):
     )
     assert response.status_code == 302
     link = link_in(stack.mailbox.wait_for("ana@example.org", "Confirme"), "/patient/confirm/")
-    stack.client.get(link, follow_redirects=True)
+    press_link_button(stack.client, link)
     stack.mailbox.wait_for("ana@example.org", "confirmado")
 
     with stack.session_factory() as session:

@@ -17,7 +17,7 @@ from portal.models import (
 )
 from tests.fixtures.second_factor import complete_second_factor
 from tests.fixtures.smtp import body_text, link_in
-from tests.fixtures.stack import submit
+from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 from tests.fixtures.waiting import wait_until
 from workflows.registration import ReviewDecision
@@ -79,7 +79,7 @@ def reference_of(response) -> str:
 
 def confirm(stack, to="marta@clinica.example"):
     message = stack.mailbox.wait_for(to, "Confirme")
-    return stack.new_client().get(link_in(message, "/provider/confirm/"), follow_redirects=True)
+    return press_link_button(stack.new_client(), link_in(message, "/provider/confirm/"))
 
 
 def registration(stack, reference) -> Registration:

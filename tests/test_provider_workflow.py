@@ -13,7 +13,8 @@ from temporalio.worker import Worker
 
 from activities.accounts import (
     AccountState,
-    EmailConfirmed,
+    ConfirmationClosed,
+    ConfirmationClosing,
     RegistrationEnded,
     ReviewApplied,
     StepReached,
@@ -23,7 +24,7 @@ from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
 from tests.fixtures.waiting import wait_until_async
 from workflows.registration import (
-    EmailConfirmation,
+    EmailConfirmed,
     RegistrationStart,
     RegistrationWorkflow,
     ReviewDecision,
@@ -33,6 +34,8 @@ from workflows.search_attributes import OVERDUE
 PROVIDER_POLICY = Policy(
     approval_sla_hours=24, approval_final_hours=120, password_reset_mode="link"
 )
+
+CLICKED = EmailConfirmed(workflow_id="registration/x", token_id=1, user_id=9, next_status="active")
 
 
 @dataclass
@@ -57,9 +60,9 @@ class FakeSideEffects:
         async def record_step(step: StepReached) -> None:
             self.steps.append(step)
 
-        @activity.defn(name="confirm_email")
-        async def confirm_email(request: EmailConfirmed) -> AccountState:
-            return AccountState(user_id=request.user_id, status=request.next_status)
+        @activity.defn(name="close_confirmation")
+        async def close_confirmation(request: ConfirmationClosing) -> ConfirmationClosed:
+            return ConfirmationClosed(confirmed=False)
 
         @activity.defn(name="apply_review")
         async def apply_review(request: ReviewApplied) -> AccountState:
@@ -80,7 +83,7 @@ class FakeSideEffects:
             send_link,
             send_notice,
             record_step,
-            confirm_email,
+            close_confirmation,
             apply_review,
             end_registration,
             record_event,
@@ -134,10 +137,7 @@ async def test_confirmed_email_then_approval_activates_and_mails_the_applicant(
 ):
     start, effects, _ = provider_registration
     handle = await start(steps=("confirm_email", "review"))
-    result = await handle.execute_update(
-        RegistrationWorkflow.confirm_email_link, EmailConfirmation(token_id=1)
-    )
-    assert result.status == "pending_review"
+    await handle.signal(RegistrationWorkflow.email_confirmed, CLICKED)
     await under_review(handle)
     await handle.signal(
         RegistrationWorkflow.review_decision, ReviewDecision(approved=True, reviewer="staff:rita")

@@ -1,5 +1,6 @@
-"""The registration engine on the time-skipping server, with its activities mocked: link expiry,
-resend, and an abandoned registration freeing its username."""
+"""The registration engine on the time-skipping server, with its activities mocked: the click
+delivered as a signal, resend, a click racing the deadline, and an abandoned registration
+freeing its username."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from datetime import timedelta
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
-from activities.accounts import AccountState, EmailConfirmed, RegistrationEnded, StepReached
+from activities.accounts import (
+    ConfirmationClosed,
+    ConfirmationClosing,
+    RegistrationEnded,
+    StepReached,
+)
 from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
 from tests.fixtures.waiting import wait_until_async
 from workflows.registration import (
-    EmailConfirmation,
+    EmailConfirmed,
     RegistrationStart,
     RegistrationWorkflow,
     ResendRequest,
@@ -31,7 +36,8 @@ class FakeSideEffects:
     links: list[LinkEmail] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     ended: list[RegistrationEnded] = field(default_factory=list)
-    confirmed: list[EmailConfirmed] = field(default_factory=list)
+    closings: list[str] = field(default_factory=list)
+    redeemed_before_deadline: bool = False
 
     def activities(self):
         @activity.defn(name="send_link")
@@ -48,16 +54,16 @@ class FakeSideEffects:
         async def record_step(step: StepReached) -> None:
             return None
 
-        @activity.defn(name="confirm_email")
-        async def confirm_email(request: EmailConfirmed) -> AccountState:
-            self.confirmed.append(request)
-            return AccountState(user_id=request.user_id, status=request.next_status)
+        @activity.defn(name="close_confirmation")
+        async def close_confirmation(request: ConfirmationClosing) -> ConfirmationClosed:
+            self.closings.append(request.workflow_id)
+            return ConfirmationClosed(confirmed=self.redeemed_before_deadline)
 
         @activity.defn(name="end_registration")
         async def end_registration(request: RegistrationEnded) -> None:
             self.ended.append(request)
 
-        return [send_link, send_notice, record_step, confirm_email, end_registration]
+        return [send_link, send_notice, record_step, close_confirmation, end_registration]
 
 
 PATIENT_POLICY = Policy(email_link_hours=48, registration_abandon_hours=168)
@@ -88,58 +94,48 @@ async def patient_registration(time_skipping_env):
         yield handle, effects, time_skipping_env
 
 
+def clicked(token_id: int = 1) -> EmailConfirmed:
+    return EmailConfirmed(
+        workflow_id="registration/patient/x", token_id=token_id, user_id=7, next_status="active"
+    )
+
+
 async def test_following_the_link_activates_and_sends_user_confirmed(patient_registration):
     handle, effects, _ = patient_registration
-    result = await handle.execute_update(
-        RegistrationWorkflow.confirm_email_link, EmailConfirmation(token_id=1)
-    )
-    assert result.status == "active"
+    await handle.signal(RegistrationWorkflow.email_confirmed, clicked())
     outcome = await handle.result()
     assert outcome.status == "active"
     assert effects.notices == ["user_confirmed"]
     assert effects.links[0].lifetime_hours == 48
 
 
-async def test_two_clicks_at_once_confirm_once(patient_registration):
-    import asyncio
-
+async def test_a_click_delivered_twice_confirms_once(patient_registration):
     handle, effects, _ = patient_registration
-    clicks = [
-        handle.execute_update(RegistrationWorkflow.confirm_email_link, EmailConfirmation(1))
-        for _ in range(2)
-    ]
-    answers = await asyncio.gather(*clicks, return_exceptions=True)
-    assert sum(not isinstance(a, Exception) for a in answers) == 1
-    refused = next(a for a in answers if isinstance(a, Exception))
-    assert refused.cause.type == "AlreadyConfirmed"
-    assert len(effects.confirmed) == 1
+    await handle.signal(RegistrationWorkflow.email_confirmed, clicked())
+    await handle.signal(RegistrationWorkflow.email_confirmed, clicked())
+    outcome = await handle.result()
+    assert outcome.status == "active"
+    assert effects.notices == ["user_confirmed"]
 
 
-async def test_link_followed_after_48_hours_is_refused(patient_registration):
-    handle, _, env = patient_registration
-    await handle.query(RegistrationWorkflow.get_status)
-    await env.sleep(timedelta(hours=49))
-    with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update(
-            RegistrationWorkflow.confirm_email_link, EmailConfirmation(token_id=1)
-        )
-    assert refused.value.cause.type == "LinkExpired"
+async def test_a_click_that_raced_the_deadline_is_honoured(patient_registration):
+    handle, effects, _ = patient_registration
+    effects.redeemed_before_deadline = True
+    outcome = await handle.result()
+    assert outcome.status == "active"
+    assert effects.closings == [handle.id]
+    assert effects.notices == ["user_confirmed"]
+    assert effects.ended == []
 
 
-async def test_resent_link_replaces_the_old_one_and_restarts_its_clock(patient_registration):
+async def test_resent_link_is_a_new_logical_e_mail(patient_registration):
     handle, effects, env = patient_registration
     await env.sleep(timedelta(hours=47))
     await handle.signal(RegistrationWorkflow.resend_confirmation, ResendRequest())
     await wait_until_async(lambda: len(effects.links) == 2, what="a second link")
-    with pytest.raises(WorkflowUpdateFailedError):
-        await handle.execute_update(
-            RegistrationWorkflow.confirm_email_link, EmailConfirmation(token_id=1)
-        )
-    await env.sleep(timedelta(hours=47))
-    result = await handle.execute_update(
-        RegistrationWorkflow.confirm_email_link, EmailConfirmation(token_id=2)
-    )
-    assert result.status == "active"
+    await handle.signal(RegistrationWorkflow.email_confirmed, clicked(token_id=2))
+    assert (await handle.result()).status == "active"
+    assert effects.links[0].send_key.endswith("/confirm/1")
     assert effects.links[1].send_key.endswith("/confirm/2")
 
 
@@ -147,5 +143,6 @@ async def test_abandoned_registration_expires_and_frees_its_username(patient_reg
     handle, effects, _ = patient_registration
     outcome = await handle.result()
     assert outcome.status == "expired"
+    assert effects.closings == [handle.id]
     assert effects.ended[0].release_account is True
     assert effects.ended[0].user_id == 7

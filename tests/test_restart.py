@@ -27,6 +27,8 @@ def start_dev(spawn, data_dir, web, frontend, ui, smtp_port):
             str(frontend),
             "--ui-port",
             str(ui),
+            "--worker-metrics-port",
+            str(free_port()),
             "--data-dir",
             str(data_dir),
             "--smtp",
@@ -72,7 +74,7 @@ def test_registration_survives_a_restart_of_every_process(tmp_path, spawn, mailb
     assert first.wait(60) == 0
 
     second = start_dev(spawn, data_dir, *ports, mailbox.port)
-    confirmed = applicant.get(link, allow_redirects=False, timeout=30)
+    confirmed = post_form(applicant, link, {})
     assert confirmed.status_code == 302
     assert "Usuario confirmado" in mailbox.wait_for(PATIENT, "Usuario confirmado")["Subject"]
     signed_in = post_form(

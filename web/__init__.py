@@ -15,6 +15,7 @@ from portal.db import make_engine, make_session_factory
 from portal.settings import Settings, load_settings
 from portal.translations import compile_catalogs
 from web import db as web_db
+from web import metrics as web_metrics
 from web.i18n import LANG_COOKIE, select_locale
 from web.sessions import login_manager
 from web.temporal import TemporalBridge
@@ -81,6 +82,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(staff.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(csrf.exempt(codec.bp))
+    web_metrics.init_app(app)
     if settings.dev_mode:
         from web import devinbox
 

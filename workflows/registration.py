@@ -14,7 +14,7 @@ from workflows.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import (
         AccountActivities,
-        EmailConfirmed,
+        ConfirmationClosing,
         RegistrationEnded,
         ReviewApplied,
         StepReached,
@@ -79,18 +79,14 @@ class AccountSubmission:
 
 
 @dataclass
-class AccountAccepted:
-    user_id: int
+class EmailConfirmed:
+    """The web tier redeemed the link; its transaction already changed the account and owed
+    this signal through the outbox, so the database and the process learn it together."""
 
-
-@dataclass
-class EmailConfirmation:
+    workflow_id: str
     token_id: int
-
-
-@dataclass
-class ConfirmationResult:
-    status: str
+    user_id: int
+    next_status: str
 
 
 @dataclass
@@ -149,11 +145,9 @@ class RegistrationWorkflow:
         self.case_id = 0
         self.checking = False
         self.token_id = 0
-        self.link_expires_at = workflow.now()
         self.links_sent = 0
         self.resend_requested = False
         self.email_confirmed = False
-        self.confirming = False
         self.decision: ReviewDecision | None = None
         self.history: list[str] = []
         self.deadline = workflow.now() + timedelta(hours=self.policy.registration_abandon_hours)
@@ -250,7 +244,7 @@ class RegistrationWorkflow:
                 lambda: self.email_confirmed or self.resend_requested
             )
             if not done:
-                return False
+                return await self.close_confirmation()
             if self.email_confirmed:
                 return True
             self.resend_requested = False
@@ -395,49 +389,20 @@ class RegistrationWorkflow:
         if self.checking:
             raise ApplicationError("another identity check is running", type="Busy")
 
-    @workflow.update
-    async def submit_account(self, submission: AccountSubmission) -> AccountAccepted:
-        self.user_id = submission.user_id
-        return AccountAccepted(user_id=submission.user_id)
+    @workflow.signal
+    def submit_account(self, submission: AccountSubmission) -> None:
+        """Owed through the outbox with the account's row; late or repeated ones are ignored,
+        and an account that arrives after the deadline is released by the ending step."""
+        if self.step == "account" and self.user_id is None:
+            self.user_id = submission.user_id
 
-    @submit_account.validator
-    def validate_submit_account(self, submission: AccountSubmission) -> None:
-        if self.step != "account" or self.user_id is not None:
-            raise ApplicationError(f"account cannot be submitted at step {self.step}")
-
-    @workflow.update
-    async def confirm_email_link(self, confirmation: EmailConfirmation) -> ConfirmationResult:
-        await workflow.wait_condition(lambda: self.token_id >= confirmation.token_id)
-        if self.email_confirmed or self.confirming:
-            raise ApplicationError("already confirmed", type="AlreadyConfirmed")
-        if confirmation.token_id != self.token_id or workflow.now() >= self.link_expires_at:
-            raise ApplicationError("link expired or replaced", type="LinkExpired")
-        self.confirming = True
-        next_status = "pending_review" if "review" in self.start.steps else "active"
-        state = await workflow.execute_local_activity_method(
-            AccountActivities.confirm_email,
-            EmailConfirmed(
-                workflow_id=workflow.info().workflow_id,
-                token_id=confirmation.token_id,
-                user_id=self.user_id,
-                next_status=next_status,
-            ),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DB_RETRY,
-            summary="mark e-mail confirmed",
-        )
+    @workflow.signal
+    def email_confirmed(self, confirmed: EmailConfirmed) -> None:
+        """Delivered at least once by the outbox relay; a repeat changes nothing."""
+        if self.email_confirmed or "confirm_email" not in self.start.steps:
+            return
         self.email_confirmed = True
         self.history.append(f"{workflow.now().isoformat()} email confirmed")
-        return ConfirmationResult(status=state.status)
-
-    @confirm_email_link.validator
-    def validate_confirm_email_link(self, confirmation: EmailConfirmation) -> None:
-        """Only a confirmed registration refuses outright: a click that overtakes the workflow
-        recording its link is accepted, and the handler waits for the link to be recorded."""
-        if self.email_confirmed:
-            raise ApplicationError("already confirmed", type="AlreadyConfirmed")
-        if "confirm_email" not in self.start.steps:
-            raise ApplicationError("no e-mail confirmation in this registration")
 
     @workflow.signal
     def resend_confirmation(self, request: ResendRequest) -> None:
@@ -518,6 +483,21 @@ class RegistrationWorkflow:
             summary=f"record step: {status}",
         )
 
+    async def close_confirmation(self) -> bool:
+        """At the deadline the database settles a click racing the timer: its links are revoked
+        unless one was already redeemed, in which case the registration goes on."""
+        closed = await workflow.execute_local_activity_method(
+            AccountActivities.close_confirmation,
+            ConfirmationClosing(workflow_id=workflow.info().workflow_id),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+            summary="close the confirmation links",
+        )
+        if closed.confirmed:
+            self.email_confirmed = True
+            self.history.append(f"{workflow.now().isoformat()} email confirmed")
+        return closed.confirmed
+
     async def wait_until_deadline(self, condition) -> bool:
         remaining = self.deadline - workflow.now()
         if remaining <= timedelta(0):
@@ -549,7 +529,6 @@ class RegistrationWorkflow:
             summary=f"e-mail confirmation link #{self.links_sent}",
         )
         self.token_id = sent.token_id
-        self.link_expires_at = workflow.now() + timedelta(hours=self.policy.email_link_hours)
 
     async def escalate(self) -> None:
         """Opens the case first, so the help desk's e-mail names it; `checking` holds off

@@ -27,3 +27,24 @@ def notify_account_owner(session: Session, user: User, kind: NoticeKind, **conte
         ),
         summary=f"notice: {kind}",
     )
+
+
+def notify_address(
+    session: Session, portal: str, email: str, locale: str, kind: NoticeKind, **context: str
+) -> None:
+    """For an address with no account to speak of: what the screen could not say."""
+    enqueue_start(
+        session,
+        workflow="AccountNoticeWorkflow",
+        workflow_id=f"account-notice/{portal}/{secrets.token_hex(10)}",
+        payload=AccountNotice(
+            portal=portal,
+            user_id=None,
+            kind=str(kind),
+            occurred_at=utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+            context=context,
+            email=email,
+            locale=locale,
+        ),
+        summary=f"notice: {kind}",
+    )

@@ -14,15 +14,23 @@ class NoticeKind(StrEnum):
     SECOND_FACTOR_REMOVED = "second_factor_removed"
     RECOVERY_CODE_USED = "recovery_code_used"
     UNLOCKED_BY_HELPDESK = "unlocked_by_helpdesk"
+    # Registration answers every applicant alike on screen; the mailbox owner learns the truth.
+    REGISTRATION_NO_RECORD = "registration_no_record"
+    REGISTRATION_EXISTING = "registration_existing"
 
 
 @dataclass
 class AccountNotice:
+    """To an account (`user_id`), or to an address with no account behind it (`email`, which
+    the payload codec encrypts like every other personal datum in a payload)."""
+
     portal: str
-    user_id: int
+    user_id: int | None
     kind: str
     occurred_at: str
     context: dict[str, str] = field(default_factory=dict)
+    email: str = ""
+    locale: str = "es"
 
 
 @dataclass

@@ -58,3 +58,24 @@ def enqueue_start(
     )
     session.add(message)
     return message
+
+
+def enqueue_signal(
+    session: Session, *, workflow_id: str, signal: str, payload: Any
+) -> OutboxMessage:
+    """Tells a running process something the caller's transaction just made true (a link was
+    redeemed), so the database and the process learn it together; the caller commits.
+
+    A process that has already finished ignores it: the relay drops the row.
+    """
+    message = OutboxMessage(
+        kind="signal",
+        workflow="",
+        workflow_id=workflow_id,
+        payload={},
+        signal=signal,
+        signal_payload=_plain(payload),
+        summary=f"signal {signal}"[:200],
+    )
+    session.add(message)
+    return message

@@ -1,4 +1,4 @@
-"""Turns committed outbox rows into workflow starts; every worker runs one."""
+"""Turns committed outbox rows into workflow starts and signals; every worker runs one."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from portal.models import OutboxMessage, utcnow
 
@@ -98,6 +99,9 @@ class OutboxRelay:
             return started
 
     async def _start(self, row: OutboxMessage) -> None:
+        if row.kind == "signal":
+            await self._signal(row)
+            return
         extra = {}
         if row.signal:
             extra = {
@@ -123,6 +127,17 @@ class OutboxRelay:
             ),
             **extra,
         )
+
+    async def _signal(self, row: OutboxMessage) -> None:
+        """Signals are idempotent in the receiving workflows, so a repeat after a crash is safe."""
+        try:
+            await self.client.get_workflow_handle(row.workflow_id).signal(
+                row.signal, row.signal_payload or {}
+            )
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            row.last_error = "process already finished: signal dropped"
 
     def _clean_up(self, session: Session) -> None:
         """Relayed rows are kept a week for staff and operators to read, then dropped."""

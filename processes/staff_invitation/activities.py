@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.mail import mark_sent
+from activities.mail import already_sent, deliver_once
 from portal.audit import add_event
 from portal.mailer import Mailer
-from portal.models import EmailToken, SentMail, StaffInvitation, StaffUser, utcnow
-from portal.tokens import issue_link, latest_link_id
+from portal.models import EmailToken, StaffInvitation, StaffUser, utcnow
+from portal.tokens import link_for_send
 from processes.staff_invitation.vocabulary import (
     LINK_PORTAL,
     LINK_PURPOSE,
@@ -30,49 +30,48 @@ class StaffInvitationActivities:
 
     @activity.defn
     def send_staff_invitation(self, request: SendInvitationLink) -> InvitationLinkSent:
-        """The raw token exists only here and in the e-mail; the database keeps its hash."""
+        """The raw token is derived here for the e-mail only; the database keeps its hash, and a
+        retried send repeats the same link."""
         with self.session_factory() as session:
-            if session.get(SentMail, request.send_key) is not None:
-                return InvitationLinkSent(
-                    token_id=latest_link_id(session, request.workflow_id, LINK_PURPOSE)
+            if already_sent(session, request.send_key):
+                token_id = session.scalar(
+                    select(EmailToken.id).where(EmailToken.send_key == request.send_key)
                 )
+                return InvitationLinkSent(token_id=token_id or 0)
             invitation = session.get(StaffInvitation, request.invitation_id)
             staff = session.get(StaffUser, invitation.staff_id) if invitation else None
             if invitation is None or staff is None:
                 raise ApplicationError(
                     "invitation no longer exists", non_retryable=True, type="InvitationGone"
                 )
-            token, raw = issue_link(
+            token, raw = link_for_send(
                 session,
+                secret=self.mailer.settings.secret_key,
+                send_key=request.send_key,
                 purpose=LINK_PURPOSE,
                 portal=LINK_PORTAL,
                 workflow_id=request.workflow_id,
                 lifetime_hours=request.lifetime_hours,
             )
-            session.commit()
             base_url = self.mailer.settings.public_base_url.rstrip("/")
-            self.mailer.send(
-                invitation.email,
-                "staff_invitation",
-                "es",
-                {
+            deliver_once(
+                session,
+                self.mailer,
+                request.send_key,
+                to=invitation.email,
+                template="staff_invitation",
+                locale="es",
+                context={
                     "portal": "",
                     "staff": staff,
                     "link": f"{base_url}/staff/invitation/{raw}",
                     "days": str(max(request.lifetime_hours // 24, 1)),
                     "base_url": base_url,
                 },
-                request.send_key,
-            )
-            mark_sent(
-                session,
-                request.send_key,
-                template="staff_invitation",
                 portal="",
                 workflow_id=request.workflow_id,
                 invitation_id=invitation.id,
             )
-            session.commit()
             return InvitationLinkSent(token_id=token.id)
 
     @activity.defn

@@ -12,7 +12,6 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from wtforms import StringField
 from wtforms.validators import Length
 
@@ -20,11 +19,14 @@ from portal.audit import add_event
 from portal.models import EmailToken, Invitation, Office, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
+from processes.invitation import service as invitation_service
+from processes.outbox import enqueue_start
 from web import processes
 from web.account import bp
 from web.db import get_db
 from web.forms import email_field, new_password_fields, required, strip, username_field
 from web.sessions import active_user_by_username, end_all_sessions, portal_login_required
+from workflows.invitation import InvitationStart
 
 
 class InviteForm(FlaskForm):
@@ -134,16 +136,19 @@ def _invite(primary: User, form: InviteForm) -> bool:
         invitation_id=invitation.id,
         office_id=primary.office_id,
     )
+    enqueue_start(
+        db,
+        workflow="InvitationWorkflow",
+        workflow_id=workflow_id,
+        payload=InvitationStart(
+            portal=g.portal.slug,
+            invitation_id=invitation.id,
+            invitation_days=g.portal.policy.invitation_days,
+            invited_by=_actor(primary),
+        ),
+        summary=f"{g.portal.name}: employee invitation",
+    )
     db.commit()
-    try:
-        processes.start_invitation(g.portal, workflow_id, invitation.id, _actor(primary))
-    except processes.ProcessUnavailable:
-        db.delete(invitation)
-        db.commit()
-        form.form_errors.append(
-            _("No pudimos enviar la invitación ahora. Intente de nuevo en unos minutos.")
-        )
-        return False
     return True
 
 
@@ -204,27 +209,8 @@ def revoke_invitation(invitation_id: int):
     invitation = db.get(Invitation, invitation_id)
     if invitation is None or invitation.office_id != primary.office_id:
         abort(404)
-    if invitation.status != "pending":
+    if not invitation_service.revoke(db, invitation, _actor(primary), primary.id):
         flash(_("Esa invitación ya no está pendiente."), "info")
-        return redirect(url_for("account.employees"))
-    add_event(
-        db,
-        actor=_actor(primary),
-        action="invitation.revoke_requested",
-        portal=g.portal.slug,
-        workflow_id=invitation.workflow_id,
-        user_id=primary.id,
-        invitation_id=invitation.id,
-    )
-    db.commit()
-    try:
-        processes.revoke_invitation(invitation.workflow_id, _actor(primary))
-    except processes.ProcessRefused:
-        pass
-    except processes.ProcessUnavailable:
-        flash(
-            _("No pudimos revocar la invitación ahora. Intente de nuevo en unos minutos."), "error"
-        )
         return redirect(url_for("account.employees"))
     flash(
         _("Revocamos la invitación de %(email)s: su enlace ya no sirve.", email=invitation.email),
@@ -270,8 +256,8 @@ def accept_invitation(token: str):
 
 
 def _create_employee(row: EmailToken, invitation: Invitation, form: AcceptForm):
-    """Stores the account (hashed password, not yet usable), then the workflow turns it on."""
-    db = get_db()
+    """The account goes live in the transaction that consumes the link; the invitation's
+    process hears of it through the outbox."""
     user = User(
         portal=g.portal.slug,
         username=form.username.data,
@@ -279,30 +265,13 @@ def _create_employee(row: EmailToken, invitation: Invitation, form: AcceptForm):
         first_name=invitation.first_name,
         last_name=invitation.last_name,
         password_hash=hash_password(form.password.data),
-        status="invited",
-        role="provider_employee",
-        office_id=invitation.office_id,
         locale=str(get_locale() or "es"),
     )
-    db.add(user)
-    try:
-        db.commit()
-    except IntegrityError:
-        db.rollback()
+    outcome = invitation_service.accept(get_db(), row, invitation, user)
+    if outcome == "username_taken":
         form.username.errors.append(_("Ese nombre de usuario ya existe. Por favor elija otro."))
         return None
-    try:
-        processes.accept_invitation(invitation.workflow_id, row.id, user.id)
-    except processes.ProcessRefused:
-        db.delete(user)
-        db.commit()
+    if outcome == "gone":
         return render_template("account/employees_link_invalid.html"), 410
-    except processes.ProcessUnavailable:
-        db.delete(user)
-        db.commit()
-        form.form_errors.append(
-            _("No pudimos completar su registro en este momento. Intente de nuevo en unos minutos.")
-        )
-        return None
     flash(_("Su usuario está listo. Ya puede iniciar sesión."), "success")
     return redirect(url_for("auth.login"))

@@ -11,6 +11,7 @@ from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
 from portal import two_factor
 from portal.audit import add_event
+from portal.metrics import count_login
 from portal.models import LoginThrottle, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
 from web import second_factor
@@ -87,6 +88,7 @@ def login():
         threshold = g.portal.policy.login_lockout_threshold
         if throttle is not None and throttle.failures >= threshold:
             form.form_errors.append(LOCKED_MESSAGE)
+            count_login(g.portal.slug, "locked")
             return render_template("auth/login.html", form=form), 200
         user = active_user_by_username(g.portal.slug, form.username.data)
         if not verify_password(user.password_hash if user else None, form.password.data):
@@ -102,8 +104,10 @@ def login():
                     user_id=user.id if user else None,
                 )
                 form.form_errors.append(LOCKED_MESSAGE)
+                count_login(g.portal.slug, "locked")
             else:
                 form.form_errors.append(BAD_CREDENTIALS)
+                count_login(g.portal.slug, "failed")
             db.commit()
             return render_template("auth/login.html", form=form), 200
         needs_factor = (
@@ -158,6 +162,7 @@ def finish_login(user, remember: bool, next_url: str) -> str:
         user.password_expires_at = utcnow()
     add_event(db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id)
     start_session(user, remember=remember)
+    count_login(g.portal.slug, "ok")
     if user.must_change_password:
         return url_for("account.change_password")
     return next_url or url_for("main.home")

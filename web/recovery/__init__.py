@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from flask import flash, g, redirect, render_template, url_for
+from flask import current_app, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import StringField
 
-from portal.audit import add_event
 from portal.models import EmailToken, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
+from processes.recovery import service
 from web import processes
 from web.db import get_db
 from web.forms import email_field, new_password_fields, required, strip, username_field
@@ -39,6 +39,10 @@ class UsernameOnlyRecoveryForm(FlaskForm):
     username = username_field(_l("Usuario"))
 
 
+class ConfirmResetForm(FlaskForm):
+    """The reset link's page: opening it (as mail scanners do) changes nothing."""
+
+
 class NewPasswordForm(FlaskForm):
     password, password_confirm = new_password_fields(
         _l("Nueva contraseña"), _l("Repetir contraseña")
@@ -57,15 +61,14 @@ def username():
     provider = g.portal.flow == "provider"
     form = ProviderUsernameRecoveryForm() if provider else UsernameRecoveryForm()
     if form.validate_on_submit():
-        try:
-            processes.start_username_reminder(
-                g.portal,
-                form.email.data,
-                first_name=form.first_name.data if provider else "",
-                last_name=form.last_name.data if provider else "",
-            )
-        except processes.ProcessUnavailable:
-            return _unavailable("recovery/username.html", form)
+        service.request_username_reminder(
+            get_db(),
+            current_app.config["SECRET_KEY"],
+            g.portal,
+            form.email.data,
+            first_name=form.first_name.data if provider else "",
+            last_name=form.last_name.data if provider else "",
+        )
         flash(
             _(
                 "Si hay usuarios asociados a ese correo electrónico, recibirá un correo con "
@@ -93,20 +96,12 @@ def password():
     if form.validate_on_submit():
         user = _matching_user(form)
         eligible = user is not None and user.status == "active"
-        try:
-            workflow_id = processes.start_password_reset(g.portal, user.id if eligible else None)
-        except processes.ProcessUnavailable:
-            return _unavailable("recovery/password.html", form)
-        db = get_db()
-        add_event(
-            db,
-            actor="anonymous",
-            action="recovery.password_requested",
-            portal=g.portal.slug,
-            workflow_id=workflow_id,
-            user_id=user.id if eligible else None,
+        service.request_password_reset(
+            get_db(),
+            current_app.config["SECRET_KEY"],
+            g.portal,
+            user.id if eligible else None,
         )
-        db.commit()
         flash(
             _(
                 "Si los datos corresponden a un usuario, recibirá un correo para confirmar que "
@@ -127,15 +122,17 @@ def _reset_token(token: str) -> EmailToken | None:
 
 @bp.route("/reset/<token>", methods=["GET", "POST"])
 def reset(token: str):
-    """The link in the reset e-mail: a temporary password, or a form for a new one (link mode)."""
+    """The link in the reset e-mail shows a page; only its POST asks the process for a temporary
+    password, or sets the new one typed there (link mode)."""
     row = _reset_token(token)
     if row is None:
         return render_template("recovery/link_invalid.html"), 410
     link_mode = g.portal.policy.password_reset_mode == "link"
-    form = NewPasswordForm() if link_mode else None
+    form = NewPasswordForm() if link_mode else ConfirmResetForm()
+    if not form.validate_on_submit():
+        page = "recovery/new_password.html" if link_mode else "recovery/confirm_reset.html"
+        return render_template(page, form=form)
     if link_mode:
-        if not form.validate_on_submit():
-            return render_template("recovery/new_password.html", form=form)
         row.pending_password_hash = hash_password(form.password.data)
         get_db().commit()
     try:

@@ -6,12 +6,11 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from portal.audit import add_event
-from portal.models import EmailToken, Registration, User, utcnow
-from portal.tokens import token_hash
+from portal.models import Registration
+from processes.registration import service
 from web import processes
 from web.auth import ResendForm
 from web.db import get_db
@@ -46,28 +45,33 @@ def done(reference: str):
     return render_template("registration/done.html", reference=reference)
 
 
-@bp.get("/confirm/<token>")
+@bp.get("/register/check-mail")
+def check_mail():
+    """The one answer to every well-formed patient registration: the e-mail says the rest."""
+    return render_template("registration/done.html", reference=None)
+
+
+class ConfirmLinkForm(FlaskForm):
+    """Only the POST from the link's page acts: mail scanners fetch links, people press buttons."""
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str):
-    """The link in the confirmation e-mail: the workflow decides, the page reports."""
     db = get_db()
-    row = db.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(token)))
-    if row is None or row.portal != g.portal.slug or row.purpose != "confirm_email":
+    form = ConfirmLinkForm()
+    if form.validate_on_submit():
+        state = service.redeem_confirmation(db, g.portal, token)
+    else:
+        state = service.confirmation_link(db, g.portal, token)
+    if state.status == "unknown":
         return render_template("registration/link_invalid.html"), 404
-    if row.used_at is not None:
+    if state.status == "expired":
+        return render_template("registration/link_invalid.html", expired=True), 410
+    if state.status == "usable":
+        return render_template("registration/confirm.html", form=form)
+    if state.status == "confirmed":
         flash(_("Su correo electrónico ya estaba confirmado. Puede iniciar sesión."), "info")
-        return redirect(url_for("auth.login"))
-    if not row.usable(utcnow()):
-        return render_template("registration/link_invalid.html", expired=True), 410
-    try:
-        result = processes.confirm_email(row.workflow_id, row.id)
-    except processes.ProcessRefused as refused:
-        if refused.kind == "AlreadyConfirmed":
-            flash(_("Su correo electrónico ya estaba confirmado. Puede iniciar sesión."), "info")
-            return redirect(url_for("auth.login"))
-        return render_template("registration/link_invalid.html", expired=True), 410
-    except processes.ProcessUnavailable:
-        return render_template("registration/try_later.html"), 503
-    if result.status == "pending_review":
+    elif "review" in g.portal.steps:
         flash(
             _(
                 "Gracias: confirmamos su correo electrónico. Su solicitud está en revisión y "
@@ -111,43 +115,6 @@ def resend_confirmation():
 UNAVAILABLE = _l(
     "No pudimos completar su registro en este momento. Intente de nuevo en unos minutos."
 )
-
-
-def store_and_start(
-    user: User, registration: Registration, extra: tuple = (), **audit_detail
-) -> str:
-    """Stores the account (password already hashed) and its read model, then starts the
-    workflow in one round trip.
-
-    Returns "started", "username_taken" (the database's case-insensitive unique index said so
-    after a race the form's check missed) or "unavailable" (Temporal could not be reached; the
-    rows, and `extra` ones, are removed so the applicant can simply submit again).
-    """
-    db = get_db()
-    db.add_all([user, registration])
-    try:
-        db.flush()
-    except IntegrityError:
-        db.rollback()
-        return "username_taken"
-    add_event(
-        db,
-        actor="applicant",
-        action="registration.submitted",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-        user_id=user.id,
-        **audit_detail,
-    )
-    db.commit()
-    try:
-        processes.start_registration(g.portal, registration.reference, user_id=user.id)
-    except processes.ProcessUnavailable:
-        for row in (registration, user, *extra):
-            db.delete(row)
-        db.commit()
-        return "unavailable"
-    return "started"
 
 
 def username_taken(username: str) -> bool:

@@ -17,6 +17,7 @@ console says so; `allow_retry` still clears the client ID's strikes, so a new re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import date, timedelta
 
@@ -44,12 +45,14 @@ from portal.models import (
 )
 from portal.passwords import hash_answer, hash_password
 from portal.tokens import new_reference, token_hash
-from web import processes
+from processes.outbox import enqueue_signal
+from processes.registration.service import begin, registration_id
+from web import once, processes
 from web.db import get_db
 from web.forms import EmailAddress, email_field, new_password_fields, required, strip
 from web.forms import username_field as _username_field
-from web.registration import bp, flow_view, username_taken
-from workflows.registration import IdentityCheck
+from web.registration import ConfirmLinkForm, bp, flow_view, username_taken
+from workflows.registration import AccountSubmission, IdentityCheck
 
 SESSION_KEY = "member_registration"
 RETRY_PURPOSE = "identity_retry"
@@ -66,7 +69,7 @@ UNAVAILABLE = _l(
 )
 
 
-class AgreementForm(FlaskForm):
+class AgreementForm(once.SubmitOnceForm):
     agreement = StringField(
         validators=[required(), AnyOf(["accept", "decline"], message=_l("Elija una opción."))]
     )
@@ -161,7 +164,7 @@ def credentials_form_class(questions: tuple[str, ...], count: int) -> type:
     return _CREDENTIAL_FORMS[key]
 
 
-class ReviewForm(FlaskForm):
+class ReviewForm(once.SubmitOnceForm):
     certify = BooleanField(_l("CERTIFICACIÓN DE USUARIO"))
     action = StringField(validators=[required(), AnyOf(["finish", "previous"])])
 
@@ -227,6 +230,8 @@ def _sync_step(state: dict, registration: Registration) -> str:
 
 @flow_view("member")
 def register():
+    if earlier := once.earlier():
+        return redirect(earlier)
     state = _state()
     if state is None:
         return _agreement()
@@ -276,30 +281,21 @@ def _agreement():
 
 
 def _start() -> str | None:
+    """The registration's row and its owed start commit together; the page then asks Temporal
+    to start it at once (idempotent, by its ID), so the first identity try finds it running.
+    If Temporal is away, the outbox relay starts it when it is back."""
     db = get_db()
     reference = new_reference()
     registration = Registration(
         reference=reference,
         portal=g.portal.slug,
-        workflow_id=processes.registration_id(g.portal, reference),
+        workflow_id=registration_id(g.portal, reference),
         status="identity",
     )
-    db.add(registration)
-    db.flush()
-    add_event(
-        db,
-        actor="applicant",
-        action="registration.agreement_accepted",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-    )
-    db.commit()
-    try:
+    once.remember(db, url_for("registration.register"))
+    begin(db, g.portal, registration, action="registration.agreement_accepted")
+    with contextlib.suppress(processes.ProcessUnavailable):
         processes.start_registration(g.portal, reference)
-    except processes.ProcessUnavailable:
-        db.delete(registration)
-        db.commit()
-        return None
     _save({"portal": g.portal.slug, "reference": reference, "step": "identity"})
     return reference
 
@@ -406,7 +402,9 @@ def _identity(state: dict, registration: Registration):
                 state["step"] = "escalated"
                 _save(state)
                 return redirect(url_for("registration.register"))
-            if refused.kind == "Busy":
+            if refused.kind == "Busy" or (
+                refused.kind == "closed" and registration.status == "identity"
+            ):
                 form.form_errors.append(
                     _("Estamos revisando su intento anterior. Espere un momento.")
                 )
@@ -450,9 +448,10 @@ def _escalated(registration: Registration):
     )
 
 
-@bp.get("/register/continue/<token>")
+@bp.route("/register/continue/<token>", methods=["GET", "POST"])
 def continue_registration(token: str):
-    """The help desk's e-mailed link: single use, expiring; restores the wizard at identity."""
+    """The help desk's e-mailed link: single use, expiring; its page's POST restores the wizard
+    at identity (opening the link, as mail scanners do, uses nothing)."""
     if g.portal.flow != "member":
         abort(404)
     db = get_db()
@@ -466,6 +465,9 @@ def continue_registration(token: str):
     )
     if registration is None or registration.status not in ("identity", "escalated"):
         return render_template("registration/member_link_invalid.html", expired=True), 410
+    form = ConfirmLinkForm()
+    if not form.validate_on_submit():
+        return render_template("registration/member_continue.html", form=form)
     row.used_at = utcnow()
     add_event(
         db,
@@ -621,8 +623,18 @@ def _finish(state: dict, registration: Registration, record: MemberRecord):
         form = credentials_form_class(questions, _question_count())(data=account)
         form.username.errors.append(USERNAME_TAKEN)
         return _credentials(state, registration, form=form)
-    registration.user_id = user.id
-    registration.details = {}
+    claimed = db.execute(
+        update(Registration)
+        .where(Registration.id == registration.id)
+        .where(Registration.status == "account")
+        .where(Registration.user_id.is_(None))
+        .values(user_id=user.id, details={})
+    ).rowcount
+    if not claimed:
+        db.rollback()
+        _forget()
+        flash(_("Su registro venció por inactividad. Puede empezar uno nuevo."), "info")
+        return redirect(url_for("registration.register"))
     add_event(
         db,
         actor="applicant",
@@ -631,21 +643,13 @@ def _finish(state: dict, registration: Registration, record: MemberRecord):
         workflow_id=registration.workflow_id,
         user_id=user.id,
     )
+    enqueue_signal(
+        db,
+        workflow_id=registration.workflow_id,
+        signal="submit_account",
+        payload=AccountSubmission(user_id=user.id),
+    )
+    once.remember(db, url_for("registration.done", reference=registration.reference))
     db.commit()
-    try:
-        processes.submit_account(registration.workflow_id, user.id)
-    except processes.ProcessUnavailable:
-        registration.user_id = None
-        registration.details = details
-        db.delete(user)
-        db.commit()
-        return None
-    except processes.ProcessRefused:
-        registration.user_id = None
-        db.delete(user)
-        db.commit()
-        _forget()
-        flash(_("Su registro venció por inactividad. Puede empezar uno nuevo."), "info")
-        return redirect(url_for("registration.register"))
     _forget()
     return redirect(url_for("registration.done", reference=registration.reference))

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 from flask import g, redirect, render_template, url_for
 from flask_babel import get_locale
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from wtforms import StringField
 from wtforms.validators import Length
 
+from portal.audit import add_event
 from portal.models import ClinicalRecord, Registration, User
 from portal.passwords import hash_password
 from portal.tokens import new_reference
-from web import processes
+from processes.account_notice.service import notify_address
+from processes.account_notice.vocabulary import NoticeKind
+from processes.registration.service import begin, registration_id
+from web import once
 from web.db import get_db
 from web.forms import email_field, new_password_fields, required, strip, username_field
-from web.registration import UNAVAILABLE, flow_view, store_and_start, username_taken
+from web.registration import flow_view, username_taken
 
 USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
 
 
-class PatientRegistrationForm(FlaskForm):
+class PatientRegistrationForm(once.SubmitOnceForm):
     email = email_field(_l("Email"))
     username = username_field(_l("Usuario"))
     password, password_confirm = new_password_fields(_l("Clave"), _l("Repetir clave"))
@@ -48,50 +51,72 @@ def _email_on_record(email: str) -> bool:
 
 @flow_view("patient")
 def register():
+    """Every well-formed submission gets the same answer: being on a clinical record is health
+    information, so only the mailbox owner learns whether an account was made (seed 002)."""
     form = PatientRegistrationForm()
+    if earlier := once.earlier():
+        return redirect(earlier)
     if form.validate_on_submit():
         if username_taken(form.username.data):
             form.username.errors.append(USERNAME_TAKEN)
-        elif not _email_on_record(form.email.data):
-            form.form_errors.append(
-                _(
-                    "No pudimos crear su usuario con ese correo electrónico. El correo debe "
-                    "estar registrado en su Historia Clínica: por favor contáctese con la clínica "
-                    "para verificarlo."
-                )
-            )
+        elif _submit(form):
+            return redirect(url_for("registration.check_mail"))
+        elif earlier := once.earlier():
+            return redirect(earlier)
         else:
-            created = _create_account(form)
-            if created is not None:
-                return redirect(url_for("registration.done", reference=created))
+            form.username.errors.append(USERNAME_TAKEN)
     return render_template("registration/patient.html", form=form)
 
 
-def _create_account(form: PatientRegistrationForm) -> str | None:
-    """Stores the account (hashed password) first, then starts its workflow in one round trip."""
-    reference = new_reference()
-    user = User(
-        portal=g.portal.slug,
-        username=form.username.data,
-        email=form.email.data,
-        full_name=form.full_name.data,
-        password_hash=hash_password(form.password.data),
-        status="unconfirmed",
-        role="patient",
-        locale=str(get_locale() or "es"),
+def _existing_account(email: str) -> User | None:
+    return get_db().scalar(
+        select(User)
+        .where(User.portal == g.portal.slug)
+        .where(func.lower(User.email) == email.lower())
+        .where(User.status.in_(("unconfirmed", "active", "disabled")))
+        .limit(1)
     )
-    registration = Registration(
-        reference=reference,
-        portal=g.portal.slug,
-        workflow_id=processes.registration_id(g.portal, reference),
-        status="confirm_email",
-        user=user,
-    )
-    outcome = store_and_start(user, registration)
-    if outcome == "username_taken":
-        form.username.errors.append(USERNAME_TAKEN)
-        return None
-    if outcome == "unavailable":
-        form.form_errors.append(UNAVAILABLE)
-        return None
-    return reference
+
+
+def _submit(form: PatientRegistrationForm) -> bool:
+    """One transaction: the account and its process, or a notice to the address; False only
+    when the username was taken by a concurrent registration."""
+    db = get_db()
+    locale = str(get_locale() or "es")
+    password_hash = hash_password(form.password.data)
+    outcome = url_for("registration.check_mail")
+    if _existing_account(form.email.data) is not None:
+        notify_address(db, g.portal.slug, form.email.data, locale, NoticeKind.REGISTRATION_EXISTING)
+    elif not _email_on_record(form.email.data):
+        notify_address(
+            db, g.portal.slug, form.email.data, locale, NoticeKind.REGISTRATION_NO_RECORD
+        )
+    else:
+        reference = new_reference()
+        user = User(
+            portal=g.portal.slug,
+            username=form.username.data,
+            email=form.email.data,
+            full_name=form.full_name.data,
+            password_hash=password_hash,
+            status="unconfirmed",
+            role="patient",
+            locale=locale,
+        )
+        registration = Registration(
+            reference=reference,
+            portal=g.portal.slug,
+            workflow_id=registration_id(g.portal, reference),
+            status="confirm_email",
+            user=user,
+        )
+        once.remember(db, outcome)
+        return begin(db, g.portal, registration, user=user)
+    add_event(db, actor="applicant", action="registration.refused_by_mail", portal=g.portal.slug)
+    once.remember(db, outcome)
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()
+        return False
+    return True

@@ -27,10 +27,11 @@ from wtforms.validators import EqualTo, Length, Optional, Regexp, ValidationErro
 from portal.models import Office, Registration, RegistrationDraft, SecurityAnswer, User, utcnow
 from portal.passwords import hash_answer, hash_password
 from portal.tokens import new_reference, token_hash
-from web import processes
+from processes.registration.service import begin, registration_id
+from web import once
 from web.db import get_db
 from web.forms import PortalPassword, email_field, required, strip, username_field
-from web.registration import UNAVAILABLE, bp, flow_view, store_and_start, username_taken
+from web.registration import bp, flow_view, username_taken
 
 USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
 DRAFT_COOKIE_KEY = "provider_draft"
@@ -328,7 +329,7 @@ def provider_office():
     return render_template("registration/provider_office.html", form=form)
 
 
-class SummaryForm(FlaskForm):
+class SummaryForm(once.SubmitOnceForm):
     """Only the CSRF token: the data is the draft's."""
 
 
@@ -336,12 +337,14 @@ class SummaryForm(FlaskForm):
 def provider_summary():
     """Step 3: everything entered (never the password or the answers); Finish or go back."""
     _provider_only()
+    form = SummaryForm()
+    if earlier := once.earlier():
+        return redirect(earlier)
     draft = _draft()
     if draft is None or "user" not in draft.data:
         return redirect(url_for("registration.register"))
     if "office" not in draft.data:
         return redirect(url_for("registration.provider_office"))
-    form = SummaryForm()
     if form.validate_on_submit():
         if request.form.get("action") == "previous":
             return redirect(url_for("registration.provider_office"))
@@ -396,7 +399,7 @@ def _finish(draft: RegistrationDraft, form: SummaryForm) -> str | None:
     registration = Registration(
         reference=reference,
         portal=g.portal.slug,
-        workflow_id=processes.registration_id(g.portal, reference),
+        workflow_id=registration_id(g.portal, reference),
         status="confirm_email",
         user=user,
         details={
@@ -404,16 +407,12 @@ def _finish(draft: RegistrationDraft, form: SummaryForm) -> str | None:
             "office": office_data,
         },
     )
-    outcome = store_and_start(user, registration, extra=(office,), office_id=office.id)
-    if outcome == "username_taken":
+    db.delete(draft)
+    once.remember(db, url_for("registration.done", reference=reference))
+    if not begin(db, g.portal, registration, user=user, office_id=office.id):
         form.form_errors.append(
             _("Ese nombre de usuario ya existe. Vuelva al primer paso y elija otro.")
         )
         return None
-    if outcome == "unavailable":
-        form.form_errors.append(UNAVAILABLE)
-        return None
-    db.delete(draft)
-    db.commit()
     session.pop(DRAFT_COOKIE_KEY, None)
     return reference

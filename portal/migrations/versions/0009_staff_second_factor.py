@@ -1,7 +1,7 @@
 """staff second factor: TOTP secrets, recovery codes, passkeys, staff invitations, idle sessions
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0011
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0005"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

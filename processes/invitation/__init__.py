@@ -1,0 +1,1 @@
+"""An office employee's invitation: what the web tier calls to accept or revoke one."""

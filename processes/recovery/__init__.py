@@ -1,0 +1,1 @@
+"""Recovery of a forgotten password or username: what the web tier calls to ask for one."""
