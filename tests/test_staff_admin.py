@@ -290,3 +290,25 @@ def test_a_lapsed_invitation_removes_the_unused_account_but_an_accepted_one_stan
     assert staff_named(session_factory, "tarde") is None
     assert staff_named(session_factory, "pronto") is not None
     assert ("system", "staff.invitation_expired") in actions(session_factory)
+
+
+def test_a_double_clicked_invitation_invites_once(console):
+    app, client, session_factory = console
+    page = client.get("/staff/admin/invite").get_data(as_text=True)
+    fields = {
+        name: re.search(rf'name="{name}" type="hidden" value="([^"]+)"', page).group(1)
+        for name in ("csrf_token", "form_key")
+    }
+    data = {
+        **fields,
+        "username": "doble",
+        "full_name": "Doble Clic",
+        "email": "doble@acceso.example",
+        "roles": ["support"],
+    }
+    first = client.post("/staff/admin/invite", data=data)
+    second = client.post("/staff/admin/invite", data=data)
+    assert first.status_code == second.status_code == 302
+    assert second.headers["Location"] == first.headers["Location"]
+    with session_factory() as session:
+        assert len(session.scalars(select(StaffInvitation)).all()) == 1

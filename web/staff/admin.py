@@ -20,7 +20,7 @@ from portal.audit import add_event
 from portal.models import LoginThrottle, Passkey, SecondFactor, StaffInvitation, StaffUser
 from portal.passwords import hash_password
 from processes.staff_invitation import service as invitations
-from web import second_factor
+from web import once, second_factor
 from web.db import get_db
 from web.forms import EmailAddress, required, strip
 from web.sessions import end_all_staff_sessions, staff_required
@@ -68,7 +68,7 @@ class AccessForm(FlaskForm):
             raise ValidationError(_l("Elija al menos uno de los portales que usted administra."))
 
 
-class InviteForm(AccessForm):
+class InviteForm(AccessForm, once.SubmitOnceForm):
     username = StringField(
         _l("Usuario"),
         filters=[strip],
@@ -181,6 +181,8 @@ def admin_staff():
 def admin_invite():
     form = InviteForm()
     form.setup(current_user.account)
+    if earlier := once.earlier():
+        return redirect(earlier)
     if form.validate_on_submit():
         db = get_db()
         taken = db.scalar(
@@ -198,6 +200,7 @@ def admin_invite():
                 roles=form.roles.data,
                 portals=form.portals.data,
             )
+            once.remember(db, url_for("staff.admin_staff"))
             db.commit()
             flash(
                 _("Enviamos la invitación a %(email)s.", email=form.email.data),
