@@ -34,6 +34,8 @@ from portal.settings import Settings, load_settings
 from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
 from processes.outbox.relay import OutboxRelay
+from processes.staff_invitation.activities import StaffInvitationActivities
+from processes.staff_invitation.workflows import StaffInvitationWorkflow
 from workflows.invitation import InvitationWorkflow
 from workflows.password_reset import PasswordResetWorkflow
 from workflows.registration import RegistrationWorkflow
@@ -45,6 +47,7 @@ WORKFLOWS = [
     UsernameReminderWorkflow,
     InvitationWorkflow,
     AccountNoticeWorkflow,
+    StaffInvitationWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -60,6 +63,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     records = RecordActivities(session_factory, mailer, portals)
     audit = AuditActivities(session_factory)
     invitations = InvitationActivities(session_factory, mailer)
+    staff_invitations = StaffInvitationActivities(session_factory, mailer)
     return [
         accounts.record_step,
         accounts.close_confirmation,
@@ -75,6 +79,8 @@ def activities_for(settings: Settings, session_factory) -> list:
         audit.record_event,
         invitations.send_invitation,
         invitations.end_invitation,
+        staff_invitations.send_staff_invitation,
+        staff_invitations.end_staff_invitation,
     ]
 
 

@@ -73,6 +73,18 @@ def cmd_staff_add(args) -> int:
     return 0
 
 
+def cmd_staff_reset_factor(args) -> int:
+    from .staff import StaffError, reset_second_factor
+
+    try:
+        reset_second_factor(_session_factory(load_settings()), args.username)
+    except StaffError as error:
+        print(f"acceso staff reset-factor: {error}", file=sys.stderr)
+        return 1
+    print(f"staff user {args.username}: second factor removed; the next sign-in enrols again")
+    return 0
+
+
 def cmd_import(args) -> int:
     from .imports import KINDS, ImportRejected, import_records
 
@@ -147,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--portal", action="append", help="limit to these portals (default: every portal)"
     )
     add.set_defaults(handler=cmd_staff_add)
+    reset = staff_commands.add_parser(
+        "reset-factor",
+        help="remove a staff user's second factor and unlock it (lost device)",
+    )
+    reset.add_argument("username")
+    reset.set_defaults(handler=cmd_staff_reset_factor)
 
     imports = commands.add_parser("import", help="import records from a CSV file")
     import_kinds = imports.add_subparsers(dest="kind", required=True, metavar="KIND")

@@ -7,11 +7,12 @@ import os
 import re
 import sys
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal import two_factor
 from portal.audit import add_event
-from portal.models import StaffUser
+from portal.models import LoginThrottle, StaffUser, UserSession
 from portal.passwords import hash_password, verify_password
 
 ROLES = ("reviewer", "support", "admin", "operator")
@@ -143,3 +144,19 @@ def ensure_staff(
         staff.active = True
         add_event(session, actor=actor, action="staff.password_reset", username=username)
         return "password reset"
+
+
+def reset_second_factor(
+    session_factory: sessionmaker[Session], username: str, *, actor: str = "cli"
+) -> None:
+    """For an admin who lost both device and recovery codes: the next sign-in enrols again."""
+    with session_factory.begin() as session:
+        staff = find_staff(session, username)
+        if staff is None:
+            raise StaffError(f"no staff user {username!r}")
+        two_factor.remove(session, staff)
+        session.execute(delete(UserSession).where(UserSession.staff_id == staff.id))
+        throttle = session.get(LoginThrottle, ("staff", staff.username.lower()))
+        if throttle is not None:
+            session.delete(throttle)
+        add_event(session, actor=actor, action="staff.second_factor.reset", username=username)

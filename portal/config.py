@@ -36,6 +36,9 @@ class Policy:
     temporary_password_hours: int = 24
     security_question_count: int = 0
     invitation_days: int = 7
+    idle_minutes: int = 30
+    require_second_factor: tuple[str, ...] = ()
+    """Roles that must use an authenticator app; an empty tuple leaves it to each applicant."""
 
 
 FLOW_STEPS = {
@@ -76,6 +79,13 @@ def _build(cls, data: dict):
     return cls(**data)
 
 
+def _policy_from(data: dict) -> Policy:
+    data = dict(data)
+    if "require_second_factor" in data:
+        data["require_second_factor"] = tuple(data["require_second_factor"])
+    return _build(Policy, data)
+
+
 def _portal_from(slug: str, data: dict) -> Portal:
     data = dict(data)
     return _build(
@@ -83,7 +93,7 @@ def _portal_from(slug: str, data: dict) -> Portal:
         {
             **data,
             "slug": slug,
-            "policy": _build(Policy, data.get("policy", {})),
+            "policy": _policy_from(data.get("policy", {})),
             "password_rules": _build(PasswordRules, data.get("password_rules", {})),
             "support_phones": tuple(
                 (p["label"], p["number"]) for p in data.get("support_phones", [])

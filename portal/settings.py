@@ -58,6 +58,12 @@ class Settings:
     worker_max_concurrent_workflow_tasks: int = field(
         default_factory=lambda: int(_env("ACCESO_WORKER_MAX_WORKFLOW_TASKS", "50"))
     )
+    staff_idle_minutes: int = field(
+        default_factory=lambda: int(_env("ACCESO_STAFF_IDLE_MINUTES", "15"))
+    )
+    staff_session_hours: int = field(
+        default_factory=lambda: int(_env("ACCESO_STAFF_SESSION_HOURS", "12"))
+    )
     codec_keys: str = field(default_factory=lambda: _env("ACCESO_CODEC_KEYS", ""))
     codec_bearer_token: str = field(default_factory=lambda: _env("ACCESO_CODEC_TOKEN", ""))
     codec_cors_origins: str = field(

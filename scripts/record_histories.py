@@ -59,6 +59,11 @@ PATHS = {
         "tests/test_provider_portal.py::test_primary_invites_an_employee_who_accepts_and_can_be_disabled",
         "tests/test_provider_portal.py::test_primary_revokes_a_pending_invitation_and_its_link_stops_working",
     ],
+    "staff invitation accepted and lapsed": [
+        "tests/test_staff_invitation_workflow.py::test_an_accepted_invitation_ends_without_touching_the_account",
+        "tests/test_staff_invitation_workflow.py::test_an_unanswered_invitation_lapses_after_its_lifetime",
+        "tests/test_staff_admin.py::test_an_invited_person_sets_a_password_enrols_and_signs_in",
+    ],
     "account notice": [
         "tests/test_outbox.py::test_changing_the_password_e_mails_the_owner_what_changed_and_when",
     ],

@@ -66,3 +66,30 @@ def test_unknown_role_short_password_and_duplicate_username_are_refused(
     assert "at least 12 characters" in err
     assert staff(session_factory, "bob") is None
     assert staff(session_factory, "carla") is None
+
+
+def test_reset_factor_lets_an_admin_who_lost_the_device_enrol_again(
+    database_url, session_factory, monkeypatch
+):
+    from portal.models import LoginThrottle, SecondFactor
+
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.setenv("ACCESO_STAFF_PASSWORD", PASSWORD)
+    assert main(["staff", "add", "root", "--role", "admin"]) == 0
+    with session_factory() as session:
+        admin = staff(session_factory, "root")
+        session.add(SecondFactor(staff_id=admin.id, secret="JBSWY3DPEHPK3PXP", last_step=0))
+        session.add(LoginThrottle(portal="staff", username_key="root", failures=5))
+        session.commit()
+
+    assert main(["staff", "reset-factor", "root"]) == 0
+    assert main(["staff", "reset-factor", "nobody"]) == 1
+    with session_factory() as session:
+        assert session.scalars(select(SecondFactor)).all() == []
+        assert session.get(LoginThrottle, ("staff", "root")) is None
+        assert (
+            session.scalar(
+                select(AuditEvent.actor).where(AuditEvent.action == "staff.second_factor.reset")
+            )
+            == "cli"
+        )

@@ -9,10 +9,11 @@ from dataclasses import replace
 
 import pytest
 
-from portal.models import StaffUser, User, utcnow
+from portal.models import User, utcnow
 from portal.passwords import hash_password
 from tests.fixtures.smtp import free_port
 from tests.fixtures.stack import csrf_token, submit
+from tests.fixtures.staff import add_staff, sign_in_staff
 from web import create_app
 
 PASSWORD = "Clave123segura"
@@ -36,15 +37,8 @@ def app(settings, session_factory):
                 activated_at=utcnow(),
             )
         )
-        session.add(
-            StaffUser(
-                username="rosa",
-                password_hash=hash_password(PASSWORD),
-                roles="reviewer",
-                active=True,
-            )
-        )
         session.commit()
+    add_staff(session_factory, "rosa", PASSWORD, roles="reviewer")
     yield application
     application.extensions["acceso.temporal"].close()
 
@@ -196,10 +190,8 @@ def test_sign_in_never_sends_anyone_off_site(client, target):
 
 
 @pytest.mark.parametrize("target", ["/\t/evil.example", "/\n/evil.example"])
-def test_staff_sign_in_never_sends_anyone_off_site(client, target):
-    response = submit(
-        client, f"/staff/login?next={_quote(target)}", {"username": "rosa", "password": PASSWORD}
-    )
+def test_staff_sign_in_never_sends_anyone_off_site(client, session_factory, target):
+    response = sign_in_staff(client, session_factory, "rosa", PASSWORD, _quote(target))
     assert response.status_code == 302
     assert response.headers["Location"] == "/staff/"
 

@@ -14,7 +14,6 @@ from portal.models import (
     MemberRecord,
     Registration,
     SecurityAnswer,
-    StaffUser,
     SupportCase,
     User,
     utcnow,
@@ -22,6 +21,7 @@ from portal.models import (
 from portal.passwords import hash_password, verify_answer
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
+from tests.fixtures.staff import add_staff, sign_in_staff
 from web.registration.member import TRIES_PER_ADDRESS, address_key
 from workflows.registration import RegistrationWorkflow
 
@@ -69,19 +69,9 @@ def members(stack):
 
 
 def staff_client(stack, username="marta", roles="support", portals=""):
-    with stack.session_factory() as session:
-        session.add(
-            StaffUser(
-                username=username,
-                full_name=username.title(),
-                password_hash=hash_password(STAFF_PASSWORD),
-                roles=roles,
-                portals=portals,
-            )
-        )
-        session.commit()
+    add_staff(stack.session_factory, username, STAFF_PASSWORD, roles=roles, portals=portals)
     client = stack.new_client()
-    response = submit(client, "/staff/login", {"username": username, "password": STAFF_PASSWORD})
+    response = sign_in_staff(client, stack.session_factory, username, STAFF_PASSWORD)
     assert response.status_code == 302
     return client
 

@@ -12,13 +12,13 @@ from portal.models import (
     Invitation,
     Registration,
     RegistrationDraft,
-    StaffUser,
     User,
     UserSession,
 )
-from portal.passwords import hash_password
+from tests.fixtures.second_factor import complete_second_factor
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
+from tests.fixtures.staff import add_staff, sign_in_staff
 from tests.fixtures.waiting import wait_until
 from workflows.registration import ReviewDecision
 
@@ -94,23 +94,22 @@ def awaiting_review(stack, reference):
 
 
 def login(client, username="mrivera", password=PASSWORD):
-    return submit(client, "/provider/login", {"username": username, "password": password})
+    """Password, then the second factor when the account has one or the portal requires it."""
+    answer = submit(client, "/provider/login", {"username": username, "password": password})
+    return complete_second_factor(client, answer)
 
 
 @pytest.fixture
 def reviewer(stack):
-    with stack.session_factory() as session:
-        session.add(
-            StaffUser(
-                username="rita",
-                full_name="Rita Revisora",
-                password_hash=hash_password(REVIEWER_PASSWORD),
-                roles="reviewer",
-            )
-        )
-        session.commit()
+    add_staff(
+        stack.session_factory,
+        "rita",
+        REVIEWER_PASSWORD,
+        roles="reviewer",
+        full_name="Rita Revisora",
+    )
     client = stack.new_client()
-    response = submit(client, "/staff/login", {"username": "rita", "password": REVIEWER_PASSWORD})
+    response = sign_in_staff(client, stack.session_factory, "rita", REVIEWER_PASSWORD)
     assert response.status_code == 302
     return client
 
@@ -171,8 +170,10 @@ def test_application_is_confirmed_reviewed_approved_and_mailed(stack, reviewer):
     assert reference in body_text(approved)
     wait_until(lambda: registration(stack, reference).status == "approved")
 
-    signed_in = login(stack.client)
-    assert signed_in.status_code == 302 and signed_in.headers["Location"].endswith("/provider/")
+    first = submit(stack.client, "/provider/login", {"username": "mrivera", "password": PASSWORD})
+    assert first.headers["Location"].endswith("/provider/login/enrol")  # required for primaries
+    signed_in = complete_second_factor(stack.client, first)
+    assert "Códigos de recuperación" in signed_in.get_data(as_text=True)
     home = stack.client.get("/provider/").get_data(as_text=True)
     assert "Empleados de la oficina" in home
 
@@ -480,7 +481,9 @@ def test_forgotten_username_and_password_for_a_provider(stack, reviewer):
         client, link, {"password": "nueva-clave-9", "password_confirm": "nueva-clave-9"}
     )
     assert changed.status_code == 302
-    assert login(stack.new_client(), password="nueva-clave-9").status_code == 302
+    fresh = stack.new_client()
+    login(fresh, password="nueva-clave-9")
+    assert fresh.get("/provider/account/password").status_code == 200  # signed in
     assert login(stack.new_client()).status_code == 200
 
 

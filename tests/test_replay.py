@@ -24,6 +24,7 @@ EXPECTED_KINDS = {
     "UsernameReminderWorkflow",
     "InvitationWorkflow",
     "AccountNoticeWorkflow",
+    "StaffInvitationWorkflow",
 }
 
 

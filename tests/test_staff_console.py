@@ -9,30 +9,23 @@ from sqlalchemy import event
 from portal.models import (
     IdentityTry,
     Registration,
-    StaffUser,
     SupportCase,
 )
 from portal.passwords import hash_password
 from tests.fixtures.stack import csrf_token, submit
+from tests.fixtures.staff import add_staff, sign_in_staff
 from web import create_app
+from web.staff import PUBLIC_ENDPOINTS
 
 STAFF_PASSWORD = "consola-segura-123"
 
 
 @pytest.fixture
 def console(settings, session_factory):
-    with session_factory() as session:
-        session.add(
-            StaffUser(
-                username="mesa",
-                password_hash=hash_password(STAFF_PASSWORD),
-                roles="admin",
-            )
-        )
-        session.commit()
+    add_staff(session_factory, "mesa", STAFF_PASSWORD, roles="admin")
     app = create_app({"SETTINGS": settings, "TESTING": True})
     client = app.test_client()
-    submit(client, "/staff/login", {"username": "mesa", "password": STAFF_PASSWORD})
+    assert sign_in_staff(client, session_factory, "mesa", STAFF_PASSWORD).status_code == 302
     return app, client, session_factory
 
 
@@ -102,7 +95,7 @@ def staff_urls(app) -> list[str]:
     return [
         adapter.build(rule.endpoint, dict.fromkeys(rule.arguments, 1))
         for rule in app.url_map.iter_rules()
-        if rule.rule.startswith("/staff/") and rule.endpoint not in ("staff.login", "staff.logout")
+        if rule.rule.startswith("/staff/") and rule.endpoint not in PUBLIC_ENDPOINTS
     ]
 
 

@@ -7,7 +7,7 @@ import secrets
 from datetime import timedelta
 from functools import wraps
 
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import delete, select
@@ -19,6 +19,8 @@ from web.db import get_db
 
 REMEMBER_DAYS = 30
 BROWSER_SESSION_HOURS = 12
+LAST_SEEN_GRANULARITY = timedelta(seconds=30)
+"""A session's last_seen_at is written at most this often, so page views stay reads."""
 
 login_manager = LoginManager()
 login_manager.session_protection = None
@@ -43,33 +45,74 @@ class SignedIn:
         return isinstance(self.account, StaffUser)
 
 
+def idle_limit(row: UserSession, account: User | StaffUser) -> timedelta | None:
+    """Staff: the deployment's knob; applicants: their portal's, unless "keep me signed in"."""
+    if isinstance(account, StaffUser):
+        return timedelta(minutes=current_app.config["SETTINGS"].staff_idle_minutes)
+    if row.remember:
+        return None
+    portal = current_app.extensions["acceso.portals"].get(account.portal)
+    return timedelta(minutes=portal.policy.idle_minutes) if portal else None
+
+
 @login_manager.user_loader
 def load_signed_in(session_id: str) -> SignedIn | None:
     db = get_db()
     row = db.get(UserSession, token_hash(session_id))
-    if row is None or row.expires_at <= utcnow():
+    now = utcnow()
+    if row is None or row.expires_at <= now:
         return None
     if row.staff_id is not None:
-        staff = db.get(StaffUser, row.staff_id)
-        return SignedIn(session_id, staff) if staff and staff.active else None
-    user = db.get(User, row.user_id)
-    if user is None or user.status != "active":
+        account = db.get(StaffUser, row.staff_id)
+        if account is None or not account.active:
+            return None
+    else:
+        account = db.get(User, row.user_id)
+        if account is None or account.status != "active":
+            return None
+    limit = idle_limit(row, account)
+    if limit is not None and now - row.last_seen_at > limit:
+        db.delete(row)
+        db.commit()
+        g.ended_idle = True
         return None
-    return SignedIn(session_id, user)
+    if now - row.last_seen_at > LAST_SEEN_GRANULARITY:
+        row.last_seen_at = now
+        db.commit()
+    g.session_row = row
+    g.idle_limit = limit
+    return SignedIn(session_id, account)
+
+
+def keep_alive() -> int | None:
+    """Marks the current session as seen now; returns the seconds it may now stay idle."""
+    row: UserSession | None = g.get("session_row")
+    if row is None:
+        return None
+    row.last_seen_at = utcnow()
+    get_db().commit()
+    limit = g.get("idle_limit")
+    return int(limit.total_seconds()) if limit else None
 
 
 def start_session(account: User | StaffUser, remember: bool) -> None:
     """Writes the session row, then hands its id to Flask-Login (and its remember cookie)."""
     session_id = secrets.token_urlsafe(32)
     lifetime = timedelta(days=REMEMBER_DAYS) if remember else timedelta(hours=BROWSER_SESSION_HOURS)
+    if isinstance(account, StaffUser):
+        remember = False
+        lifetime = timedelta(hours=current_app.config["SETTINGS"].staff_session_hours)
     db = get_db()
+    now = utcnow()
     db.add(
         UserSession(
             id=token_hash(session_id),
             user_id=account.id if isinstance(account, User) else None,
             staff_id=account.id if isinstance(account, StaffUser) else None,
             remember=remember,
-            expires_at=utcnow() + lifetime,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + lifetime,
         )
     )
     db.commit()
@@ -106,6 +149,11 @@ def end_all_sessions(user_id: int) -> None:
     get_db().execute(delete(UserSession).where(UserSession.user_id == user_id))
 
 
+def end_all_staff_sessions(staff_id: int) -> None:
+    """A disabled staff member is signed out everywhere at their next request."""
+    get_db().execute(delete(UserSession).where(UserSession.staff_id == staff_id))
+
+
 def portal_login_required(view):
     """An applicant signed in to this portal; staff and other portals' users are sent to login."""
 
@@ -116,7 +164,10 @@ def portal_login_required(view):
             or current_user.is_staff
             or current_user.account.portal != g.portal.slug
         ):
-            flash(_("Inicie sesión para continuar."), "info")
+            if g.get("ended_idle"):
+                flash(_("Su sesión terminó por inactividad. Inicie sesión de nuevo."), "info")
+            else:
+                flash(_("Inicie sesión para continuar."), "info")
             return redirect(url_for("auth.login", next=request.full_path))
         return view(*args, **kwargs)
 
@@ -130,6 +181,8 @@ def staff_required(*roles: str):
         @wraps(view)
         def wrapped(*args, **kwargs):
             if not current_user.is_authenticated:
+                if g.get("ended_idle"):
+                    flash(_("Su sesión terminó por inactividad. Inicie sesión de nuevo."), "info")
                 return redirect(url_for("staff.login", next=request.full_path))
             if not current_user.is_staff:
                 abort(403)

@@ -10,6 +10,10 @@ class NoticeKind(StrEnum):
     """Each kind is an e-mail template pair, templates/email/<kind>.txt and .html."""
 
     PASSWORD_CHANGED = "password_changed"
+    SECOND_FACTOR_ADDED = "second_factor_added"
+    SECOND_FACTOR_REMOVED = "second_factor_removed"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    UNLOCKED_BY_HELPDESK = "unlocked_by_helpdesk"
     # Registration answers every applicant alike on screen; the mailbox owner learns the truth.
     REGISTRATION_NO_RECORD = "registration_no_record"
     REGISTRATION_EXISTING = "registration_existing"

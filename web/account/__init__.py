@@ -82,4 +82,7 @@ def change_password():
     )
 
 
-from web.account import employees  # noqa: E402,F401  (provider office employees and invitations)
+from web.account import (  # noqa: E402  (area modules add their routes to bp)
+    employees,  # noqa: E402,F401  (provider office employees and invitations)
+    security,  # noqa: E402,F401  (authenticator-app second factor)
+)

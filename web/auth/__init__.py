@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
+from portal import two_factor
 from portal.audit import add_event
 from portal.metrics import count_login
 from portal.models import LoginThrottle, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
+from web import second_factor
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
 from web.portals import portal_blueprint
-from web.sessions import active_user_by_username, end_session, start_session
+from web.sessions import (
+    active_user_by_username,
+    end_session,
+    keep_alive,
+    portal_login_required,
+    start_session,
+)
 
 bp = portal_blueprint("auth", __name__)
 
@@ -74,7 +83,7 @@ def _safe_next(target: str | None) -> str | None:
     return seen
 
 
-def _lock(throttle: LoginThrottle, user) -> None:
+def lock_account(throttle: LoginThrottle, user) -> None:
     """The screen keeps saying "wrong username or password" (it must not tell a stranger the
     account exists); the owner learns of the lock by e-mail, once, with the way to unlock it."""
     db = get_db()
@@ -109,14 +118,18 @@ def login():
             throttle = _throttle(key)
             throttle.failures += 1
             if throttle.failures == threshold:
-                _lock(throttle, user)
+                lock_account(throttle, user)
                 count_login(g.portal.slug, "locked")
             else:
                 count_login(g.portal.slug, "failed")
             form.form_errors.append(BAD_CREDENTIALS)
             db.commit()
             return render_template("auth/login.html", form=form), 200
-        if throttle is not None:
+        needs_factor = (
+            two_factor.factor_of(db, user) is not None
+            or user.role in g.portal.policy.require_second_factor
+        )
+        if throttle is not None and not needs_factor:
             db.delete(throttle)
         if (
             user.must_change_password
@@ -140,17 +153,53 @@ def login():
             ), 200
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(form.password.data)
-        if user.must_change_password:
-            user.password_expires_at = utcnow()
-        add_event(
-            db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id
-        )
-        start_session(user, remember=form.remember_me.data)
-        count_login(g.portal.slug, "ok")
-        if user.must_change_password:
-            return redirect(url_for("account.change_password"))
-        return redirect(_safe_next(request.args.get("next")) or url_for("main.home"))
+        next_url = _safe_next(request.args.get("next")) or ""
+        if needs_factor:
+            db.commit()
+            second_factor.begin(
+                "user",
+                user.id,
+                portal=g.portal.slug,
+                remember=bool(form.remember_me.data),
+                next=next_url,
+            )
+            if two_factor.factor_of(db, user) is None:
+                return redirect(url_for("auth.enrol"))
+            return redirect(url_for("auth.second_step"))
+        return redirect(finish_login(user, remember=form.remember_me.data, next_url=next_url))
     return render_template("auth/login.html", form=form, status=status)
+
+
+def finish_login(user, remember: bool, next_url: str) -> str:
+    """Every factor given: the session starts; returns where the applicant goes next."""
+    db = get_db()
+    if user.must_change_password:
+        user.password_expires_at = utcnow()
+    add_event(db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id)
+    start_session(user, remember=remember)
+    count_login(g.portal.slug, "ok")
+    if user.must_change_password:
+        return url_for("account.change_password")
+    return next_url or url_for("main.home")
+
+
+@bp.post("/session/keepalive")
+@portal_login_required
+def keepalive():
+    """The idle warning's "stay signed in": marks the session as seen, changes nothing else."""
+    return jsonify(idle_seconds=keep_alive())
+
+
+@bp.app_context_processor
+def idle_warning():
+    """What the page's idle-warning script needs: the idle limit and where to say "still here"."""
+    if not current_user.is_authenticated or g.get("idle_limit") is None:
+        return {"idle": None}
+    if current_user.is_staff:
+        url = url_for("staff.keepalive")
+    else:
+        url = url_for("auth.keepalive", portal=current_user.account.portal)
+    return {"idle": {"seconds": int(g.idle_limit.total_seconds()), "keepalive_url": url}}
 
 
 @bp.post("/logout")
@@ -158,3 +207,6 @@ def logout():
     end_session()
     flash(_("Cerró su sesión."), "info")
     return redirect(url_for("auth.login"))
+
+
+from web.auth import signin  # noqa: E402,F401  (the second sign-in step and enrolment)

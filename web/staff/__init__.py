@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import func, select
 from wtforms import PasswordField, StringField
 
+from portal import two_factor
 from portal.audit import add_event
-from portal.models import AuditEvent, LoginThrottle, StaffUser, utcnow
+from portal.models import AuditEvent, LoginThrottle, Passkey, StaffUser, utcnow
 from portal.passwords import verify_password
+from web import second_factor
 from web.auth import BAD_CREDENTIALS, _safe_next
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
-from web.sessions import end_session, staff_required, start_session
+from web.sessions import end_session, keep_alive, staff_required
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -49,14 +60,37 @@ def staff_helpers():
     return {"temporal_ui_link": temporal_ui_link}
 
 
+PUBLIC_ENDPOINTS = {"staff.login", "staff.logout"}
+"""Staff pages open without a session (each module adds its own); every other one checks roles."""
+
+
+def count_failure(db, key: str) -> bool:
+    """One more wrong password or code for this username; says whether it is now locked."""
+    throttle = db.get(LoginThrottle, ("staff", key))
+    if throttle is None:
+        throttle = LoginThrottle(portal="staff", username_key=key, failures=0)
+        db.add(throttle)
+    throttle.failures += 1
+    if throttle.failures >= STAFF_LOCKOUT:
+        throttle.locked_at = throttle.locked_at or utcnow()
+        add_event(db, actor="anonymous", action="staff.locked", username=key)
+    db.commit()
+    return throttle.failures >= STAFF_LOCKOUT
+
+
+def is_locked(db, key: str) -> bool:
+    throttle = db.get(LoginThrottle, ("staff", key))
+    return throttle is not None and throttle.failures >= STAFF_LOCKOUT
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    """The password step; a right password only opens the second step, never a page."""
     form = StaffLoginForm()
     if form.validate_on_submit():
         db = get_db()
         key = form.username.data.lower()
-        throttle = db.get(LoginThrottle, ("staff", key))
-        if throttle is not None and throttle.failures >= STAFF_LOCKOUT:
+        if is_locked(db, key):
             verify_password(None, form.password.data)
             form.form_errors.append(BAD_CREDENTIALS)
             return render_template("staff/login.html", form=form)
@@ -66,20 +100,13 @@ def login():
             or not staff.active
             or not verify_password(staff.password_hash if staff else None, form.password.data)
         ):
-            if throttle is None:
-                throttle = LoginThrottle(portal="staff", username_key=key, failures=0)
-                db.add(throttle)
-            throttle.failures += 1
-            if throttle.failures >= STAFF_LOCKOUT:
-                throttle.locked_at = utcnow()
-            db.commit()
+            count_failure(db, key)
             form.form_errors.append(BAD_CREDENTIALS)
             return render_template("staff/login.html", form=form)
-        if throttle is not None:
-            db.delete(throttle)
-        add_event(db, actor=f"staff:{staff.username}", action="staff.login")
-        start_session(staff, remember=False)
-        return redirect(_safe_next(request.args.get("next")) or url_for("staff.home"))
+        second_factor.begin("staff", staff.id, next=_safe_next(request.args.get("next")) or "")
+        if two_factor.factor_of(db, staff) is None and not staff_passkeys(db, staff):
+            return redirect(url_for("staff.enrol"))
+        return redirect(url_for("staff.second_step"))
     return render_template("staff/login.html", form=form)
 
 
@@ -88,6 +115,13 @@ def logout():
     end_session()
     flash(_("Cerró su sesión."), "info")
     return redirect(url_for("staff.login"))
+
+
+@bp.post("/session/keepalive")
+@staff_required()
+def keepalive():
+    """The idle warning's "stay signed in": marks the session as seen, changes nothing else."""
+    return jsonify(idle_seconds=keep_alive())
 
 
 @bp.get("/")
@@ -119,7 +153,15 @@ def audit():
     return render_template("staff/audit.html", events=events, workflow_id=workflow_id)
 
 
+def staff_passkeys(db, staff: StaffUser) -> list[Passkey]:
+    return db.scalars(select(Passkey).where(Passkey.staff_id == staff.id)).all()
+
+
 from web.staff import (  # noqa: E402  (area modules add their routes to bp)
+    admin,  # noqa: E402,F401  (staff administration)
     cases,  # noqa: E402,F401  (member help-desk cases)
+    helpdesk,  # noqa: E402,F401  (applicant accounts: unlock, reset second factor)
+    passkeys,  # noqa: E402,F401  (WebAuthn as a staff second factor)
     reviews,  # noqa: E402,F401  (provider applications: queue and decisions)
+    signin,  # noqa: E402,F401  (the second sign-in step and enrolment)
 )

@@ -1,0 +1,160 @@
+"""An applicant's second sign-in step: the authenticator code (or a recovery code) after the
+password, or enrolment when the portal's policy requires a factor the account does not have."""
+
+from __future__ import annotations
+
+from flask import flash, g, redirect, render_template, url_for
+from flask_babel import gettext as _
+
+from portal import two_factor
+from portal.audit import add_event
+from portal.models import LoginThrottle, User
+from processes.account_notice.service import notify_account_owner
+from processes.account_notice.vocabulary import NoticeKind
+from web import second_factor
+from web.auth import bp, finish_login, lock_account
+from web.db import get_db
+
+
+def _pending_user() -> tuple[User, dict] | tuple[None, None]:
+    state = second_factor.pending("user")
+    if state is None or state.get("portal") != g.portal.slug:
+        return None, None
+    user = get_db().get(User, state["id"])
+    if user is None or user.status != "active":
+        return None, None
+    return user, state
+
+
+def _back_to_password():
+    second_factor.clear()
+    flash(_("Escriba de nuevo su usuario y contraseña."), "info")
+    return redirect(url_for("auth.login"))
+
+
+def _throttle(db, user: User) -> LoginThrottle:
+    key = user.username.lower()
+    throttle = db.get(LoginThrottle, (g.portal.slug, key))
+    if throttle is None:
+        throttle = LoginThrottle(portal=g.portal.slug, username_key=key, failures=0)
+        db.add(throttle)
+    return throttle
+
+
+def _locked(db, user: User) -> bool:
+    throttle = db.get(LoginThrottle, (g.portal.slug, user.username.lower()))
+    return throttle is not None and throttle.failures >= g.portal.policy.login_lockout_threshold
+
+
+def _wrong_code(db, user: User, form) -> bool:
+    """A wrong code counts toward the portal's lockout like a wrong password."""
+    throttle = _throttle(db, user)
+    throttle.failures += 1
+    locked = throttle.failures >= g.portal.policy.login_lockout_threshold
+    if locked:
+        if throttle.locked_at is None:
+            lock_account(throttle, user)
+        second_factor.clear()
+        form.form_errors.append(second_factor.LOCKED_MESSAGE)
+    else:
+        form.code.errors.append(second_factor.WRONG_CODE)
+    db.commit()
+    return locked
+
+
+def _finish(user: User, state: dict) -> str:
+    db = get_db()
+    second_factor.clear()
+    throttle = db.get(LoginThrottle, (g.portal.slug, user.username.lower()))
+    if throttle is not None:
+        db.delete(throttle)
+    return finish_login(user, remember=bool(state.get("remember")), next_url=state.get("next", ""))
+
+
+def _code_page(form, locked: bool):
+    return render_template(
+        "second_factor/code.html", form=form, locked=locked, login_url=url_for("auth.login")
+    )
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def second_step():
+    user, state = _pending_user()
+    if user is None:
+        return _back_to_password()
+    db = get_db()
+    if two_factor.factor_of(db, user) is None:
+        return redirect(url_for("auth.enrol"))
+    form = second_factor.CodeForm()
+    if form.validate_on_submit():
+        if _locked(db, user):
+            second_factor.clear()
+            form.form_errors.append(second_factor.LOCKED_MESSAGE)
+            return _code_page(form, locked=True)
+        method = two_factor.check_code(db, user, form.code.data, second_factor.now())
+        if method is None:
+            return _code_page(form, locked=_wrong_code(db, user, form))
+        if method == "recovery":
+            left = two_factor.recovery_codes_left(db, user)
+            add_event(
+                db,
+                actor=f"user:{user.id}",
+                action="recovery_code.used",
+                portal=user.portal,
+                user_id=user.id,
+                left=left,
+            )
+            notify_account_owner(db, user, NoticeKind.RECOVERY_CODE_USED, left=str(left))
+        return redirect(_finish(user, state))
+    return _code_page(form, locked=False)
+
+
+def enrolment_page(form, secret: str, user: User, required: bool, action: str = ""):
+    uri = two_factor.provisioning_uri(secret, user.username, g.portal.name)
+    return render_template(
+        "second_factor/enrol.html",
+        form=form,
+        qr=two_factor.qr_data_uri(uri),
+        key=two_factor.grouped(secret),
+        required=required,
+        action=action,
+    )
+
+
+def confirm_enrolment(db, user: User, secret: str, step: int) -> list[str]:
+    """Saves the factor, audits it and e-mails the owner; the caller commits."""
+    codes = two_factor.enrol(db, user, secret, step)
+    add_event(
+        db,
+        actor=f"user:{user.id}",
+        action="second_factor.enrolled",
+        portal=user.portal,
+        user_id=user.id,
+    )
+    notify_account_owner(db, user, NoticeKind.SECOND_FACTOR_ADDED)
+    return codes
+
+
+@bp.route("/login/enrol", methods=["GET", "POST"])
+def enrol():
+    """The portal requires a factor this account lacks: enrol before the first page opens."""
+    user, state = _pending_user()
+    if user is None:
+        return _back_to_password()
+    db = get_db()
+    if two_factor.factor_of(db, user) is not None:
+        return redirect(url_for("auth.second_step"))
+    secret = second_factor.enrol_secret(two_factor.new_secret)
+    form = second_factor.EnrolForm()
+    if form.validate_on_submit():
+        step = two_factor.matching_step(secret, form.code.data, second_factor.now(), 0)
+        if step is None:
+            if _wrong_code(db, user, form):
+                return _code_page(form, locked=True)
+        else:
+            codes = confirm_enrolment(db, user, secret, step)
+            next_url = _finish(user, state)
+            return render_template(
+                "second_factor/recovery_codes.html", codes=codes, next_url=next_url
+            )
+    return enrolment_page(form, secret, user, required=True)
