@@ -30,7 +30,9 @@ STAFF_PASSWORD = "Mesa-de-ayuda-1"
 HELPDESK = "WebSupport@CHNCT.org"
 SEED_MESSAGE = "La información personal que usted ha puesto no se puede validar con nuestro sistema"
 CARLOS = {
-    "date_of_birth": "1979-11-03",
+    "birth_day": "3",
+    "birth_month": "11",
+    "birth_year": "1979",
     "first_name": "Carlos",
     "last_name": "Santos",
     "suffix": "Jr.",

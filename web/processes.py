@@ -107,7 +107,7 @@ def start_registration(
             id=workflow_id,
             task_queue=_task_queue(),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"{portal.name}: registration {reference}",
+            static_summary=f"{portal.name.source}: registration {reference}",
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(search_attributes.PORTAL, portal.slug),
@@ -198,7 +198,7 @@ def start_password_reset(portal: Portal, user_id: int | None) -> str:
             start,
             id=workflow_id,
             task_queue=_task_queue(),
-            static_summary=f"{portal.name}: password reset",
+            static_summary=f"{portal.name.source}: password reset",
             **extra,
         )
     )
@@ -232,7 +232,7 @@ def start_username_reminder(
             task_queue=_task_queue(),
             start_signal="remind",
             start_signal_args=[ReminderRequest(first_name=first_name, last_name=last_name)],
-            static_summary=f"{portal.name}: forgotten username",
+            static_summary=f"{portal.name.source}: forgotten username",
         )
     )
     return workflow_id
@@ -256,7 +256,7 @@ def start_invitation(portal: Portal, workflow_id: str, invitation_pk: int, invit
             id=workflow_id,
             task_queue=_task_queue(),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"{portal.name}: employee invitation",
+            static_summary=f"{portal.name.source}: employee invitation",
         )
     )
 

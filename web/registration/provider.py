@@ -132,7 +132,7 @@ def user_form(draft_user: dict) -> FlaskForm:
         ),
     }
     choices = [SelectChoice("", _l("Elija una pregunta"))] + [
-        SelectChoice(q, q) for q in portal.security_questions
+        SelectChoice(q.source, q) for q in portal.security_questions
     ]
     for n in range(1, count + 1):
         attrs[f"security_question_{n}"] = SelectField(
