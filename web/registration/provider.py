@@ -342,6 +342,7 @@ def provider_summary():
     if "office" not in draft.data:
         return redirect(url_for("registration.provider_office"))
     form = SummaryForm()
+    shown = {q.source: q for q in g.portal.security_questions}  # in the reader's language
     if form.validate_on_submit():
         if request.form.get("action") == "previous":
             return redirect(url_for("registration.provider_office"))
@@ -353,6 +354,7 @@ def provider_summary():
         "registration/provider_summary.html",
         form=form,
         user=draft.data["user"],
+        questions=[shown.get(q, q) for q in draft.data["user"].get("questions", [])],
         office=draft.data["office"],
     )
 
