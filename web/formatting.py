@@ -53,6 +53,11 @@ def when(value: datetime | None) -> str:
     return format_datetime(value, "d MMM y, HH:mm")
 
 
+def iso(value: datetime | None) -> str:
+    """A moment for a <time datetime> attribute, to the second."""
+    return value.replace(microsecond=0).isoformat() if value else ""
+
+
 def day(value: date | datetime | str | None) -> str:
     """A date ("1979-11-03" as records keep it, or a date) as "3 nov 1979"."""
     if not value:
@@ -68,5 +73,6 @@ def day(value: date | datetime | str | None) -> str:
 def init_app(app: Flask) -> None:
     app.add_template_filter(when, "when")
     app.add_template_filter(day, "day")
+    app.add_template_filter(iso, "iso")
     app.add_template_filter(status_badge, "status_badge")
     app.add_template_filter(status_label, "status_label")
