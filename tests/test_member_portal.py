@@ -144,6 +144,46 @@ def test_declining_the_agreement_returns_to_login_and_keeps_nothing(members):
         assert session.scalar(select(Registration.id)) is None
 
 
+def test_date_of_birth_is_typed_as_day_month_and_year_with_one_clear_message(members):
+    client = members.client
+    accept(client)
+    impossible = identity(client, {**CARLOS, "birth_day": "31", "birth_month": "2"})
+    text = impossible.get_data(as_text=True)
+    assert "Esa fecha no existe. Revise el día y el mes" in text
+    assert 'id="birth-error"' in text and 'aria-describedby="birth-help birth-error"' in text
+    assert 'value="31"' in text and '<option selected value="2">' in text
+    assert 'value="Carlos"' in text
+    missing = identity(client, {**CARLOS, "birth_year": ""}).get_data(as_text=True)
+    assert "Escriba su fecha de nacimiento completa" in missing
+    with members.session_factory() as session:
+        assert session.scalar(select(IdentityTry.id)) is None  # never reached the record
+
+
+def test_each_step_says_where_you_are_and_every_step_after_the_first_goes_back(members):
+    client = members.client
+    first = page(client)
+    assert "Paso 1 de 4" in first and 'aria-current="step">Acuerdo de licencia' in first
+    accept(client)
+    second = page(client)
+    assert "Paso 2 de 4" in second and 'aria-current="step">Información personal' in second
+    assert submit(client, "/member/register", {"action": "previous"}).status_code == 302
+    assert "Paso 1 de 4" in page(client)
+    accept(client)
+    with members.session_factory() as session:
+        assert len(session.scalars(select(Registration.id)).all()) == 1  # not a second one
+
+    assert identity(client, CARLOS).status_code == 302
+    assert "Paso 3 de 4" in page(client)
+    assert submit(client, "/member/register", {"action": "previous"}).status_code == 302
+    validated = page(client)
+    assert "Paso 2 de 4" in validated and "Ya validamos su información personal" in validated
+    assert "3 nov 1979" in validated
+    assert submit(client, "/member/register", {"action": "next"}).status_code == 302
+    assert "Paso 3 de 4" in page(client)
+    assert credentials(client).status_code == 302
+    assert "Paso 4 de 4" in page(client)
+
+
 def test_whole_path_creates_an_inactive_account_confirmed_by_email(members):
     client = members.client
     accept(client)
