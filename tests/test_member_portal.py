@@ -150,6 +150,7 @@ def test_date_of_birth_is_typed_as_day_month_and_year_with_one_clear_message(mem
     impossible = identity(client, {**CARLOS, "birth_day": "31", "birth_month": "2"})
     text = impossible.get_data(as_text=True)
     assert "Esa fecha no existe. Revise el día y el mes" in text
+    assert '<a href="#birth_day">Fecha de nacimiento: Esa fecha' in text
     assert 'id="birth-error"' in text and 'aria-describedby="birth-help birth-error"' in text
     assert 'value="31"' in text and '<option selected value="2">' in text
     assert 'value="Carlos"' in text
