@@ -13,7 +13,13 @@ import json
 import pytest
 
 from tests.fixtures.browser import chromium, serving
-from tests.fixtures.showcase import PASSWORD, STAFF_PASSWORD, seed_showcase
+from tests.fixtures.showcase import (
+    INVITATION_TOKEN,
+    PASSWORD,
+    RESET_TOKEN,
+    STAFF_PASSWORD,
+    seed_showcase,
+)
 from web import create_app
 
 pytestmark = pytest.mark.browser
@@ -152,6 +158,14 @@ def test_every_public_page_of_every_portal(walk):
     walk.refuse("/patient/register", {"#email": "ana@example.org"}, "patient register")
     walk.visit("/member/register", "member agreement")
     walk.visit("/provider/invitation/no-such-token", "invitation invalid")
+    walk.visit(f"/provider/invitation/{INVITATION_TOKEN}", "accept an invitation")
+    walk.refuse(f"/provider/invitation/{INVITATION_TOKEN}", {}, "accept an invitation")
+    walk.visit(f"/provider/reset/{RESET_TOKEN}", "new password")
+    walk.refuse(
+        f"/provider/reset/{RESET_TOKEN}",
+        {"#password": "una-clave-larga", "#password_confirm": "otra-clave-larga"},
+        "new password",
+    )
     walk.visit("/member/register/continue/no-such-token", "member continue link invalid")
 
 
@@ -180,6 +194,8 @@ def test_every_signed_in_page_of_every_portal(walk):
         walk.refuse(
             f"/{portal}/account/password", {"#current_password": "equivocada"}, "change password"
         )
+        if portal == "patient":
+            walk.visit("/staff/", "forbidden")
         if portal == "provider":
             walk.visit("/provider/account/employees")
             walk.refuse(
@@ -275,3 +291,38 @@ def _member_wizard(walk: Walk, showcase) -> None:
     page.wait_for_selector("#certify")
     walk.visit("/member/register", "member review")
     walk.refuse("/member/register", {}, "member review", "button[value=finish]")
+    page.check("#certify")
+    page.click("button[value=finish]")
+    page.wait_for_url("**/member/register/done/**")
+    walk.visit(page.url.removeprefix(walk.base).split("?")[0], "member done")
+
+    for lang in LANGUAGES:  # a client ID that already has an account
+        sign_out(page)
+        _start_member_identity(walk, lang)
+        for name, value in {
+            "birth_day": "12",
+            "birth_month": "4",
+            "birth_year": "1985",
+            "first_name": "María",
+            "last_name": "López",
+            "client_id": "100200302",
+        }.items():
+            enter(page, f"#{name}", value)
+        page.click("button[value=next]")
+        page.wait_for_selector("main a[href$='/recover/username']")
+        walk.check("member already has an account")
+
+    sign_out(page)  # three tries that do not match: the help desk
+    _start_member_identity(walk, "es")
+    for _ in range(3):
+        for name, value in {**showcase.member_record, "client_id": "100200399"}.items():
+            enter(page, f"#{name}", value)
+        page.click("button[value=next]")
+        page.wait_for_load_state()
+    walk.visit("/member/register", "member escalated")
+
+
+def _start_member_identity(walk: Walk, lang: str) -> None:
+    walk.page.goto(f"{walk.base}/member/register?lang={lang}")
+    walk.page.click("button[value=accept]")
+    walk.page.wait_for_selector("#first_name")
