@@ -131,6 +131,7 @@ def test_the_audit_log_filters_by_who_what_portal_and_dates(console):
             (1, "staff:rita", "staff.login", ""),
             (2, "applicant", "identity.failed", "member"),
             (3, "applicant", "registration.submitted", "provider"),
+            (3, "system", "email.confirm_email", "provider"),
         ):
             session.add(
                 AuditEvent(
@@ -153,6 +154,7 @@ def test_the_audit_log_filters_by_who_what_portal_and_dates(console):
     assert "2 oct 2026, 09:00" in by_action and "El solicitante envió" not in by_action
     by_portal = sentences("portal=provider&since=2026-10-01&until=2026-10-31")
     assert "El solicitante envió el registro." in by_portal
+    assert "Se envió el correo «confirmación del correo electrónico»." in by_portal
     assert "validar su identidad" not in by_portal
     by_days = sentences("since=2026-10-02&until=2026-10-02")
     assert "2 oct 2026" in by_days and "1 oct 2026" not in by_days and "3 oct 2026" not in by_days

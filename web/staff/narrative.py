@@ -58,6 +58,25 @@ SENTENCES = {
 }
 """Sentences by action; %(who)s is the actor, other placeholders come from the event's detail."""
 
+EMAILS = {
+    "confirm_email": _l("confirmación del correo electrónico"),
+    "user_confirmed": _l("usuario confirmado"),
+    "identity_escalated": _l("aviso a la mesa de ayuda"),
+    "identity_retry_allowed": _l("otro intento permitido"),
+    "registration_closed": _l("registro cerrado"),
+    "registration_approved": _l("solicitud aprobada"),
+    "registration_denied": _l("solicitud denegada"),
+    "registration_lapsed": _l("solicitud vencida"),
+    "review_overdue": _l("revisión vencida"),
+    "invitation": _l("invitación de empleado"),
+    "password_changed": _l("contraseña cambiada"),
+    "reset_confirm": _l("confirmar el cambio de contraseña"),
+    "reset_link": _l("enlace para una nueva contraseña"),
+    "temporary_password": _l("contraseña temporal"),
+    "username_reminder": _l("recordatorio de usuario"),
+}
+"""The e-mails by template, as the audit log names them."""
+
 ACTION_GROUPS = {
     "registration": _l("Registros"),
     "review": _l("Decisiones de revisión"),
@@ -107,7 +126,10 @@ def sentence(event: AuditEvent) -> str:
     template = SENTENCES.get(event.action)
     if template is None:
         if event.action.startswith("email."):
-            return _("Se envió el correo «%(name)s».", name=event.action.removeprefix("email."))
+            template_name = event.action.removeprefix("email.")
+            return _(
+                "Se envió el correo «%(name)s».", name=EMAILS.get(template_name, template_name)
+            )
         if event.action.startswith("import."):
             return _("%(who)s importó registros.", who=values["who"])
         return f"{values['who']}: {event.action}"
