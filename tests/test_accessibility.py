@@ -39,7 +39,7 @@ class Walk:
     def __init__(self, browser, base: str):
         from axe_playwright_python.sync_playwright import Axe
 
-        self.context = browser.new_context(viewport=DESKTOP, bypass_csp=True)
+        self.context = browser.new_context(viewport=DESKTOP)
         self.context.add_init_script(script=Axe().axe_script)
         self.page = self.context.new_page()
         self.page.set_default_timeout(20_000)
