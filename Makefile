@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.acceso-installed
 ARGS ?=
 
-.PHONY: run test test-faults install lint translations histories
+.PHONY: run test test-faults install lint translations histories screenshots
 
 run: $(STAMP)
 	$(BIN)/acceso dev $(ARGS)
@@ -44,3 +44,10 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $@
+
+# Screenshots of each portal's main pages at 1280 and 375 px, both languages, into var/screenshots
+# (not in git) for a person to review; headless Chromium, no Temporal needed.
+screenshots: $(STAMP)
+	rm -rf var/screenshots
+	ACCESO_SCREENSHOTS=$(CURDIR)/var/screenshots $(BIN)/pytest -p no:cacheprovider -q tests/test_screenshots.py
+	@echo "screenshots in var/screenshots"

@@ -100,6 +100,19 @@ def client_key(client_id: str) -> str:
     return "".join((client_id or "").split()).upper()
 
 
+def mismatched_fields(record: MemberRecord | None, attempt: IdentityAttempt) -> list[str]:
+    """Which typed fields differ from the member record; only `client_id` if there is none."""
+    if record is None:
+        return ["client_id"]
+    compared = (
+        ("date_of_birth", record.date_of_birth, attempt.date_of_birth.strip()),
+        ("first_name", clean_name(record.first_name), clean_name(attempt.first_name)),
+        ("last_name", clean_name(record.last_name), clean_name(attempt.last_name)),
+        ("suffix", clean_name(record.suffix), clean_name(attempt.suffix)),
+    )
+    return [name for name, kept, typed in compared if kept != typed]
+
+
 def member_contact(session: Session, portal: str, client_id: str) -> str:
     """The e-mail on the member record of a client ID ("" if none or unknown)."""
     if not client_id:
@@ -152,12 +165,8 @@ class RecordActivities:
                     .where(MemberRecord.portal == attempt.portal)
                     .where(func.upper(MemberRecord.client_id) == key)
                 )
-            matched = record is not None and (
-                clean_name(record.first_name) == clean_name(attempt.first_name)
-                and clean_name(record.last_name) == clean_name(attempt.last_name)
-                and clean_name(record.suffix) == clean_name(attempt.suffix)
-                and record.date_of_birth == attempt.date_of_birth.strip()
-            )
+            mismatch = [] if blocked else mismatched_fields(record, attempt)
+            matched = record is not None and not mismatch
             if matched:
                 counter.strikes = 0
                 session.execute(
@@ -181,6 +190,7 @@ class RecordActivities:
                     matched=matched,
                     blocked=blocked,
                     strikes=counter.strikes,
+                    mismatch=",".join(mismatch),
                 )
             )
             add_event(

@@ -7,6 +7,67 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
+DEFAULT_LANGUAGE = "es"
+
+
+class Text(str):
+    """A text people read, from the config file, in one or more languages: `"..."` or
+    `{ es = "...", en = "..." }`. As a plain string it is the default language (so stored
+    values, e.g. a chosen security question, never depend on the reader); rendered in a page or
+    formatted into a message it is in the request's language, falling back to the default."""
+
+    translations: dict[str, str]
+
+    def __new__(cls, value: str | dict[str, str]) -> Text:
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError("a translated text needs at least one language")
+            source = value.get(DEFAULT_LANGUAGE) or next(iter(value.values()))
+            text = super().__new__(cls, source)
+            text.translations = {str(k): str(v) for k, v in value.items()}
+        else:
+            text = super().__new__(cls, value)
+            text.translations = {}
+        return text
+
+    @property
+    def source(self) -> str:
+        """The default-language text, as a plain `str`."""
+        return str.__str__(self)
+
+    def get(self, language: str | None) -> str:
+        return self.translations.get(language or "", "") or self.source
+
+    def localised(self) -> str:
+        return self.get(_current_language())
+
+    def __str__(self) -> str:
+        return self.localised()
+
+    def __format__(self, spec: str) -> str:
+        return format(self.localised(), spec)
+
+    def __html__(self) -> str:
+        from markupsafe import escape
+
+        return str(escape(self.localised()))
+
+    def __reduce__(self):
+        return (Text, (self.translations or self.source,))
+
+
+def _current_language() -> str | None:
+    """The request's language where there is one (flask-babel), else None (the default)."""
+    try:
+        from flask_babel import get_locale
+    except ImportError:  # pragma: no cover - the worker has flask-babel too
+        return None
+    try:
+        locale = get_locale()
+    except RuntimeError:
+        return None
+    return str(locale) if locale else None
+
 
 @dataclass(frozen=True)
 class PasswordRules:
@@ -57,8 +118,9 @@ class Portal:
     support_email: str = ""
     helpdesk_email: str = ""
     escalation_email: str = ""
-    support_phones: tuple[tuple[str, str], ...] = ()
-    security_questions: tuple[str, ...] = ()
+    support_phones: tuple[tuple[Text, str], ...] = ()
+    security_questions: tuple[Text, ...] = ()
+    logo: str = ""
     staff_restricted: bool = True
     policy: Policy = field(default_factory=Policy)
     password_rules: PasswordRules = field(default_factory=PasswordRules)
@@ -69,6 +131,10 @@ class Portal:
             raise ValueError(f"portal {self.slug}: unknown flow {self.flow!r}")
         if not self.steps:
             object.__setattr__(self, "steps", FLOW_STEPS[self.flow])
+
+
+_TEXTS = ("name", "organisation")
+"""Portal settings people read, translatable per language like support labels and questions."""
 
 
 def _build(cls, data: dict):
@@ -92,20 +158,47 @@ def _portal_from(slug: str, data: dict) -> Portal:
         Portal,
         {
             **data,
+            **{key: Text(data[key]) for key in _TEXTS if key in data},
             "slug": slug,
             "policy": _policy_from(data.get("policy", {})),
             "password_rules": _build(PasswordRules, data.get("password_rules", {})),
             "support_phones": tuple(
-                (p["label"], p["number"]) for p in data.get("support_phones", [])
+                (Text(p["label"]), p["number"]) for p in data.get("support_phones", [])
             ),
-            "security_questions": tuple(data.get("security_questions", [])),
+            "security_questions": tuple(Text(q) for q in data.get("security_questions", [])),
             "steps": tuple(data.get("steps", ())),
         },
     )
 
 
+@dataclass(frozen=True)
+class Site:
+    """What every page's header and footer show: the organisation, its logo (a path under
+    web/static or a URL) and links to its policies; empty links are left out."""
+
+    organisation: Text = field(default_factory=lambda: Text("Acceso"))
+    logo: str = ""
+    privacy_url: str = ""
+    terms_url: str = ""
+    accessibility_url: str = ""
+    language_assistance_url: str = ""
+
+
+@lru_cache(maxsize=8)
+def _read(path: Path) -> dict:
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
 @lru_cache(maxsize=8)
 def load_portals(path: Path) -> dict[str, Portal]:
-    with open(path, "rb") as handle:
-        raw = tomllib.load(handle)
+    raw = _read(path)
     return {slug: _portal_from(slug, data) for slug, data in raw.get("portals", {}).items()}
+
+
+@lru_cache(maxsize=8)
+def load_site(path: Path) -> Site:
+    data = dict(_read(path).get("site", {}))
+    if "organisation" in data:
+        data["organisation"] = Text(data["organisation"])
+    return _build(Site, data)

@@ -13,6 +13,7 @@ from pathlib import Path
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from portal.config import Text
 from portal.metrics import count_email_failure
 from portal.settings import Settings
 from portal.translations import TRANSLATIONS_DIR, compile_catalogs
@@ -62,7 +63,10 @@ class Mailer:
         self.settings = settings
 
     def render(self, template: str, locale: str, context: dict) -> tuple[str, str, str]:
-        env = _environment(locale if locale in ("es", "en") else "es")
+        locale = locale if locale in ("es", "en") else "es"
+        env = _environment(locale)
+        # Configured texts (portal names, labels) in the recipient's language.
+        context = {k: v.get(locale) if isinstance(v, Text) else v for k, v in context.items()}
         text_template = env.get_template(f"{template}.txt")
         subject = str(text_template.make_module(context).subject).strip()
         text = text_template.render(context)

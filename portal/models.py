@@ -369,6 +369,10 @@ class IdentityTry(Base):
     matched: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     strikes: Mapped[int] = mapped_column(Integer, default=0)
+    mismatch: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    """Comma-separated fields that differed from the record (`client_id` when there is no
+    record for the typed ID), so the help desk knows what to ask about; never shown to the
+    applicant, who only learns that the data did not validate."""
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -30,7 +30,9 @@ STAFF_PASSWORD = "Mesa-de-ayuda-1"
 HELPDESK = "WebSupport@CHNCT.org"
 SEED_MESSAGE = "La información personal que usted ha puesto no se puede validar con nuestro sistema"
 CARLOS = {
-    "date_of_birth": "1979-11-03",
+    "birth_day": "3",
+    "birth_month": "11",
+    "birth_year": "1979",
     "first_name": "Carlos",
     "last_name": "Santos",
     "suffix": "Jr.",
@@ -132,13 +134,54 @@ def test_declining_the_agreement_returns_to_login_and_keeps_nothing(members):
         assert session.scalar(select(Registration.id)) is None
 
 
+def test_date_of_birth_is_typed_as_day_month_and_year_with_one_clear_message(members):
+    client = members.client
+    accept(client)
+    impossible = identity(client, {**CARLOS, "birth_day": "31", "birth_month": "2"})
+    text = impossible.get_data(as_text=True)
+    assert "Esa fecha no existe. Revise el día y el mes" in text
+    assert '<a href="#birth_day">Fecha de nacimiento: Esa fecha' in text
+    assert 'id="birth-error"' in text and 'aria-describedby="birth-help birth-error"' in text
+    assert 'value="31"' in text and '<option selected value="2">' in text
+    assert 'value="Carlos"' in text
+    missing = identity(client, {**CARLOS, "birth_year": ""}).get_data(as_text=True)
+    assert "Escriba su fecha de nacimiento completa" in missing
+    with members.session_factory() as session:
+        assert session.scalar(select(IdentityTry.id)) is None  # never reached the record
+
+
+def test_each_step_says_where_you_are_and_every_step_after_the_first_goes_back(members):
+    client = members.client
+    first = page(client)
+    assert "Paso 1 de 4" in first and 'aria-current="step">Acuerdo de licencia' in first
+    accept(client)
+    second = page(client)
+    assert "Paso 2 de 4" in second and 'aria-current="step">Información personal' in second
+    assert submit(client, "/member/register", {"action": "previous"}).status_code == 302
+    assert "Paso 1 de 4" in page(client)
+    accept(client)
+    with members.session_factory() as session:
+        assert len(session.scalars(select(Registration.id)).all()) == 1  # not a second one
+
+    assert identity(client, CARLOS).status_code == 302
+    assert "Paso 3 de 4" in page(client)
+    assert submit(client, "/member/register", {"action": "previous"}).status_code == 302
+    validated = page(client)
+    assert "Paso 2 de 4" in validated and "Ya validamos su información personal" in validated
+    assert "3 nov 1979" in validated
+    assert submit(client, "/member/register", {"action": "next"}).status_code == 302
+    assert "Paso 3 de 4" in page(client)
+    assert credentials(client).status_code == 302
+    assert "Paso 4 de 4" in page(client)
+
+
 def test_whole_path_creates_an_inactive_account_confirmed_by_email(members):
     client = members.client
     accept(client)
 
     failed = identity(client, WRONG).get_data(as_text=True)
     assert SEED_MESSAGE in failed
-    assert 'value="100200301"' in failed and 'value="1979-11-03"' in failed
+    assert 'value="100200301"' in failed and 'value="1979"' in failed
 
     # Exact as on the card, but spaces and letter case do not matter.
     matched = identity(
@@ -154,7 +197,7 @@ def test_whole_path_creates_an_inactive_account_confirmed_by_email(members):
 
     assert credentials(client).status_code == 302
     summary = page(client)
-    for shown in ("carlos.santos", "carlos@example.org", "100200301", "1979-11-03", "Jr."):
+    for shown in ("carlos.santos", "carlos@example.org", "100200301", "3 nov 1979", "Jr."):
         assert shown in summary
     assert "¿En qué ciudad nació su madre?" in summary
     assert PASSWORD not in summary and "Hartford" not in summary
@@ -238,7 +281,8 @@ def test_three_strikes_send_the_applicant_to_the_help_desk_and_retry_is_allowed(
     assert "(1979)" in listing and "1979-11-03" not in listing
     assert "/workflows/registration/member/" in listing  # Temporal UI link
     detail = agent.get(case_path).get_data(as_text=True)
-    assert "escalated" in detail and detail.count("no coincide") == 3
+    assert "En la mesa de ayuda" in detail and detail.count("no coincide") == 3
+    assert "Qué no coincidió con el expediente en el último intento:</strong> sufijo" in detail
 
     resolved = submit(
         agent, case_path, {"outcome": "allow_retry", "note": "Llamó; el sufijo es Jr."}

@@ -162,7 +162,8 @@ def test_application_is_confirmed_reviewed_approved_and_mailed(stack, reviewer):
     detail = reviewer.get(f"/staff/reviews/{reference}").get_data(as_text=True)
     assert "NPI válido" in detail and "EIN válido" in detail
     assert "marta@clinica.example" in detail and "+17877582000" in detail
-    assert "registration.email_confirmed" in detail and "registration.review_started" in detail
+    assert "confirmó su correo electrónico." in detail
+    assert "Empezó la revisión; vence el" in detail
     assert "Ninguna otra oficina" in detail
 
     assert decide(reviewer, reference, "approve").status_code == 302

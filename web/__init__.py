@@ -10,12 +10,12 @@ from flask import Flask, g, request
 from flask_babel import Babel, get_locale
 from flask_wtf.csrf import CSRFProtect
 
-from portal.config import load_portals
+from portal.config import load_portals, load_site
 from portal.db import make_engine, make_session_factory
 from portal.settings import Settings, load_settings
 from portal.translations import compile_catalogs
 from web import db as web_db
-from web import errors, ratelimit, security
+from web import errors, formatting, ratelimit, security
 from web import metrics as web_metrics
 from web.i18n import LANG_COOKIE, select_locale
 from web.sessions import login_manager
@@ -66,6 +66,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["acceso.engine"] = engine
     app.extensions["acceso.sessions"] = make_session_factory(engine)
     app.extensions["acceso.portals"] = load_portals(settings.portals_file)
+    app.extensions["acceso.site"] = load_site(settings.portals_file)
     app.extensions["acceso.temporal"] = test_config.get("TEMPORAL") or TemporalBridge(settings)
 
     compile_catalogs()
@@ -75,6 +76,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
     login_manager.login_view = None
+    formatting.init_app(app)
 
     from web import account, auth, codec, health, main, recovery, registration, staff
 
@@ -105,6 +107,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         return {
             "portal": g.get("portal"),
             "all_portals": app.extensions["acceso.portals"],
+            "site": app.extensions["acceso.site"],
             "get_locale": get_locale,
         }
 

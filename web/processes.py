@@ -88,7 +88,7 @@ def start_registration(
                 id=workflow_id,
                 task_queue=_task_queue(),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"{portal.name}: registration {reference}",
+                static_summary=f"{portal.name.source}: registration {reference}",
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(search_attributes.PORTAL, portal.slug),

@@ -49,7 +49,7 @@ def request_password_reset(
         workflow_id=workflow_id,
         payload=start,
         reuse_finished_id=True,
-        summary=f"{portal.name}: password reset",
+        summary=f"{portal.name.source}: password reset",
         **extra,
     )
     add_event(
@@ -86,7 +86,7 @@ def request_username_reminder(
         signal="remind",
         signal_payload=ReminderRequest(first_name=first_name, last_name=last_name),
         reuse_finished_id=True,
-        summary=f"{portal.name}: forgotten username",
+        summary=f"{portal.name.source}: forgotten username",
     )
     session.commit()
     return workflow_id

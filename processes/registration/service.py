@@ -64,7 +64,7 @@ def begin(
             policy=portal.policy,
             user_id=user.id if user else None,
         ),
-        summary=f"{portal.name}: registration {registration.reference}",
+        summary=f"{portal.name.source}: registration {registration.reference}",
         search_attributes={
             search_attributes.PORTAL.name: portal.slug,
             search_attributes.REFERENCE.name: registration.reference,

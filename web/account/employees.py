@@ -145,7 +145,7 @@ def _invite(primary: User, form: InviteForm) -> bool:
             invitation_days=g.portal.policy.invitation_days,
             invited_by=_actor(primary),
         ),
-        summary=f"{g.portal.name}: employee invitation",
+        summary=f"{g.portal.name.source}: employee invitation",
     )
     db.commit()
     return True

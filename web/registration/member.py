@@ -75,25 +75,63 @@ class AgreementForm(once.SubmitOnceForm):
     )
 
 
-def _real_date(form, field):
-    try:
-        born = date.fromisoformat(field.data)
-    except ValueError as error:
-        raise ValidationError(_l("Escriba una fecha válida (AAAA-MM-DD).")) from error
-    if born > date.today():
-        raise ValidationError(_l("La fecha de nacimiento no puede ser futura."))
+MONTHS = (
+    _l("enero"),
+    _l("febrero"),
+    _l("marzo"),
+    _l("abril"),
+    _l("mayo"),
+    _l("junio"),
+    _l("julio"),
+    _l("agosto"),
+    _l("septiembre"),
+    _l("octubre"),
+    _l("noviembre"),
+    _l("diciembre"),
+)
 
 
-class IdentityForm(CheckedForm):
-    date_of_birth = StringField(
-        _l("Fecha de nacimiento"),
-        filters=[strip],
-        validators=[
-            required(),
-            Regexp(r"^\d{4}-\d{2}-\d{2}$", message=_l("Use el formato AAAA-MM-DD.")),
-            _real_date,
-        ],
+class DateOfBirthParts:
+    """Day, month and year typed apart (no format to remember), joined into one real date; the
+    single clear message goes on the day, where the group's message is shown."""
+
+    birth_day = StringField(_l("Día"), filters=[strip])
+    birth_month = SelectField(
+        _l("Mes"),
+        choices=[SelectChoice("", _l("Elija el mes"))]
+        + [SelectChoice(str(n), name) for n, name in enumerate(MONTHS, 1)],
+        validate_choice=False,
     )
+    birth_year = StringField(_l("Año"), filters=[strip])
+
+    def validate_birth_day(self, field):
+        parts = (self.birth_day.data or "", self.birth_month.data or "", self.birth_year.data or "")
+        if not all(parts):
+            raise ValidationError(
+                _l("Escriba su fecha de nacimiento completa: día, mes y año (4 cifras).")
+            )
+        if not all(p.isdigit() for p in parts) or len(parts[2]) != 4:
+            raise ValidationError(_l("Escriba el día y el año con números, por ejemplo 12 y 1985."))
+        try:
+            born = date(int(parts[2]), int(parts[1]), int(parts[0]))
+        except ValueError as error:
+            raise ValidationError(
+                _l("Esa fecha no existe. Revise el día y el mes de su fecha de nacimiento.")
+            ) from error
+        if born > date.today():
+            raise ValidationError(_l("La fecha de nacimiento no puede ser futura."))
+        if born.year < 1900:
+            raise ValidationError(_l("Revise el año de su fecha de nacimiento."))
+
+    @property
+    def date_of_birth(self) -> str:
+        """The joined date, ISO 8601 as the member record keeps it (only after validation)."""
+        return date(
+            int(self.birth_year.data), int(self.birth_month.data), int(self.birth_day.data)
+        ).isoformat()
+
+
+class IdentityForm(DateOfBirthParts, CheckedForm):
     first_name = StringField(
         _l("Nombre"),
         filters=[strip],
@@ -162,6 +200,16 @@ def credentials_form_class(questions: tuple[str, ...], count: int) -> type:
             )
         _CREDENTIAL_FORMS[key] = type("MemberCredentialsForm", (CredentialsBase,), attrs)
     return _CREDENTIAL_FORMS[key]
+
+
+class BackForm(CheckedForm):
+    """The "Previo" button every step after the first carries."""
+
+    action = StringField(validators=[AnyOf(["previous", "next"])])
+
+
+WIZARD = ("agreement", "identity", "account", "review")
+"""The wizard's steps in order; "Paso N de M" and the back button follow it."""
 
 
 class ReviewForm(once.SubmitOnceForm):
@@ -240,6 +288,10 @@ def register():
         _forget()
         return _agreement()
     step = _sync_step(state, registration)
+    if step in WIZARD[1:] and request.form.get("action") == "previous" and BackForm().validate():
+        state["step"] = WIZARD[WIZARD.index(step) - 1]
+        _save(state)
+        return redirect(url_for("registration.register"))
     _save(state)
     if step in ("expired", "closed"):
         _forget()
@@ -261,18 +313,26 @@ def register():
         return _credentials(state, registration)
     if step == "review":
         return _review(state, registration)
+    if step == "agreement":
+        return _agreement(state)
     return _identity(state, registration)
 
 
 # Step 1: licence agreement -----------------------------------------------------------------
 
 
-def _agreement():
+def _agreement(state: dict | None = None):
+    """The first step; back on it from a started registration, accepting again moves on
+    without starting another."""
     form = AgreementForm()
     if form.validate_on_submit():
         if form.agreement.data == "decline":
             _forget()
             return redirect(url_for("auth.login"))
+        if state is not None:
+            state["step"] = "identity"
+            _save(state)
+            return redirect(url_for("registration.register"))
         started = _start()
         if started is not None:
             return redirect(url_for("registration.register"))
@@ -376,6 +436,8 @@ def _existing_account(registration: Registration):
 
 
 def _identity(state: dict, registration: Registration):
+    if registration.client_id:
+        return _identity_validated(state, registration)
     form = IdentityForm()
     if form.validate_on_submit():
         check_rate_limit("identity")
@@ -394,7 +456,7 @@ def _identity(state: dict, registration: Registration):
                     first_name=form.first_name.data,
                     last_name=form.last_name.data,
                     suffix=form.suffix.data or "",
-                    date_of_birth=form.date_of_birth.data,
+                    date_of_birth=form.date_of_birth,
                     client_id=form.client_id.data,
                 ),
             )
@@ -438,6 +500,19 @@ def _identity(state: dict, registration: Registration):
                 )
             )
     return render_template("registration/member_identity.html", form=form)
+
+
+def _identity_validated(state: dict, registration: Registration):
+    """Back on step 2 after the record matched: it cannot be typed again (the workflow has moved
+    on), so the page shows what was validated and goes forward."""
+    form = BackForm()
+    if request.method == "POST" and request.form.get("action") == "next" and form.validate():
+        state["step"] = "account"
+        _save(state)
+        return redirect(url_for("registration.register"))
+    return render_template(
+        "registration/member_identity.html", validated=_record_of(registration), form=form
+    )
 
 
 def _escalated(registration: Registration):
@@ -608,7 +683,7 @@ def _finish(state: dict, registration: Registration, record: MemberRecord):
         locale=str(get_locale() or "es"),
         security_answers=[
             SecurityAnswer(
-                question=questions[int(account[f"security_question_{n}"])],
+                question=questions[int(account[f"security_question_{n}"])].source,
                 answer_hash=answers[n - 1],
             )
             for n in range(1, len(answers) + 1)

@@ -132,7 +132,7 @@ def user_form(draft_user: dict) -> CheckedForm:
         ),
     }
     choices = [SelectChoice("", _l("Elija una pregunta"))] + [
-        SelectChoice(q, q) for q in portal.security_questions
+        SelectChoice(q.source, q) for q in portal.security_questions
     ]
     for n in range(1, count + 1):
         attrs[f"security_question_{n}"] = SelectField(
@@ -344,6 +344,7 @@ def provider_summary():
         return redirect(url_for("registration.register"))
     if "office" not in draft.data:
         return redirect(url_for("registration.provider_office"))
+    shown = {q.source: q for q in g.portal.security_questions}  # in the reader's language
     if form.validate_on_submit():
         if request.form.get("action") == "previous":
             return redirect(url_for("registration.provider_office"))
@@ -355,6 +356,7 @@ def provider_summary():
         "registration/provider_summary.html",
         form=form,
         user=draft.data["user"],
+        questions=[shown.get(q, q) for q in draft.data["user"].get("questions", [])],
         office=draft.data["office"],
     )
 

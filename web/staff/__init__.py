@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
+
 from flask import (
     Blueprint,
     current_app,
@@ -15,12 +17,21 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import func, select
-from wtforms import PasswordField, StringField
+from sqlalchemy import func, literal_column, or_, select, union_all
+from wtforms import DateField, PasswordField, SelectField, StringField
+from wtforms.validators import Length, Optional
 
 from portal import two_factor
 from portal.audit import add_event
-from portal.models import AuditEvent, LoginThrottle, Passkey, StaffUser, utcnow
+from portal.models import (
+    AuditEvent,
+    LoginThrottle,
+    Passkey,
+    Registration,
+    StaffUser,
+    SupportCase,
+    utcnow,
+)
 from portal.passwords import verify_password
 from web import second_factor
 from web.auth import BAD_CREDENTIALS, _safe_next
@@ -57,7 +68,12 @@ def temporal_ui_link(workflow_id: str) -> str:
 
 @bp.app_context_processor
 def staff_helpers():
-    return {"temporal_ui_link": temporal_ui_link}
+    return {
+        "temporal_ui_link": temporal_ui_link,
+        "sentence": narrative.sentence,
+        "reason": narrative.reason,
+        "mismatch_labels": cases.mismatch_labels,
+    }
 
 
 PUBLIC_ENDPOINTS = {"staff.login", "staff.logout"}
@@ -133,24 +149,105 @@ def home():
         for endpoint, label, role in CONSOLE_PAGES
         if not role or staff.has_role(role)
     ]
-    return render_template("staff/home.html", staff=staff, pages=pages)
+    return render_template("staff/home.html", staff=staff, pages=pages, counts=work_counts(staff))
+
+
+def work_counts(staff: StaffUser) -> list[dict]:
+    """Per portal this person may work on: applications waiting for review, how many of them
+    are overdue, and open help-desk cases; one grouped query whatever the number of portals."""
+    portals = current_app.extensions["acceso.portals"]
+    review_in = reviews.review_portals(staff) if staff.has_role("reviewer") else []
+    cases_in = cases.case_portals(staff) if staff.has_role("support") else []
+    parts = []
+    awaiting = Registration.status.in_(reviews.AWAITING_REVIEW)
+    if review_in:
+        waiting = select(Registration.portal, literal_column("'pending'"), func.count()).where(
+            Registration.portal.in_(review_in), awaiting
+        )
+        late = select(Registration.portal, literal_column("'overdue'"), func.count()).where(
+            Registration.portal.in_(review_in), awaiting, Registration.overdue.is_(True)
+        )
+        parts += [waiting.group_by(Registration.portal), late.group_by(Registration.portal)]
+    if cases_in:
+        open_cases = select(SupportCase.portal, literal_column("'cases'"), func.count()).where(
+            SupportCase.portal.in_(cases_in), SupportCase.status == "open"
+        )
+        parts.append(open_cases.group_by(SupportCase.portal))
+    found: dict[tuple[str, str], int] = {}
+    if parts:
+        found = {(portal, kind): n for portal, kind, n in get_db().execute(union_all(*parts))}
+    rows = []
+    for slug, portal in portals.items():
+        if slug not in review_in and slug not in cases_in:
+            continue
+        rows.append(
+            {
+                "portal": portal,
+                "reviews": slug in review_in,
+                "cases": slug in cases_in,
+                "pending": found.get((slug, "pending"), 0),
+                "overdue": found.get((slug, "overdue"), 0),
+                "open_cases": found.get((slug, "cases"), 0),
+            }
+        )
+    return rows
+
+
+class AuditFilterForm(CheckedForm):
+    """The audit log's filters: who, what, which portal, between which days (all optional)."""
+
+    class Meta:
+        csrf = False  # a GET search changes nothing
+
+    actor = StringField(_l("Quién"), filters=[strip], validators=[Optional(), Length(max=100)])
+    action = SelectField(_l("Qué"), validators=[Optional()], validate_choice=False)
+    portal = SelectField(_l("Portal"), validators=[Optional()], validate_choice=False)
+    since = DateField(_l("Desde"), validators=[Optional()])
+    until = DateField(_l("Hasta"), validators=[Optional()])
 
 
 @bp.get("/audit")
 @staff_required("admin", "operator", "reviewer", "support")
 def audit():
     staff: StaffUser = current_user.account
+    portals = current_app.extensions["acceso.portals"]
+    visible = visible_portals(staff)
+    form = AuditFilterForm(request.args)
+    form.action.choices = [("", _("Todo"))] + [
+        (key, str(label)) for key, label in narrative.ACTION_GROUPS.items()
+    ]
+    form.portal.choices = [("", _("Todos"))] + [(slug, str(portals[slug].name)) for slug in visible]
     workflow_id = request.args.get("workflow_id", "")
-    query = (
-        select(AuditEvent)
-        .where(AuditEvent.portal.in_([*visible_portals(staff), ""]))
-        .order_by(AuditEvent.id.desc())
-        .limit(200)
-    )
+    query = select(AuditEvent).where(AuditEvent.portal.in_([*visible, ""]))
+    if form.validate():
+        if form.actor.data:
+            query = query.where(AuditEvent.actor.contains(form.actor.data, autoescape=True))
+        if form.action.data in narrative.ACTION_GROUPS:
+            query = query.where(
+                or_(
+                    AuditEvent.action == form.action.data,
+                    AuditEvent.action.startswith(form.action.data + ".", autoescape=True),
+                )
+            )
+        if form.portal.data in visible:
+            query = query.where(AuditEvent.portal == form.portal.data)
+        if form.since.data:
+            query = query.where(AuditEvent.at >= _day_start(form.since.data))
+        if form.until.data:
+            query = query.where(AuditEvent.at < _day_start(form.until.data) + timedelta(days=1))
     if workflow_id:
         query = query.where(AuditEvent.workflow_id == workflow_id)
-    events = get_db().scalars(query).all()
-    return render_template("staff/audit.html", events=events, workflow_id=workflow_id)
+    events = get_db().scalars(query.order_by(AuditEvent.id.desc()).limit(200)).all()
+    return render_template(
+        "staff/audit.html",
+        events=events,
+        workflow_id=workflow_id,
+        form=form,
+    )
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def staff_passkeys(db, staff: StaffUser) -> list[Passkey]:
@@ -161,6 +258,7 @@ from web.staff import (  # noqa: E402  (area modules add their routes to bp)
     admin,  # noqa: E402,F401  (staff administration)
     cases,  # noqa: E402,F401  (member help-desk cases)
     helpdesk,  # noqa: E402,F401  (applicant accounts: unlock, reset second factor)
+    narrative,  # noqa: E402,F401  (audit events as sentences)
     passkeys,  # noqa: E402,F401  (WebAuthn as a staff second factor)
     reviews,  # noqa: E402,F401  (provider applications: queue and decisions)
     signin,  # noqa: E402,F401  (the second sign-in step and enrolment)

@@ -54,6 +54,20 @@ def case_portals(staff: StaffUser) -> list[str]:
     ]
 
 
+MISMATCH_LABELS = {
+    "client_id": _l("no hay expediente con ese ID del Cliente"),
+    "date_of_birth": _l("fecha de nacimiento"),
+    "first_name": _l("nombre"),
+    "last_name": _l("apellido"),
+    "suffix": _l("sufijo"),
+}
+
+
+def mismatch_labels(mismatch: str) -> str:
+    """The fields a try got wrong, as the help desk reads them ("fecha de nacimiento, sufijo")."""
+    return ", ".join(str(MISMATCH_LABELS.get(f, f)) for f in mismatch.split(",") if f)
+
+
 def mask_client_id(client_id: str) -> str:
     return "•••" + client_id[-3:] if len(client_id) > 3 else "•••"
 

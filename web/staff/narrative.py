@@ -1,0 +1,145 @@
+"""Audit events as sentences staff can read ("Marta aprobó la solicitud") instead of codes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from portal.models import AuditEvent
+from web.formatting import when
+
+SENTENCES = {
+    "registration.agreement_accepted": _l("%(who)s aceptó el acuerdo de licencia."),
+    "registration.submitted": _l("%(who)s envió el registro."),
+    "registration.email_confirmed": _l("%(who)s confirmó su correo electrónico."),
+    "registration.review_started": _l("Empezó la revisión; vence el %(due)s."),
+    "registration.overdue": _l("La revisión venció sin decisión (plazo de %(sla_hours)s horas)."),
+    "registration.decision_ignored": _l("Se ignoró una decisión que llegó tarde."),
+    "registration.approved": _l("La solicitud quedó aprobada y la cuenta activa."),
+    "registration.denied": _l("La solicitud quedó denegada."),
+    "registration.active": _l("La cuenta quedó activa."),
+    "registration.expired": _l("El registro venció por inactividad."),
+    "registration.lapsed": _l("La solicitud venció sin respuesta."),
+    "registration.closed": _l("El registro quedó cerrado."),
+    "registration.client_has_account": _l(
+        "%(who)s intentó registrarse con un ID del Cliente que ya tiene cuenta."
+    ),
+    "registration.retry_link_used": _l("%(who)s usó el enlace para volver a intentar."),
+    "review.decision_sent": _l("%(who)s %(decision)s la solicitud."),
+    "identity.matched": _l("%(who)s validó su identidad con el expediente."),
+    "identity.failed": _l(
+        "%(who)s no pudo validar su identidad (intento fallido n.º %(strikes)s)."
+    ),
+    "identity.blocked": _l("Se rechazó un intento de validar la identidad: límite alcanzado."),
+    "identity.escalated": _l("Se abrió un caso para la mesa de ayuda."),
+    "case.resolution_sent": _l("%(who)s resolvió el caso: %(outcome)s."),
+    "case.retry_allowed": _l("%(who)s permitió otro intento."),
+    "case.closed": _l("%(who)s cerró el registro."),
+    "login": _l("%(who)s inició sesión."),
+    "login.locked": _l("Se bloqueó el usuario por demasiados intentos fallidos."),
+    "logout": _l("%(who)s cerró sesión."),
+    "password.changed": _l("%(who)s cambió su contraseña."),
+    "password.reset": _l("Se restableció la contraseña."),
+    "recovery.password_requested": _l("Se pidió recuperar la contraseña."),
+    "recovery.username": _l("Se pidió recordar el usuario."),
+    "invitation.sent": _l("%(who)s invitó a un empleado."),
+    "invitation.accepted": _l("El empleado aceptó la invitación."),
+    "invitation.revoke_requested": _l("%(who)s revocó una invitación."),
+    "invitation.revoked": _l("La invitación quedó revocada."),
+    "invitation.expired": _l("La invitación venció."),
+    "employee.enabled": _l("%(who)s reactivó el acceso de un empleado."),
+    "employee.disabled": _l("%(who)s desactivó el acceso de un empleado."),
+    "staff.login": _l("%(who)s entró a la consola."),
+    "staff.logout": _l("%(who)s salió de la consola."),
+    "staff.created": _l("Se creó un usuario del personal."),
+    "staff.password_reset": _l("Se restableció la contraseña de un usuario del personal."),
+}
+"""Sentences by action; %(who)s is the actor, other placeholders come from the event's detail."""
+
+EMAILS = {
+    "confirm_email": _l("confirmación del correo electrónico"),
+    "user_confirmed": _l("usuario confirmado"),
+    "identity_escalated": _l("aviso a la mesa de ayuda"),
+    "identity_retry_allowed": _l("otro intento permitido"),
+    "registration_closed": _l("registro cerrado"),
+    "registration_approved": _l("solicitud aprobada"),
+    "registration_denied": _l("solicitud denegada"),
+    "registration_lapsed": _l("solicitud vencida"),
+    "review_overdue": _l("revisión vencida"),
+    "invitation": _l("invitación de empleado"),
+    "password_changed": _l("contraseña cambiada"),
+    "reset_confirm": _l("confirmar el cambio de contraseña"),
+    "reset_link": _l("enlace para una nueva contraseña"),
+    "temporary_password": _l("contraseña temporal"),
+    "username_reminder": _l("recordatorio de usuario"),
+}
+"""The e-mails by template, as the audit log names them."""
+
+ACTION_GROUPS = {
+    "registration": _l("Registros"),
+    "review": _l("Decisiones de revisión"),
+    "identity": _l("Validación de identidad"),
+    "case": _l("Casos de la mesa de ayuda"),
+    "email": _l("Correos enviados"),
+    "login": _l("Inicios de sesión"),
+    "password": _l("Contraseñas"),
+    "recovery": _l("Recuperación de cuenta"),
+    "invitation": _l("Invitaciones"),
+    "employee": _l("Empleados"),
+    "staff": _l("Personal"),
+    "import": _l("Importaciones"),
+}
+"""What the audit log can be filtered on: the part of the action before the dot."""
+
+
+def who(actor: str) -> str:
+    if actor.startswith("staff:"):
+        return _("%(name)s (personal)", name=actor.removeprefix("staff:"))
+    if actor == "applicant":
+        return _("El solicitante")
+    if actor == "system":
+        return _("El sistema")
+    if actor.startswith("user:"):
+        return _("El usuario %(id)s", id=actor.removeprefix("user:"))
+    return actor or _("Alguien")
+
+
+def sentence(event: AuditEvent) -> str:
+    """The event as a sentence in the page's language; an unknown action reads as its code."""
+    detail = {k: str(v) for k, v in (event.detail or {}).items()}
+    values = {**detail, "who": who(event.actor)}
+    if event.action == "review.decision_sent":
+        values["decision"] = _("aprobó") if event.detail.get("approved") else _("denegó")
+    if event.action == "case.resolution_sent":
+        values["outcome"] = (
+            _("otro intento permitido")
+            if detail.get("outcome") == "allow_retry"
+            else _("registro cerrado")
+        )
+    if "due_at" in detail:
+        try:
+            values["due"] = when(datetime.fromisoformat(detail["due_at"]))
+        except ValueError:
+            values["due"] = detail["due_at"]
+    template = SENTENCES.get(event.action)
+    if template is None:
+        if event.action.startswith("email."):
+            template_name = event.action.removeprefix("email.")
+            return _(
+                "Se envió el correo «%(name)s».", name=EMAILS.get(template_name, template_name)
+            )
+        if event.action.startswith("import."):
+            return _("%(who)s importó registros.", who=values["who"])
+        return f"{values['who']}: {event.action}"
+    try:
+        return str(template) % values
+    except (KeyError, ValueError, TypeError):
+        return f"{values['who']}: {event.action}"
+
+
+def reason(event: AuditEvent) -> str:
+    """A free-text reason or note the event carries, shown under its sentence."""
+    detail = event.detail or {}
+    return str(detail.get("reason") or detail.get("note") or "")
