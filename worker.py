@@ -24,6 +24,8 @@ from portal.mailer import Mailer
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.logout_delivery.activities import LogoutDeliveryActivities
+from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
 from processes.outbox.relay import OutboxRelay
 from workflows.invitation import InvitationWorkflow
 from workflows.password_reset import PasswordResetWorkflow
@@ -36,6 +38,7 @@ WORKFLOWS = [
     UsernameReminderWorkflow,
     InvitationWorkflow,
     AccountNoticeWorkflow,
+    LogoutDeliveryWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -51,6 +54,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     records = RecordActivities(session_factory, mailer, portals)
     audit = AuditActivities(session_factory)
     invitations = InvitationActivities(session_factory, mailer)
+    logout_delivery = LogoutDeliveryActivities(session_factory, settings.public_base_url)
     return [
         accounts.record_step,
         accounts.confirm_email,
@@ -67,6 +71,7 @@ def activities_for(settings: Settings, session_factory) -> list:
         invitations.send_invitation,
         invitations.accept_invitation,
         invitations.end_invitation,
+        logout_delivery.post_logout_token,
     ]
 
 
