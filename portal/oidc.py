@@ -172,12 +172,16 @@ def sign(key: ECKey, claims: dict[str, Any], typ: str = "JWT") -> str:
     return jwt.encode({"alg": ALG, "kid": key.kid, "typ": typ}, claims, key)
 
 
-def decode(session: Session, token: str) -> dict[str, Any] | None:
-    """The claims of a token this provider signed with a published key, or None."""
+def decode(session: Session, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The header and claims of a token this provider signed with a published key, or None.
+
+    Only the signature is checked here; callers check `iss`, `exp` and what the token is for.
+    """
     try:
-        return jwt.decode(token, published_keys(session), algorithms=[ALG]).claims
+        decoded = jwt.decode(token, published_keys(session), algorithms=[ALG])
     except Exception:
         return None
+    return decoded.header, decoded.claims
 
 
 # --- subjects and claims --------------------------------------------------------------------

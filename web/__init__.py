@@ -71,7 +71,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = None
 
-    from web import account, auth, codec, health, main, recovery, registration, staff
+    from web import account, auth, codec, health, main, oidc, recovery, registration, staff
 
     app.register_blueprint(main.bp)
     app.register_blueprint(registration.bp)
@@ -80,6 +80,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(account.bp)
     app.register_blueprint(staff.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(oidc.bp)
+    for view in (oidc.token, oidc.userinfo, oidc.revoke):
+        csrf.exempt(view)
     app.register_blueprint(csrf.exempt(codec.bp))
     if settings.dev_mode:
         from web import devinbox

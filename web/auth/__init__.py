@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -49,6 +49,8 @@ LOCKED_MESSAGE = _l(
     "“Recuperar contraseña”."
 )
 BAD_CREDENTIALS = _l("Usuario o contraseña incorrectos.")
+AFTER_PASSWORD_CHANGE = "after_password_change"
+"""Where a forced change of a temporary password goes next (an application waiting on sign-in)."""
 
 
 def _throttle(key: str) -> LoginThrottle:
@@ -71,6 +73,8 @@ def _safe_next(target: str | None) -> str | None:
 def login():
     form = LoginForm()
     status = None
+    if not form.is_submitted() and request.args.get("login_hint"):
+        form.username.data = request.args["login_hint"][:64]
     if form.validate_on_submit():
         db = get_db()
         key = form.username.data.lower()
@@ -128,6 +132,8 @@ def login():
         )
         start_session(user, remember=form.remember_me.data)
         if user.must_change_password:
+            if _safe_next(request.args.get("next")):
+                session[AFTER_PASSWORD_CHANGE] = _safe_next(request.args.get("next"))
             return redirect(url_for("account.change_password"))
         return redirect(_safe_next(request.args.get("next")) or url_for("main.home"))
     return render_template("auth/login.html", form=form, status=status)
