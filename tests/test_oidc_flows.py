@@ -26,7 +26,9 @@ def test_each_portal_publishes_its_own_issuer_and_endpoints(provider):
     assert "office_identifiers" in provider.metadata("provider")["scopes_supported"]
     assert "member_id" not in provider.metadata("patient")["scopes_supported"]
     assert (
-        requests.get(f"{provider.base_url}/nowhere/.well-known/openid-configuration").status_code
+        requests.get(
+            f"{provider.base_url}/nowhere/.well-known/openid-configuration", timeout=5
+        ).status_code
         == 404
     )
 
@@ -40,7 +42,7 @@ def test_code_flow_with_pkce_gives_an_id_token_valid_against_jwks(provider):
     decoded = provider.validate_id_token(signin.token["id_token"], client, signin.nonce)
     claims = decoded.claims
     assert decoded.header["kid"] in {
-        k["kid"] for k in requests.get(provider.metadata()["jwks_uri"]).json()["keys"]
+        k["kid"] for k in requests.get(provider.metadata()["jwks_uri"], timeout=5).json()["keys"]
     }
     assert claims["preferred_username"] == "ana.perez"
     assert claims["email"] == "ana.perez@example.org" and claims["email_verified"] is True
@@ -181,7 +183,9 @@ def test_key_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key
     monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
     assert main(["keys", "rotate"]) == 0
 
-    published = {k["kid"] for k in requests.get(provider.metadata()["jwks_uri"]).json()["keys"]}
+    published = {
+        k["kid"] for k in requests.get(provider.metadata()["jwks_uri"], timeout=5).json()["keys"]
+    }
     assert old_kid in published
     provider.validate_id_token(before.token["id_token"], client, before.nonce)
     assert before.oauth.get(provider.metadata()["userinfo_endpoint"]).status_code == 200
