@@ -205,8 +205,12 @@ def _signed_in_user() -> tuple[User, datetime] | None:
 
 
 def _send_to_login(args, login_hint: str | None):
-    """The portal's own login page, back here afterwards with `prompt=login` spent."""
-    session[REAUTH_KEY] = time.time()
+    """The portal's own login page, back here afterwards with `prompt=login` spent.
+
+    The spent prompt is remembered in the session, so only a sign-in after it satisfies it.
+    """
+    if "login" in args.get("prompt", "").split():
+        session[REAUTH_KEY] = time.time()
     params = [(k, v) for k, v in args.items(multi=True) if k != "prompt"]
     prompts = [p for p in args.get("prompt", "").split() if p != "login"]
     if prompts:
