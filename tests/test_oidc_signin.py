@@ -146,3 +146,16 @@ def test_disabled_account_gets_no_tokens(provider):
         session.commit()
     userinfo = signin.oauth.get(provider.metadata()["userinfo_endpoint"])
     assert userinfo.status_code == 401
+
+
+def test_consent_speaks_english_when_the_person_chose_it(provider):
+    provider.add_user()
+    client = provider.add_client("partner", first_party=False)
+    browser = provider.browser()
+    browser.get(f"{provider.base_url}/patient/login?lang=en")
+    url, _, _ = provider.start_signin(provider.relying_party(client, scope="openid profile"))
+
+    consent = browser.sign_in(browser.walk(url), "ana.perez")
+
+    assert "Authorise an application" in consent.text
+    assert "Your username, your name and your language" in consent.text

@@ -79,7 +79,7 @@ SCOPE_DESCRIPTIONS = {
     "office": _l("Su oficina y si usted es el registrante principal o un empleado"),
     "office_identifiers": _l("El NPI y el Tax ID de su oficina"),
     "member_id": _l("Su número de cliente (Client ID)"),
-    "offline_access": _l("Seguir conectada mientras usted no cierre sesión"),
+    "offline_access": _l("Mantener el acceso de la aplicación mientras usted no cierre sesión"),
 }
 
 
