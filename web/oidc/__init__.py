@@ -111,6 +111,8 @@ def _error_page(message, status: int = 400):
 
 def _with_params(uri: str, params: dict[str, str | None]) -> str:
     query = urlencode({k: v for k, v in params.items() if v is not None})
+    if not query:
+        return uri
     return f"{uri}{'&' if '?' in uri else '?'}{query}"
 
 
