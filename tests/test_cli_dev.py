@@ -49,7 +49,7 @@ def answers_200(url: str) -> bool:
 
 
 def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(tmp_path, spawn):
-    web, frontend, ui, smtp = (free_port() for _ in range(4))
+    web, frontend, ui, smtp, rp = (free_port() for _ in range(5))
     data_dir = tmp_path / "var"
     process, output = spawn(
         python_command(
@@ -62,6 +62,8 @@ def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(
             str(ui),
             "--smtp-port",
             str(smtp),
+            "--rp-port",
+            str(rp),
             "--data-dir",
             str(data_dir),
         ),
@@ -85,6 +87,11 @@ def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert f"Demo staff login   {DEMO_STAFF} / {password_file.read_text().strip()}" in text
     assert answers_200(f"http://127.0.0.1:{ui}/")
+    assert f"Mi Historia Clínica (sample app)  http://127.0.0.1:{rp}/" in text
+    sample = requests.get(f"http://127.0.0.1:{rp}/", timeout=10)
+    assert "Iniciar sesión con Acceso" in sample.text
+    to_acceso = requests.get(f"http://127.0.0.1:{rp}/login", timeout=10)
+    assert to_acceso.url.startswith(f"{base}/patient/login")
 
     message = EmailMessage()
     message["From"] = "no-reply@acceso.localhost"
@@ -95,8 +102,8 @@ def test_dev_starts_every_part_prints_the_urls_and_stops_all_children_on_sigint(
         client.send_message(message)
     assert "Hola desde la prueba" in requests.get(f"{base}/dev/inbox/", timeout=10).text
 
-    children = {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)}
-    assert set(children) == {"temporal", "mailcatcher", "worker", "web"}
+    children = {name: int(pid) for name, pid in re.findall(r"started ([\w-]+) \(pid (\d+)\)", text)}
+    assert set(children) == {"temporal", "mailcatcher", "worker", "web", "sample-app"}
 
     second, second_output = spawn(
         python_command("dev", "--port", str(free_port()), "--data-dir", str(data_dir)),
@@ -130,6 +137,8 @@ def test_a_port_already_in_use_is_named_and_dev_exits_non_zero(tmp_path, spawn):
                 "--ui-port",
                 str(free_port()),
                 "--smtp-port",
+                str(free_port()),
+                "--rp-port",
                 str(free_port()),
             ),
             env=clean_env(),
