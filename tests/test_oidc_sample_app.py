@@ -5,46 +5,10 @@ signs them out of both."""
 from __future__ import annotations
 
 import re
-import sys
 
-import pytest
 import requests
 
 from tests.fixtures.oidc import PASSWORD
-from tests.fixtures.processes import free_port
-from tests.fixtures.waiting import wait_until
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-@pytest.fixture
-def sample_app(provider, spawn):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    client = provider.add_client(
-        "historia",
-        first_party=True,
-        redirect_uris=[f"{base}/callback"],
-        post_logout_redirect_uris=[f"{base}/?ended=1"],
-        backchannel_logout_uri=f"{base}/backchannel-logout",
-    )
-    process, output = spawn(
-        [sys.executable, "samples/rp/app.py", "--port", str(port)],
-        env={
-            "RP_ISSUER": provider.issuer("patient"),
-            "RP_CLIENT_ID": client.client_id,
-            "RP_CLIENT_SECRET": client.client_secret,
-            "RP_BASE_URL": base,
-        },
-    )
-    output.wait_for(r"sample app\) on", 30)
-    wait_until(lambda: answers(f"{base}/"), 30, "the sample app to answer")
-    return base
 
 
 def test_sign_in_with_acceso_shows_the_claims_and_sign_out_ends_both(provider, sample_app):
