@@ -151,7 +151,18 @@ def signing_key(session: Session) -> ECKey:
     if row is None:
         row = _new_key(session)
         session.commit()
-    return ECKey.import_key(row.private_jwk)
+    return _imported(row)
+
+
+_KEYS: dict[str, ECKey] = {}
+"""Parsed keys by kid: a key never changes once made, and parsing one costs more than signing."""
+
+
+def _imported(row: OidcSigningKey) -> ECKey:
+    key = _KEYS.get(row.kid)
+    if key is None:
+        key = _KEYS[row.kid] = ECKey.import_key(row.private_jwk)
+    return key
 
 
 def published_keys(session: Session) -> KeySet:
@@ -161,7 +172,7 @@ def published_keys(session: Session) -> KeySet:
             or_(OidcSigningKey.retired_at.is_(None), OidcSigningKey.retired_at > since)
         )
     ).all()
-    return KeySet([ECKey.import_key(row.private_jwk) for row in rows])
+    return KeySet([_imported(row) for row in rows])
 
 
 def jwks(session: Session) -> dict[str, Any]:

@@ -428,19 +428,23 @@ def _exchange_code(db, client: OidcClient):
             revoke_grant(db, issued, now)
         db.commit()
         return _oauth_error("invalid_grant", "authorization code already used")
-    db.commit()
+
+    def refuse(description: str):
+        db.commit()
+        return _oauth_error("invalid_grant", description)
+
     if row.expires_at <= now:
-        return _oauth_error("invalid_grant", "authorization code expired")
+        return refuse("authorization code expired")
     if form.get("redirect_uri") != row.redirect_uri:
-        return _oauth_error("invalid_grant", "redirect_uri does not match the authorization")
+        return refuse("redirect_uri does not match the authorization")
     if row.code_challenge:
         if not _pkce_matches(form.get("code_verifier"), row.code_challenge):
-            return _oauth_error("invalid_grant", "PKCE verification failed")
+            return refuse("PKCE verification failed")
     elif form.get("code_verifier"):
-        return _oauth_error("invalid_grant", "no PKCE challenge was sent for this code")
+        return refuse("no PKCE challenge was sent for this code")
     user = db.get(User, row.user_id)
     if user is None or user.status != "active":
-        return _oauth_error("invalid_grant", "the account can no longer sign in")
+        return refuse("the account can no longer sign in")
     grant = OidcGrant(
         id=secrets.token_urlsafe(24),
         client_pk=client.id,
