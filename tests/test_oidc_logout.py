@@ -4,6 +4,7 @@ durable workflow that retries a client that is down until it comes back."""
 
 from __future__ import annotations
 
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
@@ -15,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from portal.models import AuditEvent, OidcGrant, OutboxMessage
+from portal.models import AuditEvent, OidcGrant, OutboxMessage, User
 from portal.oidc import BACKCHANNEL_EVENT
 from tests.fixtures.oidc import PASSWORD, POST_LOGOUT_URI, callback_params
 from tests.fixtures.processes import free_port
@@ -210,3 +211,41 @@ def test_a_password_change_signs_the_account_out_of_every_client(provider_with_w
         ).claims["aud"]
         == client.client_id
     )
+
+
+def test_an_employee_disabled_by_the_office_is_signed_out_of_every_client(
+    provider_with_worker, receiver
+):
+    provider = provider_with_worker
+    receiver.up = True
+    provider.add_user("rosa", portal="provider", role="provider_primary", office="Clínica Sur")
+    with provider.session_factory() as session:
+        office_id = session.scalar(select(User.office_id).where(User.username == "rosa"))
+    employee_id = provider.add_user(
+        "pablo", portal="provider", role="provider_employee", office_id=office_id
+    )
+    client = provider.add_client("claims", portal="provider", backchannel_logout_uri=receiver.url)
+    signin = provider.sign_in(client, username="pablo", portal="provider")
+
+    office = provider.browser()
+    office.sign_in(office.get(f"{provider.base_url}/provider/login"), "rosa")
+    page = office.get(f"{provider.base_url}/provider/account/employees")
+    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    disabled = office.post(
+        f"{provider.base_url}/provider/account/employees/{employee_id}/disable",
+        data={"csrf_token": csrf},
+        allow_redirects=False,
+    )
+
+    assert disabled.status_code in (302, 303)
+    with pytest.raises(OAuthError):
+        signin.oauth.refresh_token(
+            provider.metadata("provider")["token_endpoint"],
+            refresh_token=signin.token["refresh_token"],
+        )
+    token = wait_until(lambda: receiver.tokens, timeout=30, what="the logout token")[0]
+    keys = KeySet.import_key_set(
+        requests.get(provider.metadata("provider")["jwks_uri"], timeout=5).json()
+    )
+    claims = jwt.decode(token, keys, algorithms=["ES256"]).claims
+    assert (claims["iss"], claims["aud"]) == (provider.issuer("provider"), client.client_id)

@@ -27,7 +27,7 @@ from flask import Flask, abort, redirect, render_template_string, request, sessi
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -141,12 +141,21 @@ def create_app() -> Flask:
     return app
 
 
+class QuietHandler(WSGIRequestHandler):
+    """No request lines in the log: the callback's query carries an authorization code."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Mi Historia Clínica, a sample Acceso client")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5050)
     args = parser.parse_args()
-    server = make_server(args.host, args.port, create_app(), threaded=True)
+    server = make_server(
+        args.host, args.port, create_app(), threaded=True, request_handler=QuietHandler
+    )
     print(f"Mi Historia Clínica (sample app) on http://{args.host}:{args.port}/", flush=True)
     server.serve_forever()
 
