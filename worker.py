@@ -54,7 +54,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     records = RecordActivities(session_factory, mailer, portals)
     audit = AuditActivities(session_factory)
     invitations = InvitationActivities(session_factory, mailer)
-    logout_delivery = LogoutDeliveryActivities(session_factory, settings.public_base_url)
+    logout_delivery = LogoutDeliveryActivities(session_factory, settings)
     return [
         accounts.record_step,
         accounts.confirm_email,

@@ -85,7 +85,7 @@ def mint_codes(database_url: str, client_pk: int, user_id: int, count: int):
 def setup(database_url: str):
     from portal.db import make_engine, make_session_factory, migrate
     from portal.models import User, utcnow
-    from portal.oidc import add_client, signing_key
+    from portal.oidc import add_client
     from portal.passwords import hash_password
 
     migrate(database_url)
@@ -113,7 +113,6 @@ def setup(database_url: str):
             public=True,
         )
         session.commit()
-        signing_key(session)
         result = (
             user.id,
             (confidential.client.id, confidential.client.client_id, confidential.secret),

@@ -7,9 +7,17 @@ import sys
 
 from sqlalchemy import select
 
+from portal.codec import CodecKeyError
 from portal.config import load_portals
 from portal.models import OidcClient
-from portal.oidc import ClientError, add_client, remove_client, rotate_client_secret, rotate_keys
+from portal.oidc import (
+    ClientError,
+    add_client,
+    remove_client,
+    rotate_client_secret,
+    rotate_keys,
+    sealing_keys,
+)
 from portal.settings import load_settings
 
 
@@ -93,8 +101,13 @@ def cmd_client_rotate_secret(args) -> int:
 
 
 def cmd_keys_rotate(args) -> int:
+    try:
+        keys = sealing_keys(load_settings())
+    except CodecKeyError as error:
+        print(f"acceso keys rotate: {error}", file=sys.stderr)
+        return 1
     with _sessions()() as session:
-        key = rotate_keys(session)
+        key = rotate_keys(session, keys)
         session.commit()
         print(f"signing key {key.kid} in use; earlier keys stay published for an hour")
     return 0

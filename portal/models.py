@@ -419,13 +419,15 @@ class OidcClient(Base):
 
 
 class OidcSigningKey(Base):
-    """A token-signing key pair; a retired key stays published until its last token expires."""
+    """A token-signing key pair, its private half sealed with a payload-encryption key; a retired
+    key stays published until its last token expires."""
 
     __tablename__ = "oidc_signing_keys"
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     alg: Mapped[str] = mapped_column(String(16), default="ES256")
-    private_jwk: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    jwk: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """{"public": the public JWK, "sealed": "<codec kid>:<AES-GCM of the private JWK>"}."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     retired_at: Mapped[datetime | None]
 

@@ -6,16 +6,22 @@ releases. Nothing here talks to Temporal: the token endpoint is a hot path on th
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from portal.codec import codec_keys_for
 from portal.models import (
     MemberRecord,
     Office,
@@ -27,6 +33,7 @@ from portal.models import (
     utcnow,
 )
 from portal.passwords import hash_password
+from portal.settings import Settings
 
 ALG = "ES256"
 CODE_SECONDS = 60
@@ -122,25 +129,63 @@ def remove_client(session: Session, name: str) -> None:
 # --- signing keys ---------------------------------------------------------------------------
 
 
-def _new_key(session: Session) -> OidcSigningKey:
+SealingKeys = list[tuple[str, bytes]]
+SEAL_CONTEXT = b"acceso oidc signing key"
+
+
+@lru_cache(maxsize=8)
+def sealing_keys(settings: Settings) -> SealingKeys:
+    """The payload-encryption keys (ACCESO_CODEC_KEYS): the first seals, every one unseals."""
+    return codec_keys_for(settings)
+
+
+def _seal(keys: SealingKeys, private: dict[str, Any]) -> str:
+    kid, key = keys[0]
+    nonce = os.urandom(12)
+    sealed = AESGCM(key).encrypt(nonce, json.dumps(private).encode(), SEAL_CONTEXT)
+    return f"{kid}:{base64.b64encode(nonce + sealed).decode()}"
+
+
+def _unseal(keys: SealingKeys, sealed: str) -> dict[str, Any]:
+    kid, _, blob = sealed.partition(":")
+    key = dict(keys).get(kid)
+    if key is None:
+        raise RuntimeError(f"signing key sealed with codec key {kid!r}, not in ACCESO_CODEC_KEYS")
+    raw = base64.b64decode(blob)
+    return json.loads(AESGCM(key).decrypt(raw[:12], raw[12:], SEAL_CONTEXT))
+
+
+def _new_key(session: Session, keys: SealingKeys) -> OidcSigningKey:
     kid = secrets.token_urlsafe(12)
     key = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": ALG, "use": "sig"})
-    row = OidcSigningKey(kid=kid, alg=ALG, private_jwk=key.as_dict(private=True))
+    row = OidcSigningKey(
+        kid=kid,
+        alg=ALG,
+        jwk={
+            "public": key.as_dict(private=False),
+            "sealed": _seal(keys, key.as_dict(private=True)),
+        },
+    )
     session.add(row)
     session.flush()
     return row
 
 
-def rotate_keys(session: Session) -> OidcSigningKey:
+def rotate_keys(session: Session, keys: SealingKeys) -> OidcSigningKey:
     """A new signing key; the previous ones retire but stay published for RETIRED_KEY_PUBLISHED."""
     now = utcnow()
     session.execute(
         update(OidcSigningKey).where(OidcSigningKey.retired_at.is_(None)).values(retired_at=now)
     )
-    return _new_key(session)
+    return _new_key(session, keys)
 
 
-def signing_key(session: Session) -> ECKey:
+_PRIVATE: dict[str, ECKey] = {}
+_PUBLIC: dict[str, ECKey] = {}
+"""Parsed keys by kid: a key never changes once made, and unsealing one costs more than signing."""
+
+
+def signing_key(session: Session, keys: SealingKeys) -> ECKey:
     """The newest unretired key, made on first use so a fresh install signs without a step."""
     row = session.scalar(
         select(OidcSigningKey)
@@ -149,19 +194,11 @@ def signing_key(session: Session) -> ECKey:
         .limit(1)
     )
     if row is None:
-        row = _new_key(session)
+        row = _new_key(session, keys)
         session.commit()
-    return _imported(row)
-
-
-_KEYS: dict[str, ECKey] = {}
-"""Parsed keys by kid: a key never changes once made, and parsing one costs more than signing."""
-
-
-def _imported(row: OidcSigningKey) -> ECKey:
-    key = _KEYS.get(row.kid)
+    key = _PRIVATE.get(row.kid)
     if key is None:
-        key = _KEYS[row.kid] = ECKey.import_key(row.private_jwk)
+        key = _PRIVATE[row.kid] = ECKey.import_key(_unseal(keys, row.jwk["sealed"]))
     return key
 
 
@@ -172,7 +209,10 @@ def published_keys(session: Session) -> KeySet:
             or_(OidcSigningKey.retired_at.is_(None), OidcSigningKey.retired_at > since)
         )
     ).all()
-    return KeySet([_imported(row) for row in rows])
+    for row in rows:
+        if row.kid not in _PUBLIC:
+            _PUBLIC[row.kid] = ECKey.import_key(row.jwk["public"])
+    return KeySet([_PUBLIC[row.kid] for row in rows])
 
 
 def jwks(session: Session) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from cli import main
 from portal.models import OidcClient, OidcSigningKey
 from portal.passwords import verify_password
+from tests.fixtures.codec import TEST_CODEC_KEYS
 
 
 def printed(capsys) -> dict[str, str]:
@@ -106,6 +107,7 @@ def test_keys_rotate_retires_the_old_key_but_keeps_it(
     database_url, session_factory, monkeypatch, capsys
 ):
     monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.setenv("ACCESO_CODEC_KEYS", TEST_CODEC_KEYS)
     assert main(["keys", "rotate"]) == 0
     assert main(["keys", "rotate"]) == 0
     with session_factory() as session:
@@ -113,3 +115,16 @@ def test_keys_rotate_retires_the_old_key_but_keeps_it(
     assert len(keys) == 2
     assert keys[0].retired_at is not None and keys[1].retired_at is None
     assert keys[1].kid in capsys.readouterr().out
+    assert set(keys[1].jwk) == {"public", "sealed"} and "d" not in keys[1].jwk["public"]
+    with session_factory() as session:
+        row = session.get(OidcSigningKey, keys[1].kid)
+    private_d = row.jwk["sealed"]
+    assert row.jwk["public"]["kty"] == "EC" and len(private_d) > 100
+
+
+def test_keys_rotate_needs_the_key_that_seals_signing_keys(database_url, monkeypatch, capsys):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.delenv("ACCESO_CODEC_KEYS", raising=False)
+    monkeypatch.delenv("ACCESO_DEV_MODE", raising=False)
+    assert main(["keys", "rotate"]) == 1
+    assert "ACCESO_CODEC_KEYS" in capsys.readouterr().err

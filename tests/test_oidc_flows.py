@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from cli import main
 from portal.models import OidcGrant, OidcSubject, User
+from tests.fixtures.codec import TEST_CODEC_KEYS
 
 
 def test_each_portal_publishes_its_own_issuer_and_endpoints(provider):
@@ -181,6 +182,7 @@ def test_key_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key
     ]
 
     monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.setenv("ACCESO_CODEC_KEYS", TEST_CODEC_KEYS)
     assert main(["keys", "rotate"]) == 0
 
     published = {

@@ -159,3 +159,17 @@ def test_consent_speaks_english_when_the_person_chose_it(provider):
 
     assert "Authorise an application" in consent.text
     assert "Your username, your name and your language" in consent.text
+
+
+def test_max_age_zero_asks_for_the_password_once_and_then_returns(provider):
+    provider.add_user()
+    client = provider.add_client()
+    browser = provider.browser()
+    provider.sign_in(client, browser)
+
+    url, _, _ = provider.start_signin(provider.relying_party(client), max_age="0")
+    page = browser.walk(url)
+    assert "/patient/login" in page.url
+    answer = browser.sign_in(page, "ana.perez")
+
+    assert "code" in callback_params(answer.headers["Location"])

@@ -16,19 +16,22 @@ from portal.oidc import (
     BACKCHANNEL_EVENT,
     LOGOUT_TOKEN_SECONDS,
     issuer_for,
+    sealing_keys,
     sign,
     signing_key,
     subject_for,
 )
+from portal.settings import Settings
 from processes.logout_delivery.vocabulary import DeliveryOutcome, LogoutAnswered, LogoutAttempt
 
 POST_TIMEOUT_SECONDS = 10
 
 
 class LogoutDeliveryActivities:
-    def __init__(self, session_factory: sessionmaker, base_url: str):
+    def __init__(self, session_factory: sessionmaker, settings: Settings):
         self.session_factory = session_factory
-        self.base_url = base_url
+        self.base_url = settings.public_base_url
+        self.sealing_keys = sealing_keys(settings)
 
     @activity.defn
     def post_logout_token(self, attempt: LogoutAttempt) -> LogoutAnswered:
@@ -39,7 +42,7 @@ class LogoutDeliveryActivities:
                 return LogoutAnswered(outcome=DeliveryOutcome.CLIENT_GONE)
             now = int(time.time())
             token = sign(
-                signing_key(session),
+                signing_key(session, self.sealing_keys),
                 {
                     "iss": issuer_for(self.base_url, attempt.portal),
                     "aud": client.client_id,

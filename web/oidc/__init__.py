@@ -55,6 +55,7 @@ from portal.oidc import (
     issuer_for,
     jwks,
     revoke_grant,
+    sealing_keys,
     sign,
     signing_key,
     subject_for,
@@ -206,19 +207,23 @@ def _signed_in_user() -> tuple[User, datetime] | None:
     return user, row.created_at
 
 
-def _send_to_login(args, login_hint: str | None):
-    """The portal's own login page, back here afterwards with `prompt=login` spent.
+def _send_to_login(args, fresh: bool):
+    """The portal's own login page, then back to this request.
 
-    The spent prompt is remembered in the session, so only a sign-in after it satisfies it.
+    `prompt=login` and `max_age=0` can never be satisfied by the request itself, so they come
+    back spent and the moment is remembered in the session: only a sign-in made after it counts.
+    A larger `max_age` stays in the request, which the new sign-in then satisfies.
     """
-    if "login" in args.get("prompt", "").split():
+    params = list(args.items(multi=True))
+    if fresh:
         session[REAUTH_KEY] = time.time()
-    params = [(k, v) for k, v in args.items(multi=True) if k != "prompt"]
-    prompts = [p for p in args.get("prompt", "").split() if p != "login"]
-    if prompts:
-        params.append(("prompt", " ".join(prompts)))
+        params = [(k, v) for k, v in params if k not in ("prompt", "max_age")]
+        prompts = [p for p in args.get("prompt", "").split() if p != "login"]
+        if prompts:
+            params.append(("prompt", " ".join(prompts)))
     next_url = f"{url_for('oidc.authorize')}?{urlencode(params)}"
-    return redirect(url_for("auth.login", next=next_url, login_hint=login_hint or None))
+    login_hint = args.get("login_hint") or None
+    return redirect(url_for("auth.login", next=next_url, login_hint=login_hint))
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -259,16 +264,17 @@ def authorize():
 
     signed_in = _signed_in_user()
     reauth_after = session.get(REAUTH_KEY)
-    needs_login = (
-        signed_in is None
-        or "login" in prompts
-        or (max_age is not None and signed_in[1] < utcnow() - timedelta(seconds=int(max_age)))
-        or (reauth_after is not None and signed_in[1].timestamp() < reauth_after)
+    too_old = max_age is not None and (
+        signed_in is None or signed_in[1] < utcnow() - timedelta(seconds=int(max_age))
     )
-    if needs_login:
+    if signed_in is None or too_old or "login" in prompts:
         if "none" in prompts:
             return back(error="login_required", error_description="sign-in needed")
-        return _send_to_login(args, args.get("login_hint"))
+        return _send_to_login(
+            args, fresh="login" in prompts or (max_age is not None and int(max_age) == 0)
+        )
+    if reauth_after is not None and signed_in[1].timestamp() < reauth_after:
+        return _send_to_login(args, fresh=True)
     session.pop(REAUTH_KEY, None)
     user, auth_time = signed_in
 
@@ -341,7 +347,7 @@ def _authenticated_client():
 
 def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: str | None):
     now = int(time.time())
-    key = signing_key(db)
+    key = signing_key(db, sealing_keys(current_app.config["SETTINGS"]))
     issuer = _issuer()
     sub = subject_for(db, user.id)
     jti = secrets.token_urlsafe(16)

@@ -38,7 +38,7 @@ def upgrade() -> None:
         "oidc_signing_keys",
         sa.Column("kid", sa.String(length=64), nullable=False),
         sa.Column("alg", sa.String(length=16), nullable=False),
-        sa.Column("private_jwk", sa.JSON(), nullable=False),
+        sa.Column("jwk", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("kid"),
