@@ -186,7 +186,10 @@ _PUBLIC: dict[str, ECKey] = {}
 
 
 def signing_key(session: Session, keys: SealingKeys) -> ECKey:
-    """The newest unretired key, made on first use so a fresh install signs without a step."""
+    """The newest unretired key, made on first use so a fresh install signs without a step.
+
+    Call it before writing anything else in the transaction: making the first key commits.
+    """
     row = session.scalar(
         select(OidcSigningKey)
         .where(OidcSigningKey.retired_at.is_(None))

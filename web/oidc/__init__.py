@@ -347,7 +347,7 @@ def _authenticated_client():
 
 def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: str | None):
     now = int(time.time())
-    key = signing_key(db, sealing_keys(current_app.config["SETTINGS"]))
+    key = g.oidc_signing_key
     issuer = _issuer()
     sub = subject_for(db, user.id)
     jti = secrets.token_urlsafe(16)
@@ -503,6 +503,7 @@ def token():
     if refused is not None:
         return refused
     db = get_db()
+    g.oidc_signing_key = signing_key(db, sealing_keys(current_app.config["SETTINGS"]))
     grant_type = request.form.get("grant_type")
     if grant_type == "authorization_code":
         return _exchange_code(db, client)
