@@ -68,6 +68,8 @@ class NewClient:
 
 
 def _check_uri(uri: str) -> str:
+    if len(uri) > 500:
+        raise ClientError(f"URI longer than 500 characters: {uri[:60]}...")
     if not uri.startswith(("https://", "http://")) or "#" in uri or "*" in uri:
         raise ClientError(f"not an absolute http(s) URI without fragment or wildcard: {uri}")
     return uri

@@ -113,6 +113,10 @@ def test_client_of_another_portal_is_unknown_to_this_issuer(ready):
         ({"scope": "openid member_id"}, "invalid_scope"),
         ({"code_challenge": "x" * 43, "code_challenge_method": "plain"}, "invalid_request"),
         ({"max_age": "soon"}, "invalid_request"),
+        ({"max_age": "9" * 30}, "invalid_request"),
+        ({"max_age": "-1"}, "invalid_request"),
+        ({"nonce": "n" * 256}, "invalid_request"),
+        ({"code_challenge": "short", "code_challenge_method": "S256"}, "invalid_request"),
     ],
 )
 def test_bad_authorization_requests_return_an_error_to_the_registered_uri(ready, params, error):

@@ -71,6 +71,7 @@ bp = portal_blueprint("oidc", __name__)
 
 PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 REAUTH_KEY = "oidc_reauth_after"
+NONCE_MAX = 255
 
 SCOPE_DESCRIPTIONS = {
     "openid": _l("Un identificador de su cuenta que no revela su usuario"),
@@ -258,8 +259,10 @@ def authorize():
     elif client.public:
         return back(error="invalid_request", error_description="PKCE (S256) is required")
     max_age = args.get("max_age")
-    if max_age is not None and not max_age.isdigit():
-        return back(error="invalid_request", error_description="max_age must be a number")
+    if max_age is not None and not (max_age.isdigit() and len(max_age) <= 9):
+        return back(error="invalid_request", error_description="max_age must be seconds")
+    if len(args.get("nonce") or "") > NONCE_MAX:
+        return back(error="invalid_request", error_description=f"nonce over {NONCE_MAX} chars")
     prompts = set(args.get("prompt", "").split())
 
     signed_in = _signed_in_user()
