@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from portal.models import AuditEvent, OidcGrant, OutboxMessage, User
 from portal.oidc import BACKCHANNEL_EVENT
+from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
 from tests.fixtures.oidc import PASSWORD, POST_LOGOUT_URI, callback_params
 from tests.fixtures.processes import free_port
 from tests.fixtures.waiting import wait_until
@@ -249,3 +250,47 @@ def test_an_employee_disabled_by_the_office_is_signed_out_of_every_client(
     )
     claims = jwt.decode(token, keys, algorithms=["ES256"]).claims
     assert (claims["iss"], claims["aud"]) == (provider.issuer("provider"), client.client_id)
+
+
+async def _plaintext_history(client, workflow_id: str) -> bytes:
+    """Every payload of the workflow's history, decoded with the suite's codec."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    codec = client.data_converter.payload_codec
+    chunks = []
+    for event in history.events:
+        for payloads in (
+            event.workflow_execution_started_event_attributes.input,
+            event.activity_task_scheduled_event_attributes.input,
+            event.activity_task_completed_event_attributes.result,
+            event.workflow_execution_completed_event_attributes.result,
+        ):
+            if payloads.payloads:
+                decoded = await codec.decode(list(payloads.payloads))
+                chunks += [payload.data for payload in decoded]
+    chunks += [event.SerializeToString() for event in history.events]
+    return b"".join(chunks)
+
+
+def test_the_logout_token_never_enters_workflow_history(
+    provider_with_worker, receiver, dev_server, background_loop
+):
+    provider = provider_with_worker
+    receiver.up = True
+    provider.add_user()
+    client = provider.add_client(backchannel_logout_uri=receiver.url)
+    browser = provider.browser()
+    signin = provider.sign_in(client, browser)
+    browser.submit(browser.get(provider.metadata()["end_session_endpoint"]), {})
+    token = wait_until(lambda: receiver.tokens, timeout=30, what="the logout token")[0]
+    with provider.session_factory() as session:
+        workflow_id = session.scalar(select(OutboxMessage.workflow_id))
+
+    handle = dev_server.client.get_workflow_handle_for(LogoutDeliveryWorkflow.run, workflow_id)
+    outcome = background_loop.run(handle.result(), timeout=30)
+    stored = background_loop.run(_plaintext_history(dev_server.client, workflow_id))
+
+    assert outcome.outcome == "delivered"
+    assert b'"client_pk"' in stored
+    for secret in (token, signin.token["refresh_token"], client.client_secret):
+        assert secret.encode() not in stored
+    assert token.split(".")[1].encode() not in stored
