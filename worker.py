@@ -33,6 +33,8 @@ from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.logout_delivery.activities import LogoutDeliveryActivities
+from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
 from processes.outbox.relay import OutboxRelay
 from processes.staff_invitation.activities import StaffInvitationActivities
 from processes.staff_invitation.workflows import StaffInvitationWorkflow
@@ -48,6 +50,7 @@ WORKFLOWS = [
     InvitationWorkflow,
     AccountNoticeWorkflow,
     StaffInvitationWorkflow,
+    LogoutDeliveryWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -64,6 +67,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     audit = AuditActivities(session_factory)
     invitations = InvitationActivities(session_factory, mailer)
     staff_invitations = StaffInvitationActivities(session_factory, mailer)
+    logout_delivery = LogoutDeliveryActivities(session_factory, settings)
     return [
         accounts.record_step,
         accounts.close_confirmation,
@@ -81,6 +85,7 @@ def activities_for(settings: Settings, session_factory) -> list:
         invitations.end_invitation,
         staff_invitations.send_staff_invitation,
         staff_invitations.end_staff_invitation,
+        logout_delivery.post_logout_token,
     ]
 
 

@@ -22,6 +22,7 @@ from portal.models import (
 )
 from portal.passwords import hash_password
 from portal.tokens import derived_temporary_password
+from processes.logout_delivery.service import sign_out_everywhere
 
 
 @dataclass
@@ -230,6 +231,7 @@ class AccountActivities:
                 .where(LoginThrottle.username_key == user.username.lower())
             )
             session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+            sign_out_everywhere(session, user.id)
             add_event(
                 session,
                 actor=f"user:{user.id}",

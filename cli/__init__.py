@@ -10,7 +10,7 @@ from pathlib import Path
 from portal.config import load_portals
 from portal.settings import load_settings
 
-from . import dev
+from . import clients, dev
 
 
 def _session_factory(settings):
@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("file", metavar="FILE.csv")
         sub.add_argument("--portal", default=portal, help=f"target portal ({portal})")
         sub.set_defaults(handler=cmd_import)
+
+    clients.add_parsers(commands)
     return parser
 
 

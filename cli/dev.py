@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
+from sqlalchemy import select
+
 from portal.codec import codec_keys_for
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory, migrate
@@ -318,6 +320,48 @@ def prepare(settings: Settings) -> str:
     return password
 
 
+SAMPLE_APP_NAME = "Mi Historia Clínica (sample app)"
+SAMPLE_APP_DIR = PROJECT_ROOT / "samples" / "rp"
+
+
+@dataclass
+class SampleApp:
+    url: str
+    client_id: str
+    client_secret: str
+
+
+def register_sample_app(settings: Settings, rp_url: str) -> SampleApp:
+    """The sample app as a first-party client of the patient portal, at this run's port.
+
+    Its secret is rotated on every start: it is stored hashed, so this is the only way to hand
+    the fresh child a secret that works.
+    """
+    from portal.models import OidcClient
+    from portal.oidc import add_client, rotate_client_secret
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            client = session.scalar(select(OidcClient).where(OidcClient.name == SAMPLE_APP_NAME))
+            if client is None:
+                client = add_client(
+                    session,
+                    SAMPLE_APP_NAME,
+                    portal="patient",
+                    redirect_uris=[f"{rp_url}/callback"],
+                    first_party=True,
+                ).client
+            client.redirect_uris = [f"{rp_url}/callback"]
+            client.post_logout_redirect_uris = [f"{rp_url}/?ended=1"]
+            client.backchannel_logout_uri = f"{rp_url}/backchannel-logout"
+            secret = rotate_client_secret(session, SAMPLE_APP_NAME)
+            session.commit()
+            return SampleApp(rp_url, client.client_id, secret)
+    finally:
+        engine.dispose()
+
+
 def child_env(settings: Settings, args, smtp: tuple[str, int]) -> dict[str, str]:
     env = dict(os.environ)
     ui_url = f"http://{HOST}:{args.ui_port}"
@@ -351,6 +395,7 @@ def run(args) -> int:
         (args.temporal_port, "Temporal frontend", "--temporal-port"),
         (args.ui_port, "Temporal UI", "--ui-port"),
         (args.worker_metrics_port, "worker metrics", "--worker-metrics-port"),
+        (args.rp_port, "sample app", "--rp-port"),
     ]
     if external_smtp is None:
         wanted.append((args.smtp_port, "SMTP capture", "--smtp-port"))
@@ -381,6 +426,7 @@ def run(args) -> int:
         return 130
     smtp = external_smtp or (HOST, args.smtp_port)
     env = child_env(settings, args, smtp)
+    sample = register_sample_app(settings, f"http://{HOST}:{args.rp_port}")
 
     stack = DevStack()
     previous = {
@@ -388,7 +434,9 @@ def run(args) -> int:
     }
     code = 1
     try:
-        code = _start_and_supervise(stack, settings, args, env, smtp, external_smtp, password)
+        code = _start_and_supervise(
+            stack, settings, args, env, smtp, external_smtp, password, sample
+        )
     except Interrupted:
         code = 0
     except DevError as error:
@@ -401,7 +449,7 @@ def run(args) -> int:
     return code
 
 
-def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, password) -> int:
+def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, password, sample) -> int:
     deadline = time.monotonic() + STARTUP_SECONDS
     temporal_log = open(settings.data_dir / "temporal.log", "ab")  # noqa: SIM115 (child's stdout)
     temporal = stack.start(
@@ -459,6 +507,26 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
     prepare_multiprocess_dir(settings, web_env[MULTIPROC_ENV])
     web = stack.start("web", gunicorn_argv(HOST, args.port, workers=2), web_env, None)
     stack.wait_for_http(web, f"http://{HOST}:{args.port}/", deadline)
+    rp = stack.start(
+        "sample-app",
+        [
+            sys.executable,
+            str(SAMPLE_APP_DIR / "app.py"),
+            "--host",
+            HOST,
+            "--port",
+            str(args.rp_port),
+        ],
+        {
+            **env,
+            "RP_ISSUER": f"{env['ACCESO_PUBLIC_BASE_URL']}/patient",
+            "RP_CLIENT_ID": sample.client_id,
+            "RP_CLIENT_SECRET": sample.client_secret,
+            "RP_BASE_URL": sample.url,
+        },
+        None,
+    )
+    stack.wait_for_http(rp, f"{sample.url}/", deadline)
 
     web_url = f"http://{HOST}:{args.port}"
     smtp_note = (
@@ -479,6 +547,7 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
         f"  Web metrics        {web_url}/metrics "
         f"(Authorization: Bearer {env['ACCESO_METRICS_TOKEN']})",
         f"  Worker metrics     http://{env['ACCESO_WORKER_METRICS_ADDRESS']}/metrics",
+        f"  {SAMPLE_APP_NAME}  {sample.url}/",
         "Press Ctrl-C to stop everything.",
         "",
     ]
@@ -511,5 +580,11 @@ def add_parser(subparsers) -> None:
         type=int,
         default=9464,
         help="port of the worker's Prometheus metrics (9464)",
+    )
+    parser.add_argument(
+        "--rp-port",
+        type=int,
+        default=5050,
+        help="port of the sample app, Mi Historia Clínica (5050)",
     )
     parser.set_defaults(handler=run)

@@ -509,3 +509,115 @@ class RateLimitCounter(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class OidcClient(Base):
+    """An application that signs people in with one portal; only the secret's argon2id hash stays."""
+
+    __tablename__ = "oidc_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    portal: Mapped[str] = mapped_column(String(32), index=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(255))
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OidcSigningKey(Base):
+    """A token-signing key pair, its private half sealed with a payload-encryption key; a retired
+    key stays published until its last token expires."""
+
+    __tablename__ = "oidc_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16), default="ES256")
+    jwk: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """{"public": the public JWK, "sealed": "<codec kid>:<AES-GCM of the private JWK>"}."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    retired_at: Mapped[datetime | None]
+
+
+class OidcSubject(Base):
+    """The opaque, stable `sub` an account has towards every client: random, never its id."""
+
+    __tablename__ = "oidc_subjects"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    subject: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class OidcGrant(Base):
+    """One sign-in of one account into one client: the family its tokens belong to.
+
+    Revoking the grant stops every refresh and access token issued under it at once.
+    """
+
+    __tablename__ = "oidc_grants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("oidc_clients.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    portal: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(500))
+    code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    auth_time: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class OidcAuthorizationCode(Base):
+    """A code handed to a client's redirect URI: hashed, single-use, 60 seconds."""
+
+    __tablename__ = "oidc_authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("oidc_clients.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    portal: Mapped[str] = mapped_column(String(32))
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    scope: Mapped[str] = mapped_column(String(500))
+    nonce: Mapped[str | None] = mapped_column(String(255))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    auth_time: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class OidcRefreshToken(Base):
+    """A refresh token, hashed; using it rotates it, and reusing a rotated one ends its family."""
+
+    __tablename__ = "oidc_refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("oidc_grants.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class OidcAccessToken(Base):
+    """The `jti` of each access token issued, so revocation and a revoked family take effect."""
+
+    __tablename__ = "oidc_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("oidc_grants.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]

@@ -64,6 +64,10 @@ PATHS = {
         "tests/test_staff_invitation_workflow.py::test_an_unanswered_invitation_lapses_after_its_lifetime",
         "tests/test_staff_admin.py::test_an_invited_person_sets_a_password_enrols_and_signs_in",
     ],
+    "back-channel logout delivered and given up": [
+        "tests/test_logout_delivery_workflow.py::test_a_client_down_for_a_while_gets_its_logout_when_it_comes_back",
+        "tests/test_logout_delivery_workflow.py::test_a_client_down_past_the_deadline_is_given_up_on",
+    ],
     "account notice": [
         "tests/test_outbox.py::test_changing_the_password_e_mails_the_owner_what_changed_and_when",
     ],

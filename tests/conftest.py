@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.patients",
     "tests.fixtures.postgres",
     "tests.fixtures.processes",
+    "tests.fixtures.oidc",
 ]
 
 

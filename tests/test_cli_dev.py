@@ -51,7 +51,7 @@ def answers_200(url: str) -> bool:
 def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_sigint(
     tmp_path, spawn
 ):
-    web, frontend, ui, smtp, worker_metrics = (free_port() for _ in range(5))
+    web, frontend, ui, smtp, worker_metrics, rp = (free_port() for _ in range(6))
     data_dir = tmp_path / "var"
     process, output = spawn(
         python_command(
@@ -66,6 +66,8 @@ def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_
             str(smtp),
             "--worker-metrics-port",
             str(worker_metrics),
+            "--rp-port",
+            str(rp),
             "--data-dir",
             str(data_dir),
         ),
@@ -104,6 +106,11 @@ def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_
         "the worker's metrics",
     )
     assert "temporal_" in worker_scrape
+    assert f"Mi Historia Clínica (sample app)  http://127.0.0.1:{rp}/" in text
+    sample = requests.get(f"http://127.0.0.1:{rp}/", timeout=10)
+    assert "Iniciar sesión con Acceso" in sample.text
+    to_acceso = requests.get(f"http://127.0.0.1:{rp}/login", timeout=10)
+    assert to_acceso.url.startswith(f"{base}/patient/login")
 
     message = EmailMessage()
     message["From"] = "no-reply@acceso.localhost"
@@ -114,8 +121,8 @@ def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_
         client.send_message(message)
     assert "Hola desde la prueba" in requests.get(f"{base}/dev/inbox/", timeout=10).text
 
-    children = {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)}
-    assert set(children) == {"temporal", "mailcatcher", "worker", "web"}
+    children = {name: int(pid) for name, pid in re.findall(r"started ([\w-]+) \(pid (\d+)\)", text)}
+    assert set(children) == {"temporal", "mailcatcher", "worker", "web", "sample-app"}
 
     second, second_output = spawn(
         python_command("dev", "--port", str(free_port()), "--data-dir", str(data_dir)),
@@ -158,6 +165,8 @@ def test_a_port_already_in_use_is_named_and_dev_exits_non_zero(tmp_path, spawn):
                 "--smtp-port",
                 str(free_port()),
                 "--worker-metrics-port",
+                str(free_port()),
+                "--rp-port",
                 str(free_port()),
             ),
             env=clean_env(),

@@ -17,7 +17,7 @@ CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 PATIENT = "maria.fernandez@example.com"
 
 
-def start_dev(spawn, data_dir, web, frontend, ui, smtp_port):
+def start_dev(spawn, data_dir, web, frontend, ui, rp, smtp_port):
     process, output = spawn(
         python_command(
             "dev",
@@ -29,6 +29,8 @@ def start_dev(spawn, data_dir, web, frontend, ui, smtp_port):
             str(ui),
             "--worker-metrics-port",
             str(free_port()),
+            "--rp-port",
+            str(rp),
             "--data-dir",
             str(data_dir),
             "--smtp",
@@ -51,7 +53,7 @@ def post_form(session: requests.Session, url: str, data: dict) -> requests.Respo
 
 
 def test_registration_survives_a_restart_of_every_process(tmp_path, spawn, mailbox):
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(4)]
     base = f"http://127.0.0.1:{ports[0]}"
     data_dir = tmp_path / "var"
 

@@ -78,7 +78,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_view = None
     formatting.init_app(app)
 
-    from web import account, auth, codec, health, main, recovery, registration, staff
+    from web import account, auth, codec, health, main, oidc, recovery, registration, staff
 
     app.register_blueprint(main.bp)
     app.register_blueprint(registration.bp)
@@ -87,6 +87,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(account.bp)
     app.register_blueprint(staff.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(oidc.bp)
+    for view in (oidc.token, oidc.userinfo, oidc.revoke):
+        csrf.exempt(view)
     app.register_blueprint(csrf.exempt(codec.bp))
     web_metrics.init_app(app)
     app.register_blueprint(csrf.exempt(security.bp))

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from portal.audit import add_event
 from portal.models import StaffUser, User, UserSession, utcnow
 from portal.tokens import token_hash
+from processes.logout_delivery.service import sign_out_everywhere
 from web.db import get_db
 
 REMEMBER_DAYS = 30
@@ -127,6 +128,7 @@ def end_session() -> None:
         if current_user.is_staff:
             add_event(db, actor=f"staff:{account.username}", action="staff.logout")
         else:
+            sign_out_everywhere(db, account.id)
             add_event(
                 db,
                 actor=f"user:{account.id}",
@@ -139,14 +141,18 @@ def end_session() -> None:
 
 
 def end_other_sessions(user_id: int) -> None:
-    """After a password change only the session that made it survives."""
+    """After a password change only the session that made it survives; clients sign out."""
     db = get_db()
     keep = token_hash(current_user.session_id)
     db.execute(delete(UserSession).where(UserSession.user_id == user_id, UserSession.id != keep))
+    sign_out_everywhere(db, user_id)
 
 
 def end_all_sessions(user_id: int) -> None:
-    get_db().execute(delete(UserSession).where(UserSession.user_id == user_id))
+    """Every session of the account, and every client it signed in to, in the caller's commit."""
+    db = get_db()
+    db.execute(delete(UserSession).where(UserSession.user_id == user_id))
+    sign_out_everywhere(db, user_id)
 
 
 def end_all_staff_sessions(staff_id: int) -> None:

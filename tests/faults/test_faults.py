@@ -56,7 +56,7 @@ class DevStack:
 
     def __init__(self, spawn, data_dir, smtp_port: int):
         self.spawn, self.data_dir, self.smtp_port = spawn, data_dir, smtp_port
-        self.web, self.frontend, self.ui, self.metrics = (free_port() for _ in range(4))
+        self.web, self.frontend, self.ui, self.metrics, self.rp = (free_port() for _ in range(5))
         self.base = f"http://127.0.0.1:{self.web}"
         self.process = None
         self.output = None
@@ -73,6 +73,8 @@ class DevStack:
                 str(self.ui),
                 "--worker-metrics-port",
                 str(self.metrics),
+                "--rp-port",
+                str(self.rp),
                 "--data-dir",
                 str(self.data_dir),
                 "--smtp",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -13,6 +13,7 @@ from portal.audit import add_event
 from portal.passwords import hash_password, verify_password
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
+from web.auth import AFTER_PASSWORD_CHANGE
 from web.db import get_db
 from web.forms import CheckedForm, PortalPassword, required
 from web.portals import portal_blueprint
@@ -76,7 +77,7 @@ def change_password():
             notify_account_owner(db, user, NoticeKind.PASSWORD_CHANGED)
             db.commit()
             flash(_("Su contraseña está actualizada."), "success")
-            return redirect(url_for("main.home"))
+            return redirect(session.pop(AFTER_PASSWORD_CHANGE, None) or url_for("main.home"))
     return render_template(
         "account/change_password.html", form=form, forced=user.must_change_password
     )

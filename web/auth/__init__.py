@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, g, jsonify, redirect, render_template, request, url_for
+from flask import flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -20,6 +20,7 @@ from processes.account_notice.vocabulary import NoticeKind
 from web import second_factor
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
+from web.oidc import allow_return_to_client
 from web.portals import portal_blueprint
 from web.sessions import (
     active_user_by_username,
@@ -58,6 +59,8 @@ STATUS_MESSAGES = {
     "disabled": _l("Su acceso fue desactivado. Comuníquese con el administrador de su oficina."),
 }
 BAD_CREDENTIALS = _l("Usuario o contraseña incorrectos.")
+AFTER_PASSWORD_CHANGE = "after_password_change"
+"""Where a forced change of a temporary password goes next (an application waiting on sign-in)."""
 
 
 def _throttle(key: str) -> LoginThrottle:
@@ -103,6 +106,9 @@ def lock_account(throttle: LoginThrottle, user) -> None:
 def login():
     form = LoginForm()
     status = None
+    allow_return_to_client(request.args.get("next"))
+    if not form.is_submitted() and request.args.get("login_hint"):
+        form.username.data = request.args["login_hint"][:64]
     if form.validate_on_submit():
         db = get_db()
         key = form.username.data.lower()
@@ -179,6 +185,8 @@ def finish_login(user, remember: bool, next_url: str) -> str:
     start_session(user, remember=remember)
     count_login(g.portal.slug, "ok")
     if user.must_change_password:
+        if next_url:
+            session[AFTER_PASSWORD_CHANGE] = next_url
         return url_for("account.change_password")
     return next_url or url_for("main.home")
 

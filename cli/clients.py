@@ -1,0 +1,144 @@
+"""`acceso client ...` and `acceso keys rotate`: registering the applications that sign in with
+a portal, and rotating the keys their tokens are signed with."""
+
+from __future__ import annotations
+
+import sys
+
+from sqlalchemy import select
+
+from portal.codec import CodecKeyError
+from portal.config import load_portals
+from portal.models import OidcClient
+from portal.oidc import (
+    ClientError,
+    add_client,
+    remove_client,
+    rotate_client_secret,
+    rotate_keys,
+    sealing_keys,
+)
+from portal.settings import load_settings
+
+
+def _sessions():
+    from portal.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(load_settings().database_url))
+
+
+def cmd_client_add(args) -> int:
+    portals = load_portals(load_settings().portals_file)
+    if args.portal not in portals:
+        print(
+            f"acceso client add: unknown portal {args.portal!r}; "
+            f"configured: {', '.join(sorted(portals))}",
+            file=sys.stderr,
+        )
+        return 1
+    with _sessions()() as session:
+        try:
+            made = add_client(
+                session,
+                args.name,
+                portal=args.portal,
+                redirect_uris=args.redirect_uri,
+                public=args.public,
+                first_party=args.first_party,
+                post_logout_redirect_uris=args.post_logout_redirect_uri or [],
+                backchannel_logout_uri=args.backchannel_logout_uri,
+            )
+        except ClientError as error:
+            print(f"acceso client add: {error}", file=sys.stderr)
+            return 1
+        session.commit()
+        print(f"client_id: {made.client.client_id}")
+        if made.secret:
+            print(f"client_secret: {made.secret}")
+    return 0
+
+
+def cmd_client_list(args) -> int:
+    with _sessions()() as session:
+        clients = session.scalars(select(OidcClient).order_by(OidcClient.name)).all()
+        for client in clients:
+            kind = "public" if client.public else "confidential"
+            party = ", first-party" if client.first_party else ""
+            print(f"{client.name}\t{client.portal}\t{client.client_id}\t{kind}{party}")
+            for uri in client.redirect_uris:
+                print(f"  redirect: {uri}")
+            for uri in client.post_logout_redirect_uris:
+                print(f"  post-logout: {uri}")
+            if client.backchannel_logout_uri:
+                print(f"  back-channel logout: {client.backchannel_logout_uri}")
+        if not clients:
+            print("no clients registered")
+    return 0
+
+
+def cmd_client_remove(args) -> int:
+    with _sessions()() as session:
+        try:
+            remove_client(session, args.name)
+        except ClientError as error:
+            print(f"acceso client remove: {error}", file=sys.stderr)
+            return 1
+        session.commit()
+    print(f"client {args.name} removed; its tokens no longer work")
+    return 0
+
+
+def cmd_client_rotate_secret(args) -> int:
+    with _sessions()() as session:
+        try:
+            secret = rotate_client_secret(session, args.name)
+        except ClientError as error:
+            print(f"acceso client rotate-secret: {error}", file=sys.stderr)
+            return 1
+        session.commit()
+    print(f"client_secret: {secret}")
+    return 0
+
+
+def cmd_keys_rotate(args) -> int:
+    try:
+        keys = sealing_keys(load_settings())
+    except CodecKeyError as error:
+        print(f"acceso keys rotate: {error}", file=sys.stderr)
+        return 1
+    with _sessions()() as session:
+        key = rotate_keys(session, keys)
+        session.commit()
+        print(f"signing key {key.kid} in use; earlier keys stay published for an hour")
+    return 0
+
+
+def add_parsers(commands) -> None:
+    client = commands.add_parser("client", help="register applications that sign in with Acceso")
+    actions = client.add_subparsers(dest="client_command", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add",
+        help="register an OpenID Connect client on one portal",
+        description="Prints client_id and, for a confidential client, client_secret (shown once).",
+    )
+    add.add_argument("name")
+    add.add_argument("--portal", required=True)
+    add.add_argument("--redirect-uri", action="append", required=True, metavar="URL")
+    add.add_argument("--public", action="store_true", help="no secret; PKCE is required")
+    add.add_argument("--post-logout-redirect-uri", action="append", metavar="URL")
+    add.add_argument("--backchannel-logout-uri", metavar="URL")
+    add.add_argument("--first-party", action="store_true", help="skip the consent screen")
+    add.set_defaults(handler=cmd_client_add)
+    actions.add_parser("list", help="list registered clients").set_defaults(handler=cmd_client_list)
+    remove = actions.add_parser("remove", help="remove a client and its tokens")
+    remove.add_argument("name")
+    remove.set_defaults(handler=cmd_client_remove)
+    rotate = actions.add_parser("rotate-secret", help="give a client a new secret")
+    rotate.add_argument("name")
+    rotate.set_defaults(handler=cmd_client_rotate_secret)
+
+    keys = commands.add_parser("keys", help="manage token-signing keys")
+    key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    key_actions.add_parser(
+        "rotate", help="sign with a new key; the old one stays published until its tokens expire"
+    ).set_defaults(handler=cmd_keys_rotate)

@@ -1,0 +1,130 @@
+"""`acceso client ...` and `acceso keys rotate`: what an administrator types to connect an app."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from cli import main
+from portal.models import OidcClient, OidcSigningKey
+from portal.passwords import verify_password
+from tests.fixtures.codec import TEST_CODEC_KEYS
+
+
+def printed(capsys) -> dict[str, str]:
+    out = capsys.readouterr().out
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+def client(session_factory, name):
+    with session_factory() as session:
+        return session.scalar(select(OidcClient).where(OidcClient.name == name))
+
+
+def test_confidential_client_gets_an_id_and_a_secret_shown_once_and_stored_hashed(
+    database_url, session_factory, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    code = main(
+        [
+            "client",
+            "add",
+            "claims",
+            "--portal",
+            "provider",
+            "--redirect-uri",
+            "https://claims.example.org/cb",
+            "--redirect-uri",
+            "https://claims.example.org/cb2",
+            "--post-logout-redirect-uri",
+            "https://claims.example.org/bye",
+            "--backchannel-logout-uri",
+            "https://claims.example.org/logout",
+        ]
+    )
+    assert code == 0
+    shown = printed(capsys)
+    row = client(session_factory, "claims")
+    assert row.client_id == shown["client_id"]
+    assert row.secret_hash.startswith("$argon2id$")
+    assert shown["client_secret"] not in row.secret_hash
+    assert verify_password(row.secret_hash, shown["client_secret"])
+    assert row.redirect_uris == ["https://claims.example.org/cb", "https://claims.example.org/cb2"]
+    assert row.post_logout_redirect_uris == ["https://claims.example.org/bye"]
+    assert row.backchannel_logout_uri == "https://claims.example.org/logout"
+    assert (row.public, row.first_party) == (False, False)
+
+
+def test_public_first_party_client_has_no_secret(
+    database_url, session_factory, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    args = ["client", "add", "spa", "--portal", "patient", "--public", "--first-party"]
+    assert main([*args, "--redirect-uri", "http://127.0.0.1:9/cb"]) == 0
+    shown = printed(capsys)
+    assert "client_secret" not in shown
+    row = client(session_factory, "spa")
+    assert (row.public, row.first_party, row.secret_hash) == (True, True, None)
+
+
+def test_list_rotate_secret_and_remove(database_url, session_factory, monkeypatch, capsys):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    main(["client", "add", "app", "--portal", "member", "--redirect-uri", "https://a.example/cb"])
+    first = printed(capsys)["client_secret"]
+
+    assert main(["client", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "app\tmember\t" in listing and "https://a.example/cb" in listing
+    assert first not in listing
+
+    assert main(["client", "rotate-secret", "app"]) == 0
+    second = printed(capsys)["client_secret"]
+    row = client(session_factory, "app")
+    assert verify_password(row.secret_hash, second)
+    assert not verify_password(row.secret_hash, first)
+
+    assert main(["client", "remove", "app"]) == 0
+    assert client(session_factory, "app") is None
+    assert main(["client", "remove", "app"]) == 1
+    assert "no client named 'app'" in capsys.readouterr().err
+
+
+def test_bad_client_input_is_refused_with_a_message(database_url, monkeypatch, capsys):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    assert main(["client", "add", "x", "--portal", "nope", "--redirect-uri", "https://x/cb"]) == 1
+    assert "unknown portal 'nope'" in capsys.readouterr().err
+    assert main(["client", "add", "x", "--portal", "patient", "--redirect-uri", "https://x/*"]) == 1
+    assert "wildcard" in capsys.readouterr().err
+    assert (
+        main(["client", "add", "x", "--portal", "patient", "--redirect-uri", "https://x/cb"]) == 0
+    )
+    assert (
+        main(["client", "add", "x", "--portal", "patient", "--redirect-uri", "https://x/cb"]) == 1
+    )
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_keys_rotate_retires_the_old_key_but_keeps_it(
+    database_url, session_factory, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.setenv("ACCESO_CODEC_KEYS", TEST_CODEC_KEYS)
+    assert main(["keys", "rotate"]) == 0
+    assert main(["keys", "rotate"]) == 0
+    with session_factory() as session:
+        keys = session.scalars(select(OidcSigningKey).order_by(OidcSigningKey.created_at)).all()
+    assert len(keys) == 2
+    assert keys[0].retired_at is not None and keys[1].retired_at is None
+    assert keys[1].kid in capsys.readouterr().out
+    assert set(keys[1].jwk) == {"public", "sealed"} and "d" not in keys[1].jwk["public"]
+    with session_factory() as session:
+        row = session.get(OidcSigningKey, keys[1].kid)
+    private_d = row.jwk["sealed"]
+    assert row.jwk["public"]["kty"] == "EC" and len(private_d) > 100
+
+
+def test_keys_rotate_needs_the_key_that_seals_signing_keys(database_url, monkeypatch, capsys):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.delenv("ACCESO_CODEC_KEYS", raising=False)
+    monkeypatch.delenv("ACCESO_DEV_MODE", raising=False)
+    assert main(["keys", "rotate"]) == 1
+    assert "ACCESO_CODEC_KEYS" in capsys.readouterr().err

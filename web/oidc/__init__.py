@@ -1,0 +1,652 @@
+"""Each portal as an OpenID Connect issuer: discovery, authorize, token, userinfo, JWKS,
+revocation and RP-initiated logout under /<portal>/.
+
+Sign-in is the portal's own login page; the token endpoint answers from the database alone and
+never waits on Temporal. Errors follow RFC 6749 and OIDC Core: a client or redirect URI that is
+not registered exactly gets a page here, never a redirect.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from flask import (
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select, update
+
+from portal.models import (
+    OidcAccessToken,
+    OidcAuthorizationCode,
+    OidcClient,
+    OidcGrant,
+    OidcRefreshToken,
+    User,
+    UserSession,
+    utcnow,
+)
+from portal.oidc import (
+    ACCESS_TOKEN_SECONDS,
+    ALG,
+    CODE_SECONDS,
+    ID_TOKEN_SECONDS,
+    REFRESH_TOKEN_DAYS,
+    claims_for,
+    decode,
+    grant_is_live,
+    issuer_for,
+    jwks,
+    revoke_grant,
+    sealing_keys,
+    sign,
+    signing_key,
+    subject_for,
+    supported_scopes,
+)
+from portal.passwords import verify_password
+from portal.tokens import new_token, token_hash
+from web.db import get_db
+from web.portals import portal_blueprint
+from web.ratelimit import rate_limited
+from web.security import allow_form_redirect_to
+from web.sessions import end_session
+
+bp = portal_blueprint("oidc", __name__)
+
+PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+REAUTH_KEY = "oidc_reauth_after"
+NONCE_MAX = 255
+
+SCOPE_DESCRIPTIONS = {
+    "openid": _l("Un identificador de su cuenta que no revela su usuario"),
+    "profile": _l("Su usuario, su nombre y su idioma"),
+    "email": _l("Su correo electrónico y si está confirmado"),
+    "roles": _l("El portal y su rol en él"),
+    "office": _l("Su oficina y si usted es el registrante principal o un empleado"),
+    "office_identifiers": _l("El NPI y el Tax ID de su oficina"),
+    "member_id": _l("Su número de cliente (Client ID)"),
+    "offline_access": _l("Mantener el acceso de la aplicación mientras usted no cierre sesión"),
+}
+
+
+class DecisionForm(FlaskForm):
+    """Only the CSRF token: the request itself is re-read from the query string."""
+
+
+def _issuer() -> str:
+    return issuer_for(current_app.config["SETTINGS"].public_base_url, g.portal.slug)
+
+
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _oauth_error(error: str, description: str, status: int = 400, headers=None):
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return _no_store(response)
+
+
+def _error_page(message, status: int = 400):
+    return render_template("oidc/error.html", message=message), status
+
+
+def _with_params(uri: str, params: dict[str, str | None]) -> str:
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    if not query:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}{query}"
+
+
+# --- discovery and keys ---------------------------------------------------------------------
+
+
+@bp.get("/.well-known/openid-configuration")
+def discovery():
+    issuer = _issuer()
+    response = jsonify(
+        issuer=issuer,
+        authorization_endpoint=f"{issuer}/authorize",
+        token_endpoint=f"{issuer}/token",
+        userinfo_endpoint=f"{issuer}/userinfo",
+        jwks_uri=f"{issuer}/jwks",
+        revocation_endpoint=f"{issuer}/revoke",
+        end_session_endpoint=f"{issuer}/end-session",
+        response_types_supported=["code"],
+        response_modes_supported=["query"],
+        grant_types_supported=["authorization_code", "refresh_token"],
+        subject_types_supported=["public"],
+        id_token_signing_alg_values_supported=[ALG],
+        token_endpoint_auth_methods_supported=[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        revocation_endpoint_auth_methods_supported=[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        code_challenge_methods_supported=["S256"],
+        scopes_supported=list(supported_scopes(g.portal.flow)),
+        claims_supported=[
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "preferred_username",
+            "name",
+            "email",
+            "email_verified",
+            "locale",
+            "portal",
+            "roles",
+            *(["office"] if g.portal.flow == "provider" else []),
+            *(["member_client_id"] if g.portal.flow == "member" else []),
+        ],
+        prompt_values_supported=["none", "login", "consent"],
+        backchannel_logout_supported=True,
+        backchannel_logout_session_supported=False,
+        authorization_response_iss_parameter_supported=True,
+    )
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/jwks")
+def keys():
+    response = jsonify(jwks(get_db()))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+# --- authorize ------------------------------------------------------------------------------
+
+
+def _client_by_id(client_id: str | None) -> OidcClient | None:
+    if not client_id:
+        return None
+    client = get_db().scalar(select(OidcClient).where(OidcClient.client_id == client_id))
+    if client is None or client.portal != g.portal.slug:
+        return None
+    return client
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def allow_return_to_client(next_url: str | None) -> None:
+    """A sign-in page whose `next` is this portal's authorize request may end, after its POST,
+    in a redirect to that client's registered redirect URI: the page's form-action must name
+    that origin (browsers apply form-action to the redirects that follow a submission)."""
+    if not next_url:
+        return
+    parts = urlsplit(next_url)
+    if parts.netloc or parts.path != f"/{g.portal.slug}/authorize":
+        return
+    query = parse_qs(parts.query)
+    client = _client_by_id((query.get("client_id") or [""])[0])
+    redirect_uri = (query.get("redirect_uri") or [""])[0]
+    if client is not None and redirect_uri in client.redirect_uris:
+        allow_form_redirect_to(_origin(redirect_uri))
+
+
+def _signed_in_user() -> tuple[User, datetime] | None:
+    """The account signed in to this portal and when it signed in; other portals' do not count."""
+    if not current_user.is_authenticated or current_user.is_staff:
+        return None
+    user: User = current_user.account
+    if user.portal != g.portal.slug:
+        return None
+    row = get_db().get(UserSession, token_hash(current_user.session_id))
+    if row is None:
+        return None
+    return user, row.created_at
+
+
+def _send_to_login(args, fresh: bool):
+    """The portal's own login page, then back to this request.
+
+    `prompt=login` and `max_age=0` can never be satisfied by the request itself, so they come
+    back spent and the moment is remembered in the session: only a sign-in made after it counts.
+    A larger `max_age` stays in the request, which the new sign-in then satisfies.
+    """
+    params = list(args.items(multi=True))
+    if fresh:
+        session[REAUTH_KEY] = time.time()
+        params = [(k, v) for k, v in params if k not in ("prompt", "max_age")]
+        prompts = [p for p in args.get("prompt", "").split() if p != "login"]
+        if prompts:
+            params.append(("prompt", " ".join(prompts)))
+    next_url = f"{url_for('oidc.authorize')}?{urlencode(params)}"
+    login_hint = args.get("login_hint") or None
+    return redirect(url_for("auth.login", next=next_url, login_hint=login_hint))
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize():
+    args = request.args
+    client = _client_by_id(args.get("client_id"))
+    if client is None:
+        return _error_page(_l("Esta aplicación no está registrada en este portal."))
+    redirect_uri = args.get("redirect_uri", "")
+    if redirect_uri not in client.redirect_uris:
+        return _error_page(
+            _l("La dirección de retorno que envió la aplicación no está registrada.")
+        )
+    state = args.get("state")
+
+    def back(**params):
+        return redirect(_with_params(redirect_uri, {**params, "state": state, "iss": _issuer()}))
+
+    if args.get("response_type") != "code":
+        return back(error="unsupported_response_type", error_description="only response_type=code")
+    scopes = args.get("scope", "").split()
+    unknown = sorted(set(scopes) - set(supported_scopes(g.portal.flow)))
+    if "openid" not in scopes or unknown:
+        return back(
+            error="invalid_scope",
+            error_description=f"unsupported scope: {' '.join(unknown)}" if unknown else "openid",
+        )
+    challenge = args.get("code_challenge")
+    if challenge:
+        if args.get("code_challenge_method") != "S256" or not PKCE_VERIFIER.match(challenge):
+            return back(error="invalid_request", error_description="PKCE must use S256")
+    elif client.public:
+        return back(error="invalid_request", error_description="PKCE (S256) is required")
+    max_age = args.get("max_age")
+    if max_age is not None and not (max_age.isdigit() and len(max_age) <= 9):
+        return back(error="invalid_request", error_description="max_age must be seconds")
+    if len(args.get("nonce") or "") > NONCE_MAX:
+        return back(error="invalid_request", error_description=f"nonce over {NONCE_MAX} chars")
+    prompts = set(args.get("prompt", "").split())
+
+    signed_in = _signed_in_user()
+    reauth_after = session.get(REAUTH_KEY)
+    too_old = max_age is not None and (
+        signed_in is None or signed_in[1] < utcnow() - timedelta(seconds=int(max_age))
+    )
+    if signed_in is None or too_old or "login" in prompts:
+        if "none" in prompts:
+            return back(error="login_required", error_description="sign-in needed")
+        return _send_to_login(
+            args, fresh="login" in prompts or (max_age is not None and int(max_age) == 0)
+        )
+    if reauth_after is not None and signed_in[1].timestamp() < reauth_after:
+        return _send_to_login(args, fresh=True)
+    session.pop(REAUTH_KEY, None)
+    user, auth_time = signed_in
+
+    if not client.first_party:
+        form = DecisionForm()
+        if request.method == "GET" or not form.validate_on_submit():
+            if "none" in prompts:
+                return back(error="consent_required", error_description="consent needed")
+            described = [SCOPE_DESCRIPTIONS[s] for s in scopes if s in SCOPE_DESCRIPTIONS]
+            allow_form_redirect_to(_origin(redirect_uri))
+            return render_template(
+                "oidc/consent.html", client=client, user=user, described=described, form=form
+            )
+        if request.form.get("decision") != "allow":
+            return back(error="access_denied", error_description="the person declined")
+
+    raw = new_token()
+    db = get_db()
+    db.add(
+        OidcAuthorizationCode(
+            code_hash=token_hash(raw),
+            client_pk=client.id,
+            user_id=user.id,
+            portal=g.portal.slug,
+            redirect_uri=redirect_uri,
+            scope=" ".join(dict.fromkeys(scopes)),
+            nonce=args.get("nonce"),
+            code_challenge=challenge,
+            auth_time=auth_time,
+            expires_at=utcnow() + timedelta(seconds=CODE_SECONDS),
+        )
+    )
+    db.commit()
+    return back(code=raw)
+
+
+# --- token ----------------------------------------------------------------------------------
+
+
+def _authenticated_client():
+    """The client named by Basic auth or the form, or an RFC 6749 invalid_client answer."""
+    header = request.headers.get("Authorization", "")
+    basic = header.startswith("Basic ")
+    client_id = secret = None
+    if basic:
+        try:
+            decoded = base64.b64decode(header[6:], validate=True).decode()
+            client_id, _, secret = decoded.partition(":")
+            client_id, secret = unquote(client_id), unquote(secret)
+        except (binascii.Error, UnicodeDecodeError):
+            client_id = None
+    else:
+        client_id = request.form.get("client_id")
+        secret = request.form.get("client_secret")
+    client = _client_by_id(client_id)
+    refused = _oauth_error(
+        "invalid_client",
+        "client authentication failed",
+        401,
+        {"WWW-Authenticate": 'Basic realm="acceso"'} if basic else None,
+    )
+    if client is None:
+        verify_password(None, secret or "")
+        return None, refused
+    if client.public:
+        return (client, None) if not secret else (None, refused)
+    if not secret or not verify_password(client.secret_hash, secret):
+        return None, refused
+    return client, None
+
+
+def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: str | None):
+    now = int(time.time())
+    key = g.oidc_signing_key
+    issuer = _issuer()
+    sub = subject_for(db, user.id)
+    jti = secrets.token_urlsafe(16)
+    access_token = sign(
+        key,
+        {
+            "iss": issuer,
+            "sub": sub,
+            "aud": client.client_id,
+            "client_id": client.client_id,
+            "scope": grant.scope,
+            "iat": now,
+            "exp": now + ACCESS_TOKEN_SECONDS,
+            "jti": jti,
+        },
+        typ="at+jwt",
+    )
+    db.add(
+        OidcAccessToken(
+            jti=jti,
+            grant_id=grant.id,
+            expires_at=datetime.fromtimestamp(now + ACCESS_TOKEN_SECONDS, UTC),
+        )
+    )
+    refresh_token = new_token()
+    db.add(
+        OidcRefreshToken(
+            token_hash=token_hash(refresh_token),
+            grant_id=grant.id,
+            expires_at=utcnow() + timedelta(days=REFRESH_TOKEN_DAYS),
+        )
+    )
+    id_claims = {
+        **claims_for(db, user, set(grant.scope.split())),
+        "iss": issuer,
+        "aud": client.client_id,
+        "azp": client.client_id,
+        "iat": now,
+        "exp": now + ID_TOKEN_SECONDS,
+        "auth_time": int(grant.auth_time.timestamp()),
+    }
+    if nonce:
+        id_claims["nonce"] = nonce
+    id_token = sign(key, id_claims)
+    db.commit()
+    return _no_store(
+        jsonify(
+            access_token=access_token,
+            token_type="Bearer",
+            expires_in=ACCESS_TOKEN_SECONDS,
+            refresh_token=refresh_token,
+            id_token=id_token,
+            scope=grant.scope,
+        )
+    )
+
+
+def _pkce_matches(verifier: str | None, challenge: str) -> bool:
+    if not verifier or not PKCE_VERIFIER.match(verifier):
+        return False
+    digest = hashlib.sha256(verifier.encode()).digest()
+    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return secrets.compare_digest(computed, challenge)
+
+
+def _exchange_code(db, client: OidcClient):
+    form = request.form
+    code = form.get("code", "")
+    row = db.get(OidcAuthorizationCode, token_hash(code)) if code else None
+    if row is None or row.client_pk != client.id or row.portal != g.portal.slug:
+        return _oauth_error("invalid_grant", "unknown authorization code")
+    now = utcnow()
+    claimed = db.execute(
+        update(OidcAuthorizationCode)
+        .where(
+            OidcAuthorizationCode.code_hash == row.code_hash,
+            OidcAuthorizationCode.used_at.is_(None),
+        )
+        .values(used_at=now)
+    ).rowcount
+    if claimed != 1:
+        issued = db.scalar(select(OidcGrant.id).where(OidcGrant.code_hash == row.code_hash))
+        if issued:
+            revoke_grant(db, issued, now)
+        db.commit()
+        return _oauth_error("invalid_grant", "authorization code already used")
+
+    def refuse(description: str):
+        db.commit()
+        return _oauth_error("invalid_grant", description)
+
+    if row.expires_at <= now:
+        return refuse("authorization code expired")
+    if form.get("redirect_uri") != row.redirect_uri:
+        return refuse("redirect_uri does not match the authorization")
+    if row.code_challenge:
+        if not _pkce_matches(form.get("code_verifier"), row.code_challenge):
+            return refuse("PKCE verification failed")
+    elif form.get("code_verifier"):
+        return refuse("no PKCE challenge was sent for this code")
+    user = db.get(User, row.user_id)
+    if user is None or user.status != "active":
+        return refuse("the account can no longer sign in")
+    grant = OidcGrant(
+        id=secrets.token_urlsafe(24),
+        client_pk=client.id,
+        user_id=user.id,
+        portal=g.portal.slug,
+        scope=row.scope,
+        code_hash=row.code_hash,
+        auth_time=row.auth_time,
+    )
+    db.add(grant)
+    db.flush()
+    return _issue_tokens(db, grant, client, user, row.nonce)
+
+
+def _refresh(db, client: OidcClient):
+    raw = request.form.get("refresh_token", "")
+    row = db.get(OidcRefreshToken, token_hash(raw)) if raw else None
+    grant = db.get(OidcGrant, row.grant_id) if row else None
+    if grant is None or grant.client_pk != client.id or grant.portal != g.portal.slug:
+        return _oauth_error("invalid_grant", "unknown refresh token")
+    if grant.revoked_at is not None:
+        return _oauth_error("invalid_grant", "refresh token revoked")
+    now = utcnow()
+    rotated = db.execute(
+        update(OidcRefreshToken)
+        .where(OidcRefreshToken.token_hash == row.token_hash, OidcRefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
+    if rotated != 1:
+        revoke_grant(db, grant.id, now)
+        db.commit()
+        return _oauth_error("invalid_grant", "refresh token already used; its family is revoked")
+    if row.expires_at <= now:
+        db.commit()
+        return _oauth_error("invalid_grant", "refresh token expired")
+    requested = request.form.get("scope")
+    if requested is not None and not set(requested.split()) <= set(grant.scope.split()):
+        db.rollback()
+        return _oauth_error("invalid_scope", "a refresh cannot widen the scope")
+    user = db.get(User, grant.user_id)
+    if user is None or user.status != "active":
+        db.commit()
+        return _oauth_error("invalid_grant", "the account can no longer sign in")
+    return _issue_tokens(db, grant, client, user, None)
+
+
+@bp.post("/token")
+@rate_limited("token")
+def token():
+    client, refused = _authenticated_client()
+    if refused is not None:
+        return refused
+    db = get_db()
+    g.oidc_signing_key = signing_key(db, sealing_keys(current_app.config["SETTINGS"]))
+    grant_type = request.form.get("grant_type")
+    if grant_type == "authorization_code":
+        return _exchange_code(db, client)
+    if grant_type == "refresh_token":
+        return _refresh(db, client)
+    return _oauth_error("unsupported_grant_type", "authorization_code or refresh_token")
+
+
+# --- userinfo and revocation ----------------------------------------------------------------
+
+
+def _live_access_token(db, raw: str) -> tuple[dict, OidcGrant] | None:
+    """Claims and grant of an access token of this issuer that is unexpired and unrevoked."""
+    decoded = decode(db, raw) if raw else None
+    if decoded is None:
+        return None
+    header, claims = decoded
+    if header.get("typ") != "at+jwt" or claims.get("iss") != _issuer():
+        return None
+    if not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time():
+        return None
+    row = db.get(OidcAccessToken, claims.get("jti", ""))
+    if row is None or row.revoked_at is not None:
+        return None
+    grant = grant_is_live(db, row.grant_id)
+    if grant is None or grant.portal != g.portal.slug:
+        return None
+    return claims, grant
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo():
+    header = request.headers.get("Authorization", "")
+    raw = header[7:].strip() if header.startswith("Bearer ") else request.form.get("access_token")
+    db = get_db()
+    live = _live_access_token(db, raw or "")
+    user = db.get(User, live[1].user_id) if live else None
+    if live is None or user is None or user.status != "active":
+        response = _oauth_error(
+            "invalid_token",
+            "the access token is not valid here",
+            401,
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+        return response
+    return _no_store(jsonify(claims_for(db, user, set(live[1].scope.split()))))
+
+
+@bp.post("/revoke")
+def revoke():
+    """RFC 7009: always 200 for a token that is unknown or not this client's, so nothing leaks."""
+    client, refused = _authenticated_client()
+    if refused is not None:
+        return refused
+    db = get_db()
+    raw = request.form.get("token", "")
+    if not raw:
+        return _oauth_error("invalid_request", "token is required")
+    row = db.get(OidcRefreshToken, token_hash(raw))
+    if row is not None:
+        grant = db.get(OidcGrant, row.grant_id)
+        if grant is not None and grant.client_pk == client.id:
+            revoke_grant(db, grant.id)
+            db.commit()
+        return _no_store(current_app.response_class(status=200))
+    live = _live_access_token(db, raw)
+    if live is not None and live[1].client_pk == client.id:
+        db.execute(
+            update(OidcAccessToken)
+            .where(OidcAccessToken.jti == live[0]["jti"])
+            .values(revoked_at=utcnow())
+        )
+        db.commit()
+    return _no_store(current_app.response_class(status=200))
+
+
+# --- RP-initiated logout --------------------------------------------------------------------
+
+
+@bp.route("/end-session", methods=["GET", "POST"])
+def end_session_endpoint():
+    db = get_db()
+    args = request.values
+    hint = args.get("id_token_hint")
+    hinted = None
+    if hint:
+        decoded = decode(db, hint)
+        if decoded is None or decoded[1].get("iss") != _issuer():
+            return _error_page(_l("La solicitud de cierre de sesión no es válida."))
+        hinted = decoded[1]
+    client_id = args.get("client_id") or (hinted or {}).get("aud")
+    if hinted and args.get("client_id") and args.get("client_id") != hinted.get("aud"):
+        return _error_page(_l("La solicitud de cierre de sesión no es válida."))
+    client = _client_by_id(client_id) if isinstance(client_id, str) else None
+    target = args.get("post_logout_redirect_uri")
+    if target and (client is None or target not in client.post_logout_redirect_uris):
+        return _error_page(
+            _l("La dirección de retorno que envió la aplicación no está registrada.")
+        )
+
+    def finish():
+        if target:
+            return redirect(_with_params(target, {"state": args.get("state")}))
+        return render_template("oidc/signed_out.html")
+
+    signed_in = _signed_in_user()
+    if signed_in is None:
+        return finish()
+    user = signed_in[0]
+    confirmed = request.method == "POST" and DecisionForm().validate_on_submit()
+    if confirmed or (hinted is not None and hinted.get("sub") == subject_for(db, user.id)):
+        end_session()
+        return finish()
+    if request.method == "POST":
+        abort(400)
+    if target:
+        allow_form_redirect_to(_origin(target))
+    return render_template("oidc/logout.html", client=client, form=DecisionForm())
