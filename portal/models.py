@@ -376,17 +376,6 @@ class IdentityTry(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class IdentityTryWindow(Base):
-    """Identity tries per client address (hashed) in a fixed window: a shared, durable counter."""
-
-    __tablename__ = "identity_try_windows"
-
-    portal: Mapped[str] = mapped_column(String(32), primary_key=True)
-    address_key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    window_started_at: Mapped[datetime]
-    tries: Mapped[int] = mapped_column(Integer, default=0)
-
-
 class OutboxMessage(Base):
     """A workflow start the web tier owes Temporal, committed with the rows it concerns.
 

@@ -92,7 +92,7 @@ class Settings:
         default_factory=lambda: _env("ACCESO_RATE_LIMIT_RECOVERY", "10/minute;100/hour")
     )
     rate_limit_identity: str = field(
-        default_factory=lambda: _env("ACCESO_RATE_LIMIT_IDENTITY", "20/minute;100/hour")
+        default_factory=lambda: _env("ACCESO_RATE_LIMIT_IDENTITY", "10/15 minutes;100/hour")
     )
     rate_limit_token: str = field(
         default_factory=lambda: _env("ACCESO_RATE_LIMIT_TOKEN", "120/minute")

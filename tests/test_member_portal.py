@@ -6,23 +6,21 @@ from __future__ import annotations
 import re
 
 import pytest
+from limits import parse_many
 from sqlalchemy import select
 
 from portal.models import (
     IdentityTry,
-    IdentityTryWindow,
     MemberRecord,
     Registration,
     SecurityAnswer,
     SupportCase,
     User,
-    utcnow,
 )
 from portal.passwords import hash_password, verify_answer
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
-from web.registration.member import TRIES_PER_ADDRESS, address_key
 from workflows.registration import RegistrationWorkflow
 
 PASSWORD = "Clave123segura"
@@ -370,33 +368,24 @@ def test_a_new_registration_does_not_reset_the_strikes_of_a_client_id(members):
     assert cases[1].duplicate_of == cases[0].id
 
 
-def test_identity_tries_from_one_address_are_rate_limited(members):
-    with members.session_factory() as session:
-        session.add(
-            IdentityTryWindow(
-                portal="member",
-                address_key=address_key("member", "127.0.0.1"),
-                window_started_at=utcnow(),
-                tries=TRIES_PER_ADDRESS,
-            )
-        )
-        session.commit()
-    accept(members.client)
-    response = identity(members.client, CARLOS)
-    assert response.status_code == 429
-    text = response.get_data(as_text=True)
-    assert "demasiados intentos" in text.lower() and 'value="100200301"' in text
+def test_identity_tries_from_one_connection_are_limited_and_the_form_is_kept(members):
+    """Ten tries per connection in 15 minutes by default; the eleventh keeps what was typed and
+    says how long to wait, whatever the client ID."""
+    members.app.extensions["acceso.rate_limits"].items["identity"] = parse_many("2/15 minutes")
+    client = members.client
+    accept(client)
+    for _ in range(2):
+        assert identity(client, WRONG).status_code == 200
+    over = identity(client, CARLOS)
+    assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 60
+    text = over.get_data(as_text=True)
+    assert "demasiados intentos" in text.lower() and "15 minutos" in text
+    assert 'value="100200301"' in text and 'value="1979"' in text
 
 
-def test_identity_checks_count_against_the_clients_own_limit_too(members):
-    from limits import parse_many
-
-    members.app.extensions["acceso.rate_limits"].items["identity"] = parse_many("1/minute")
-    accept(members.client)
-    assert identity(members.client, WRONG).status_code == 200
-    over = identity(members.client, CARLOS)
-    assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1
-    assert "Demasiados intentos" in over.get_data(as_text=True)
+def test_the_default_identity_limit_is_ten_tries_in_fifteen_minutes(members):
+    limits = members.app.extensions["acceso.rate_limits"].items["identity"]
+    assert [(item.amount, item.get_expiry()) for item in limits] == [(10, 900), (100, 3600)]
 
 
 def test_support_staff_of_another_portal_cannot_see_member_cases(members):

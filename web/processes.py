@@ -23,13 +23,11 @@ from workflows.password_reset import (
     ResetConfirmation,
 )
 from workflows.registration import (
-    CaseResolution,
     IdentityCheck,
     IdentityResult,
     RegistrationStart,
     RegistrationWorkflow,
     ResendRequest,
-    ReviewDecision,
 )
 
 
@@ -113,22 +111,6 @@ def check_identity(workflow_id: str, attempt: IdentityCheck) -> IdentityResult:
     return _call(
         lambda client: client.get_workflow_handle(workflow_id).execute_update(
             RegistrationWorkflow.check_identity, attempt
-        )
-    )
-
-
-def send_review_decision(workflow_id: str, decision: ReviewDecision) -> None:
-    _call(
-        lambda client: client.get_workflow_handle(workflow_id).signal(
-            RegistrationWorkflow.review_decision, decision
-        )
-    )
-
-
-def send_case_resolution(workflow_id: str, resolution: CaseResolution) -> None:
-    _call(
-        lambda client: client.get_workflow_handle(workflow_id).signal(
-            RegistrationWorkflow.resolve_case, resolution
         )
     )
 

@@ -18,15 +18,26 @@ console says so; `allow_retry` still clears the client ID's strikes, so a new re
 from __future__ import annotations
 
 import contextlib
-import hashlib
-from datetime import date, timedelta
+import math
+from datetime import date
 
-from flask import abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    abort,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import TooManyRequests
 from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, Length, Optional, Regexp, ValidationError
@@ -34,7 +45,6 @@ from wtforms.validators import AnyOf, Length, Optional, Regexp, ValidationError
 from portal.audit import add_event
 from portal.models import (
     EmailToken,
-    IdentityTryWindow,
     MemberRecord,
     Registration,
     SecurityAnswer,
@@ -50,14 +60,12 @@ from web import once, processes
 from web.db import get_db
 from web.forms import CheckedForm, EmailAddress, email_field, new_password_fields, required, strip
 from web.forms import username_field as _username_field
-from web.ratelimit import check_rate_limit, client_address
+from web.ratelimit import check_rate_limit
 from web.registration import ConfirmLinkForm, bp, flow_view, username_taken
 from workflows.registration import AccountSubmission, IdentityCheck
 
 SESSION_KEY = "member_registration"
 RETRY_PURPOSE = "identity_retry"
-TRIES_PER_ADDRESS = 10
-TRY_WINDOW = timedelta(minutes=15)
 
 NOT_VALIDATED = _l(
     "La información personal que usted ha puesto no se puede validar con nuestro sistema; por "
@@ -363,49 +371,6 @@ def _start() -> str | None:
 # Step 2: identity ----------------------------------------------------------------------------
 
 
-def address_key(portal: str, remote_addr: str) -> str:
-    """The client address as the try counter keeps it: hashed, never in plaintext."""
-    return hashlib.sha256(f"{portal}:{remote_addr}".encode()).hexdigest()
-
-
-def _address_limited() -> bool:
-    """Counts this try against the client address (hashed) in a fixed window, in the database
-    so every web process shares it; True when the address is over its allowance."""
-    db = get_db()
-    address = address_key(g.portal.slug, client_address())
-    now = utcnow()
-    cutoff = now - TRY_WINDOW
-    bumped = db.execute(
-        update(IdentityTryWindow)
-        .where(IdentityTryWindow.portal == g.portal.slug)
-        .where(IdentityTryWindow.address_key == address)
-        .where(IdentityTryWindow.window_started_at > cutoff)
-        .where(IdentityTryWindow.tries < TRIES_PER_ADDRESS)
-        .values(tries=IdentityTryWindow.tries + 1)
-    )
-    if bumped.rowcount == 1:
-        db.commit()
-        return False
-    row = db.get(IdentityTryWindow, (g.portal.slug, address))
-    if row is not None and row.window_started_at > cutoff:
-        db.rollback()
-        return True
-    if row is None:
-        db.add(
-            IdentityTryWindow(
-                portal=g.portal.slug, address_key=address, window_started_at=now, tries=1
-            )
-        )
-    else:
-        row.window_started_at, row.tries = now, 1
-    try:
-        db.commit()
-    except IntegrityError:
-        db.rollback()
-        return _address_limited()
-    return False
-
-
 def _active_account_for(client_id: str | None) -> bool:
     """One client ID, one account: any account not yet ended (active, or waiting for its
     e-mail confirmation) counts; an expired registration deletes its unconfirmed account."""
@@ -440,15 +405,10 @@ def _identity(state: dict, registration: Registration):
         return _identity_validated(state, registration)
     form = IdentityForm()
     if form.validate_on_submit():
-        check_rate_limit("identity")
-        if _address_limited():
-            form.form_errors.append(
-                _(
-                    "Hubo demasiados intentos de validación desde su conexión. Por seguridad, "
-                    "espere 15 minutos antes de volver a intentarlo."
-                )
-            )
-            return render_template("registration/member_identity.html", form=form), 429
+        try:
+            check_rate_limit("identity")
+        except TooManyRequests as limited:
+            return _identity_limited(form, limited)
         try:
             result = processes.check_identity(
                 registration.workflow_id,
@@ -500,6 +460,22 @@ def _identity(state: dict, registration: Registration):
                 )
             )
     return render_template("registration/member_identity.html", form=form)
+
+
+def _identity_limited(form: IdentityForm, limited: TooManyRequests):
+    """Too many tries from this connection: the typed data stays, and the page says how long
+    to wait (the same for every client ID, so it reveals nothing about the record)."""
+    minutes = max(1, math.ceil((limited.retry_after or 60) / 60))
+    form.form_errors.append(
+        _(
+            "Hubo demasiados intentos de validación desde su conexión. Por seguridad, espere "
+            "%(minutes)s minutos antes de volver a intentarlo.",
+            minutes=minutes,
+        )
+    )
+    page = make_response(render_template("registration/member_identity.html", form=form), 429)
+    page.headers["Retry-After"] = str(limited.retry_after or 60)
+    return page
 
 
 def _identity_validated(state: dict, registration: Registration):

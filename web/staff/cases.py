@@ -1,7 +1,8 @@
 """The help desk's cases: member registrations stopped after too many failed identity tries.
 
-Pages read the database (cases, masked tries, the registration's read model). Resolving sends
-the `resolve_case` signal and nothing else: the case status, the strikes and the e-mail to the
+Pages read the database (cases, masked tries, the registration's read model). Resolving owes
+the `resolve_case` signal through the outbox, in the transaction of its audit line, and nothing
+else: the case status, the strikes and the e-mail to the
 member are written by the workflow's activity, so the same signal from the Temporal UI or
 `temporal workflow signal` has exactly the same effect.
 """
@@ -18,7 +19,7 @@ from wtforms.validators import AnyOf, Length
 
 from portal.audit import add_event
 from portal.models import IdentityTry, MemberRecord, Registration, StaffUser, SupportCase
-from web import processes
+from processes.outbox import enqueue_signal
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
 from web.sessions import staff_required
@@ -155,38 +156,30 @@ def case(case_id: int):
             flash(_("Este caso ya fue resuelto."), "info")
             return redirect(url_for("staff.case", case_id=case_id))
         staff: StaffUser = current_user.account
-        try:
-            processes.send_case_resolution(
-                support_case.workflow_id,
-                CaseResolution(
-                    outcome=form.outcome.data,
-                    agent=f"staff:{staff.username}",
-                    note=form.note.data or "",
-                ),
-            )
-        except (processes.ProcessUnavailable, processes.ProcessRefused):
-            form.form_errors.append(
-                _("No pudimos enviar la resolución en este momento. Intente de nuevo.")
-            )
-        else:
-            add_event(
-                db,
-                actor=f"staff:{staff.username}",
-                action="case.resolution_sent",
-                portal=support_case.portal,
-                workflow_id=support_case.workflow_id,
-                case_id=support_case.id,
-                outcome=form.outcome.data,
-            )
-            db.commit()
-            flash(
-                _(
-                    "Resolución enviada. El caso y el correo al solicitante se actualizan en "
-                    "unos segundos."
-                ),
-                "success",
-            )
-            return redirect(url_for("staff.cases"))
+        resolution = CaseResolution(
+            outcome=form.outcome.data, agent=f"staff:{staff.username}", note=form.note.data or ""
+        )
+        add_event(
+            db,
+            actor=resolution.agent,
+            action="case.resolution_sent",
+            portal=support_case.portal,
+            workflow_id=support_case.workflow_id,
+            case_id=support_case.id,
+            outcome=resolution.outcome,
+        )
+        enqueue_signal(
+            db, workflow_id=support_case.workflow_id, signal="resolve_case", payload=resolution
+        )
+        db.commit()
+        flash(
+            _(
+                "Resolución enviada. El caso y el correo al solicitante se actualizan en "
+                "unos segundos."
+            ),
+            "success",
+        )
+        return redirect(url_for("staff.cases"))
     contact_known = bool(
         support_case.client_id
         and db.scalar(

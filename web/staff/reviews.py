@@ -1,8 +1,9 @@
 """Reviewers' queue of provider applications, each with its own page to approve or deny.
 
 Every page renders from the database (the read model the workflow's activities keep, and the
-audit trail); a decision is checked against that read model, claimed there, then sent to the
-workflow as the `review_decision` signal, the same signal the Temporal UI or the CLI can send."""
+audit trail); a decision is checked against that read model and claimed there, in the same
+transaction that owes the workflow its `review_decision` signal (the outbox), the same signal the
+Temporal UI or the CLI can send."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from wtforms.validators import Length
 
 from portal.audit import add_event
 from portal.models import AuditEvent, Office, Registration, StaffUser, User, utcnow
-from web import processes
+from processes.outbox import enqueue_signal
 from web.db import get_db
 from web.forms import CheckedForm, strip
 from web.registration.provider import valid_npi
@@ -187,7 +188,8 @@ def decide(reference: str):
     staff: StaffUser = current_user.account
     reviewer = f"staff:{staff.username}"
     db = get_db()
-    # Claim the decision in the read model first, so two reviewers cannot both send one.
+    # The claim, its audit line and the owed signal commit together: a crash after the commit
+    # still delivers the decision (the outbox relay), one before it leaves nothing decided.
     claimed = db.execute(
         update(Registration)
         .where(Registration.id == registration.id)
@@ -210,28 +212,15 @@ def decide(reference: str):
         approved=action == "approve",
         reason=form.reason.data,
     )
+    enqueue_signal(
+        db,
+        workflow_id=registration.workflow_id,
+        signal="review_decision",
+        payload=ReviewDecision(
+            approved=action == "approve", reviewer=reviewer, reason=form.reason.data
+        ),
+    )
     db.commit()
-    try:
-        processes.send_review_decision(
-            registration.workflow_id,
-            ReviewDecision(
-                approved=action == "approve", reviewer=reviewer, reason=form.reason.data
-            ),
-        )
-    except (processes.ProcessUnavailable, processes.ProcessRefused):
-        db.execute(
-            update(Registration)
-            .where(Registration.id == registration.id)
-            .where(Registration.decided_by == reviewer)
-            .where(Registration.status.in_(AWAITING_REVIEW))
-            .values(decided_by=None, decision_reason=None)
-        )
-        db.commit()
-        db.refresh(registration)
-        form.form_errors.append(
-            _("No pudimos enviar la decisión ahora. Intente de nuevo en unos minutos.")
-        )
-        return _render(registration, form, 503)
     if action == "approve":
         flash(
             _(
