@@ -21,9 +21,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.accounts import AccountActivities
 from activities.audit import AuditActivities
-from activities.invitations import InvitationActivities
 from activities.mail import MailActivities
-from activities.records import RecordActivities
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory
 from portal.logs import configure_logging
@@ -33,15 +31,16 @@ from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.invitation.activities import InvitationActivities
+from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
 from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
 from processes.outbox.relay import OutboxRelay
+from processes.recovery.workflows import PasswordResetWorkflow, UsernameReminderWorkflow
+from processes.registration.activities import RecordActivities
+from processes.registration.workflows import RegistrationWorkflow
 from processes.staff_invitation.activities import StaffInvitationActivities
 from processes.staff_invitation.workflows import StaffInvitationWorkflow
-from workflows.invitation import InvitationWorkflow
-from workflows.password_reset import PasswordResetWorkflow
-from workflows.registration import RegistrationWorkflow
-from workflows.username_reminder import UsernameReminderWorkflow
 
 WORKFLOWS = [
     RegistrationWorkflow,

@@ -31,7 +31,7 @@ from portal.passwords import hash_password
 from portal.settings import Settings
 from portal.temporal import data_converter
 from portal.tokens import token_hash
-from workflows.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
+from processes.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
 
 UI_ORIGIN = "http://ui.acceso.test:8233"
 CODEC_TOKEN = "codec-bearer-" + "x" * 24

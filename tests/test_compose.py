@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pytest
 
 from portal.settings import PROJECT_ROOT
-from workflows.search_attributes import ALL
+from processes.search_attributes import ALL
 
 yaml = pytest.importorskip("yaml")
 

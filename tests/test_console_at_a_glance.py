@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from activities.records import IdentityAttempt, mismatched_fields
 from portal.config import Text, load_portals, load_site
 from portal.models import AuditEvent, MemberRecord, Office, Registration, User
+from processes.registration.activities import IdentityAttempt, mismatched_fields
 from tests.fixtures.showcase import STAFF_PASSWORD, seed_showcase
 from tests.fixtures.stack import submit
 from tests.fixtures.staff import add_staff, sign_in_staff

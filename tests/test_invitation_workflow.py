@@ -14,19 +14,19 @@ from temporalio import activity
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.invitations import (
+from processes.invitation.activities import (
     InvitationEnded,
     InvitationMail,
     InvitationMailed,
     InvitationState,
 )
-from tests.fixtures.waiting import wait_until_async
-from workflows.invitation import (
+from processes.invitation.workflows import (
     InvitationAcceptance,
     InvitationStart,
     InvitationWorkflow,
     RevokeRequest,
 )
+from tests.fixtures.waiting import wait_until_async
 
 
 @dataclass

@@ -18,10 +18,10 @@ from portal.models import (
     User,
 )
 from portal.passwords import hash_password, verify_answer
+from processes.registration.workflows import RegistrationWorkflow
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
-from workflows.registration import RegistrationWorkflow
 
 PASSWORD = "Clave123segura"
 STAFF_PASSWORD = "Mesa-de-ayuda-1"

@@ -21,7 +21,8 @@ from activities.accounts import (
     StepReached,
 )
 from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
-from activities.records import (
+from portal.config import Policy
+from processes.registration.activities import (
     CaseResolutionApplied,
     CaseResolutionRequest,
     IdentityAttempt,
@@ -29,8 +30,7 @@ from activities.records import (
     SupportCaseOpened,
     SupportCaseRequest,
 )
-from portal.config import Policy
-from workflows.registration import (
+from processes.registration.workflows import (
     AccountSubmission,
     CaseResolution,
     EmailConfirmed,

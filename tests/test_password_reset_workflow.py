@@ -14,13 +14,13 @@ from temporalio.worker import Worker
 from activities.accounts import ResetApplied, ResetConfirmed
 from activities.mail import LinkEmail, LinkSent
 from portal.config import Policy
-from tests.fixtures.waiting import wait_until_async
-from workflows.password_reset import (
+from processes.recovery.workflows import (
     PasswordResetStart,
     PasswordResetWorkflow,
     ResetConfirmation,
     ResetRequested,
 )
+from tests.fixtures.waiting import wait_until_async
 
 
 class FakeResets:

@@ -250,7 +250,7 @@ def test_repeated_recovery_requests_join_the_pending_one_instead_of_flooding_the
     patient, dev_server, background_loop
 ):
     from processes.recovery import service as recovery
-    from workflows.password_reset import PasswordResetWorkflow
+    from processes.recovery.workflows import PasswordResetWorkflow
 
     with patient.app.app_context():
         portal = patient.app.extensions["acceso.portals"]["patient"]

@@ -15,12 +15,12 @@ from portal.models import (
     User,
     UserSession,
 )
+from processes.registration.workflows import ReviewDecision
 from tests.fixtures.second_factor import complete_second_factor
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 from tests.fixtures.waiting import wait_until
-from workflows.registration import ReviewDecision
 
 PASSWORD = "clave-segura-1"
 NPI = "1234567893"

@@ -22,14 +22,14 @@ from activities.accounts import (
 from activities.audit import AuditEntry
 from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
-from tests.fixtures.waiting import wait_until_async
-from workflows.registration import (
+from processes.registration.workflows import (
     EmailConfirmed,
     RegistrationStart,
     RegistrationWorkflow,
     ReviewDecision,
 )
-from workflows.search_attributes import OVERDUE
+from processes.search_attributes import OVERDUE
+from tests.fixtures.waiting import wait_until_async
 
 PROVIDER_POLICY = Policy(
     approval_sla_hours=24, approval_final_hours=120, password_reset_mode="link"

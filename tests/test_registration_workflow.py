@@ -20,13 +20,13 @@ from activities.accounts import (
 )
 from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
-from tests.fixtures.waiting import wait_until_async
-from workflows.registration import (
+from processes.registration.workflows import (
     EmailConfirmed,
     RegistrationStart,
     RegistrationWorkflow,
     ResendRequest,
 )
+from tests.fixtures.waiting import wait_until_async
 
 
 @dataclass

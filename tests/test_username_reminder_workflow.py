@@ -10,12 +10,12 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.mail import ReminderSent, UsernameReminder
-from tests.fixtures.waiting import wait_until_async
-from workflows.username_reminder import (
+from processes.recovery.workflows import (
     ReminderRequest,
     UsernameReminderStart,
     UsernameReminderWorkflow,
 )
+from tests.fixtures.waiting import wait_until_async
 
 
 async def test_a_mistyped_request_blocks_nobody_and_a_sent_one_cools_down(time_skipping_env):

@@ -16,13 +16,13 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from portal.config import Portal
-from processes.registration.service import registration_id
-from workflows import search_attributes
-from workflows.password_reset import (
+from processes import search_attributes
+from processes.recovery.workflows import (
     PasswordResetWorkflow,
     ResetConfirmation,
 )
-from workflows.registration import (
+from processes.registration.service import registration_id
+from processes.registration.workflows import (
     IdentityCheck,
     IdentityResult,
     RegistrationStart,

@@ -1,1 +1,2 @@
-"""An office employee's invitation: what the web tier calls to accept or revoke one."""
+"""An office employee's invitation: the workflow, its send and end activities, and the service
+the web tier calls to accept or revoke one."""

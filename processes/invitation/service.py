@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from portal.audit import add_event
 from portal.models import EmailToken, Invitation, User, utcnow
+from processes.invitation.workflows import InvitationAcceptance, RevokeRequest
 from processes.outbox import enqueue_signal
-from workflows.invitation import InvitationAcceptance, RevokeRequest
 
 
 def _claim(session: Session, invitation: Invitation, status: str, actor: str) -> bool:

@@ -1,1 +1,2 @@
-"""Recovery of a forgotten password or username: what the web tier calls to ask for one."""
+"""Recovery of a forgotten password or username: both workflows (`workflows.py`) and the service
+the web tier calls to ask for one (`service.py`)."""

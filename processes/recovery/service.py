@@ -12,8 +12,12 @@ from sqlalchemy.orm import Session
 from portal.audit import add_event
 from portal.config import Portal
 from processes.outbox import enqueue_start
-from workflows.password_reset import PasswordResetStart, ResetRequested
-from workflows.username_reminder import ReminderRequest, UsernameReminderStart
+from processes.recovery.workflows import (
+    PasswordResetStart,
+    ReminderRequest,
+    ResetRequested,
+    UsernameReminderStart,
+)
 
 
 def opaque(secret: str, *parts: object) -> str:

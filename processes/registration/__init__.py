@@ -1,1 +1,3 @@
-"""Registration: what the web tier calls to begin one and to redeem its e-mailed link."""
+"""Registration in every portal: the workflow (`workflows.py`), its member-record and help-desk
+activities (`activities.py`), and the service the web tier calls to begin one and to redeem its
+e-mailed link (`service.py`)."""

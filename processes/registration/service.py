@@ -16,9 +16,9 @@ from portal.audit import add_event
 from portal.config import Portal
 from portal.models import EmailToken, Registration, User, utcnow
 from portal.tokens import token_hash
+from processes import search_attributes
 from processes.outbox import enqueue_signal, enqueue_start
-from workflows import search_attributes
-from workflows.registration import EmailConfirmed, RegistrationStart
+from processes.registration.workflows import EmailConfirmed, RegistrationStart
 
 
 def registration_id(portal: Portal, reference: str) -> str:

@@ -19,13 +19,13 @@ from portal.models import EmailToken, Invitation, Office, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
 from processes.invitation import service as invitation_service
+from processes.invitation.workflows import InvitationStart
 from processes.outbox import enqueue_start
 from web import processes
 from web.account import bp
 from web.db import get_db
 from web.forms import CheckedForm, email_field, new_password_fields, required, strip, username_field
 from web.sessions import active_user_by_username, end_all_sessions, portal_login_required
-from workflows.invitation import InvitationStart
 
 
 class InviteForm(CheckedForm):

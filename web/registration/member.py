@@ -56,13 +56,13 @@ from portal.passwords import hash_answer, hash_password
 from portal.tokens import new_reference, token_hash
 from processes.outbox import enqueue_signal
 from processes.registration.service import begin, registration_id
+from processes.registration.workflows import AccountSubmission, IdentityCheck
 from web import once, processes
 from web.db import get_db
 from web.forms import CheckedForm, EmailAddress, email_field, new_password_fields, required, strip
 from web.forms import username_field as _username_field
 from web.ratelimit import check_rate_limit
 from web.registration import ConfirmLinkForm, bp, flow_view, username_taken
-from workflows.registration import AccountSubmission, IdentityCheck
 
 SESSION_KEY = "member_registration"
 RETRY_PURPOSE = "identity_retry"

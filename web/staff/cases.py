@@ -20,11 +20,11 @@ from wtforms.validators import AnyOf, Length
 from portal.audit import add_event
 from portal.models import IdentityTry, MemberRecord, Registration, StaffUser, SupportCase
 from processes.outbox import enqueue_signal
+from processes.registration.workflows import CaseResolution
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp
-from workflows.registration import CaseResolution
 
 CONSOLE_PAGES.append(("staff.cases", _l("Casos de la mesa de ayuda"), "support"))
 

@@ -21,12 +21,12 @@ from wtforms.validators import Length
 from portal.audit import add_event
 from portal.models import AuditEvent, Office, Registration, StaffUser, User, utcnow
 from processes.outbox import enqueue_signal
+from processes.registration.workflows import ReviewDecision
 from web.db import get_db
 from web.forms import CheckedForm, strip
 from web.registration.provider import valid_npi
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp, visible_portals
-from workflows.registration import ReviewDecision
 
 CONSOLE_PAGES.append(("staff.reviews", _l("Solicitudes de proveedores por revisar"), "reviewer"))
 

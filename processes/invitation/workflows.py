@@ -8,15 +8,15 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.search_attributes import PORTAL, STEP
+from processes.search_attributes import PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
-    from activities.invitations import (
+    from processes.invitation.activities import (
         InvitationActivities,
         InvitationEnded,
         InvitationMail,
     )
-    from workflows.registration import DB_RETRY, MAIL_RETRY
+    from processes.registration.workflows import DB_RETRY, MAIL_RETRY
 
 
 @dataclass

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from workflows.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
+from processes.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
 
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import (
@@ -21,13 +21,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.audit import AuditActivities, AuditEntry
     from activities.mail import LinkEmail, MailActivities, NoticeEmail
-    from activities.records import (
+    from portal.config import Policy
+    from processes.registration.activities import (
         CaseResolutionRequest,
         IdentityAttempt,
         RecordActivities,
         SupportCaseRequest,
     )
-    from portal.config import Policy
 
 MAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),

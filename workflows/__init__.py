@@ -1,1 +1,0 @@
-"""Deterministic workflow code, one module per process; no I/O here."""
