@@ -80,6 +80,13 @@ def already_sent(session: Session, send_key: str) -> bool:
     return session.get(SentMail, send_key) is not None
 
 
+def sent_link(session: Session, send_key: str) -> int | None:
+    """The token ID of a link e-mail the SMTP server already accepted, or None: send it now."""
+    if not already_sent(session, send_key):
+        return None
+    return session.scalar(select(EmailToken.id).where(EmailToken.send_key == send_key)) or 0
+
+
 def deliver_once(
     session: Session,
     mailer: Mailer,
@@ -163,11 +170,8 @@ class MailActivities:
     @activity.defn
     def send_link(self, request: LinkEmail) -> LinkSent:
         with self.session_factory() as session:
-            if already_sent(session, request.send_key):
-                token_id = session.scalar(
-                    select(EmailToken.id).where(EmailToken.send_key == request.send_key)
-                )
-                return LinkSent(token_id=token_id or 0)
+            if (sent := sent_link(session, request.send_key)) is not None:
+                return LinkSent(token_id=sent)
             user = session.get(User, request.user_id)
             if user is None:
                 raise ApplicationError(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.mail import already_sent, deliver_once
+from activities.mail import deliver_once, sent_link
 from portal.audit import add_event
 from portal.mailer import Mailer
 from portal.models import EmailToken, Invitation, User, utcnow
@@ -56,11 +56,8 @@ class InvitationActivities:
     @activity.defn
     def send_invitation(self, request: InvitationMail) -> InvitationMailed:
         with self.session_factory() as session:
-            if already_sent(session, request.send_key):
-                token_id = session.scalar(
-                    select(EmailToken.id).where(EmailToken.send_key == request.send_key)
-                )
-                return InvitationMailed(token_id=token_id or 0)
+            if (sent := sent_link(session, request.send_key)) is not None:
+                return InvitationMailed(token_id=sent)
             invitation = session.get(Invitation, request.invitation_id)
             if invitation is None:
                 raise ApplicationError(

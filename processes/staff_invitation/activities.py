@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.mail import already_sent, deliver_once
+from activities.mail import deliver_once, sent_link
 from portal.audit import add_event
 from portal.mailer import Mailer
 from portal.models import EmailToken, StaffInvitation, StaffUser, utcnow
@@ -33,11 +33,8 @@ class StaffInvitationActivities:
         """The raw token is derived here for the e-mail only; the database keeps its hash, and a
         retried send repeats the same link."""
         with self.session_factory() as session:
-            if already_sent(session, request.send_key):
-                token_id = session.scalar(
-                    select(EmailToken.id).where(EmailToken.send_key == request.send_key)
-                )
-                return InvitationLinkSent(token_id=token_id or 0)
+            if (sent := sent_link(session, request.send_key)) is not None:
+                return InvitationLinkSent(token_id=sent)
             invitation = session.get(StaffInvitation, request.invitation_id)
             staff = session.get(StaffUser, invitation.staff_id) if invitation else None
             if invitation is None or staff is None:
