@@ -51,6 +51,13 @@ def test_the_dockerfile_runs_the_install_recipe_on_the_whole_build_context():
     assert "web.i18n import compile_catalogs" not in dockerfile
 
 
+def test_every_entry_the_image_copies_exists():
+    """A moved folder left in the allow-list would break the image build, and only the slow
+    --postgres pass would notice."""
+    missing = [entry for entry in build_context_entries() if not (PROJECT_ROOT / entry).exists()]
+    assert missing == []
+
+
 def test_the_install_recipe_compiles_translations_the_package_really_has():
     recipe = (PROJECT_ROOT / "scripts" / "install.sh").read_text()
     assert "from portal.translations import compile_catalogs" in recipe
