@@ -20,12 +20,8 @@ from processes.invitation.activities import (
     InvitationMailed,
     InvitationState,
 )
-from processes.invitation.workflows import (
-    InvitationAcceptance,
-    InvitationStart,
-    InvitationWorkflow,
-    RevokeRequest,
-)
+from processes.invitation.vocabulary import InvitationAcceptance, InvitationStart, RevokeRequest
+from processes.invitation.workflows import InvitationWorkflow
 from tests.fixtures.waiting import wait_until_async
 
 

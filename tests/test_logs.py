@@ -233,7 +233,8 @@ def test_raw_history_is_unreadable_but_the_codec_client_reads_it(
     stack, raw_client, background_loop
 ):
     """The same history decodes with the app's codec, so operators lose nothing but plaintext."""
-    from processes.recovery.workflows import PasswordResetStart, PasswordResetWorkflow
+    from processes.recovery.vocabulary import PasswordResetStart
+    from processes.recovery.workflows import PasswordResetWorkflow
 
     portal = stack.app.extensions["acceso.portals"]["patient"]
     start = PasswordResetStart(portal="patient", policy=portal.policy, user_id=None)

@@ -30,14 +30,14 @@ from processes.registration.activities import (
     SupportCaseOpened,
     SupportCaseRequest,
 )
-from processes.registration.workflows import (
+from processes.registration.vocabulary import (
     AccountSubmission,
     CaseResolution,
     EmailConfirmed,
     IdentityCheck,
     RegistrationStart,
-    RegistrationWorkflow,
 )
+from processes.registration.workflows import RegistrationWorkflow
 
 MEMBER_POLICY = Policy(identity_strike_limit=3, registration_abandon_hours=72)
 GOOD = IdentityCheck(

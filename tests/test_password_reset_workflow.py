@@ -14,12 +14,8 @@ from temporalio.worker import Worker
 from activities.accounts import ResetApplied, ResetConfirmed
 from activities.mail import LinkEmail, LinkSent
 from portal.config import Policy
-from processes.recovery.workflows import (
-    PasswordResetStart,
-    PasswordResetWorkflow,
-    ResetConfirmation,
-    ResetRequested,
-)
+from processes.recovery.vocabulary import PasswordResetStart, ResetConfirmation, ResetRequested
+from processes.recovery.workflows import PasswordResetWorkflow
 from tests.fixtures.waiting import wait_until_async
 
 

@@ -15,7 +15,7 @@ from portal.models import (
     User,
     UserSession,
 )
-from processes.registration.workflows import ReviewDecision
+from processes.registration.vocabulary import ReviewDecision
 from tests.fixtures.second_factor import complete_second_factor
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit

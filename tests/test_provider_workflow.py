@@ -22,12 +22,8 @@ from activities.accounts import (
 from activities.audit import AuditEntry
 from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
-from processes.registration.workflows import (
-    EmailConfirmed,
-    RegistrationStart,
-    RegistrationWorkflow,
-    ReviewDecision,
-)
+from processes.registration.vocabulary import EmailConfirmed, RegistrationStart, ReviewDecision
+from processes.registration.workflows import RegistrationWorkflow
 from processes.search_attributes import OVERDUE
 from tests.fixtures.waiting import wait_until_async
 

@@ -20,12 +20,8 @@ from activities.accounts import (
 )
 from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
-from processes.registration.workflows import (
-    EmailConfirmed,
-    RegistrationStart,
-    RegistrationWorkflow,
-    ResendRequest,
-)
+from processes.registration.vocabulary import EmailConfirmed, RegistrationStart, ResendRequest
+from processes.registration.workflows import RegistrationWorkflow
 from tests.fixtures.waiting import wait_until_async
 
 

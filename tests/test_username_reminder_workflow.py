@@ -10,11 +10,8 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.mail import ReminderSent, UsernameReminder
-from processes.recovery.workflows import (
-    ReminderRequest,
-    UsernameReminderStart,
-    UsernameReminderWorkflow,
-)
+from processes.recovery.vocabulary import ReminderRequest, UsernameReminderStart
+from processes.recovery.workflows import UsernameReminderWorkflow
 from tests.fixtures.waiting import wait_until_async
 
 

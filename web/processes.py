@@ -17,18 +17,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from portal.config import Portal
 from processes import search_attributes
-from processes.recovery.workflows import (
-    PasswordResetWorkflow,
-    ResetConfirmation,
-)
+from processes.recovery.vocabulary import ResetConfirmation
+from processes.recovery.workflows import PasswordResetWorkflow
 from processes.registration.service import registration_id
-from processes.registration.workflows import (
+from processes.registration.vocabulary import (
     IdentityCheck,
     IdentityResult,
     RegistrationStart,
-    RegistrationWorkflow,
     ResendRequest,
 )
+from processes.registration.workflows import RegistrationWorkflow
 
 
 class ProcessRefused(Exception):

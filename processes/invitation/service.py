@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from portal.audit import add_event
 from portal.models import EmailToken, Invitation, User, utcnow
-from processes.invitation.workflows import InvitationAcceptance, RevokeRequest
+from processes.invitation.vocabulary import InvitationAcceptance, RevokeRequest
 from processes.outbox import enqueue_signal
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 
+from processes.invitation.vocabulary import (
+    InvitationAcceptance,
+    InvitationOutcome,
+    InvitationStart,
+    InvitationStatus,
+    RevokeRequest,
+)
 from processes.search_attributes import PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
@@ -16,43 +22,7 @@ with workflow.unsafe.imports_passed_through():
         InvitationEnded,
         InvitationMail,
     )
-    from processes.registration.workflows import DB_RETRY, MAIL_RETRY
-
-
-@dataclass
-class InvitationStart:
-    """Carries ids and the policy's lifetime only; names and addresses stay in the database."""
-
-    portal: str
-    invitation_id: int
-    invitation_days: int
-    invited_by: str
-
-
-@dataclass
-class InvitationOutcome:
-    status: str
-    user_id: int | None = None
-
-
-@dataclass
-class InvitationAcceptance:
-    """The web tier already made the invitee's account live, in the transaction that consumed
-    the link and owed this signal."""
-
-    token_id: int
-    user_id: int
-
-
-@dataclass
-class RevokeRequest:
-    revoked_by: str
-
-
-@dataclass
-class InvitationStatus:
-    step: str
-    expires_at: str
+    from processes.retry_policies import DB_RETRY, MAIL_RETRY
 
 
 @workflow.defn

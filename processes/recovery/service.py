@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from portal.audit import add_event
 from portal.config import Portal
 from processes.outbox import enqueue_start
-from processes.recovery.workflows import (
+from processes.recovery.vocabulary import (
     PasswordResetStart,
     ReminderRequest,
     ResetRequested,

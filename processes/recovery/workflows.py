@@ -4,12 +4,21 @@ most once per cooldown)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from processes.recovery.vocabulary import (
+    PasswordResetOutcome,
+    PasswordResetStart,
+    ReminderRequest,
+    ResetConfirmation,
+    ResetRequested,
+    ResetResult,
+    ResetStatus,
+    UsernameReminderStart,
+)
 from processes.search_attributes import PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
@@ -20,50 +29,7 @@ with workflow.unsafe.imports_passed_through():
         ReminderSent,
         UsernameReminder,
     )
-    from portal.config import Policy
-    from processes.registration.workflows import MAIL_RETRY
-
-
-@dataclass
-class PasswordResetStart:
-    """Started for every request, known account or not, so the answer and timing never differ.
-
-    A known account's requests share one workflow ID while a reset is pending (signal-with-start
-    of `request_again`), so repeated requests cannot flood its mailbox.
-    """
-
-    portal: str
-    policy: Policy
-    user_id: int | None
-
-
-@dataclass
-class PasswordResetOutcome:
-    status: str
-
-
-@dataclass
-class ResetConfirmation:
-    token_id: int
-
-
-@dataclass
-class ResetResult:
-    applied: bool
-
-
-@dataclass
-class ResetStatus:
-    step: str
-    links_sent: int = 0
-    requests: int = 0
-
-
-@dataclass
-class ResetRequested:
-    """Another request for the same account while this one is pending."""
-
-    source: str = "web"
+    from processes.retry_policies import MAIL_RETRY
 
 
 @workflow.defn
@@ -193,24 +159,6 @@ class PasswordResetWorkflow:
     @workflow.query
     def get_status(self) -> ResetStatus:
         return ResetStatus(step=self.step, links_sent=self.links_sent, requests=self.requests)
-
-
-@dataclass
-class UsernameReminderStart:
-    """Started (or joined, by signal-with-start) for every request, known address or not, so
-    answers never differ; the look-up happens in the activity."""
-
-    portal: str
-    email: str
-    cooldown_minutes: int = 15
-
-
-@dataclass
-class ReminderRequest:
-    """One request; the provider portal also asks for the names on the account."""
-
-    first_name: str = ""
-    last_name: str = ""
 
 
 @workflow.defn

@@ -18,7 +18,7 @@ from portal.models import EmailToken, Registration, User, utcnow
 from portal.tokens import token_hash
 from processes import search_attributes
 from processes.outbox import enqueue_signal, enqueue_start
-from processes.registration.workflows import EmailConfirmed, RegistrationStart
+from processes.registration.vocabulary import EmailConfirmed, RegistrationStart
 
 
 def registration_id(portal: Portal, reference: str) -> str:

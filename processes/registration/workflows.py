@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from processes.registration.vocabulary import (
+    AccountSubmission,
+    CaseResolution,
+    EmailConfirmed,
+    IdentityCheck,
+    IdentityResult,
+    RegistrationOutcome,
+    RegistrationStart,
+    RegistrationStatus,
+    ResendRequest,
+    ReviewDecision,
+)
 from processes.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
 
 with workflow.unsafe.imports_passed_through():
@@ -21,108 +31,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.audit import AuditActivities, AuditEntry
     from activities.mail import LinkEmail, MailActivities, NoticeEmail
-    from portal.config import Policy
     from processes.registration.activities import (
         CaseResolutionRequest,
         IdentityAttempt,
         RecordActivities,
         SupportCaseRequest,
     )
-
-MAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-)
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-
-
-@dataclass
-class RegistrationStart:
-    portal: str
-    reference: str
-    steps: list[str]
-    policy: Policy
-    user_id: int | None = None
-    client_id_key: str = ""
-
-
-@dataclass
-class RegistrationOutcome:
-    status: str
-    user_id: int | None
-
-
-@dataclass
-class IdentityCheck:
-    """One identity try, answered at once by the update."""
-
-    first_name: str
-    last_name: str
-    suffix: str
-    date_of_birth: str
-    client_id: str
-
-
-@dataclass
-class IdentityResult:
-    matched: bool
-    tries_left: int
-    escalated: bool
-
-
-@dataclass
-class AccountSubmission:
-    """The web tier stored the account (password already hashed); the workflow only hears its id."""
-
-    user_id: int
-
-
-@dataclass
-class EmailConfirmed:
-    """The web tier redeemed the link; its transaction already changed the account and owed
-    this signal through the outbox, so the database and the process learn it together."""
-
-    workflow_id: str
-    token_id: int
-    user_id: int
-    next_status: str
-
-
-@dataclass
-class ResendRequest:
-    requested_by: str = "applicant"
-
-
-@dataclass
-class ReviewDecision:
-    approved: bool
-    reviewer: str
-    reason: str = ""
-
-
-@dataclass
-class CaseResolution:
-    """A help-desk outcome: `allow_retry` gives another set of tries, `close` ends it.
-
-    Sent by the staff console, `temporal workflow signal --name resolve_case --input
-    '{"outcome": "close", "agent": "ops"}'` or the Temporal UI; all take the same path.
-    """
-
-    outcome: str
-    agent: str = ""
-    note: str = ""
-
-
-@dataclass
-class RegistrationStatus:
-    step: str
-    status: str
-    overdue: bool = False
-    tries_left: int = 0
-    escalated: bool = False
-    decided: bool = False
-    history: list[str] = field(default_factory=list)
+    from processes.retry_policies import DB_RETRY, MAIL_RETRY
 
 
 @workflow.defn

@@ -17,7 +17,7 @@ from processes.staff_invitation.vocabulary import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from processes.registration.workflows import DB_RETRY, MAIL_RETRY
+    from processes.retry_policies import DB_RETRY, MAIL_RETRY
     from processes.staff_invitation.activities import StaffInvitationActivities
 
 

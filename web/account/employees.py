@@ -19,7 +19,7 @@ from portal.models import EmailToken, Invitation, Office, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
 from processes.invitation import service as invitation_service
-from processes.invitation.workflows import InvitationStart
+from processes.invitation.vocabulary import InvitationStart
 from processes.outbox import enqueue_start
 from web import processes
 from web.account import bp

@@ -56,7 +56,7 @@ from portal.passwords import hash_answer, hash_password
 from portal.tokens import new_reference, token_hash
 from processes.outbox import enqueue_signal
 from processes.registration.service import begin, registration_id
-from processes.registration.workflows import AccountSubmission, IdentityCheck
+from processes.registration.vocabulary import AccountSubmission, IdentityCheck
 from web import once, processes
 from web.db import get_db
 from web.forms import CheckedForm, EmailAddress, email_field, new_password_fields, required, strip

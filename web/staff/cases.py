@@ -20,7 +20,7 @@ from wtforms.validators import AnyOf, Length
 from portal.audit import add_event
 from portal.models import IdentityTry, MemberRecord, Registration, StaffUser, SupportCase
 from processes.outbox import enqueue_signal
-from processes.registration.workflows import CaseResolution
+from processes.registration.vocabulary import CaseResolution
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
 from web.sessions import staff_required

@@ -21,7 +21,7 @@ from wtforms.validators import Length
 from portal.audit import add_event
 from portal.models import AuditEvent, Office, Registration, StaffUser, User, utcnow
 from processes.outbox import enqueue_signal
-from processes.registration.workflows import ReviewDecision
+from processes.registration.vocabulary import ReviewDecision
 from web.db import get_db
 from web.forms import CheckedForm, strip
 from web.registration.provider import valid_npi

@@ -1,0 +1,68 @@
+"""What recovery's processes carry: each start, update, signal and answer of the password reset
+and the username reminder; shared by the workflows and the web tier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portal.config import Policy
+
+
+@dataclass
+class PasswordResetStart:
+    """Started for every request, known account or not, so the answer and timing never differ.
+
+    A known account's requests share one workflow ID while a reset is pending (signal-with-start
+    of `request_again`), so repeated requests cannot flood its mailbox.
+    """
+
+    portal: str
+    policy: Policy
+    user_id: int | None
+
+
+@dataclass
+class PasswordResetOutcome:
+    status: str
+
+
+@dataclass
+class ResetConfirmation:
+    token_id: int
+
+
+@dataclass
+class ResetResult:
+    applied: bool
+
+
+@dataclass
+class ResetStatus:
+    step: str
+    links_sent: int = 0
+    requests: int = 0
+
+
+@dataclass
+class ResetRequested:
+    """Another request for the same account while this one is pending."""
+
+    source: str = "web"
+
+
+@dataclass
+class UsernameReminderStart:
+    """Started (or joined, by signal-with-start) for every request, known address or not, so
+    answers never differ; the look-up happens in the activity."""
+
+    portal: str
+    email: str
+    cooldown_minutes: int = 15
+
+
+@dataclass
+class ReminderRequest:
+    """One request; the provider portal also asks for the names on the account."""
+
+    first_name: str = ""
+    last_name: str = ""

@@ -1,0 +1,96 @@
+"""What a registration's process carries: its start and outcome, and each update, signal and
+query message; shared by the workflow, the web tier and the staff console."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from portal.config import Policy
+
+
+@dataclass
+class RegistrationStart:
+    portal: str
+    reference: str
+    steps: list[str]
+    policy: Policy
+    user_id: int | None = None
+    client_id_key: str = ""
+
+
+@dataclass
+class RegistrationOutcome:
+    status: str
+    user_id: int | None
+
+
+@dataclass
+class IdentityCheck:
+    """One identity try, answered at once by the update."""
+
+    first_name: str
+    last_name: str
+    suffix: str
+    date_of_birth: str
+    client_id: str
+
+
+@dataclass
+class IdentityResult:
+    matched: bool
+    tries_left: int
+    escalated: bool
+
+
+@dataclass
+class AccountSubmission:
+    """The web tier stored the account (password already hashed); the workflow only hears its id."""
+
+    user_id: int
+
+
+@dataclass
+class EmailConfirmed:
+    """The web tier redeemed the link; its transaction already changed the account and owed
+    this signal through the outbox, so the database and the process learn it together."""
+
+    workflow_id: str
+    token_id: int
+    user_id: int
+    next_status: str
+
+
+@dataclass
+class ResendRequest:
+    requested_by: str = "applicant"
+
+
+@dataclass
+class ReviewDecision:
+    approved: bool
+    reviewer: str
+    reason: str = ""
+
+
+@dataclass
+class CaseResolution:
+    """A help-desk outcome: `allow_retry` gives another set of tries, `close` ends it.
+
+    Sent by the staff console, `temporal workflow signal --name resolve_case --input
+    '{"outcome": "close", "agent": "ops"}'` or the Temporal UI; all take the same path.
+    """
+
+    outcome: str
+    agent: str = ""
+    note: str = ""
+
+
+@dataclass
+class RegistrationStatus:
+    step: str
+    status: str
+    overdue: bool = False
+    tries_left: int = 0
+    escalated: bool = False
+    decided: bool = False
+    history: list[str] = field(default_factory=list)
