@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import replace
 
 import pytest
 
+from tests.fixtures.processes import free_port
 from web import create_app
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,8 +34,8 @@ def live_settings(settings, dev_server):
 def test_healthz_answers_even_when_every_dependency_is_down(settings, make_app):
     down = replace(
         settings,
-        database_url=f"postgresql+psycopg://nobody@127.0.0.1:{unused_port()}/acceso",
-        temporal_address=f"127.0.0.1:{unused_port()}",
+        database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/acceso",
+        temporal_address=f"127.0.0.1:{free_port()}",
     )
     response = make_app(down).test_client().get("/healthz")
     assert response.status_code == 200
@@ -57,7 +51,7 @@ def test_readyz_is_ok_with_database_and_temporal_up(live_settings, make_app):
 def test_readyz_fails_when_postgresql_is_unreachable(live_settings, make_app):
     down = replace(
         live_settings,
-        database_url=f"postgresql+psycopg://acceso@127.0.0.1:{unused_port()}/acceso",
+        database_url=f"postgresql+psycopg://acceso@127.0.0.1:{free_port()}/acceso",
     )
     response = make_app(down).test_client().get("/readyz")
     assert response.status_code == 503
@@ -76,7 +70,7 @@ def test_readyz_fails_when_the_sqlite_directory_is_gone(live_settings, make_app,
 
 
 def test_readyz_fails_when_temporal_is_unreachable(settings, make_app):
-    down = replace(settings, temporal_address=f"127.0.0.1:{unused_port()}")
+    down = replace(settings, temporal_address=f"127.0.0.1:{free_port()}")
     response = make_app(down).test_client().get("/readyz")
     assert response.status_code == 503
     body = response.get_json()
