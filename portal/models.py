@@ -486,6 +486,9 @@ class FormSubmission(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     portal: Mapped[str] = mapped_column(String(32))
     outcome_url: Mapped[str] = mapped_column(String(300))
+    # The registration the submission started, for a wizard whose place is kept in the
+    # session: a retry whose first answer (and cookie) was lost resumes it.
+    started_reference: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 

@@ -132,6 +132,28 @@ def test_declining_the_agreement_returns_to_login_and_keeps_nothing(members):
         assert session.scalar(select(Registration.id)) is None
 
 
+def test_accepting_again_after_a_lost_answer_resumes_the_same_registration(members):
+    client = members.client
+    text = page(client)
+    form = {
+        "csrf_token": re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', text)[1],
+        "form_key": re.search(r'name="form_key" type="hidden" value="([^"]+)"', text)[1],
+        "agreement": "accept",
+    }
+    assert client.post("/member/register", data=form).status_code == 302
+    started = registration_of(members, client)
+    with client.session_transaction() as flask_session:
+        flask_session.pop("member_registration")
+
+    again = client.post("/member/register", data=form)
+
+    assert again.status_code == 302 and again.headers["Location"].endswith("/member/register")
+    assert registration_of(members, client).reference == started.reference
+    assert "Información personal" in page(client)
+    with members.session_factory() as session:
+        assert session.scalars(select(Registration.reference)).all() == [started.reference]
+
+
 def test_date_of_birth_is_typed_as_day_month_and_year_with_one_clear_message(members):
     client = members.client
     accept(client)

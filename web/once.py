@@ -42,16 +42,21 @@ def _key_hash() -> str | None:
     return hashlib.sha256(scope.encode()).hexdigest()
 
 
-def earlier() -> str | None:
-    """Where the first submission of the posted form led, if it was accepted."""
+def earlier_submission() -> FormSubmission | None:
+    """The first accepted submission of the posted form, if there was one."""
     key_hash = _key_hash()
     if key_hash is None:
         return None
-    row = get_db().get(FormSubmission, key_hash)
+    return get_db().get(FormSubmission, key_hash)
+
+
+def earlier() -> str | None:
+    """Where the first submission of the posted form led, if it was accepted."""
+    row = earlier_submission()
     return row.outcome_url if row is not None else None
 
 
-def remember(session: Session, outcome_url: str) -> None:
+def remember(session: Session, outcome_url: str, *, started_reference: str | None = None) -> None:
     """Adds the outcome to the caller's transaction; old outcomes are dropped now and then."""
     key_hash = _key_hash()
     if key_hash is None:
@@ -59,7 +64,10 @@ def remember(session: Session, outcome_url: str) -> None:
     portal = getattr(g, "portal", None)
     session.add(
         FormSubmission(
-            key_hash=key_hash, portal=portal.slug if portal else "", outcome_url=outcome_url
+            key_hash=key_hash,
+            portal=portal.slug if portal else "",
+            outcome_url=outcome_url,
+            started_reference=started_reference,
         )
     )
     if secrets.randbelow(100) == 0:

@@ -286,8 +286,16 @@ def _sync_step(state: dict, registration: Registration) -> str:
 
 @flow_view("member")
 def register():
-    if earlier := once.earlier():
-        return redirect(earlier)
+    if earlier := once.earlier_submission():
+        if earlier.started_reference and _state() is None:
+            _save(
+                {
+                    "portal": g.portal.slug,
+                    "reference": earlier.started_reference,
+                    "step": "identity",
+                }
+            )
+        return redirect(earlier.outcome_url)
     state = _state()
     if state is None:
         return _agreement()
@@ -360,7 +368,7 @@ def _start() -> str | None:
         workflow_id=registration_id(g.portal, reference),
         status="identity",
     )
-    once.remember(db, url_for("registration.register"))
+    once.remember(db, url_for("registration.register"), started_reference=reference)
     begin(db, g.portal, registration, action="registration.agreement_accepted")
     with contextlib.suppress(processes.ProcessUnavailable):
         processes.start_registration(g.portal, reference)
