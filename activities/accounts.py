@@ -13,6 +13,7 @@ from activities.mail import already_sent, deliver_once
 from portal.audit import add_event
 from portal.mailer import Mailer
 from portal.models import (
+    AccountStatus,
     EmailToken,
     LoginThrottle,
     Registration,
@@ -23,6 +24,7 @@ from portal.models import (
 from portal.passwords import hash_password
 from portal.tokens import derived_temporary_password
 from processes.logout_delivery.service import sign_out_everywhere
+from processes.registration.vocabulary import Step
 
 
 @dataclass
@@ -30,7 +32,7 @@ class StepReached:
     """The read model follows the workflow, so pages never need to ask Temporal."""
 
     workflow_id: str
-    status: str
+    status: Step
     overdue: bool = False
 
 
@@ -47,14 +49,14 @@ class ConfirmationClosed:
 @dataclass
 class AccountState:
     user_id: int
-    status: str
+    status: AccountStatus
 
 
 @dataclass
 class RegistrationEnded:
     workflow_id: str
     user_id: int | None
-    status: str
+    status: Step
     release_account: bool
 
 
@@ -148,7 +150,7 @@ class AccountActivities:
             user_id = request.user_id or (registration.user_id if registration else None)
             if user_id is not None and request.release_account:
                 user = session.get(User, user_id)
-                if user is not None and user.status != "active":
+                if user is not None and user.status != AccountStatus.ACTIVE:
                     portal = user.portal
                     if registration is not None:
                         registration.user_id = None
@@ -168,8 +170,11 @@ class AccountActivities:
         with self.session_factory() as session:
             now = utcnow()
             user = session.get(User, request.user_id)
-            status = "active" if request.approved else "denied"
-            if user is not None and user.status in ("pending_review", "unconfirmed"):
+            status = AccountStatus.ACTIVE if request.approved else AccountStatus.DENIED
+            if user is not None and user.status in (
+                AccountStatus.PENDING_REVIEW,
+                AccountStatus.UNCONFIRMED,
+            ):
                 user.status = status
                 if request.approved:
                     user.activated_at = now
@@ -177,7 +182,7 @@ class AccountActivities:
                 update(Registration)
                 .where(Registration.workflow_id == request.workflow_id)
                 .values(
-                    status="approved" if request.approved else "denied",
+                    status=Step.APPROVED if request.approved else Step.DENIED,
                     decided_by=request.reviewer,
                     decision_reason=request.reason or None,
                     updated_at=now,

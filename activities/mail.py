@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from portal.audit import add_event
 from portal.config import Portal
 from portal.mailer import Mailer
-from portal.models import EmailToken, SentMail, User
+from portal.models import AccountStatus, EmailToken, SentMail, User
 from portal.tokens import link_for_send
 
 
@@ -236,7 +236,7 @@ class MailActivities:
                 select(User)
                 .where(User.portal == request.portal)
                 .where(func.lower(User.email) == request.email.strip().lower())
-                .where(User.status.not_in(("unconfirmed",)))
+                .where(User.status != AccountStatus.UNCONFIRMED)
                 .order_by(User.username)
             )
             if request.first_name:

@@ -116,6 +116,7 @@ class RegistrationCollector:
         from sqlalchemy import func, select
 
         from portal.models import AuditEvent, Registration
+        from processes.registration.vocabulary import AWAITING_REVIEW
 
         started = CounterMetricFamily(
             "acceso_registrations_started", "Registrations begun, by portal", labels=["portal"]
@@ -145,7 +146,7 @@ class RegistrationCollector:
             for portal, count in session.execute(
                 select(Registration.portal, func.count())
                 .where(Registration.overdue.is_(True))
-                .where(Registration.status == "pending_review")
+                .where(Registration.status.in_(AWAITING_REVIEW))
                 .group_by(Registration.portal)
             ):
                 overdue.add_metric([portal], count)

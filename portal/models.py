@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -50,6 +51,26 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
+class AccountStatus(StrEnum):
+    """An account's life: unconfirmed until its e-mail link is pressed, pending_review where a
+    reviewer must approve it, active, and the two ends; only an active account signs in."""
+
+    UNCONFIRMED = "unconfirmed"
+    PENDING_REVIEW = "pending_review"
+    ACTIVE = "active"
+    DENIED = "denied"
+    DISABLED = "disabled"
+
+
+# Accounts that hold their username and e-mail: everything but a denied application.
+LIVE_ACCOUNT = (
+    AccountStatus.UNCONFIRMED,
+    AccountStatus.PENDING_REVIEW,
+    AccountStatus.ACTIVE,
+    AccountStatus.DISABLED,
+)
+
+
 class User(Base):
     """A portal account: patients, members, provider registrants and office employees."""
 
@@ -69,7 +90,7 @@ class User(Base):
     phone: Mapped[str] = mapped_column(String(32), default="")
     locale: Mapped[str] = mapped_column(String(8), default="es")
     password_hash: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(24), default="unconfirmed")
+    status: Mapped[str] = mapped_column(String(24), default=AccountStatus.UNCONFIRMED)
     role: Mapped[str] = mapped_column(String(24))
     client_id: Mapped[str | None] = mapped_column(String(64), index=True)
     office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"), index=True)
@@ -167,7 +188,7 @@ class Registration(Base):
     reference: Mapped[str] = mapped_column(String(16), unique=True)
     portal: Mapped[str] = mapped_column(String(32), index=True)
     workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(32), default="started", index=True)
+    status: Mapped[str] = mapped_column(String(32), default="started", index=True)  # a Step
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     client_id: Mapped[str | None] = mapped_column(String(64), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)

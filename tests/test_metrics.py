@@ -9,8 +9,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 
+from activities.accounts import AccountActivities, StepReached
 from portal.mailer import Mailer
 from portal.metrics import WorkerMetricsServer, count_rate_limited
+from portal.models import Registration
 from tests.fixtures.patients import confirm_by_email, login, register
 from tests.fixtures.processes import free_port
 from tests.fixtures.waiting import wait_until
@@ -93,6 +95,30 @@ def test_a_registration_moves_the_web_and_worker_counters(clinic):
         )
     finally:
         worker_metrics.stop()
+
+
+def test_an_application_past_its_review_sla_shows_in_the_overdue_gauge(clinic):
+    clinic.app.config["SETTINGS"] = replace(clinic.settings, metrics_token=TOKEN)
+    with clinic.session_factory() as session:
+        session.add(
+            Registration(
+                reference="P-OVERDUE1",
+                portal="provider",
+                workflow_id="registration/provider/P-OVERDUE1",
+                status="confirm_email",
+            )
+        )
+        session.commit()
+    steps = AccountActivities(clinic.session_factory, Mailer(clinic.settings))
+    steps.record_step(StepReached(workflow_id="registration/provider/P-OVERDUE1", status="review"))
+    assert metric(scrape_web(clinic.client), "acceso_registrations_overdue", portal="provider") == 0
+
+    # What the workflow records when the 24-hour SLA passes without a decision.
+    steps.record_step(
+        StepReached(workflow_id="registration/provider/P-OVERDUE1", status="review", overdue=True)
+    )
+
+    assert metric(scrape_web(clinic.client), "acceso_registrations_overdue", portal="provider") == 1
 
 
 def test_a_failed_delivery_counts_as_an_email_failure(settings):

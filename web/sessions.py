@@ -13,7 +13,7 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import delete, select
 
 from portal.audit import add_event
-from portal.models import StaffUser, User, UserSession, utcnow
+from portal.models import AccountStatus, StaffUser, User, UserSession, utcnow
 from portal.tokens import token_hash
 from processes.logout_delivery.service import sign_out_everywhere
 from web.db import get_db
@@ -69,7 +69,7 @@ def load_signed_in(session_id: str) -> SignedIn | None:
             return None
     else:
         account = db.get(User, row.user_id)
-        if account is None or account.status != "active":
+        if account is None or account.status != AccountStatus.ACTIVE:
             return None
     limit = idle_limit(row, account)
     if limit is not None and now - row.last_seen_at > limit:

@@ -15,6 +15,7 @@ from portal.audit import add_event
 from portal.mailer import Mailer
 from portal.models import EmailToken, Invitation, User, utcnow
 from portal.tokens import link_for_send
+from processes.invitation.vocabulary import Step
 
 INVITATION_PURPOSE = "invitation"
 
@@ -38,13 +39,13 @@ class InvitationMailed:
 class InvitationEnded:
     invitation_id: int
     workflow_id: str
-    status: str
+    status: Step
     actor: str
 
 
 @dataclass
 class InvitationState:
-    status: str
+    status: Step
     user_id: int | None = None
 
 
@@ -105,14 +106,14 @@ class InvitationActivities:
             claimed = session.execute(
                 update(Invitation)
                 .where(Invitation.id == request.invitation_id)
-                .where(Invitation.status == "pending")
+                .where(Invitation.status == Step.PENDING)
                 .values(status=request.status, ended_at=now, ended_by=request.actor)
             ).rowcount
             invitation = session.get(Invitation, request.invitation_id)
             if invitation is None:
                 session.commit()
-                return InvitationState(status="gone")
-            if invitation.status != "accepted":
+                return InvitationState(status=Step.GONE)
+            if invitation.status != Step.ACCEPTED:
                 session.execute(
                     update(EmailToken)
                     .where(EmailToken.workflow_id == request.workflow_id)

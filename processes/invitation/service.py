@@ -9,28 +9,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.audit import add_event
-from portal.models import EmailToken, Invitation, User, utcnow
-from processes.invitation.vocabulary import InvitationAcceptance, RevokeRequest
+from portal.models import AccountStatus, EmailToken, Invitation, User, utcnow
+from processes.invitation.vocabulary import Acceptance, InvitationAcceptance, RevokeRequest, Step
 from processes.outbox import enqueue_signal
 
 
-def _claim(session: Session, invitation: Invitation, status: str, actor: str) -> bool:
+def _claim(session: Session, invitation: Invitation, status: Step, actor: str) -> bool:
     now = utcnow()
     return bool(
         session.execute(
             update(Invitation)
             .where(Invitation.id == invitation.id)
-            .where(Invitation.status == "pending")
+            .where(Invitation.status == Step.PENDING)
             .values(status=status, ended_at=now, ended_by=actor)
         ).rowcount
     )
 
 
-def accept(session: Session, token: EmailToken, invitation: Invitation, user: User) -> str:
+def accept(session: Session, token: EmailToken, invitation: Invitation, user: User) -> Acceptance:
     """The invitee's account goes live with the office in the same transaction that consumes
-    the link. Returns "accepted", "username_taken" or "gone" (revoked, expired or used)."""
+    the link."""
     now = utcnow()
-    user.status = "active"
+    user.status = AccountStatus.ACTIVE
     user.activated_at = now
     user.office_id = invitation.office_id
     user.role = "provider_employee"
@@ -39,7 +39,7 @@ def accept(session: Session, token: EmailToken, invitation: Invitation, user: Us
         session.flush()
     except IntegrityError:
         session.rollback()
-        return "username_taken"
+        return Acceptance.USERNAME_TAKEN
     consumed = session.execute(
         update(EmailToken)
         .where(EmailToken.id == token.id)
@@ -48,9 +48,9 @@ def accept(session: Session, token: EmailToken, invitation: Invitation, user: Us
         .where(EmailToken.expires_at > now)
         .values(used_at=now, user_id=user.id)
     ).rowcount
-    if not consumed or not _claim(session, invitation, "accepted", f"user:{user.id}"):
+    if not consumed or not _claim(session, invitation, Step.ACCEPTED, f"user:{user.id}"):
         session.rollback()
-        return "gone"
+        return Acceptance.GONE
     session.execute(
         update(Invitation).where(Invitation.id == invitation.id).values(user_id=user.id)
     )
@@ -71,12 +71,12 @@ def accept(session: Session, token: EmailToken, invitation: Invitation, user: Us
         payload=InvitationAcceptance(token_id=token.id, user_id=user.id),
     )
     session.commit()
-    return "accepted"
+    return Acceptance.ACCEPTED
 
 
 def revoke(session: Session, invitation: Invitation, actor: str, actor_user_id: int) -> bool:
     """False when the invitation was no longer pending (accepted or ended meanwhile)."""
-    if not _claim(session, invitation, "revoked", actor):
+    if not _claim(session, invitation, Step.REVOKED, actor):
         session.rollback()
         return False
     session.execute(

@@ -4,6 +4,27 @@ status and its outcome."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Step(StrEnum):
+    """An invitation's life; the invitations table keeps the pending one and how it ended."""
+
+    SENDING = "sending"
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    GONE = "gone"  # no such invitation any more
+
+
+class Acceptance(StrEnum):
+    """What the invitee's form hears: the account is live, the username is taken, or the
+    invitation is over (revoked, expired or already used)."""
+
+    ACCEPTED = "accepted"
+    USERNAME_TAKEN = "username_taken"
+    GONE = "gone"
 
 
 @dataclass
@@ -18,7 +39,7 @@ class InvitationStart:
 
 @dataclass
 class InvitationOutcome:
-    status: str
+    status: Step
     user_id: int | None = None
 
 
@@ -38,5 +59,5 @@ class RevokeRequest:
 
 @dataclass
 class InvitationStatus:
-    step: str
+    step: Step
     expires_at: str

@@ -13,6 +13,7 @@ from processes.invitation.vocabulary import (
     InvitationStart,
     InvitationStatus,
     RevokeRequest,
+    Step,
 )
 from processes.search_attributes import PORTAL, STEP
 
@@ -40,7 +41,7 @@ class InvitationWorkflow:
     async def run(self, start: InvitationStart) -> InvitationOutcome:
         workflow.upsert_search_attributes([PORTAL.value_set(start.portal)])
         await self.send_link()
-        self.enter("pending", "Waiting for the invitee to accept")
+        self.enter(Step.PENDING, "Waiting for the invitee to accept")
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self.accepted_by is not None or self.revoked_by is not None,
@@ -49,7 +50,7 @@ class InvitationWorkflow:
             )
         if self.accepted_by is not None:
             return self.accepted(self.accepted_by)
-        status = "revoked" if self.revoked_by is not None else "expired"
+        status = Step.REVOKED if self.revoked_by is not None else Step.EXPIRED
         # The database settles an acceptance racing the deadline: it may say "accepted".
         ended = await workflow.execute_activity_method(
             InvitationActivities.end_invitation,
@@ -63,17 +64,17 @@ class InvitationWorkflow:
             retry_policy=DB_RETRY,
             summary=f"end invitation: {status}",
         )
-        if ended.status == "accepted":
+        if ended.status == Step.ACCEPTED:
             return self.accepted(ended.user_id)
         self.enter(ended.status, f"Invitation {ended.status}")
         return InvitationOutcome(status=ended.status)
 
     def accepted(self, user_id: int | None) -> InvitationOutcome:
-        self.enter("accepted", "Accepted: the employee's account is active")
-        return InvitationOutcome(status="accepted", user_id=user_id)
+        self.enter(Step.ACCEPTED, "Accepted: the employee's account is active")
+        return InvitationOutcome(status=Step.ACCEPTED, user_id=user_id)
 
     async def send_link(self) -> None:
-        self.enter("sending", "E-mailing the invitation link")
+        self.enter(Step.SENDING, "E-mailing the invitation link")
         sent = await workflow.execute_activity_method(
             InvitationActivities.send_invitation,
             InvitationMail(
@@ -104,7 +105,7 @@ class InvitationWorkflow:
     def get_status(self) -> InvitationStatus:
         return InvitationStatus(step=self.step, expires_at=self.expires_at.isoformat())
 
-    def enter(self, step: str, details: str) -> None:
+    def enter(self, step: Step, details: str) -> None:
         self.step = step
         workflow.set_current_details(details)
         workflow.upsert_search_attributes([STEP.value_set(step)])

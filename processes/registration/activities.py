@@ -25,6 +25,7 @@ from portal.models import (
     utcnow,
 )
 from portal.tokens import link_for_send
+from processes.registration.vocabulary import CaseOutcome, CaseStatus
 
 RETRY_PURPOSE = "identity_retry"
 
@@ -246,7 +247,7 @@ class RecordActivities:
                     select(SupportCase.id)
                     .where(SupportCase.portal == request.portal)
                     .where(SupportCase.client_id == client_id)
-                    .where(SupportCase.status == "open")
+                    .where(SupportCase.status == CaseStatus.OPEN)
                     .where(SupportCase.workflow_id != request.workflow_id)
                     .order_by(SupportCase.id)
                     .limit(1)
@@ -257,7 +258,7 @@ class RecordActivities:
                 round=request.round,
                 reference=request.reference,
                 client_id=client_id,
-                status="open",
+                status=CaseStatus.OPEN,
                 duplicate_of=duplicate_of,
             )
             session.add(case)
@@ -291,8 +292,12 @@ class RecordActivities:
                 )
             now = utcnow()
             client_id = case.client_id if case else ""
-            if case is not None and case.status == "open":
-                case.status = "retry_allowed" if request.outcome == "allow_retry" else "closed"
+            if case is not None and case.status == CaseStatus.OPEN:
+                case.status = (
+                    CaseStatus.RETRY_ALLOWED
+                    if request.outcome == CaseOutcome.ALLOW_RETRY
+                    else CaseStatus.CLOSED
+                )
                 case.resolved_at = now
                 case.resolved_by = request.agent[:100]
                 case.resolution_note = request.note or None
@@ -305,14 +310,14 @@ class RecordActivities:
                     case_id=case.id,
                     note=request.note,
                 )
-            if request.outcome == "allow_retry" and client_id:
+            if request.outcome == CaseOutcome.ALLOW_RETRY and client_id:
                 counter = session.get(IdentityStrikes, (request.portal, client_id))
                 if counter is not None:
                     counter.strikes = 0
                     counter.updated_at = now
             contact = member_contact(session, request.portal, client_id)
             link = ""
-            if request.outcome == "allow_retry" and contact:
+            if request.outcome == CaseOutcome.ALLOW_RETRY and contact:
                 _, raw = link_for_send(
                     session,
                     secret=self.mailer.settings.secret_key if self.mailer else "",
@@ -331,7 +336,7 @@ class RecordActivities:
             portal = self.portals.get(request.portal)
             template = (
                 "identity_retry_allowed"
-                if request.outcome == "allow_retry"
+                if request.outcome == CaseOutcome.ALLOW_RETRY
                 else "registration_closed"
             )
             deliver_once(

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import EmailToken, Registration, User, utcnow
+from portal.models import AccountStatus, EmailToken, Registration, User, utcnow
 from portal.tokens import token_hash
 from processes import search_attributes
 from processes.outbox import enqueue_signal, enqueue_start
-from processes.registration.vocabulary import EmailConfirmed, RegistrationStart
+from processes.registration.vocabulary import EmailConfirmed, RegistrationStart, Step
 
 
 def registration_id(portal: Portal, reference: str) -> str:
@@ -119,15 +119,16 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
         session.rollback()
         return confirmation_link(session, portal, raw)
     user = session.get(User, token.user_id) if token.user_id else None
-    next_status = "pending_review" if "review" in portal.steps else "active"
-    if user is not None and user.status == "unconfirmed":
+    reviewed = Step.REVIEW in portal.steps
+    next_status = AccountStatus.PENDING_REVIEW if reviewed else AccountStatus.ACTIVE
+    if user is not None and user.status == AccountStatus.UNCONFIRMED:
         user.status = next_status
-        if next_status == "active":
+        if next_status == AccountStatus.ACTIVE:
             user.activated_at = now
     session.execute(
         update(Registration)
         .where(Registration.workflow_id == token.workflow_id)
-        .values(status=next_status, updated_at=now)
+        .values(status=Step.PENDING_REVIEW if reviewed else Step.ACTIVE, updated_at=now)
     )
     add_event(
         session,

@@ -4,8 +4,45 @@ query message; shared by the workflow, the web tier and the staff console."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from portal.config import Policy
+
+
+class Step(StrEnum):
+    """Where a registration stands. The workflow moves through these and the registrations table
+    keeps the latest (a confirmation click and a review decision write theirs first), so pages,
+    the console and the metrics read the table instead of asking Temporal."""
+
+    STARTED = "started"
+    IDENTITY = "identity"
+    ESCALATED = "escalated"
+    ACCOUNT = "account"
+    CONFIRM_EMAIL = "confirm_email"
+    PENDING_REVIEW = "pending_review"
+    REVIEW = "review"
+    APPROVED = "approved"
+    ACTIVE = "active"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+    LAPSED = "lapsed"
+
+
+AWAITING_REVIEW = (Step.PENDING_REVIEW, Step.REVIEW)
+
+
+class CaseOutcome(StrEnum):
+    """The help desk's answer to an escalated identity check."""
+
+    ALLOW_RETRY = "allow_retry"
+    CLOSE = "close"
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    RETRY_ALLOWED = "retry_allowed"
+    CLOSED = "closed"
 
 
 @dataclass
@@ -20,7 +57,7 @@ class RegistrationStart:
 
 @dataclass
 class RegistrationOutcome:
-    status: str
+    status: Step
     user_id: int | None
 
 
@@ -87,8 +124,8 @@ class CaseResolution:
 
 @dataclass
 class RegistrationStatus:
-    step: str
-    status: str
+    step: Step
+    status: Step
     overdue: bool = False
     tries_left: int = 0
     escalated: bool = False

@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from processes.registration.vocabulary import (
     AccountSubmission,
+    CaseOutcome,
     CaseResolution,
     EmailConfirmed,
     IdentityCheck,
@@ -18,6 +19,7 @@ from processes.registration.vocabulary import (
     RegistrationStatus,
     ResendRequest,
     ReviewDecision,
+    Step,
 )
 from processes.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
 
@@ -49,8 +51,8 @@ class RegistrationWorkflow:
         self.start = start
         self.policy = start.policy
         self.user_id = start.user_id
-        self.step = "started"
-        self.status = "started"
+        self.step = Step.STARTED
+        self.status = Step.STARTED
         self.overdue = False
         self.strikes = 0
         self.escalated = False
@@ -79,16 +81,16 @@ class RegistrationWorkflow:
             workflow.upsert_search_attributes(
                 [PORTAL.value_set(start.portal), REFERENCE.value_set(start.reference)]
             )
-        if "identity" in start.steps and not await self.verify_identity():
-            return await self.end("closed" if self.escalated else "expired")
-        if "account" in start.steps and not await self.collect_account():
-            return await self.end("expired")
-        if "confirm_email" in start.steps and not await self.confirm_email():
-            return await self.end("expired")
-        if "review" in start.steps:
+        if Step.IDENTITY in start.steps and not await self.verify_identity():
+            return await self.end(Step.CLOSED if self.escalated else Step.EXPIRED)
+        if Step.ACCOUNT in start.steps and not await self.collect_account():
+            return await self.end(Step.EXPIRED)
+        if Step.CONFIRM_EMAIL in start.steps and not await self.confirm_email():
+            return await self.end(Step.EXPIRED)
+        if Step.REVIEW in start.steps:
             decision = await self.review()
             if decision is None:
-                return await self.end("lapsed", notify="registration_lapsed")
+                return await self.end(Step.LAPSED, notify="registration_lapsed")
             if not decision.approved:
                 return await self.deny(decision)
         return await self.activate()
@@ -103,14 +105,14 @@ class RegistrationWorkflow:
         `allow_retry` clears the strikes, e-mails the member a link back to this step and
         restarts the deadline; `close` e-mails the member and ends the registration.
         """
-        await self.enter("identity")
+        await self.enter(Step.IDENTITY)
         while True:
             done = await self.wait_until_deadline(lambda: self.identity_verified or self.escalated)
             if not done:
                 return False
             if self.identity_verified:
                 return True
-            await self.enter("escalated")
+            await self.enter(Step.ESCALATED)
             await self.notify(
                 "identity_escalated",
                 key=f"escalated/{self.escalations}",
@@ -137,22 +139,22 @@ class RegistrationWorkflow:
                 retry_policy=MAIL_RETRY,
                 summary=f"help desk: {resolution.outcome}",
             )
-            if resolution.outcome != "allow_retry":
+            if resolution.outcome != CaseOutcome.ALLOW_RETRY:
                 return False
             self.case_resolution = None
             self.strikes = 0
             self.escalated = False
             self.deadline = workflow.now() + timedelta(hours=self.policy.registration_abandon_hours)
-            await self.enter("identity")
+            await self.enter(Step.IDENTITY)
 
     # Step 2: username, e-mail, password and secret question, stored by the web tier.
     async def collect_account(self) -> bool:
-        await self.enter("account")
+        await self.enter(Step.ACCOUNT)
         return await self.wait_until_deadline(lambda: self.user_id is not None)
 
     # Step 3: the e-mailed link, which expires and can be sent again.
     async def confirm_email(self) -> bool:
-        await self.enter("confirm_email")
+        await self.enter(Step.CONFIRM_EMAIL)
         await self.send_confirmation_link()
         while True:
             done = await self.wait_until_deadline(
@@ -168,7 +170,7 @@ class RegistrationWorkflow:
 
     # Step 4: staff review with an SLA timer, escalation, and a final deadline.
     async def review(self) -> ReviewDecision | None:
-        await self.enter("review")
+        await self.enter(Step.REVIEW)
         sla = timedelta(hours=self.policy.approval_sla_hours)
         final = timedelta(hours=self.policy.approval_final_hours)
         # The console reads the SLA clock from this event, so its pages never ask Temporal.
@@ -188,7 +190,7 @@ class RegistrationWorkflow:
             workflow.upsert_search_attributes([OVERDUE.value_set(True)])
             self.history.append(f"{workflow.now().isoformat()} review overdue")
             workflow.set_current_details("Step: review (overdue: reviewers e-mailed)")
-            await self.record_step("review")
+            await self.record_step(Step.REVIEW)
             await self.audit("registration.overdue", sla_hours=str(self.policy.approval_sla_hours))
             await self.notify("review_overdue", key="overdue", audience="reviewers")
             try:
@@ -203,26 +205,26 @@ class RegistrationWorkflow:
 
     # Step 5: the account goes live and the applicant hears so.
     async def activate(self) -> RegistrationOutcome:
-        if "review" in self.start.steps:
+        if Step.REVIEW in self.start.steps:
             await self.apply_review(self.decision)
             await self.notify("registration_approved", key="approved")
         else:
             await self.notify("user_confirmed", key="confirmed")
-        self.step = self.status = "active"
+        self.step = self.status = Step.ACTIVE
         workflow.upsert_search_attributes([STEP.value_set(self.step)])
-        return RegistrationOutcome(status="active", user_id=self.user_id)
+        return RegistrationOutcome(status=Step.ACTIVE, user_id=self.user_id)
 
     async def deny(self, decision: ReviewDecision) -> RegistrationOutcome:
         await self.apply_review(decision)
         await self.notify("registration_denied", key="denied", reason=decision.reason)
-        self.step = self.status = "denied"
+        self.step = self.status = Step.DENIED
         workflow.upsert_search_attributes([STEP.value_set(self.step)])
-        return RegistrationOutcome(status="denied", user_id=self.user_id)
+        return RegistrationOutcome(status=Step.DENIED, user_id=self.user_id)
 
-    async def end(self, status: str, notify: str = "") -> RegistrationOutcome:
+    async def end(self, status: Step, notify: str = "") -> RegistrationOutcome:
         if notify:
             await self.notify(notify, key=status)
-        if self.escalated or status == "closed":
+        if self.escalated or status == Step.CLOSED:
             await self.notify("registration_closed", key="closed")
         await workflow.execute_activity_method(
             AccountActivities.end_registration,
@@ -250,7 +252,7 @@ class RegistrationWorkflow:
         try:
             # A try sent just after `allow_retry` waits for the identity step to reopen.
             await workflow.wait_condition(
-                lambda: not self.escalated and self.step in ("started", "identity")
+                lambda: not self.escalated and self.step in (Step.STARTED, Step.IDENTITY)
             )
             match = await workflow.execute_activity_method(
                 RecordActivities.match_member,
@@ -291,14 +293,15 @@ class RegistrationWorkflow:
     @check_identity.validator
     def validate_check_identity(self, attempt: IdentityCheck) -> None:
         retry_allowed = (
-            self.case_resolution is not None and self.case_resolution.outcome == "allow_retry"
+            self.case_resolution is not None
+            and self.case_resolution.outcome == CaseOutcome.ALLOW_RETRY
         )
         if self.escalated and not retry_allowed:
             raise ApplicationError("identity check escalated to the help desk", type="Escalated")
         if (
-            "identity" not in self.start.steps
+            Step.IDENTITY not in self.start.steps
             or self.identity_verified
-            or (self.step not in ("started", "identity") and not retry_allowed)
+            or (self.step not in (Step.STARTED, Step.IDENTITY) and not retry_allowed)
         ):
             raise ApplicationError(f"identity cannot be checked at step {self.step}", type="Step")
         if self.checking:
@@ -308,20 +311,20 @@ class RegistrationWorkflow:
     def submit_account(self, submission: AccountSubmission) -> None:
         """Owed through the outbox with the account's row; late or repeated ones are ignored,
         and an account that arrives after the deadline is released by the ending step."""
-        if self.step == "account" and self.user_id is None:
+        if self.step == Step.ACCOUNT and self.user_id is None:
             self.user_id = submission.user_id
 
     @workflow.signal
     def email_confirmed(self, confirmed: EmailConfirmed) -> None:
         """Delivered at least once by the outbox relay; a repeat changes nothing."""
-        if self.email_confirmed or "confirm_email" not in self.start.steps:
+        if self.email_confirmed or Step.CONFIRM_EMAIL not in self.start.steps:
             return
         self.email_confirmed = True
         self.history.append(f"{workflow.now().isoformat()} email confirmed")
 
     @workflow.signal
     def resend_confirmation(self, request: ResendRequest) -> None:
-        if self.step == "confirm_email" and not self.email_confirmed:
+        if self.step == Step.CONFIRM_EMAIL and not self.email_confirmed:
             self.resend_requested = True
 
     @workflow.signal
@@ -334,8 +337,8 @@ class RegistrationWorkflow:
         # Also while the confirmation is still being applied: the console may already list
         # the application (its read model says pending_review) before this step moves on.
         if (
-            "review" in self.start.steps
-            and self.step in ("confirm_email", "review")
+            Step.REVIEW in self.start.steps
+            and self.step in (Step.CONFIRM_EMAIL, Step.REVIEW)
             and self.decision is None
         ):
             self.decision = decision
@@ -356,7 +359,7 @@ class RegistrationWorkflow:
     @workflow.signal
     def resolve_case(self, resolution: CaseResolution) -> None:
         """First outcome for an open case wins; anything else is logged and ignored."""
-        if resolution.outcome not in ("allow_retry", "close"):
+        if resolution.outcome not in tuple(CaseOutcome):
             workflow.logger.warning("resolve_case: unknown outcome %r ignored", resolution.outcome)
             return
         if self.escalated and self.case_resolution is None:
@@ -377,7 +380,7 @@ class RegistrationWorkflow:
         )
 
     # Helpers: each says what it does to the outside world through an activity.
-    async def enter(self, step: str) -> None:
+    async def enter(self, step: Step) -> None:
         self.step = step
         self.status = step
         self.history.append(f"{workflow.now().isoformat()} {step}")
@@ -386,7 +389,7 @@ class RegistrationWorkflow:
             workflow.upsert_search_attributes([STEP.value_set(step)])
         await self.record_step(step)
 
-    async def record_step(self, status: str) -> None:
+    async def record_step(self, status: Step) -> None:
         """A local activity: a one-row update needs no task queue round trip of its own."""
         await workflow.execute_local_activity_method(
             AccountActivities.record_step,

@@ -15,11 +15,11 @@ from wtforms import StringField
 from wtforms.validators import Length
 
 from portal.audit import add_event
-from portal.models import EmailToken, Invitation, Office, User, utcnow
+from portal.models import AccountStatus, EmailToken, Invitation, Office, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
 from processes.invitation import service as invitation_service
-from processes.invitation.vocabulary import InvitationStart
+from processes.invitation.vocabulary import Acceptance, InvitationStart, Step
 from processes.outbox import enqueue_start
 from web import processes
 from web.account import bp
@@ -87,7 +87,7 @@ def employees():
     invitations = db.scalars(
         select(Invitation)
         .where(Invitation.office_id == primary.office_id)
-        .where(Invitation.status == "pending")
+        .where(Invitation.status == Step.PENDING)
         .order_by(Invitation.created_at.desc())
     ).all()
     return render_template(
@@ -106,7 +106,7 @@ def _invite(primary: User, form: InviteForm) -> bool:
     already = db.scalar(
         select(Invitation.id)
         .where(Invitation.office_id == primary.office_id)
-        .where(Invitation.status == "pending")
+        .where(Invitation.status == Step.PENDING)
         .where(func.lower(Invitation.email) == email.lower())
     )
     if already is not None:
@@ -164,7 +164,11 @@ def _set_access(user_id: int, enabled: bool) -> User:
     if not ActionForm().validate_on_submit():
         abort(400)
     employee = _employee(primary, user_id)
-    before, after = ("disabled", "active") if enabled else ("active", "disabled")
+    before, after = (
+        (AccountStatus.DISABLED, AccountStatus.ACTIVE)
+        if enabled
+        else (AccountStatus.ACTIVE, AccountStatus.DISABLED)
+    )
     if employee.status == before:
         db = get_db()
         employee.status = after
@@ -227,7 +231,7 @@ def _invitation_token(token: str) -> tuple[EmailToken, Invitation] | None:
     if not row.usable(utcnow()):
         return None
     invitation = db.scalar(select(Invitation).where(Invitation.workflow_id == row.workflow_id))
-    if invitation is None or invitation.status != "pending":
+    if invitation is None or invitation.status != Step.PENDING:
         return None
     return row, invitation
 
@@ -267,10 +271,10 @@ def _create_employee(row: EmailToken, invitation: Invitation, form: AcceptForm):
         locale=str(get_locale() or "es"),
     )
     outcome = invitation_service.accept(get_db(), row, invitation, user)
-    if outcome == "username_taken":
+    if outcome == Acceptance.USERNAME_TAKEN:
         form.username.errors.append(_("Ese nombre de usuario ya existe. Por favor elija otro."))
         return None
-    if outcome == "gone":
+    if outcome == Acceptance.GONE:
         return render_template("account/employees_link_invalid.html"), 410
     flash(_("Su usuario está listo. Ya puede iniciar sesión."), "success")
     return redirect(url_for("auth.login"))

@@ -13,7 +13,7 @@ from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from portal import two_factor
 from portal.audit import add_event
 from portal.metrics import count_login
-from portal.models import LoginThrottle, utcnow
+from portal.models import AccountStatus, LoginThrottle, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
@@ -44,19 +44,21 @@ class ResendForm(CheckedForm):
 
 
 STATUS_MESSAGES = {
-    "unconfirmed": _l(
+    AccountStatus.UNCONFIRMED: _l(
         "Su cuenta aún no está activada. Siga el enlace del correo electrónico que le enviamos "
         "al crear su usuario; si no lo encuentra o venció, pida uno nuevo aquí abajo."
     ),
-    "pending_review": _l(
+    AccountStatus.PENDING_REVIEW: _l(
         "Su solicitud está pendiente de aprobación. Recibirá un correo electrónico con la "
         "respuesta dentro de las próximas 24 horas."
     ),
-    "denied": _l(
+    AccountStatus.DENIED: _l(
         "Su solicitud de registro fue denegada. Revise el correo electrónico que le enviamos "
         "con el motivo o comuníquese con nosotros."
     ),
-    "disabled": _l("Su acceso fue desactivado. Comuníquese con el administrador de su oficina."),
+    AccountStatus.DISABLED: _l(
+        "Su acceso fue desactivado. Comuníquese con el administrador de su oficina."
+    ),
 }
 BAD_CREDENTIALS = _l("Usuario o contraseña incorrectos.")
 AFTER_PASSWORD_CHANGE = "after_password_change"
@@ -147,7 +149,7 @@ def login():
                 _("Su contraseña temporal venció. Pida una nueva con “Recuperar contraseña”.")
             )
             return render_template("auth/login.html", form=form), 200
-        if user.status != "active":
+        if user.status != AccountStatus.ACTIVE:
             db.commit()
             status = user.status
             form.form_errors.append(STATUS_MESSAGES.get(user.status, BAD_CREDENTIALS))

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 
 from portal import two_factor
 from portal.audit import add_event
-from portal.models import LoginThrottle, User
+from portal.models import AccountStatus, LoginThrottle, User
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from web import second_factor
@@ -21,7 +21,7 @@ def _pending_user() -> tuple[User, dict] | tuple[None, None]:
     if state is None or state.get("portal") != g.portal.slug:
         return None, None
     user = get_db().get(User, state["id"])
-    if user is None or user.status != "active":
+    if user is None or user.status != AccountStatus.ACTIVE:
         return None, None
     return user, state
 

@@ -34,6 +34,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select, update
 
 from portal.models import (
+    AccountStatus,
     OidcAccessToken,
     OidcAuthorizationCode,
     OidcClient,
@@ -476,7 +477,7 @@ def _exchange_code(db, client: OidcClient):
     elif form.get("code_verifier"):
         return refuse("no PKCE challenge was sent for this code")
     user = db.get(User, row.user_id)
-    if user is None or user.status != "active":
+    if user is None or user.status != AccountStatus.ACTIVE:
         return refuse("the account can no longer sign in")
     grant = OidcGrant(
         id=secrets.token_urlsafe(24),
@@ -518,7 +519,7 @@ def _refresh(db, client: OidcClient):
         db.rollback()
         return _oauth_error("invalid_scope", "a refresh cannot widen the scope")
     user = db.get(User, grant.user_id)
-    if user is None or user.status != "active":
+    if user is None or user.status != AccountStatus.ACTIVE:
         db.commit()
         return _oauth_error("invalid_grant", "the account can no longer sign in")
     return _issue_tokens(db, grant, client, user, None)
@@ -569,7 +570,7 @@ def userinfo():
     db = get_db()
     live = _live_access_token(db, raw or "")
     user = db.get(User, live[1].user_id) if live else None
-    if live is None or user is None or user.status != "active":
+    if live is None or user is None or user.status != AccountStatus.ACTIVE:
         response = _oauth_error(
             "invalid_token",
             "the access token is not valid here",

@@ -8,7 +8,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from wtforms import StringField
 
-from portal.models import EmailToken, User, utcnow
+from portal.models import AccountStatus, EmailToken, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
 from processes.recovery import service
@@ -94,7 +94,7 @@ def password():
     form = UsernameOnlyRecoveryForm() if by_username_only else PasswordRecoveryForm()
     if form.validate_on_submit():
         user = _matching_user(form)
-        eligible = user is not None and user.status == "active"
+        eligible = user is not None and user.status == AccountStatus.ACTIVE
         service.request_password_reset(
             get_db(),
             current_app.config["SECRET_KEY"],

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from portal.models import Registration
+from portal.models import AccountStatus, Registration
 from processes.registration import service
 from web import processes
 from web.auth import ResendForm
@@ -90,7 +90,7 @@ def resend_confirmation():
     form = ResendForm()
     if form.validate_on_submit():
         user = active_user_by_username(g.portal.slug, form.username.data)
-        if user is not None and user.status == "unconfirmed":
+        if user is not None and user.status == AccountStatus.UNCONFIRMED:
             workflow_id = get_db().scalar(
                 select(Registration.workflow_id).where(Registration.user_id == user.id)
             )

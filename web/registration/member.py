@@ -44,6 +44,7 @@ from wtforms.validators import AnyOf, Length, Optional, Regexp, ValidationError
 
 from portal.audit import add_event
 from portal.models import (
+    AccountStatus,
     EmailToken,
     MemberRecord,
     Registration,
@@ -56,7 +57,7 @@ from portal.passwords import hash_answer, hash_password
 from portal.tokens import new_reference, token_hash
 from processes.outbox import enqueue_signal
 from processes.registration.service import begin, registration_id
-from processes.registration.vocabulary import AccountSubmission, IdentityCheck
+from processes.registration.vocabulary import AccountSubmission, CaseStatus, IdentityCheck, Step
 from web import once, processes
 from web.db import get_db
 from web.forms import CheckedForm, EmailAddress, email_field, new_password_fields, required, strip
@@ -267,16 +268,16 @@ def _latest_case(workflow_id: str) -> SupportCase | None:
 
 def _sync_step(state: dict, registration: Registration) -> str:
     """The wizard's step, corrected by what the workflow recorded (help desk, expiry)."""
-    if registration.status in ("expired", "closed"):
+    if registration.status in (Step.EXPIRED, Step.CLOSED):
         return registration.status
     if registration.user_id is not None:
         return "done"
     step = state.get("step", "identity")
-    if registration.status == "escalated" or step == "escalated":
+    if registration.status == Step.ESCALATED or step == "escalated":
         case = _latest_case(registration.workflow_id)
-        if case is not None and case.status == "retry_allowed":
+        if case is not None and case.status == CaseStatus.RETRY_ALLOWED:
             step = "identity"
-        elif case is not None and case.status == "closed":
+        elif case is not None and case.status == CaseStatus.CLOSED:
             return "closed"
         else:
             step = "escalated"
@@ -366,7 +367,7 @@ def _start() -> str | None:
         reference=reference,
         portal=g.portal.slug,
         workflow_id=registration_id(g.portal, reference),
-        status="identity",
+        status=Step.IDENTITY,
     )
     once.remember(db, url_for("registration.register"), started_reference=reference)
     begin(db, g.portal, registration, action="registration.agreement_accepted")
@@ -434,7 +435,7 @@ def _identity(state: dict, registration: Registration):
                 _save(state)
                 return redirect(url_for("registration.register"))
             if refused.kind == "Busy" or (
-                refused.kind == "closed" and registration.status == "identity"
+                refused.kind == "closed" and registration.status == Step.IDENTITY
             ):
                 form.form_errors.append(
                     _("Estamos revisando su intento anterior. Espere un momento.")
@@ -523,7 +524,7 @@ def continue_registration(token: str):
     registration = db.scalar(
         select(Registration).where(Registration.workflow_id == row.workflow_id)
     )
-    if registration is None or registration.status not in ("identity", "escalated"):
+    if registration is None or registration.status not in (Step.IDENTITY, Step.ESCALATED):
         return render_template("registration/member_link_invalid.html", expired=True), 410
     form = ConfirmLinkForm()
     if not form.validate_on_submit():
@@ -661,7 +662,7 @@ def _finish(state: dict, registration: Registration, record: MemberRecord):
         last_name=record.last_name,
         full_name=" ".join(p for p in (record.first_name, record.last_name, record.suffix) if p),
         password_hash=details["password_hash"],
-        status="unconfirmed",
+        status=AccountStatus.UNCONFIRMED,
         role="member",
         client_id=record.client_id,
         locale=str(get_locale() or "es"),
@@ -686,7 +687,7 @@ def _finish(state: dict, registration: Registration, record: MemberRecord):
     claimed = db.execute(
         update(Registration)
         .where(Registration.id == registration.id)
-        .where(Registration.status == "account")
+        .where(Registration.status == Step.ACCOUNT)
         .where(Registration.user_id.is_(None))
         .values(user_id=user.id, details={})
     ).rowcount

@@ -11,12 +11,13 @@ from wtforms import StringField
 from wtforms.validators import Length
 
 from portal.audit import add_event
-from portal.models import ClinicalRecord, Registration, User
+from portal.models import LIVE_ACCOUNT, AccountStatus, ClinicalRecord, Registration, User
 from portal.passwords import hash_password
 from portal.tokens import new_reference
 from processes.account_notice.service import notify_address
 from processes.account_notice.vocabulary import NoticeKind
 from processes.registration.service import begin, registration_id
+from processes.registration.vocabulary import Step
 from web import once
 from web.db import get_db
 from web.forms import email_field, new_password_fields, required, strip, username_field
@@ -73,7 +74,7 @@ def _existing_account(email: str) -> User | None:
         select(User)
         .where(User.portal == g.portal.slug)
         .where(func.lower(User.email) == email.lower())
-        .where(User.status.in_(("unconfirmed", "active", "disabled")))
+        .where(User.status.in_(LIVE_ACCOUNT))
         .limit(1)
     )
 
@@ -99,7 +100,7 @@ def _submit(form: PatientRegistrationForm) -> bool:
             email=form.email.data,
             full_name=form.full_name.data,
             password_hash=password_hash,
-            status="unconfirmed",
+            status=AccountStatus.UNCONFIRMED,
             role="patient",
             locale=locale,
         )
@@ -107,7 +108,7 @@ def _submit(form: PatientRegistrationForm) -> bool:
             reference=reference,
             portal=g.portal.slug,
             workflow_id=registration_id(g.portal, reference),
-            status="confirm_email",
+            status=Step.CONFIRM_EMAIL,
             user=user,
         )
         once.remember(db, outcome)

@@ -23,10 +23,19 @@ from wtforms import PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, Length, Optional, Regexp, ValidationError
 
-from portal.models import Office, Registration, RegistrationDraft, SecurityAnswer, User, utcnow
+from portal.models import (
+    AccountStatus,
+    Office,
+    Registration,
+    RegistrationDraft,
+    SecurityAnswer,
+    User,
+    utcnow,
+)
 from portal.passwords import hash_answer, hash_password
 from portal.tokens import new_reference, token_hash
 from processes.registration.service import begin, registration_id
+from processes.registration.vocabulary import Step
 from web import once
 from web.db import get_db
 from web.forms import CheckedForm, PortalPassword, email_field, required, strip, username_field
@@ -388,7 +397,7 @@ def _finish(draft: RegistrationDraft, form: SummaryForm) -> str | None:
         last_name=data["last_name"],
         phone=data["phone"],
         password_hash=data["password_hash"],
-        status="unconfirmed",
+        status=AccountStatus.UNCONFIRMED,
         role="provider_primary",
         locale=str(get_locale() or "es"),
         office_id=office.id,
@@ -401,7 +410,7 @@ def _finish(draft: RegistrationDraft, form: SummaryForm) -> str | None:
         reference=reference,
         portal=g.portal.slug,
         workflow_id=registration_id(g.portal, reference),
-        status="confirm_email",
+        status=Step.CONFIRM_EMAIL,
         user=user,
         details={
             "applicant": {key: data[key] for key in FORM_KEPT},

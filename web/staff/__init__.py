@@ -33,6 +33,7 @@ from portal.models import (
     utcnow,
 )
 from portal.passwords import verify_password
+from processes.registration.vocabulary import AWAITING_REVIEW, CaseStatus
 from web import second_factor
 from web.auth import BAD_CREDENTIALS, _safe_next
 from web.db import get_db
@@ -159,7 +160,7 @@ def work_counts(staff: StaffUser) -> list[dict]:
     review_in = reviews.review_portals(staff) if staff.has_role("reviewer") else []
     cases_in = cases.case_portals(staff) if staff.has_role("support") else []
     parts = []
-    awaiting = Registration.status.in_(reviews.AWAITING_REVIEW)
+    awaiting = Registration.status.in_(AWAITING_REVIEW)
     if review_in:
         waiting = select(Registration.portal, literal_column("'pending'"), func.count()).where(
             Registration.portal.in_(review_in), awaiting
@@ -170,7 +171,7 @@ def work_counts(staff: StaffUser) -> list[dict]:
         parts += [waiting.group_by(Registration.portal), late.group_by(Registration.portal)]
     if cases_in:
         open_cases = select(SupportCase.portal, literal_column("'cases'"), func.count()).where(
-            SupportCase.portal.in_(cases_in), SupportCase.status == "open"
+            SupportCase.portal.in_(cases_in), SupportCase.status == CaseStatus.OPEN
         )
         parts.append(open_cases.group_by(SupportCase.portal))
     found: dict[tuple[str, str], int] = {}

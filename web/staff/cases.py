@@ -20,7 +20,7 @@ from wtforms.validators import AnyOf, Length
 from portal.audit import add_event
 from portal.models import IdentityTry, MemberRecord, Registration, StaffUser, SupportCase
 from processes.outbox import enqueue_signal
-from processes.registration.vocabulary import CaseResolution
+from processes.registration.vocabulary import CaseOutcome, CaseResolution, CaseStatus
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
 from web.sessions import staff_required
@@ -33,7 +33,7 @@ class ResolutionForm(CheckedForm):
     outcome = StringField(
         validators=[
             required(),
-            AnyOf(["allow_retry", "close"], message=_l("Elija permitir otro intento o cerrar.")),
+            AnyOf(list(CaseOutcome), message=_l("Elija permitir otro intento o cerrar.")),
         ]
     )
     note = TextAreaField(
@@ -94,14 +94,14 @@ def cases():
         select(SupportCase, Registration.status)
         .outerjoin(Registration, Registration.workflow_id == SupportCase.workflow_id)
         .where(SupportCase.portal.in_(portals))
-        .where(SupportCase.status == "open")
+        .where(SupportCase.status == CaseStatus.OPEN)
         .order_by(SupportCase.opened_at)
     ).all()
     resolved = db.execute(
         select(SupportCase, Registration.status)
         .outerjoin(Registration, Registration.workflow_id == SupportCase.workflow_id)
         .where(SupportCase.portal.in_(portals))
-        .where(SupportCase.status != "open")
+        .where(SupportCase.status != CaseStatus.OPEN)
         .order_by(SupportCase.resolved_at.desc())
         .limit(20)
     ).all()
@@ -152,7 +152,7 @@ def case(case_id: int):
     )
     form = ResolutionForm()
     if form.validate_on_submit():
-        if support_case.status != "open":
+        if support_case.status != CaseStatus.OPEN:
             flash(_("Este caso ya fue resuelto."), "info")
             return redirect(url_for("staff.case", case_id=case_id))
         staff: StaffUser = current_user.account
@@ -194,7 +194,7 @@ def case(case_id: int):
             .where(SupportCase.portal == support_case.portal)
             .where(SupportCase.client_id == support_case.client_id)
             .where(SupportCase.id != support_case.id)
-            .where(SupportCase.status == "open")
+            .where(SupportCase.status == CaseStatus.OPEN)
         )
     )
     return render_template(

@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal.models import AuditEvent
+from processes.registration.vocabulary import CaseOutcome
 from web.formatting import when
 
 SENTENCES = {
@@ -115,7 +116,7 @@ def sentence(event: AuditEvent) -> str:
     if event.action == "case.resolution_sent":
         values["outcome"] = (
             _("otro intento permitido")
-            if detail.get("outcome") == "allow_retry"
+            if detail.get("outcome") == CaseOutcome.ALLOW_RETRY
             else _("registro cerrado")
         )
     if "due_at" in detail:

@@ -19,9 +19,9 @@ from wtforms import StringField, TextAreaField
 from wtforms.validators import Length
 
 from portal.audit import add_event
-from portal.models import AuditEvent, Office, Registration, StaffUser, User, utcnow
+from portal.models import LIVE_ACCOUNT, AuditEvent, Office, Registration, StaffUser, User, utcnow
 from processes.outbox import enqueue_signal
-from processes.registration.vocabulary import ReviewDecision
+from processes.registration.vocabulary import AWAITING_REVIEW, ReviewDecision, Step
 from web.db import get_db
 from web.forms import CheckedForm, strip
 from web.registration.provider import valid_npi
@@ -29,9 +29,6 @@ from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp, visible_portals
 
 CONSOLE_PAGES.append(("staff.reviews", _l("Solicitudes de proveedores por revisar"), "reviewer"))
-
-AWAITING_REVIEW = ("pending_review", "review")
-LIVE_ACCOUNT = ("unconfirmed", "pending_review", "active", "disabled")
 
 
 class DecisionForm(CheckedForm):
@@ -243,7 +240,7 @@ def _refusal(registration: Registration) -> str:
             "Esta solicitud ya fue decidida por %(who)s. No se puede decidir de nuevo.",
             who=registration.decided_by,
         )
-    if registration.status == "confirm_email":
+    if registration.status == Step.CONFIRM_EMAIL:
         return _(
             "El solicitante aún no confirmó su correo electrónico; todavía no se puede decidir."
         )
