@@ -8,6 +8,7 @@ from temporalio.client import Client
 from portal.models import OutboxMessage, User
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
+from processes.outbox import enqueue_start
 from processes.outbox.relay import OutboxRelay
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text
@@ -86,3 +87,29 @@ def test_a_start_owed_while_temporal_is_unreachable_waits_in_the_outbox(
     assert background_loop.run(down.relay_once()) in (-1, 0)
     clinic.mailbox.wait_for("ana@example.org", "Su contraseña cambió")
     wait_until(lambda: _pending(clinic.session_factory) == 0, what="the outbox to drain")
+
+
+def test_a_start_temporal_refuses_waits_without_holding_up_the_others(clinic):
+    """A row Temporal refuses outright keeps its error and is tried again later; the rows
+    behind it are started meanwhile, so one bad row never stops every registration."""
+    user = _ana(clinic)
+    with clinic.session_factory() as session:
+        refused = enqueue_start(
+            session,
+            workflow="AccountNoticeWorkflow",
+            workflow_id="refused/by-temporal",
+            payload={},
+            search_attributes={"NoSuchAttribute": "x"},
+        )
+        session.commit()
+        refused_id = refused.id
+        notify_account_owner(session, session.get(User, user.id), NoticeKind.PASSWORD_CHANGED)
+        session.commit()
+
+    clinic.mailbox.wait_for("ana@example.org", "Su contraseña cambió")
+    wait_until(lambda: _pending(clinic.session_factory) == 1, what="the rows behind to drain")
+    with clinic.session_factory() as session:
+        row = session.get(OutboxMessage, refused_id)
+        wait_until(lambda: session.refresh(row) or row.attempts >= 2, what="it to be tried again")
+        assert row.relayed_at is None
+        assert "NoSuchAttribute" in row.last_error

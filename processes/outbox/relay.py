@@ -26,6 +26,22 @@ log = logging.getLogger("acceso.outbox")
 KEEP_RELAYED = timedelta(days=7)
 MAX_BACKOFF_SECONDS = 30.0
 
+# Answers about the row itself; anything else (unavailable, deadline exceeded, a dropped
+# connection) means Temporal is away, and the pass stops to back off.
+REFUSALS = {
+    RPCStatusCode.INVALID_ARGUMENT,
+    RPCStatusCode.FAILED_PRECONDITION,
+    RPCStatusCode.PERMISSION_DENIED,
+    RPCStatusCode.OUT_OF_RANGE,
+    RPCStatusCode.UNIMPLEMENTED,
+}
+
+
+def _refused(error: Exception) -> bool:
+    if isinstance(error, RPCError):
+        return error.status in REFUSALS
+    return isinstance(error, (TypeError, ValueError))
+
 
 class OutboxRelay:
     """Polls for unrelayed rows, oldest first, and starts each one's workflow.
@@ -62,7 +78,11 @@ class OutboxRelay:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
     async def relay_once(self) -> int:
-        """Starts what is pending; the number started, or -1 when Temporal could not be reached."""
+        """Starts what is pending; the number started, or -1 when Temporal could not be reached.
+
+        A row Temporal refuses outright (a bad search attribute, say) waits with its error and
+        is tried again next pass, without holding up the rows behind it; only that process's
+        later rows wait behind it, so a signal never overtakes the start it needs."""
         with self.session_factory() as session:
             rows = list(
                 session.scalars(
@@ -74,7 +94,10 @@ class OutboxRelay:
                 )
             )
             started = 0
+            held: set[str] = set()
             for row in rows:
+                if row.workflow_id in held:
+                    continue
                 try:
                     await self._start(row)
                 except WorkflowAlreadyStartedError:
@@ -85,13 +108,17 @@ class OutboxRelay:
                     session.commit()
                     if row.attempts == 1 or row.attempts % 20 == 0:
                         log.warning(
-                            "outbox: start of %s %s failed (%d tries): %s",
-                            row.workflow,
+                            "outbox: %s of %s %s failed (%d tries): %s",
+                            row.kind,
+                            row.workflow or row.signal,
                             row.workflow_id,
                             row.attempts,
                             row.last_error,
                         )
-                    return -1
+                    if not _refused(error):
+                        return -1
+                    held.add(row.workflow_id)
+                    continue
                 row.relayed_at = utcnow()
                 session.commit()
                 started += 1
