@@ -4,8 +4,20 @@ and the username reminder; shared by the workflows and the web tier."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from portal.config import Policy
+
+
+class ResetStep(StrEnum):
+    """A password reset's steps and how it ends; `no_account` ends at once, sending nothing,
+    so the requester cannot tell it from a real one."""
+
+    STARTED = "started"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    NO_ACCOUNT = "no_account"
 
 
 @dataclass
@@ -23,7 +35,7 @@ class PasswordResetStart:
 
 @dataclass
 class PasswordResetOutcome:
-    status: str
+    status: ResetStep
 
 
 @dataclass
@@ -38,7 +50,7 @@ class ResetResult:
 
 @dataclass
 class ResetStatus:
-    step: str
+    step: ResetStep
     links_sent: int = 0
     requests: int = 0
 

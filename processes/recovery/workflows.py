@@ -17,6 +17,7 @@ from processes.recovery.vocabulary import (
     ResetRequested,
     ResetResult,
     ResetStatus,
+    ResetStep,
     UsernameReminderStart,
 )
 from processes.search_attributes import PORTAL, STEP
@@ -37,7 +38,7 @@ class PasswordResetWorkflow:
     @workflow.init
     def __init__(self, start: PasswordResetStart) -> None:
         self.start = start
-        self.step = "started"
+        self.step = ResetStep.STARTED
         self.token_id = 0
         self.link_expires_at = workflow.now()
         self.confirmed = False
@@ -52,17 +53,17 @@ class PasswordResetWorkflow:
         workflow.upsert_search_attributes([PORTAL.value_set(start.portal)])
         if start.user_id is None:
             workflow.set_current_details("No matching account: nothing sent")
-            return PasswordResetOutcome(status="no_account")
+            return PasswordResetOutcome(status=ResetStep.NO_ACCOUNT)
         await self.send_reset_link()
         self.requested_again = False
         if not await self.wait_for_confirmation():
             workflow.set_current_details("Link expired unused")
-            return PasswordResetOutcome(status="expired")
-        return PasswordResetOutcome(status="completed")
+            return PasswordResetOutcome(status=ResetStep.EXPIRED)
+        return PasswordResetOutcome(status=ResetStep.COMPLETED)
 
     # Step 1: ask the account holder to confirm by e-mail.
     async def send_reset_link(self) -> None:
-        self.step = "awaiting_confirmation"
+        self.step = ResetStep.AWAITING_CONFIRMATION
         if workflow.info().typed_search_attributes.get(STEP) != self.step:
             workflow.upsert_search_attributes([STEP.value_set(self.step)])
         workflow.set_current_details("Waiting for the e-mail link to be followed")
@@ -99,7 +100,7 @@ class PasswordResetWorkflow:
                     timeout_summary=f"reset link lifetime ({self.start.policy.reset_link_hours} h)",
                 )
             except TimeoutError:
-                self.step = "expired"
+                self.step = ResetStep.EXPIRED
                 workflow.upsert_search_attributes([STEP.value_set(self.step)])
                 return False
             if self.confirmed:
@@ -107,7 +108,7 @@ class PasswordResetWorkflow:
             self.requested_again = False
             if self.may_send_again():
                 await self.send_reset_link()
-        self.step = "completed"
+        self.step = ResetStep.COMPLETED
         workflow.upsert_search_attributes([STEP.value_set(self.step)])
         workflow.set_current_details("Password reset applied")
         return True
@@ -153,7 +154,7 @@ class PasswordResetWorkflow:
 
     @confirm_reset.validator
     def validate_confirm_reset(self, confirmation: ResetConfirmation) -> None:
-        if self.confirmed or self.step in ("expired", "completed"):
+        if self.confirmed or self.step in (ResetStep.EXPIRED, ResetStep.COMPLETED):
             raise ApplicationError("reset already used", type="AlreadyUsed")
 
     @workflow.query
