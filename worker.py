@@ -30,7 +30,7 @@ from portal.metrics import ACTIVITY_OUTCOMES, WorkerMetricsServer, worker_runtim
 from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
-from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.account_notice.workflows import AccountNoticeWorkflow, SignInNoticeWorkflow
 from processes.invitation.activities import InvitationActivities
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
@@ -48,6 +48,7 @@ WORKFLOWS = [
     UsernameReminderWorkflow,
     InvitationWorkflow,
     AccountNoticeWorkflow,
+    SignInNoticeWorkflow,
     StaffInvitationWorkflow,
     LogoutDeliveryWorkflow,
 ]

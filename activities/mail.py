@@ -29,6 +29,8 @@ class LinkEmail:
     user_id: int
     lifetime_hours: int
     send_key: str
+    context: dict[str, str] = field(default_factory=dict)
+    """What else the message says (no secret): a time, a browser."""
 
 
 @dataclass
@@ -196,7 +198,9 @@ class MailActivities:
                 template=request.template,
                 locale=user.locale,
                 context=self._context(
-                    request.portal, user, {"link": link, "hours": str(request.lifetime_hours)}
+                    request.portal,
+                    user,
+                    {**request.context, "link": link, "hours": str(request.lifetime_hours)},
                 ),
                 portal=request.portal,
                 workflow_id=request.workflow_id,

@@ -100,6 +100,10 @@ class Policy:
     idle_minutes: int = 30
     require_second_factor: tuple[str, ...] = ()
     """Roles that must use an authenticator app; an empty tuple leaves it to each applicant."""
+    new_device_notice: bool = True
+    """E-mail the owner when an account signs in from a browser it has not used before."""
+    not_me_link_hours: int = 168
+    """How long the "this was not me" link of that e-mail works."""
 
 
 FLOW_STEPS = {

@@ -18,6 +18,12 @@ class NoticeKind(StrEnum):
     REGISTRATION_NO_RECORD = "registration_no_record"
     REGISTRATION_EXISTING = "registration_existing"
     ACCOUNT_LOCKED = "account_locked"
+    NEW_DEVICE_SIGN_IN = "new_device_sign_in"
+
+
+NOT_ME_PURPOSE = "not_me"
+"""The purpose of the link in a new-device notice: "this was not me"."""
+NOT_ME_PATH = "account/not-me"
 
 
 @dataclass
@@ -37,3 +43,16 @@ class AccountNotice:
 @dataclass
 class NoticeDelivered:
     sent: bool
+
+
+@dataclass
+class NewDeviceNotice:
+    """A sign-in from a browser the account had not used: when, and the browser as parsed.
+    The "not me" link is minted by the mail activity, so its token never enters history."""
+
+    portal: str
+    user_id: int
+    occurred_at: str
+    browser: str
+    system: str
+    link_hours: int
