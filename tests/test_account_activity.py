@@ -7,15 +7,16 @@ language the e-mails follow; the help desk's account page is reached only within
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 import requests
 from authlib.integrations.base_client.errors import OAuthError
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from portal.models import AuditEvent, OidcConsent, User
+from portal.models import AuditEvent, OidcConsent, OidcGrant, OidcRefreshToken, User, utcnow
 from portal.oidc import BACKCHANNEL_EVENT
 from tests.fixtures.oidc import REDIRECT_URI, callback_params
 from tests.fixtures.smtp import body_text, link_in
@@ -195,6 +196,7 @@ def test_removing_an_application_revokes_its_tokens_and_sends_its_back_channel_l
     assert signed_in(provider, browser)
 
 
+@pytest.mark.dialects
 def test_consent_is_remembered_per_client_and_asked_again_only_for_new_scopes(provider):
     provider.add_user()
     client = provider.add_client(first_party=False)
@@ -225,6 +227,7 @@ def test_consent_is_remembered_per_client_and_asked_again_only_for_new_scopes(pr
         assert consent.scope.split() == ["openid", "profile", "email"]
 
 
+@pytest.mark.dialects
 def test_a_sign_in_from_a_new_browser_emails_the_owner_and_not_me_ends_that_session(
     provider_with_worker, mailbox
 ):
@@ -350,3 +353,60 @@ def test_the_staff_account_page_is_for_the_help_desk_within_its_portals(provider
             select(AuditEvent.detail).where(AuditEvent.action.like("account.%_by_helpdesk"))
         ).all()
     assert [d["note"] for d in notes] == ["Pidió bloquear", "Lo pidió de nuevo"]
+
+
+def _connect(provider, user_id: int, name: str) -> None:
+    """An application holding a live grant, refreshed once, as a finished code flow leaves it."""
+    client = provider.add_client(name, first_party=False)
+    with provider.session_factory() as session:
+        grant = OidcGrant(
+            id=f"grant-{name}",
+            client_pk=client.pk,
+            user_id=user_id,
+            portal="patient",
+            scope="openid profile",
+            auth_time=utcnow(),
+        )
+        session.add(grant)
+        session.add(
+            OidcRefreshToken(
+                token_hash=f"hash-{name}",
+                grant_id=grant.id,
+                expires_at=utcnow() + timedelta(days=1),
+            )
+        )
+        session.commit()
+
+
+@pytest.mark.dialects
+def test_the_activity_page_reads_in_as_many_queries_for_many_sessions_and_apps_as_for_one(
+    provider,
+):
+    user_id = provider.add_user()
+    engine = provider.app.extensions["acceso.sessions"].kw["bind"]
+    browser = browser_of(provider)
+    sign_in(provider, browser)
+    _connect(provider, user_id, "uno")
+
+    def queries_for_the_page() -> int:
+        seen = []
+
+        def count(*_args):
+            seen.append(1)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            page = activity_page(provider, browser)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(seen), page
+
+    few, _ = queries_for_the_page()
+    for _ in range(4):
+        sign_in(provider, browser_of(provider, FIREFOX_ON_LINUX))
+    for name in ("dos", "tres", "cuatro"):
+        _connect(provider, user_id, name)
+    many, page = queries_for_the_page()
+
+    assert len(session_handles(page)) == 4 and page.text.count('name="client"') == 4
+    assert many == few

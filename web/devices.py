@@ -52,12 +52,14 @@ def device_sign_in(user: User) -> str:
     device_hash = token_hash(_device_token())
     had_devices = db.scalar(select(exists().where(KnownDevice.user_id == user.id)))
     insert = postgresql_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = KnownDevice.__table__
     added = db.execute(
-        insert(KnownDevice.__table__)
+        insert(table)
         .values(user_id=user.id, device_hash=device_hash, first_seen_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["user_id", "device_hash"])
-    ).rowcount
-    if added == 1 and had_devices and g.portal.policy.new_device_notice:
+        .on_conflict_do_nothing(index_elements=[table.c.user_id, table.c.device_hash])
+        .returning(table.c.id)
+    ).scalar()
+    if added is not None and had_devices and g.portal.policy.new_device_notice:
         agent = describe_user_agent((request.headers.get("User-Agent") or "")[:400])
         workflow_id = f"sign-in-notice/{user.portal}/{secrets.token_hex(10)}"
         db.execute(
