@@ -216,11 +216,14 @@ def remember_consent(db: Session, user_id: int, client_pk: int, scopes: list[str
     )
 
 
-def forget_consent(db: Session, user_id: int, client_pk: int) -> None:
-    db.execute(
-        delete(OidcConsent).where(
-            OidcConsent.user_id == user_id, OidcConsent.client_pk == client_pk
-        )
+def forget_consent(db: Session, user_id: int, client_pk: int) -> bool:
+    """Whether there was a consent to forget; the caller commits."""
+    return bool(
+        db.execute(
+            delete(OidcConsent).where(
+                OidcConsent.user_id == user_id, OidcConsent.client_pk == client_pk
+            )
+        ).rowcount
     )
 
 

@@ -19,8 +19,9 @@ from sqlalchemy import event, select
 from portal.models import AuditEvent, OidcConsent, OidcGrant, OidcRefreshToken, User, utcnow
 from portal.oidc import BACKCHANNEL_EVENT
 from tests.fixtures.oidc import REDIRECT_URI, callback_params
+from tests.fixtures.patients import register
 from tests.fixtures.smtp import body_text, link_in
-from tests.fixtures.stack import submit
+from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 from tests.fixtures.waiting import wait_until
 from tests.test_oidc_logout import LogoutReceiver
@@ -410,3 +411,27 @@ def test_the_activity_page_reads_in_as_many_queries_for_many_sessions_and_apps_a
 
     assert len(session_handles(page)) == 4 and page.text.count('name="client"') == 4
     assert many == few
+
+
+def test_the_help_desk_resends_a_confirmation_link_through_the_registration(clinic, mailbox):
+    stack = clinic
+    register(stack.client)
+    first = link_in(mailbox.wait_for("ana@example.org", "Confirme"), "/patient/confirm/")
+    add_staff(stack.session_factory, "pablo", STAFF_PASSWORD, roles="support", portals="patient")
+    desk = stack.new_client()
+    sign_in_staff(desk, stack.session_factory, "pablo", STAFF_PASSWORD)
+    with stack.session_factory() as session:
+        user_id = session.scalar(select(User.id).where(User.username == "ana.perez"))
+    path = f"/staff/accounts/{user_id}"
+    assert "Reenviar el enlace de confirmación" in desk.get(path).get_data(as_text=True)
+
+    answer = submit(desk, f"{path}/resend-confirmation", {}, form_page=path)
+
+    assert answer.status_code == 302
+    wait_until(lambda: len(mailbox.to("ana@example.org")) == 2, 30, "a second confirmation e-mail")
+    second = link_in(mailbox.to("ana@example.org")[-1], "/patient/confirm/")
+    assert second != first
+    old_page = stack.client.get("/" + first.split("://", 1)[1].split("/", 1)[1])
+    assert 'name="csrf_token"' not in old_page.get_data(as_text=True)  # replaced by the new one
+    confirmed = press_link_button(stack.client, second)
+    assert "Ya puede iniciar sesión" in confirmed.get_data(as_text=True)

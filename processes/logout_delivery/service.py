@@ -50,6 +50,10 @@ def sign_out_of_client(
     client_pk: int,
     deadline_seconds: int = DEFAULT_DEADLINE_SECONDS,
 ) -> bool:
-    """One application loses the account's tokens and hears of it; the caller commits."""
+    """One application loses the account's tokens and hears of it; returns whether it held any
+    live token. The caller commits."""
     client = revoke_client_grants(session, user_id, client_pk)
-    return client is not None and _tell(session, client, user_id, deadline_seconds)
+    if client is None:
+        return False
+    _tell(session, client, user_id, deadline_seconds)
+    return True

@@ -162,16 +162,21 @@ def remove_application():
     if client is None or client.portal != user.portal:
         flash(_("Esa aplicación ya no tenía acceso."), "info")
         return redirect(url_for("account.activity"))
-    remove_access(db, user, client, actor=f"user:{user.id}")
+    if not remove_access(db, user, client, actor=f"user:{user.id}"):
+        flash(_("Esa aplicación ya no tenía acceso."), "info")
+        return redirect(url_for("account.activity"))
     db.commit()
     flash(_("Quitamos el acceso de «%(name)s».", name=client.name), "success")
     return redirect(url_for("account.activity"))
 
 
-def remove_access(db, user, client: OidcClient, actor: str) -> None:
-    """Tokens revoked, consent forgotten, the client told by back-channel; the caller commits."""
-    told = sign_out_of_client(db, user.id, client.id)
-    access.forget_consent(db, user.id, client.id)
+def remove_access(db, user, client: OidcClient, actor: str) -> bool:
+    """Tokens revoked, consent forgotten, the client told by back-channel; returns whether the
+    client had any access to remove. The caller commits."""
+    held_tokens = sign_out_of_client(db, user.id, client.id)
+    had_consent = access.forget_consent(db, user.id, client.id)
+    if not (held_tokens or had_consent):
+        return False
     add_event(
         db,
         actor=actor,
@@ -179,5 +184,5 @@ def remove_access(db, user, client: OidcClient, actor: str) -> None:
         portal=user.portal,
         user_id=user.id,
         client=client.name,
-        told=told,
     )
+    return True

@@ -59,6 +59,7 @@ class ProfileForm(CheckedForm):
     phone = StringField(
         _l("Teléfono"),
         filters=[strip],
+        render_kw={"type": "tel"},
         validators=[
             Optional(),
             Length(max=32, message=_l("Como máximo %(n)s caracteres.", n=32)),
