@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy import delete, func, or_, select
@@ -81,10 +81,22 @@ def session_handle(row_id: str) -> str:
     return hashlib.sha256(f"session-handle/{row_id}".encode()).hexdigest()[:24]
 
 
-def live_sessions(db: Session, user_id: int, current_row_id: str | None) -> list[SessionView]:
+def live_sessions(
+    db: Session, user_id: int, current_row_id: str | None, idle_minutes: int
+) -> list[SessionView]:
+    """Sessions that would still let their browser in: unexpired, and not idle past the
+    portal's limit unless "keep me signed in" was chosen."""
+    now = utcnow()
     rows = db.scalars(
         select(UserSession)
-        .where(UserSession.user_id == user_id, UserSession.expires_at > utcnow())
+        .where(
+            UserSession.user_id == user_id,
+            UserSession.expires_at > now,
+            or_(
+                UserSession.remember.is_(True),
+                UserSession.last_seen_at > now - timedelta(minutes=idle_minutes),
+            ),
+        )
         .order_by(UserSession.last_seen_at.desc())
     ).all()
     return [

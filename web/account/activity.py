@@ -3,7 +3,7 @@ let in (remove access) and the recent security events of their account."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -78,8 +78,9 @@ class RemoveApplicationForm(CheckedForm):
 def activity_context(user, current_row_id: str | None) -> dict:
     """Sessions, applications and events of one account, read in a fixed number of queries."""
     db = get_db()
+    idle_minutes = current_app.extensions["acceso.portals"][user.portal].policy.idle_minutes
     return {
-        "sessions": access.live_sessions(db, user.id, current_row_id),
+        "sessions": access.live_sessions(db, user.id, current_row_id, idle_minutes),
         "applications": access.applications(db, user.id),
         "events": access.security_events(db, user.id),
         "describe": access.describe_user_agent,

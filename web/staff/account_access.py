@@ -9,12 +9,11 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from portal import access
 from portal.audit import add_event
 from portal.models import AccountStatus, Registration, User
 from processes.outbox import enqueue_signal
 from processes.registration.vocabulary import ResendRequest
-from web.account.activity import scope_label
+from web.account.activity import activity_context
 from web.db import get_db
 from web.forms import CheckedForm
 from web.sessions import end_all_sessions, staff_required
@@ -29,13 +28,8 @@ class ResendForm(CheckedForm):
 
 def access_context(user: User) -> dict:
     """What the staff account page adds about the account's access; a fixed number of queries."""
-    db = get_db()
     return {
-        "sessions": access.live_sessions(db, user.id, None),
-        "applications": access.applications(db, user.id),
-        "events": access.security_events(db, user.id),
-        "describe": access.describe_user_agent,
-        "scope_label": scope_label,
+        **activity_context(user, None),
         "event_label": sentence,
         "resend_form": ResendForm(),
         "can_resend": user.status == AccountStatus.UNCONFIRMED,
