@@ -16,7 +16,15 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import event, select
 
-from portal.models import AuditEvent, OidcConsent, OidcGrant, OidcRefreshToken, User, utcnow
+from portal.models import (
+    AuditEvent,
+    OidcConsent,
+    OidcGrant,
+    OidcRefreshToken,
+    OutboxMessage,
+    User,
+    utcnow,
+)
 from portal.oidc import BACKCHANNEL_EVENT
 from tests.fixtures.oidc import REDIRECT_URI, callback_params
 from tests.fixtures.patients import register
@@ -435,3 +443,16 @@ def test_the_help_desk_resends_a_confirmation_link_through_the_registration(clin
     assert 'name="csrf_token"' not in old_page.get_data(as_text=True)  # replaced by the new one
     confirmed = press_link_button(stack.client, second)
     assert "Ya puede iniciar sesión" in confirmed.get_data(as_text=True)
+
+
+def test_a_new_device_sign_in_never_waits_on_temporal(provider):
+    """No Temporal server at all: the sign-in answers, and the notice waits in the outbox."""
+    provider.add_user()
+    sign_in(provider, browser_of(provider))
+    stranger = browser_of(provider, FIREFOX_ON_LINUX)
+    sign_in(provider, stranger)
+
+    assert signed_in(provider, stranger)
+    with provider.session_factory() as session:
+        owed = session.scalars(select(OutboxMessage.workflow)).all()
+    assert owed == ["SignInNoticeWorkflow"]
