@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from portal.access import describe_user_agent
+from portal.audit import add_event
 from portal.models import KnownDevice, User, utcnow
 from portal.tokens import new_token, token_hash
 from processes.account_notice.service import notify_new_device
@@ -75,5 +76,12 @@ def device_sign_in(user: User) -> str:
             system=agent.system,
             link_hours=g.portal.policy.not_me_link_hours,
         )
-        g.new_device = True
+        add_event(
+            db,
+            actor=f"user:{user.id}",
+            action="login.new_device",
+            portal=user.portal,
+            workflow_id=workflow_id,
+            user_id=user.id,
+        )
     return device_hash

@@ -193,16 +193,7 @@ def finish_login(user, remember: bool, next_url: str) -> str:
     if user.must_change_password:
         user.password_expires_at = utcnow()
     add_event(db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id)
-    device_hash = device_sign_in(user)
-    if g.get("new_device"):
-        add_event(
-            db,
-            actor=f"user:{user.id}",
-            action="login.new_device",
-            portal=g.portal.slug,
-            user_id=user.id,
-        )
-    start_session(user, remember=remember, device_hash=device_hash)
+    start_session(user, remember=remember, device_hash=device_sign_in(user))
     count_login(g.portal.slug, "ok")
     if user.must_change_password:
         if next_url:
