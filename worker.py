@@ -31,6 +31,8 @@ from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.email_change.activities import EmailChangeActivities
+from processes.email_change.workflows import EmailChangeWorkflow
 from processes.invitation.activities import InvitationActivities
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
@@ -50,6 +52,7 @@ WORKFLOWS = [
     AccountNoticeWorkflow,
     StaffInvitationWorkflow,
     LogoutDeliveryWorkflow,
+    EmailChangeWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -67,6 +70,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     invitations = InvitationActivities(session_factory, mailer)
     staff_invitations = StaffInvitationActivities(session_factory, mailer)
     logout_delivery = LogoutDeliveryActivities(session_factory, settings)
+    email_change = EmailChangeActivities(session_factory, mailer, portals)
     return [
         accounts.record_step,
         accounts.close_confirmation,
@@ -85,6 +89,9 @@ def activities_for(settings: Settings, session_factory) -> list:
         staff_invitations.send_staff_invitation,
         staff_invitations.end_staff_invitation,
         logout_delivery.post_logout_token,
+        email_change.send_change_mail,
+        email_change.apply_change,
+        email_change.end_change,
     ]
 
 
