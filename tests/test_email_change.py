@@ -23,10 +23,12 @@ from portal.passwords import hash_password
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import csrf_token, press_link_button, submit
+from tests.fixtures.staff import add_staff, sign_in_staff
 from tests.fixtures.waiting import wait_until
 
 OLD = "ana@example.org"
 NEW = "ana.nueva@example.net"
+STAFF_PASSWORD = "una frase de paso larga"
 
 
 @pytest.fixture
@@ -116,7 +118,9 @@ def test_a_confirmed_change_applies_ends_other_sessions_and_offers_the_old_addre
     undo = link_in(patient.mailbox.wait_for(OLD, "cambió"), "/patient/account/email/undo/")
     assert "/patient/account/email/undo/" in undo
     with patient.session_factory() as session:
-        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "email.changed"))
+        event = session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "email_change.applied")
+        )
         change = session.scalar(select(EmailChange))
         tokens = session.scalars(select(EmailToken.token_hash)).all()
     assert event.actor.startswith("user:") and event.workflow_id == change.workflow_id
@@ -261,3 +265,50 @@ def test_on_the_patient_portal_an_address_another_account_uses_is_accepted(patie
     ask(patient.client, new="luis@example.org")
     press_link_button(patient.new_client(), confirm_link(patient, to="luis@example.org"))
     wait_until(lambda: email_of(patient) == "luis@example.org", what="the shared address")
+
+
+def help_desk(stack, username="mesa", roles="support", portals="patient"):
+    add_staff(stack.session_factory, username, STAFF_PASSWORD, roles=roles, portals=portals)
+    desk = stack.new_client()
+    sign_in_staff(desk, stack.session_factory, username, STAFF_PASSWORD)
+    return desk
+
+
+def user_id(stack, username="ana.perez") -> int:
+    with stack.session_factory() as session:
+        return session.scalar(select(User.id).where(User.username == username))
+
+
+def test_the_help_desk_changes_a_lost_mailbox_with_a_note_and_the_new_address_confirms(patient):
+    desk = help_desk(patient)
+    page = f"/staff/accounts/{user_id(patient)}/email"
+    without_note = submit(desk, page, {"new_email": NEW, "new_email_confirm": NEW, "note": ""})
+    assert without_note.status_code == 400
+    assert "Este campo es obligatorio" in without_note.get_data(as_text=True)
+    assert changes(patient) == []
+
+    note = "Llamó; verifiqué DNI y fecha de nacimiento."
+    sent = submit(desk, page, {"new_email": NEW, "new_email_confirm": NEW, "note": note})
+    assert sent.status_code == 302
+    assert email_of(patient) == OLD, "nothing changes before the new address confirms"
+    patient.mailbox.wait_for(OLD, "Se pidió cambiar")
+    press_link_button(patient.new_client(), confirm_link(patient))
+    wait_until(lambda: email_of(patient) == NEW, what="the help desk's change to apply")
+    assert not signed_in(patient.client), "a change by the help desk ends every session"
+    with patient.session_factory() as session:
+        events = {
+            e.action: e
+            for e in session.scalars(
+                select(AuditEvent).where(AuditEvent.action.like("email_change.%"))
+            )
+        }
+    assert events["email_change.requested"].actor == "staff:mesa"
+    assert events["email_change.requested"].detail["note"] == note
+    assert events["email_change.applied"].actor == "staff:mesa"
+
+
+def test_the_help_desk_sees_only_accounts_of_its_portals(patient):
+    elsewhere = help_desk(patient, username="mesa.miembros", portals="member")
+    assert elsewhere.get(f"/staff/accounts/{user_id(patient)}/email").status_code == 404
+    reviewer = help_desk(patient, username="revisora", roles="reviewer")
+    assert reviewer.get(f"/staff/accounts/{user_id(patient)}/email").status_code == 403

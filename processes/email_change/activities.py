@@ -184,7 +184,7 @@ class EmailChangeActivities:
             add_event(
                 session,
                 actor=change.requested_by,
-                action="email.changed" if not refused else "email.change_refused",
+                action="email_change.applied" if not refused else "email_change.refused",
                 portal=change.portal,
                 workflow_id=request.workflow_id,
                 user_id=change.user_id,

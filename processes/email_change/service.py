@@ -303,7 +303,7 @@ def undo(session: Session, secret: str, portal: Portal, raw: str) -> Link:
     add_event(
         session,
         actor=f"user:{change.user_id}",
-        action="email.change_undone",
+        action="email_change.undone",
         portal=portal.slug,
         workflow_id=change.workflow_id,
         user_id=change.user_id,
