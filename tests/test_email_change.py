@@ -131,6 +131,7 @@ def test_a_confirmed_change_applies_ends_other_sessions_and_offers_the_old_addre
     assert again.status_code == 410 and "ya se usó" in again.get_data(as_text=True)
 
 
+@pytest.mark.dialects
 def test_undo_inside_the_window_restores_the_address_ends_every_session_and_sends_a_reset(
     patient,
 ):
@@ -176,6 +177,7 @@ def test_an_expired_confirmation_link_changes_nothing(patient):
     assert email_of(patient) == OLD and changes(patient) == [(NEW, "pending")]
 
 
+@pytest.mark.dialects
 def test_a_newer_request_replaces_the_pending_one_and_its_link_stops_working(patient):
     ask(patient.client)
     first = confirm_link(patient)
@@ -210,6 +212,7 @@ def test_bad_input_gets_a_message_beside_its_field_and_changes_nothing(
     assert 'type="password"' in page and PASSWORD not in page
 
 
+@pytest.mark.dialects
 def test_a_wrong_password_counts_toward_the_lockout(patient):
     for _ in range(4):
         ask(patient.client, password="Mala1234")
