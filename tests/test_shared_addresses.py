@@ -88,3 +88,18 @@ def test_the_only_record_of_an_address_is_matched_whatever_name_is_typed(clinic)
     register(clinic.client, email="luis@example.org", username="luis.g", full_name="L. Gómez")
     clinic.mailbox.wait_for("luis@example.org", "Confirme")
     assert accounts(clinic) == {"luis.g": "HC-2"}
+
+
+def test_a_record_taken_by_a_concurrent_registration_gets_the_already_registered_e_mail(
+    family, monkeypatch
+):
+    """The second of two registrations racing for one record passes the check before the first
+    commits; the database's one-account-per-record rule refuses it, and it is answered alike."""
+    register(family.client)
+    family.mailbox.wait_for("ana@example.org", "Confirme")
+    monkeypatch.setattr("web.registration.patient.account_of_record", lambda db, record: None)
+    again = register(family.new_client(), username="ana.otra")
+    assert again.headers["Location"] == "/patient/register/check-mail"
+    existing = body_text(family.mailbox.wait_for("ana@example.org", "Sobre su registro"))
+    assert "ya tiene un usuario" in existing
+    assert accounts(family) == {"ana.perez": "HC-1"}

@@ -59,43 +59,50 @@ def register():
 
 def _submit(form: PatientRegistrationForm) -> bool:
     """One transaction: the account, linked to the clinical record it matched, and its process;
-    or a notice to the address. False only when the username (or the record) was taken by a
-    concurrent registration."""
+    or a notice to the address. False only when the username was taken by a concurrent
+    registration."""
     db = get_db()
     locale = str(get_locale() or "es")
     password_hash = hash_password(form.password.data)
-    outcome = url_for("registration.check_mail")
     record = matching_record(db, g.portal.slug, form.email.data, form.full_name.data)
     if record is None:
-        notify_address(
-            db, g.portal.slug, form.email.data, locale, NoticeKind.REGISTRATION_NO_RECORD
-        )
-    elif account_of_record(db, record) is not None:
-        notify_address(db, g.portal.slug, form.email.data, locale, NoticeKind.REGISTRATION_EXISTING)
-    else:
-        reference = new_reference()
-        user = User(
-            portal=g.portal.slug,
-            username=form.username.data,
-            email=form.email.data,
-            full_name=form.full_name.data,
-            password_hash=password_hash,
-            status=AccountStatus.UNCONFIRMED,
-            role="patient",
-            locale=locale,
-            clinical_record_id=record.id,
-        )
-        registration = Registration(
-            reference=reference,
-            portal=g.portal.slug,
-            workflow_id=registration_id(g.portal, reference),
-            status=Step.CONFIRM_EMAIL,
-            user=user,
-        )
-        once.remember(db, outcome)
-        return begin(db, g.portal, registration, user=user)
+        return _answer_by_mail(form, locale, NoticeKind.REGISTRATION_NO_RECORD)
+    if account_of_record(db, record) is not None:
+        return _answer_by_mail(form, locale, NoticeKind.REGISTRATION_EXISTING)
+    reference = new_reference()
+    user = User(
+        portal=g.portal.slug,
+        username=form.username.data,
+        email=form.email.data,
+        full_name=form.full_name.data,
+        password_hash=password_hash,
+        status=AccountStatus.UNCONFIRMED,
+        role="patient",
+        locale=locale,
+        clinical_record_id=record.id,
+    )
+    registration = Registration(
+        reference=reference,
+        portal=g.portal.slug,
+        workflow_id=registration_id(g.portal, reference),
+        status=Step.CONFIRM_EMAIL,
+        user=user,
+    )
+    once.remember(db, url_for("registration.check_mail"))
+    if begin(db, g.portal, registration, user=user):
+        return True
+    if username_taken(form.username.data) or once.earlier():
+        return False
+    # A concurrent registration took the record: answered as for any record with an account.
+    return _answer_by_mail(form, locale, NoticeKind.REGISTRATION_EXISTING)
+
+
+def _answer_by_mail(form: PatientRegistrationForm, locale: str, kind: NoticeKind) -> bool:
+    """The screen's one answer; the address's owner learns the rest by e-mail."""
+    db = get_db()
+    notify_address(db, g.portal.slug, form.email.data, locale, kind)
     add_event(db, actor="applicant", action="registration.refused_by_mail", portal=g.portal.slug)
-    once.remember(db, outcome)
+    once.remember(db, url_for("registration.check_mail"))
     try:
         db.commit()
     except IntegrityError:
