@@ -28,7 +28,6 @@ def test_models_match_the_migrated_schema(database_url):
     command.check(alembic_config(database_url))
 
 
-@pytest.mark.dialects
 def test_patient_accounts_made_before_0018_take_their_address_only_record(database_url):
     """An address with one record links its older account; an address shared by two records is
     left for the help desk; 0018 also goes back down cleanly."""
