@@ -10,6 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from portal.config import load_portals
+from portal.mailer import Mailer
 from portal.models import (
     AuditEvent,
     EmailChange,
@@ -20,6 +22,8 @@ from portal.models import (
     utcnow,
 )
 from portal.passwords import hash_password
+from processes.email_change.activities import ChangeEnding, EmailChangeActivities
+from processes.email_change.vocabulary import Step
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import csrf_token, press_link_button, submit
@@ -315,3 +319,24 @@ def test_the_help_desk_sees_only_accounts_of_its_portals(patient):
     assert elsewhere.get(f"/staff/accounts/{user_id(patient)}/email").status_code == 404
     reviewer = help_desk(patient, username="revisora", roles="reviewer")
     assert reviewer.get(f"/staff/accounts/{user_id(patient)}/email").status_code == 403
+
+
+def test_once_the_undo_window_closes_the_timer_revokes_the_undo_link(patient):
+    """What the process does when its undo timer fires, run here against the real database:
+    the change is kept and the old address's link stops working."""
+    ask(patient.client)
+    undo = applied(patient)
+    with patient.session_factory() as session:
+        change = session.scalar(select(EmailChange))
+    activities = EmailChangeActivities(
+        patient.session_factory,
+        Mailer(patient.settings),
+        load_portals(patient.settings.portals_file),
+    )
+    closed = activities.end_change(
+        ChangeEnding(change_id=change.id, workflow_id=change.workflow_id, status=Step.KEPT)
+    )
+    assert closed.status == Step.KEPT
+    late = press_again(patient.new_client(), undo)
+    assert late.status_code == 410 and "plazo para deshacer" in late.get_data(as_text=True)
+    assert email_of(patient) == NEW
