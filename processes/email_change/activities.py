@@ -17,7 +17,7 @@ from portal.config import Portal
 from portal.mailer import Mailer
 from portal.models import LIVE_ACCOUNT, EmailChange, EmailToken, User, UserSession, utcnow
 from portal.tokens import link_for_send
-from processes.email_change.vocabulary import LinkPurpose, Step
+from processes.email_change.vocabulary import LinkPurpose, Mail, Step
 from processes.logout_delivery.service import sign_out_everywhere
 
 
@@ -27,7 +27,7 @@ class ChangeMail:
 
     change_id: int
     workflow_id: str
-    template: str
+    template: Mail
     send_key: str
     lifetime_hours: int = 0
 
@@ -60,9 +60,9 @@ class ChangeState:
 
 
 TEMPLATES = {
-    "email_change_confirm": (LinkPurpose.CONFIRM, "new", "account/email/confirm"),
-    "email_change_requested": (None, "old", ""),
-    "email_change_applied": (LinkPurpose.UNDO, "old", "account/email/undo"),
+    Mail.CONFIRM: (LinkPurpose.CONFIRM, "new", "account/email/confirm"),
+    Mail.REQUESTED: (None, "old", ""),
+    Mail.APPLIED: (LinkPurpose.UNDO, "old", "account/email/undo"),
 }
 """Each e-mail: the link it carries, which address it goes to, and the link's path."""
 

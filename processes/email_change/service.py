@@ -28,6 +28,7 @@ from processes.email_change.vocabulary import (
     LinkPurpose,
     LinkState,
     Requested,
+    Signal,
     Step,
 )
 from processes.logout_delivery.service import sign_out_everywhere
@@ -116,7 +117,7 @@ def _replace_waiting(session: Session, user_id: int, by_change_id: int) -> None:
         enqueue_signal(
             session,
             workflow_id=change.workflow_id,
-            signal="replace",
+            signal=Signal.REPLACE,
             payload=ChangeReplaced(by_change_id=by_change_id),
         )
 
@@ -266,7 +267,7 @@ def confirm(session: Session, portal: Portal, raw: str) -> Link:
     enqueue_signal(
         session,
         workflow_id=link.change.workflow_id,
-        signal="confirm",
+        signal=Signal.CONFIRM,
         payload=ChangeConfirmed(token_id=link.token.id),
     )
     session.commit()
@@ -312,7 +313,7 @@ def undo(session: Session, secret: str, portal: Portal, raw: str) -> Link:
     enqueue_signal(
         session,
         workflow_id=change.workflow_id,
-        signal="undo",
+        signal=Signal.UNDO,
         payload=ChangeUndone(token_id=link.token.id),
     )
     request_password_reset(session, secret, portal, change.user_id)

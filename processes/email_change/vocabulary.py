@@ -35,6 +35,22 @@ class LinkPurpose(StrEnum):
     UNDO = "email_change_undo"
 
 
+class Signal(StrEnum):
+    """What the web tier owes a change's process, each in the transaction that made it true."""
+
+    CONFIRM = "confirm"
+    REPLACE = "replace"
+    UNDO = "undo"
+
+
+class Mail(StrEnum):
+    """A change's e-mails, each a template pair under templates/email/."""
+
+    CONFIRM = "email_change_confirm"
+    REQUESTED = "email_change_requested"
+    APPLIED = "email_change_applied"
+
+
 class Requested(StrEnum):
     """What the person's request form hears. `SENT` covers an address another account uses
     where the portal does not share addresses: the screen must not say why."""

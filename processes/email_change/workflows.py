@@ -15,6 +15,8 @@ from processes.email_change.vocabulary import (
     EmailChangeOutcome,
     EmailChangeStart,
     EmailChangeStatus,
+    Mail,
+    Signal,
     Step,
 )
 from processes.search_attributes import PORTAL, STEP
@@ -46,8 +48,8 @@ class EmailChangeWorkflow:
     async def run(self, start: EmailChangeStart) -> EmailChangeOutcome:
         workflow.upsert_search_attributes([PORTAL.value_set(start.portal)])
         self.enter(Step.SENDING, "E-mailing the confirmation link to the new address")
-        await self.mail("email_change_confirm", start.link_hours)
-        await self.mail("email_change_requested")
+        await self.mail(Mail.CONFIRM, start.link_hours)
+        await self.mail(Mail.REQUESTED)
         self.enter(Step.PENDING, "Waiting for the new address to confirm")
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
@@ -75,7 +77,7 @@ class EmailChangeWorkflow:
         if applied.status != Step.APPLIED:
             return self.finish(applied.status)
         self.enter(Step.APPLIED, "Applied; the old address may undo it")
-        await self.mail("email_change_applied", start.undo_days * 24)
+        await self.mail(Mail.APPLIED, start.undo_days * 24)
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self.undone,
@@ -86,7 +88,7 @@ class EmailChangeWorkflow:
             return self.finish(Step.UNDONE)
         return self.finish(await self.end(Step.KEPT))
 
-    async def mail(self, template: str, lifetime_hours: int = 0) -> None:
+    async def mail(self, template: Mail, lifetime_hours: int = 0) -> None:
         await workflow.execute_activity_method(
             EmailChangeActivities.send_change_mail,
             ChangeMail(
@@ -119,16 +121,16 @@ class EmailChangeWorkflow:
         self.enter(status, f"Change {status}")
         return EmailChangeOutcome(status=status)
 
-    @workflow.signal
+    @workflow.signal(name=Signal.CONFIRM)
     def confirm(self, confirmation: ChangeConfirmed) -> None:
         """Delivered at least once by the outbox relay; a repeat changes nothing."""
         self.confirmed = True
 
-    @workflow.signal
+    @workflow.signal(name=Signal.REPLACE)
     def replace(self, replacement: ChangeReplaced) -> None:
         self.replaced = True
 
-    @workflow.signal
+    @workflow.signal(name=Signal.UNDO)
     def undo(self, undo: ChangeUndone) -> None:
         self.undone = True
 
