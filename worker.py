@@ -31,6 +31,9 @@ from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.cleanup.activities import CleanupActivities
+from processes.cleanup.service import ensure_cleanup_schedule
+from processes.cleanup.workflows import CleanupWorkflow
 from processes.invitation.activities import InvitationActivities
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
@@ -50,6 +53,7 @@ WORKFLOWS = [
     AccountNoticeWorkflow,
     StaffInvitationWorkflow,
     LogoutDeliveryWorkflow,
+    CleanupWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -67,6 +71,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     invitations = InvitationActivities(session_factory, mailer)
     staff_invitations = StaffInvitationActivities(session_factory, mailer)
     logout_delivery = LogoutDeliveryActivities(session_factory, settings)
+    cleanup = CleanupActivities(session_factory)
     return [
         accounts.record_step,
         accounts.close_confirmation,
@@ -85,6 +90,7 @@ def activities_for(settings: Settings, session_factory) -> list:
         staff_invitations.send_staff_invitation,
         staff_invitations.end_staff_invitation,
         logout_delivery.post_logout_token,
+        cleanup.delete_expired_batch,
     ]
 
 
@@ -157,6 +163,14 @@ async def run_worker(settings: Settings) -> None:
         settings.worker_max_concurrent_workflow_tasks,
     )
     relay = OutboxRelay(client, session_factory, settings.task_queue)
+    try:
+        if await ensure_cleanup_schedule(client, settings.task_queue):
+            log.info("made the hourly schedule that deletes expired rows")
+    except Exception:
+        log.warning(
+            "could not make the cleanup schedule; the next worker start tries again",
+            exc_info=True,
+        )
     async with worker:
         relaying = asyncio.create_task(relay.run(stop))
         await stop.wait()

@@ -68,6 +68,10 @@ PATHS = {
         "tests/test_logout_delivery_workflow.py::test_a_client_down_for_a_while_gets_its_logout_when_it_comes_back",
         "tests/test_logout_delivery_workflow.py::test_a_client_down_past_the_deadline_is_given_up_on",
     ],
+    "cleanup sweep": [
+        "tests/test_cleanup.py::test_a_sweep_goes_on_while_batches_come_back_full_and_reports_each_table",
+        "tests/test_cleanup.py::test_the_hourly_schedule_is_made_once_and_its_sweep_empties_what_is_over",
+    ],
     "account notice": [
         "tests/test_outbox.py::test_changing_the_password_e_mails_the_owner_what_changed_and_when",
     ],
