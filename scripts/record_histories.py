@@ -76,6 +76,10 @@ PATHS = {
         "tests/test_email_change.py::test_a_confirmed_change_applies_ends_other_sessions_and_offers_the_old_address_an_undo",
         "tests/test_email_change.py::test_undo_inside_the_window_restores_the_address_ends_every_session_and_sends_a_reset",
     ],
+    "cleanup sweep": [
+        "tests/test_cleanup.py::test_a_sweep_goes_on_while_batches_come_back_full_and_reports_each_table",
+        "tests/test_cleanup.py::test_the_hourly_schedule_is_made_once_and_its_sweep_empties_what_is_over",
+    ],
     "account notice": [
         "tests/test_outbox.py::test_changing_the_password_e_mails_the_owner_what_changed_and_when",
     ],
