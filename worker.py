@@ -34,6 +34,8 @@ from processes.account_notice.workflows import AccountNoticeWorkflow
 from processes.cleanup.activities import CleanupActivities
 from processes.cleanup.service import ensure_cleanup_schedule
 from processes.cleanup.workflows import CleanupWorkflow
+from processes.email_change.activities import EmailChangeActivities
+from processes.email_change.workflows import EmailChangeWorkflow
 from processes.invitation.activities import InvitationActivities
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
@@ -53,6 +55,7 @@ WORKFLOWS = [
     AccountNoticeWorkflow,
     StaffInvitationWorkflow,
     LogoutDeliveryWorkflow,
+    EmailChangeWorkflow,
     CleanupWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
@@ -71,6 +74,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     invitations = InvitationActivities(session_factory, mailer)
     staff_invitations = StaffInvitationActivities(session_factory, mailer)
     logout_delivery = LogoutDeliveryActivities(session_factory, settings)
+    email_change = EmailChangeActivities(session_factory, mailer, portals)
     cleanup = CleanupActivities(session_factory)
     return [
         accounts.record_step,
@@ -90,6 +94,9 @@ def activities_for(settings: Settings, session_factory) -> list:
         staff_invitations.send_staff_invitation,
         staff_invitations.end_staff_invitation,
         logout_delivery.post_logout_token,
+        email_change.send_change_mail,
+        email_change.apply_change,
+        email_change.end_change,
         cleanup.delete_expired_batch,
     ]
 
