@@ -104,6 +104,11 @@ class Policy:
     """E-mail the owner when an account signs in from a browser it has not used before."""
     not_me_link_hours: int = 168
     """How long the "this was not me" link of that e-mail works."""
+    email_change_link_hours: int = 24
+    email_change_undo_days: int = 7
+    """How long the old address may undo an e-mail change (its notice's link, a workflow timer)."""
+    shared_email_addresses: bool = False
+    """Whether several accounts may use one address (a family's patient records often do)."""
 
 
 FLOW_STEPS = {
