@@ -17,12 +17,14 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from portal.audit import add_event
 from portal.models import (
     AuditEvent,
     OidcClient,
     OidcConsent,
     OidcGrant,
     OidcRefreshToken,
+    User,
     UserSession,
     utcnow,
 )
@@ -46,6 +48,7 @@ SECURITY_ACTIONS = (
     "session.ended",
     "sessions.ended_others",
     "sessions.ended_by_helpdesk",
+    "application.allowed",
     "application.removed",
     "profile.updated",
 )
@@ -206,9 +209,10 @@ def consent_covers(db: Session, user_id: int, client_pk: int, scopes: list[str])
     return allowed is not None and set(scopes) <= set(allowed.split())
 
 
-def remember_consent(db: Session, user_id: int, client_pk: int, scopes: list[str]) -> None:
+def remember_consent(db: Session, user: User, client: OidcClient, scopes: list[str]) -> None:
     """Adds the scopes just allowed to what the client was allowed before, in one upsert (two
-    tabs allowing at once both land); the caller commits."""
+    tabs allowing at once both land), with its audit line; the caller commits."""
+    user_id, client_pk = user.id, client.id
     allowed = db.scalar(
         select(OidcConsent.scope).where(
             OidcConsent.user_id == user_id, OidcConsent.client_pk == client_pk
@@ -225,6 +229,15 @@ def remember_consent(db: Session, user_id: int, client_pk: int, scopes: list[str
             index_elements=[table.c.user_id, table.c.client_pk],
             set_={"scope": merged, "updated_at": now},
         )
+    )
+    add_event(
+        db,
+        actor=f"user:{user.id}",
+        action="application.allowed",
+        portal=user.portal,
+        user_id=user.id,
+        client=client.name,
+        scope=" ".join(scopes),
     )
 
 

@@ -234,6 +234,10 @@ def test_consent_is_remembered_per_client_and_asked_again_only_for_new_scopes(pr
     with provider.session_factory() as session:
         consent = session.scalar(select(OidcConsent).where(OidcConsent.client_pk == client.pk))
         assert consent.scope.split() == ["openid", "profile", "email"]
+        allowed = session.scalars(
+            select(AuditEvent.detail).where(AuditEvent.action == "application.allowed")
+        ).all()
+    assert [d["scope"] for d in allowed] == ["openid profile", "openid profile email"]
 
 
 @pytest.mark.dialects

@@ -43,6 +43,7 @@ EVENT_LABELS = {
     "session.ended": _l("Se cerró una sesión"),
     "sessions.ended_others": _l("Se cerraron las demás sesiones"),
     "sessions.ended_by_helpdesk": _l("La mesa de ayuda cerró las sesiones"),
+    "application.allowed": _l("Se permitió el acceso de una aplicación"),
     "application.removed": _l("Se quitó el acceso de una aplicación"),
     "profile.updated": _l("Cambio de datos del perfil"),
 }

@@ -322,7 +322,7 @@ def authorize():
             )
         if request.form.get("decision") != "allow":
             return back(error="access_denied", error_description="the person declined")
-        remember_consent(db, user.id, client.id, scopes)
+        remember_consent(db, user, client, scopes)
 
     raw = new_token()
     db.add(

@@ -58,6 +58,7 @@ SENTENCES = {
     "session.ended": _l("%(who)s cerró una de sus sesiones."),
     "sessions.ended_others": _l("%(who)s cerró sus demás sesiones."),
     "sessions.ended_by_helpdesk": _l("%(who)s cerró todas las sesiones de la cuenta."),
+    "application.allowed": _l("%(who)s permitió el acceso de la aplicación %(client)s."),
     "application.removed": _l("%(who)s quitó el acceso de la aplicación %(client)s."),
     "profile.updated": _l("%(who)s cambió su perfil."),
     "account.disabled_by_helpdesk": _l("%(who)s desactivó la cuenta."),
