@@ -14,8 +14,12 @@ from processes.account_notice.vocabulary import NOT_ME_PURPOSE
 from processes.logout_delivery.service import sign_out_everywhere
 from processes.recovery.service import request_password_reset
 from web.account import bp
-from web.account.activity import EndOthersForm
 from web.db import get_db
+from web.forms import CheckedForm
+
+
+class NotMeForm(CheckedForm):
+    """Only the CSRF token: the token in the address says whose sign-in it was."""
 
 
 def _usable_link(raw: str) -> EmailToken | None:
@@ -30,7 +34,7 @@ def not_me(token: str):
     link = _usable_link(token)
     if link is None:
         return render_template("account/not_me_invalid.html"), 410
-    form = EndOthersForm()
+    form = NotMeForm()
     if not form.validate_on_submit():
         return render_template("account/not_me.html", form=form)
     db = get_db()
