@@ -19,7 +19,6 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.accounts import AccountActivities
 from activities.audit import AuditActivities
 from activities.mail import MailActivities
 from portal.config import load_portals
@@ -36,8 +35,9 @@ from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
 from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
 from processes.outbox.relay import OutboxRelay
+from processes.recovery.activities import RecoveryActivities
 from processes.recovery.workflows import PasswordResetWorkflow, UsernameReminderWorkflow
-from processes.registration.activities import RecordActivities
+from processes.registration.activities import RecordActivities, RegistrationActivities
 from processes.registration.workflows import RegistrationWorkflow
 from processes.staff_invitation.activities import StaffInvitationActivities
 from processes.staff_invitation.workflows import StaffInvitationWorkflow
@@ -60,7 +60,8 @@ def activities_for(settings: Settings, session_factory) -> list:
     """The activity methods, bound to their session factory and mailer."""
     mailer = Mailer(settings)
     portals = load_portals(settings.portals_file)
-    accounts = AccountActivities(session_factory, mailer)
+    registrations = RegistrationActivities(session_factory)
+    recovery = RecoveryActivities(session_factory, mailer)
     mail = MailActivities(session_factory, mailer, portals)
     records = RecordActivities(session_factory, mailer, portals)
     audit = AuditActivities(session_factory)
@@ -68,11 +69,11 @@ def activities_for(settings: Settings, session_factory) -> list:
     staff_invitations = StaffInvitationActivities(session_factory, mailer)
     logout_delivery = LogoutDeliveryActivities(session_factory, settings)
     return [
-        accounts.record_step,
-        accounts.close_confirmation,
-        accounts.end_registration,
-        accounts.apply_review,
-        accounts.apply_reset,
+        registrations.record_step,
+        registrations.close_confirmation,
+        registrations.end_registration,
+        registrations.apply_review,
+        recovery.apply_reset,
         mail.send_link,
         mail.send_notice,
         mail.send_username_reminder,

@@ -23,13 +23,13 @@ from processes.recovery.vocabulary import (
 from processes.search_attributes import PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
-    from activities.accounts import AccountActivities, ResetConfirmed
     from activities.mail import (
         LinkEmail,
         MailActivities,
         ReminderSent,
         UsernameReminder,
     )
+    from processes.recovery.activities import RecoveryActivities, ResetConfirmed
     from processes.retry_policies import MAIL_RETRY
 
 
@@ -136,7 +136,7 @@ class PasswordResetWorkflow:
             raise ApplicationError("link expired", type="LinkExpired")
         self.applying = True
         result = await workflow.execute_activity_method(
-            AccountActivities.apply_reset,
+            RecoveryActivities.apply_reset,
             ResetConfirmed(
                 workflow_id=workflow.info().workflow_id,
                 portal=self.start.portal,

@@ -17,17 +17,62 @@ from portal.audit import add_event
 from portal.config import Portal
 from portal.mailer import Mailer
 from portal.models import (
+    AccountStatus,
+    EmailToken,
     IdentityStrikes,
     IdentityTry,
     MemberRecord,
     Registration,
     SupportCase,
+    User,
     utcnow,
 )
 from portal.tokens import link_for_send
-from processes.registration.vocabulary import CaseOutcome, CaseStatus
+from processes.registration.vocabulary import CaseOutcome, CaseStatus, Step
 
 RETRY_PURPOSE = "identity_retry"
+
+
+@dataclass
+class StepReached:
+    """The read model follows the workflow, so pages never need to ask Temporal."""
+
+    workflow_id: str
+    status: Step
+    overdue: bool = False
+
+
+@dataclass
+class ConfirmationClosing:
+    workflow_id: str
+
+
+@dataclass
+class ConfirmationClosed:
+    confirmed: bool
+
+
+@dataclass
+class AccountState:
+    user_id: int
+    status: AccountStatus
+
+
+@dataclass
+class RegistrationEnded:
+    workflow_id: str
+    user_id: int | None
+    status: Step
+    release_account: bool
+
+
+@dataclass
+class ReviewApplied:
+    workflow_id: str
+    user_id: int
+    approved: bool
+    reviewer: str
+    reason: str
 
 
 @dataclass
@@ -124,6 +169,122 @@ def member_contact(session: Session, portal: str, client_id: str) -> str:
         .where(func.upper(MemberRecord.client_id) == client_key(client_id))
     )
     return email or ""
+
+
+class RegistrationActivities:
+    """The registration's read model and account changes: the table follows the workflow, so
+    pages, the console and the metrics never need to ask Temporal."""
+
+    def __init__(self, session_factory: sessionmaker[Session]):
+        self.session_factory = session_factory
+
+    @activity.defn
+    def record_step(self, step: StepReached) -> None:
+        with self.session_factory() as session:
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == step.workflow_id)
+                .values(status=step.status, overdue=step.overdue, updated_at=utcnow())
+            )
+            session.commit()
+
+    @activity.defn
+    def close_confirmation(self, request: ConfirmationClosing) -> ConfirmationClosed:
+        """Revokes the unused confirmation links, then says whether one was redeemed: the
+        click's conditional update and this one serialise on the row, so exactly one wins."""
+        with self.session_factory() as session:
+            session.execute(
+                update(EmailToken)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.purpose == "confirm_email")
+                .where(EmailToken.used_at.is_(None))
+                .where(EmailToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            redeemed = session.scalar(
+                select(EmailToken.id)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.purpose == "confirm_email")
+                .where(EmailToken.used_at.is_not(None))
+                .limit(1)
+            )
+            session.commit()
+            return ConfirmationClosed(confirmed=redeemed is not None)
+
+    @activity.defn
+    def end_registration(self, request: RegistrationEnded) -> None:
+        """Expired or closed: revoke its links and, if it never went live, free the username."""
+        with self.session_factory() as session:
+            now = utcnow()
+            session.execute(
+                update(EmailToken)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.used_at.is_(None))
+                .values(revoked_at=now)
+            )
+            # Update first: it waits for a web transaction attaching an account to this row,
+            # so the read below sees that account and releases it too.
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == request.workflow_id)
+                .values(status=request.status, updated_at=now)
+            )
+            registration = session.scalar(
+                select(Registration).where(Registration.workflow_id == request.workflow_id)
+            )
+            portal = registration.portal if registration else ""
+            user_id = request.user_id or (registration.user_id if registration else None)
+            if user_id is not None and request.release_account:
+                user = session.get(User, user_id)
+                if user is not None and user.status != AccountStatus.ACTIVE:
+                    portal = user.portal
+                    if registration is not None:
+                        registration.user_id = None
+                    session.delete(user)
+            add_event(
+                session,
+                actor="system",
+                action=f"registration.{request.status}",
+                portal=portal,
+                workflow_id=request.workflow_id,
+                user_id=request.user_id,
+            )
+            session.commit()
+
+    @activity.defn
+    def apply_review(self, request: ReviewApplied) -> AccountState:
+        with self.session_factory() as session:
+            now = utcnow()
+            user = session.get(User, request.user_id)
+            status = AccountStatus.ACTIVE if request.approved else AccountStatus.DENIED
+            if user is not None and user.status in (
+                AccountStatus.PENDING_REVIEW,
+                AccountStatus.UNCONFIRMED,
+            ):
+                user.status = status
+                if request.approved:
+                    user.activated_at = now
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == request.workflow_id)
+                .values(
+                    status=Step.APPROVED if request.approved else Step.DENIED,
+                    decided_by=request.reviewer,
+                    decision_reason=request.reason or None,
+                    updated_at=now,
+                )
+            )
+            add_event(
+                session,
+                actor=request.reviewer,
+                action="registration.approved" if request.approved else "registration.denied",
+                portal=user.portal if user else "",
+                workflow_id=request.workflow_id,
+                user_id=request.user_id,
+                reason=request.reason,
+            )
+            session.commit()
+            return AccountState(user_id=request.user_id, status=status)
 
 
 class RecordActivities:

@@ -24,19 +24,17 @@ from processes.registration.vocabulary import (
 from processes.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
 
 with workflow.unsafe.imports_passed_through():
-    from activities.accounts import (
-        AccountActivities,
-        ConfirmationClosing,
-        RegistrationEnded,
-        ReviewApplied,
-        StepReached,
-    )
     from activities.audit import AuditActivities, AuditEntry
     from activities.mail import LinkEmail, MailActivities, NoticeEmail
     from processes.registration.activities import (
         CaseResolutionRequest,
+        ConfirmationClosing,
         IdentityAttempt,
         RecordActivities,
+        RegistrationActivities,
+        RegistrationEnded,
+        ReviewApplied,
+        StepReached,
         SupportCaseRequest,
     )
     from processes.retry_policies import DB_RETRY, MAIL_RETRY
@@ -227,7 +225,7 @@ class RegistrationWorkflow:
         if self.escalated or status == Step.CLOSED:
             await self.notify("registration_closed", key="closed")
         await workflow.execute_activity_method(
-            AccountActivities.end_registration,
+            RegistrationActivities.end_registration,
             RegistrationEnded(
                 workflow_id=workflow.info().workflow_id,
                 user_id=self.user_id,
@@ -392,7 +390,7 @@ class RegistrationWorkflow:
     async def record_step(self, status: Step) -> None:
         """A local activity: a one-row update needs no task queue round trip of its own."""
         await workflow.execute_local_activity_method(
-            AccountActivities.record_step,
+            RegistrationActivities.record_step,
             StepReached(
                 workflow_id=workflow.info().workflow_id, status=status, overdue=self.overdue
             ),
@@ -405,7 +403,7 @@ class RegistrationWorkflow:
         """At the deadline the database settles a click racing the timer: its links are revoked
         unless one was already redeemed, in which case the registration goes on."""
         closed = await workflow.execute_local_activity_method(
-            AccountActivities.close_confirmation,
+            RegistrationActivities.close_confirmation,
             ConfirmationClosing(workflow_id=workflow.info().workflow_id),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
@@ -469,7 +467,7 @@ class RegistrationWorkflow:
 
     async def apply_review(self, decision: ReviewDecision) -> None:
         await workflow.execute_activity_method(
-            AccountActivities.apply_review,
+            RegistrationActivities.apply_review,
             ReviewApplied(
                 workflow_id=workflow.info().workflow_id,
                 user_id=self.user_id,
