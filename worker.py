@@ -28,19 +28,19 @@ from portal.mailer import Mailer
 from portal.metrics import ACTIVITY_OUTCOMES, WorkerMetricsServer, worker_runtime
 from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
-from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
 from processes.invitation.activities import InvitationActivities
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
 from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
-from processes.outbox.relay import OutboxRelay
 from processes.recovery.activities import RecoveryActivities
 from processes.recovery.workflows import PasswordResetWorkflow, UsernameReminderWorkflow
 from processes.registration.activities import RecordActivities, RegistrationActivities
 from processes.registration.workflows import RegistrationWorkflow
 from processes.staff_invitation.activities import StaffInvitationActivities
 from processes.staff_invitation.workflows import StaffInvitationWorkflow
+from temporal.client import connect
+from temporal.outbox.relay import OutboxRelay
 
 WORKFLOWS = [
     RegistrationWorkflow,

@@ -30,7 +30,7 @@ from portal.db import make_engine, make_session_factory, migrate
 from portal.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from portal.safety import DEMO_STAFF
 from portal.settings import PROJECT_ROOT, Settings
-from processes.search_attributes import dev_server_flags
+from temporal.search_attributes import dev_server_flags
 
 from .imports import KINDS, import_records
 from .staff import PASSWORD_ENV, ensure_staff

@@ -24,7 +24,7 @@ from processes.registration.activities import (
 )
 from processes.registration.vocabulary import EmailConfirmed, RegistrationStart, ReviewDecision
 from processes.registration.workflows import RegistrationWorkflow
-from processes.search_attributes import OVERDUE
+from temporal.search_attributes import OVERDUE
 from tests.fixtures.waiting import wait_until_async
 
 PROVIDER_POLICY = Policy(

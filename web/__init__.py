@@ -14,12 +14,12 @@ from portal.config import load_portals, load_site
 from portal.db import make_engine, make_session_factory
 from portal.settings import Settings, load_settings
 from portal.translations import compile_catalogs
+from temporal.bridge import TemporalBridge
 from web import db as web_db
 from web import errors, formatting, ratelimit, security
 from web import metrics as web_metrics
 from web.i18n import LANG_COOKIE, select_locale
 from web.sessions import login_manager
-from web.temporal import TemporalBridge
 
 csrf = CSRFProtect()
 babel = Babel()

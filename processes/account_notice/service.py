@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from portal.models import User, utcnow
 from processes.account_notice.vocabulary import AccountNotice, NoticeKind
-from processes.outbox import enqueue_start
+from temporal.outbox import enqueue_start
 
 
 def notify_account_owner(session: Session, user: User, kind: NoticeKind, **context: str) -> None:

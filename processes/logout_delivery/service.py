@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from portal.oidc import revoke_user_grants
 from processes.logout_delivery.vocabulary import DEFAULT_DEADLINE_SECONDS, LogoutNotice
-from processes.outbox import enqueue_start
+from temporal.outbox import enqueue_start
 
 
 def sign_out_everywhere(

@@ -11,13 +11,16 @@ from sqlalchemy.orm import Session
 
 from portal.audit import add_event
 from portal.config import Portal
-from processes.outbox import enqueue_start
+from portal.models import EmailToken
 from processes.recovery.vocabulary import (
     PasswordResetStart,
     ReminderRequest,
+    ResetConfirmation,
     ResetRequested,
     UsernameReminderStart,
 )
+from temporal.bridge import TemporalBridge, ask
+from temporal.outbox import enqueue_start
 
 
 def opaque(secret: str, *parts: object) -> str:
@@ -94,3 +97,23 @@ def request_username_reminder(
     )
     session.commit()
     return workflow_id
+
+
+def confirm_reset(
+    session: Session, bridge: TemporalBridge, token: EmailToken, new_password_hash: str | None
+) -> bool:
+    """The reset link's POST: a chosen password (link mode, already hashed) waits on the link's
+    row, then the workflow's update applies it, or mails a temporary one; False if it would not."""
+    from processes.recovery.workflows import PasswordResetWorkflow
+
+    if new_password_hash is not None:
+        token.pending_password_hash = new_password_hash
+        session.commit()
+    workflow_id, token_id = token.workflow_id, token.id
+    result = ask(
+        bridge,
+        lambda client: client.get_workflow_handle(workflow_id).execute_update(
+            PasswordResetWorkflow.confirm_reset, ResetConfirmation(token_id=token_id)
+        ),
+    )
+    return result.applied

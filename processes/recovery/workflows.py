@@ -20,7 +20,7 @@ from processes.recovery.vocabulary import (
     ResetStep,
     UsernameReminderStart,
 )
-from processes.search_attributes import PORTAL, STEP
+from temporal.search_attributes import PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
     from activities.mail import (
@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         UsernameReminder,
     )
     from processes.recovery.activities import RecoveryActivities, ResetConfirmed
-    from processes.retry_policies import MAIL_RETRY
+    from temporal.retry_policies import MAIL_RETRY
 
 
 @workflow.defn

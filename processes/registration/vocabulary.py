@@ -45,6 +45,55 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
 
 
+WORKFLOW = "RegistrationWorkflow"
+"""The workflow's type name, as the outbox starts it and the recorded histories hold it."""
+
+
+class Signal(StrEnum):
+    """The registration's signals, by the workflow method names the outbox delivers them to."""
+
+    SUBMIT_ACCOUNT = "submit_account"
+    EMAIL_CONFIRMED = "email_confirmed"
+    RESEND_CONFIRMATION = "resend_confirmation"
+    REVIEW_DECISION = "review_decision"
+    RESOLVE_CASE = "resolve_case"
+
+
+class IdentityRefusal(StrEnum):
+    """Why the identity-check update's validator said no (the ApplicationError type the web
+    tier receives as the refusal's kind)."""
+
+    ESCALATED = "Escalated"
+    STEP = "Step"
+    BUSY = "Busy"
+
+
+class TokenPurpose(StrEnum):
+    """The e-mailed links a registration mints, as their rows are marked."""
+
+    CONFIRM_EMAIL = "confirm_email"
+    IDENTITY_RETRY = "identity_retry"
+
+
+class LinkStatus(StrEnum):
+    """What the confirmation page may say about a link."""
+
+    USABLE = "usable"
+    CONFIRMED = "confirmed"
+    CONFIRMED_NOW = "confirmed_now"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+class Submission(StrEnum):
+    """How the member's Finish ended: the account stored and owed to the workflow, or why not."""
+
+    SUBMITTED = "submitted"
+    INCOMPLETE = "incomplete"
+    USERNAME_TAKEN = "username_taken"
+    ENDED = "ended"
+
+
 @dataclass
 class RegistrationStart:
     portal: str

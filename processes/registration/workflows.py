@@ -21,7 +21,7 @@ from processes.registration.vocabulary import (
     ReviewDecision,
     Step,
 )
-from processes.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
+from temporal.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities, AuditEntry
@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         StepReached,
         SupportCaseRequest,
     )
-    from processes.retry_policies import DB_RETRY, MAIL_RETRY
+    from temporal.retry_policies import DB_RETRY, MAIL_RETRY
 
 
 @workflow.defn

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from portal.audit import add_event
 from portal.models import EmailToken, StaffInvitation, StaffUser, utcnow
 from portal.tokens import token_hash
-from processes.outbox import enqueue_start
 from processes.staff_invitation.vocabulary import (
     LINK_PURPOSE,
     WORKFLOW,
@@ -20,6 +19,7 @@ from processes.staff_invitation.vocabulary import (
     InvitationStatus,
     StaffInvitationStart,
 )
+from temporal.outbox import enqueue_start
 
 LIFETIME_HOURS = 72
 

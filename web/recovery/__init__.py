@@ -12,8 +12,8 @@ from portal.models import AccountStatus, EmailToken, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
 from processes.recovery import service
-from web import processes
-from web.db import get_db
+from temporal.bridge import ProcessRefused, ProcessUnavailable
+from web.db import get_bridge, get_db
 from web.forms import CheckedForm, email_field, new_password_fields, required, strip, username_field
 from web.portals import portal_blueprint
 
@@ -133,14 +133,16 @@ def reset(token: str):
     if not form.validate_on_submit():
         page = "recovery/new_password.html" if link_mode else "recovery/confirm_reset.html"
         return render_template(page, form=form)
-    if link_mode:
-        row.pending_password_hash = hash_password(form.password.data)
-        get_db().commit()
     try:
-        applied = processes.confirm_password_reset(row.workflow_id, row.id)
-    except processes.ProcessRefused:
+        applied = service.confirm_reset(
+            get_db(),
+            get_bridge(),
+            row,
+            hash_password(form.password.data) if link_mode else None,
+        )
+    except ProcessRefused:
         return render_template("recovery/link_invalid.html"), 410
-    except processes.ProcessUnavailable:
+    except ProcessUnavailable:
         return render_template("registration/try_later.html"), 503
     if not applied:
         return render_template("recovery/link_invalid.html"), 410

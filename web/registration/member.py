@@ -17,7 +17,6 @@ console says so; `allow_retry` still clears the client ID's strikes, so a new re
 
 from __future__ import annotations
 
-import contextlib
 import math
 from datetime import date
 
@@ -35,38 +34,39 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 from werkzeug.exceptions import TooManyRequests
 from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, Length, Optional, Regexp, ValidationError
 
-from portal.audit import add_event
 from portal.models import (
-    AccountStatus,
-    EmailToken,
     MemberRecord,
     Registration,
-    SecurityAnswer,
     SupportCase,
     User,
-    utcnow,
 )
 from portal.passwords import hash_answer, hash_password
-from portal.tokens import new_reference, token_hash
-from processes.outbox import enqueue_signal
+from portal.tokens import new_reference
+from processes.registration import service
 from processes.registration.service import begin, registration_id
-from processes.registration.vocabulary import AccountSubmission, CaseStatus, IdentityCheck, Step
-from web import once, processes
-from web.db import get_db
+from processes.registration.vocabulary import (
+    CaseStatus,
+    IdentityCheck,
+    IdentityRefusal,
+    LinkStatus,
+    Step,
+    Submission,
+)
+from temporal.bridge import ProcessRefused, ProcessUnavailable, Refusal
+from web import once
+from web.db import get_bridge, get_db
 from web.forms import CheckedForm, EmailAddress, email_field, new_password_fields, required, strip
 from web.forms import username_field as _username_field
 from web.ratelimit import check_rate_limit
 from web.registration import ConfirmLinkForm, bp, flow_view, username_taken
 
 SESSION_KEY = "member_registration"
-RETRY_PURPOSE = "identity_retry"
 
 NOT_VALIDATED = _l(
     "La información personal que usted ha puesto no se puede validar con nuestro sistema; por "
@@ -371,8 +371,7 @@ def _start() -> str | None:
     )
     once.remember(db, url_for("registration.register"), started_reference=reference)
     begin(db, g.portal, registration, action="registration.agreement_accepted")
-    with contextlib.suppress(processes.ProcessUnavailable):
-        processes.start_registration(g.portal, reference)
+    service.start_now(get_bridge(), g.portal, reference)
     _save({"portal": g.portal.slug, "reference": reference, "step": "identity"})
     return reference
 
@@ -398,14 +397,7 @@ def _active_account_for(client_id: str | None) -> bool:
 
 def _existing_account(registration: Registration):
     _forget()
-    add_event(
-        get_db(),
-        actor="applicant",
-        action="registration.client_has_account",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-    )
-    get_db().commit()
+    service.note_existing_account(get_db(), g.portal, registration)
     return render_template("registration/member_existing.html"), 409
 
 
@@ -419,7 +411,8 @@ def _identity(state: dict, registration: Registration):
         except TooManyRequests as limited:
             return _identity_limited(form, limited)
         try:
-            result = processes.check_identity(
+            result = service.check_identity(
+                get_bridge(),
                 registration.workflow_id,
                 IdentityCheck(
                     first_name=form.first_name.data,
@@ -429,13 +422,13 @@ def _identity(state: dict, registration: Registration):
                     client_id=form.client_id.data,
                 ),
             )
-        except processes.ProcessRefused as refused:
-            if refused.kind == "Escalated":
+        except ProcessRefused as refused:
+            if refused.kind == IdentityRefusal.ESCALATED:
                 state["step"] = "escalated"
                 _save(state)
                 return redirect(url_for("registration.register"))
-            if refused.kind == "Busy" or (
-                refused.kind == "closed" and registration.status == Step.IDENTITY
+            if refused.kind == IdentityRefusal.BUSY or (
+                refused.kind == Refusal.CLOSED and registration.status == Step.IDENTITY
             ):
                 form.form_errors.append(
                     _("Estamos revisando su intento anterior. Espere un momento.")
@@ -447,7 +440,7 @@ def _identity(state: dict, registration: Registration):
                     state["step"] = "account"
                     _save(state)
                 return redirect(url_for("registration.register"))
-        except processes.ProcessUnavailable:
+        except ProcessUnavailable:
             form.form_errors.append(UNAVAILABLE)
         else:
             if result.matched:
@@ -515,30 +508,18 @@ def continue_registration(token: str):
     at identity (opening the link, as mail scanners do, uses nothing)."""
     if g.portal.flow != "member":
         abort(404)
-    db = get_db()
-    row = db.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(token)))
-    if row is None or row.portal != g.portal.slug or row.purpose != RETRY_PURPOSE:
-        return render_template("registration/member_link_invalid.html"), 404
-    if not row.usable(utcnow()):
-        return render_template("registration/member_link_invalid.html", expired=True), 410
-    registration = db.scalar(
-        select(Registration).where(Registration.workflow_id == row.workflow_id)
-    )
-    if registration is None or registration.status not in (Step.IDENTITY, Step.ESCALATED):
-        return render_template("registration/member_link_invalid.html", expired=True), 410
     form = ConfirmLinkForm()
-    if not form.validate_on_submit():
+    if form.validate_on_submit():
+        link = service.use_retry_link(get_db(), g.portal, token)
+    else:
+        link = service.retry_link(get_db(), g.portal, token)
+    if link.status == LinkStatus.UNKNOWN:
+        return render_template("registration/member_link_invalid.html"), 404
+    if link.status == LinkStatus.EXPIRED:
+        return render_template("registration/member_link_invalid.html", expired=True), 410
+    if link.status == LinkStatus.USABLE:
         return render_template("registration/member_continue.html", form=form)
-    row.used_at = utcnow()
-    add_event(
-        db,
-        actor="applicant",
-        action="registration.retry_link_used",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-    )
-    db.commit()
-    _save({"portal": g.portal.slug, "reference": registration.reference, "step": "identity"})
+    _save({"portal": g.portal.slug, "reference": link.registration.reference, "step": "identity"})
     flash(_("Puede volver a validar su información personal."), "info")
     return redirect(url_for("registration.register"))
 
@@ -568,18 +549,18 @@ def _credentials(state: dict, registration: Registration, form=None):
             elif username_taken(form.username.data):
                 form.username.errors.append(USERNAME_TAKEN)
             else:
-                details = dict(registration.details or {})
-                if form.password.data:
-                    details["password_hash"] = hash_password(form.password.data)
-                answers = list(details.get("answers") or [None] * count)
+                answers = list((registration.details or {}).get("answers") or [None] * count)
                 answers += [None] * (count - len(answers))
                 for n in range(1, count + 1):
                     typed = form[f"security_answer_{n}"].data
                     if typed:
                         answers[n - 1] = hash_answer(typed)
-                details["answers"] = answers[:count]
-                registration.details = details
-                get_db().commit()
+                service.keep_credentials(
+                    get_db(),
+                    registration,
+                    hash_password(form.password.data) if form.password.data else None,
+                    answers[:count],
+                )
                 state["account"] = {
                     "username": form.username.data,
                     "email": form.email.data,
@@ -644,73 +625,37 @@ def _review(state: dict, registration: Registration):
 
 
 def _finish(state: dict, registration: Registration, record: MemberRecord):
-    """Creates the inactive account (hashes only), then tells the workflow in one round trip."""
-    db = get_db()
+    """Finish: the service creates the account and owes the workflow its submission."""
     account = state["account"]
-    details = dict(registration.details or {})
-    answers = details.get("answers") or []
-    if "password_hash" not in details or not all(answers):
+    db = get_db()
+    once.remember(db, url_for("registration.done", reference=registration.reference))
+    submitted = service.submit_account(
+        db,
+        g.portal,
+        registration,
+        service.MemberAccount(
+            username=account["username"],
+            email=account["email"],
+            question_indexes=[
+                int(account[f"security_question_{n}"]) for n in range(1, _question_count() + 1)
+            ],
+            locale=str(get_locale() or "es"),
+            record=record,
+        ),
+    )
+    if submitted == Submission.INCOMPLETE:
         state["step"] = "account"
         _save(state)
         return redirect(url_for("registration.register"))
-    questions = g.portal.security_questions
-    user = User(
-        portal=g.portal.slug,
-        username=account["username"],
-        email=account["email"],
-        first_name=record.first_name,
-        last_name=record.last_name,
-        full_name=" ".join(p for p in (record.first_name, record.last_name, record.suffix) if p),
-        password_hash=details["password_hash"],
-        status=AccountStatus.UNCONFIRMED,
-        role="member",
-        client_id=record.client_id,
-        locale=str(get_locale() or "es"),
-        security_answers=[
-            SecurityAnswer(
-                question=questions[int(account[f"security_question_{n}"])].source,
-                answer_hash=answers[n - 1],
-            )
-            for n in range(1, len(answers) + 1)
-        ],
-    )
-    db.add(user)
-    try:
-        db.flush()
-    except IntegrityError:
-        db.rollback()
+    if submitted == Submission.USERNAME_TAKEN:
         state["step"] = "account"
         _save(state)
-        form = credentials_form_class(questions, _question_count())(data=account)
+        form_class = credentials_form_class(g.portal.security_questions, _question_count())
+        form = form_class(data=account)
         form.username.errors.append(USERNAME_TAKEN)
         return _credentials(state, registration, form=form)
-    claimed = db.execute(
-        update(Registration)
-        .where(Registration.id == registration.id)
-        .where(Registration.status == Step.ACCOUNT)
-        .where(Registration.user_id.is_(None))
-        .values(user_id=user.id, details={})
-    ).rowcount
-    if not claimed:
-        db.rollback()
-        _forget()
+    _forget()
+    if submitted == Submission.ENDED:
         flash(_("Su registro venció por inactividad. Puede empezar uno nuevo."), "info")
         return redirect(url_for("registration.register"))
-    add_event(
-        db,
-        actor="applicant",
-        action="registration.submitted",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-        user_id=user.id,
-    )
-    enqueue_signal(
-        db,
-        workflow_id=registration.workflow_id,
-        signal="submit_account",
-        payload=AccountSubmission(user_id=user.id),
-    )
-    once.remember(db, url_for("registration.done", reference=registration.reference))
-    db.commit()
-    _forget()
     return redirect(url_for("registration.done", reference=registration.reference))

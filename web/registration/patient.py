@@ -11,7 +11,7 @@ from wtforms import StringField
 from wtforms.validators import Length
 
 from portal.audit import add_event
-from portal.models import LIVE_ACCOUNT, AccountStatus, ClinicalRecord, Registration, User
+from portal.models import LIVE_ACCOUNT, AccountStatus, ClinicalRecord, Registration, Role, User
 from portal.passwords import hash_password
 from portal.tokens import new_reference
 from processes.account_notice.service import notify_address
@@ -101,7 +101,7 @@ def _submit(form: PatientRegistrationForm) -> bool:
             full_name=form.full_name.data,
             password_hash=password_hash,
             status=AccountStatus.UNCONFIRMED,
-            role="patient",
+            role=Role.PATIENT,
             locale=locale,
         )
         registration = Registration(
