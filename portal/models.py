@@ -75,10 +75,14 @@ class Role(StrEnum):
 class StaffRole(StrEnum):
     """What a console page needs; an admin may do everything."""
 
-    ADMIN = "admin"
-    OPERATOR = "operator"
     REVIEWER = "reviewer"
     SUPPORT = "support"
+    ADMIN = "admin"
+    OPERATOR = "operator"
+
+
+STAFF_MIN_PASSWORD_LENGTH = 12
+"""Staff passwords, set from the console or the command line, are at least this long."""
 
 
 # Accounts that hold their username and e-mail: everything but a denied application.

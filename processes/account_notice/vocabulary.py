@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+WORKFLOW = "AccountNoticeWorkflow"
+"""The workflow's type name, as the outbox starts it and the recorded histories hold it."""
+
 
 class NoticeKind(StrEnum):
     """Each kind is an e-mail template pair, templates/email/<kind>.txt and .html."""

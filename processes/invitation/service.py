@@ -16,16 +16,16 @@ from portal.audit import add_event
 from portal.config import Portal
 from portal.models import AccountStatus, EmailToken, Invitation, Role, User, UserSession, utcnow
 from processes.invitation.vocabulary import (
+    WORKFLOW,
     Acceptance,
     InvitationAcceptance,
     InvitationStart,
     RevokeRequest,
+    Signal,
     Step,
 )
 from processes.logout_delivery.service import sign_out_everywhere
 from temporal.outbox import enqueue_signal, enqueue_start
-
-WORKFLOW = "InvitationWorkflow"
 
 
 def invitation_id(portal: Portal) -> str:
@@ -167,7 +167,7 @@ def accept(session: Session, token: EmailToken, invitation: Invitation, user: Us
     enqueue_signal(
         session,
         workflow_id=invitation.workflow_id,
-        signal="accept",
+        signal=Signal.ACCEPT,
         payload=InvitationAcceptance(token_id=token.id, user_id=user.id),
     )
     session.commit()
@@ -199,7 +199,7 @@ def revoke(session: Session, invitation: Invitation, actor: str, actor_user_id: 
     enqueue_signal(
         session,
         workflow_id=invitation.workflow_id,
-        signal="revoke",
+        signal=Signal.REVOKE,
         payload=RevokeRequest(revoked_by=actor),
     )
     session.commit()

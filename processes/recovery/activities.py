@@ -16,6 +16,7 @@ from portal.models import EmailToken, LoginThrottle, User, UserSession, utcnow
 from portal.passwords import hash_password
 from portal.tokens import derived_temporary_password
 from processes.logout_delivery.service import sign_out_everywhere
+from processes.recovery.vocabulary import ResetMode
 
 
 @dataclass
@@ -53,11 +54,11 @@ class RecoveryActivities:
                 return ResetApplied(user_id=request.user_id, applied=False)
             send_key = f"{request.workflow_id}/temporary-password/{token.id}"
             if token.used_at is not None and (
-                request.mode != "temporary_password" or already_sent(session, send_key)
+                request.mode != ResetMode.TEMPORARY_PASSWORD or already_sent(session, send_key)
             ):
                 return ResetApplied(user_id=user.id, applied=True)
             token.used_at = token.used_at or now
-            if request.mode == "temporary_password":
+            if request.mode == ResetMode.TEMPORARY_PASSWORD:
                 temporary = derived_temporary_password(
                     self.mailer.settings.secret_key, token.salt or token.token_hash
                 )
@@ -87,7 +88,7 @@ class RecoveryActivities:
                 user_id=user.id,
                 mode=request.mode,
             )
-            if request.mode == "temporary_password":
+            if request.mode == ResetMode.TEMPORARY_PASSWORD:
                 deliver_once(
                     session,
                     self.mailer,

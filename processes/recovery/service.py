@@ -17,7 +17,9 @@ from processes.recovery.vocabulary import (
     ReminderRequest,
     ResetConfirmation,
     ResetRequested,
+    Signal,
     UsernameReminderStart,
+    Workflow,
 )
 from temporal.bridge import TemporalBridge, ask
 from temporal.outbox import enqueue_start
@@ -49,10 +51,10 @@ def request_password_reset(
         extra = {}
     else:
         workflow_id = password_reset_id(secret, portal, user_id)
-        extra = {"signal": "request_again", "signal_payload": ResetRequested()}
+        extra = {"signal": Signal.REQUEST_AGAIN, "signal_payload": ResetRequested()}
     enqueue_start(
         session,
-        workflow="PasswordResetWorkflow",
+        workflow=Workflow.PASSWORD_RESET,
         workflow_id=workflow_id,
         payload=start,
         reuse_finished_id=True,
@@ -83,14 +85,14 @@ def request_username_reminder(
     workflow_id = username_reminder_id(secret, portal, email)
     enqueue_start(
         session,
-        workflow="UsernameReminderWorkflow",
+        workflow=Workflow.USERNAME_REMINDER,
         workflow_id=workflow_id,
         payload=UsernameReminderStart(
             portal=portal.slug,
             email=email,
             cooldown_minutes=portal.policy.username_reminder_cooldown_minutes,
         ),
-        signal="remind",
+        signal=Signal.REMIND,
         signal_payload=ReminderRequest(first_name=first_name, last_name=last_name),
         reuse_finished_id=True,
         summary=f"{portal.name.source}: forgotten username",

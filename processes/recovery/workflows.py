@@ -14,6 +14,7 @@ from processes.recovery.vocabulary import (
     PasswordResetStart,
     ReminderRequest,
     ResetConfirmation,
+    ResetMode,
     ResetRequested,
     ResetResult,
     ResetStatus,
@@ -67,7 +68,7 @@ class PasswordResetWorkflow:
         if workflow.info().typed_search_attributes.get(STEP) != self.step:
             workflow.upsert_search_attributes([STEP.value_set(self.step)])
         workflow.set_current_details("Waiting for the e-mail link to be followed")
-        link_mode = self.start.policy.password_reset_mode == "link"
+        link_mode = self.start.policy.password_reset_mode == ResetMode.LINK
         sent = await workflow.execute_activity_method(
             MailActivities.send_link,
             LinkEmail(

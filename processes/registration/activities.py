@@ -28,9 +28,7 @@ from portal.models import (
     utcnow,
 )
 from portal.tokens import link_for_send
-from processes.registration.vocabulary import CaseOutcome, CaseStatus, Step
-
-RETRY_PURPOSE = "identity_retry"
+from processes.registration.vocabulary import CaseOutcome, CaseStatus, Step, TokenPurpose
 
 
 @dataclass
@@ -196,7 +194,7 @@ class RegistrationActivities:
             session.execute(
                 update(EmailToken)
                 .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.purpose == "confirm_email")
+                .where(EmailToken.purpose == TokenPurpose.CONFIRM_EMAIL)
                 .where(EmailToken.used_at.is_(None))
                 .where(EmailToken.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
@@ -204,7 +202,7 @@ class RegistrationActivities:
             redeemed = session.scalar(
                 select(EmailToken.id)
                 .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.purpose == "confirm_email")
+                .where(EmailToken.purpose == TokenPurpose.CONFIRM_EMAIL)
                 .where(EmailToken.used_at.is_not(None))
                 .limit(1)
             )
@@ -483,7 +481,7 @@ class RecordActivities:
                     session,
                     secret=self.mailer.settings.secret_key if self.mailer else "",
                     send_key=send_key,
-                    purpose=RETRY_PURPOSE,
+                    purpose=TokenPurpose.IDENTITY_RETRY,
                     portal=request.portal,
                     workflow_id=request.workflow_id,
                     lifetime_hours=request.link_hours,

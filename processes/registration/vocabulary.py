@@ -85,6 +85,20 @@ class LinkStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+class WizardStep(StrEnum):
+    """The member wizard's pages (seed 001) and where it sends the applicant once the
+    registration has moved on without them (help desk, expiry, done)."""
+
+    AGREEMENT = "agreement"
+    IDENTITY = "identity"
+    ESCALATED = "escalated"
+    ACCOUNT = "account"
+    REVIEW = "review"
+    DONE = "done"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
 class Submission(StrEnum):
     """How the member's Finish ended: the account stored and owed to the workflow, or why not."""
 

@@ -20,6 +20,7 @@ from processes.registration.vocabulary import (
     ResendRequest,
     ReviewDecision,
     Step,
+    TokenPurpose,
 )
 from temporal.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
 
@@ -432,7 +433,7 @@ class RegistrationWorkflow:
             MailActivities.send_link,
             LinkEmail(
                 template="confirm_email",
-                purpose="confirm_email",
+                purpose=TokenPurpose.CONFIRM_EMAIL,
                 path="confirm",
                 portal=self.start.portal,
                 workflow_id=workflow.info().workflow_id,

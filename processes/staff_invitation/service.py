@@ -17,6 +17,7 @@ from processes.staff_invitation.vocabulary import (
     WORKFLOW,
     AcceptInvitation,
     InvitationStatus,
+    Signal,
     StaffInvitationStart,
 )
 from temporal.outbox import enqueue_start
@@ -119,7 +120,7 @@ def accept(
         workflow=WORKFLOW,
         workflow_id=invitation.workflow_id,
         payload=StaffInvitationStart(invitation_id=invitation.id, lifetime_hours=0, invited_by=""),
-        signal="accept",
+        signal=Signal.ACCEPT,
         signal_payload=AcceptInvitation(staff_id=staff.id),
         summary="staff invitation accepted",
     )

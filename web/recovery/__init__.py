@@ -12,6 +12,7 @@ from portal.models import AccountStatus, EmailToken, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
 from processes.recovery import service
+from processes.recovery.vocabulary import ResetMode
 from temporal.bridge import ProcessRefused, ProcessUnavailable
 from web.db import get_bridge, get_db
 from web.forms import CheckedForm, email_field, new_password_fields, required, strip, username_field
@@ -90,7 +91,7 @@ def _matching_user(form) -> User | None:
 
 @bp.route("/recover/password", methods=["GET", "POST"])
 def password():
-    by_username_only = g.portal.policy.password_reset_mode == "link"
+    by_username_only = g.portal.policy.password_reset_mode == ResetMode.LINK
     form = UsernameOnlyRecoveryForm() if by_username_only else PasswordRecoveryForm()
     if form.validate_on_submit():
         user = _matching_user(form)
@@ -126,7 +127,7 @@ def reset(token: str):
     row = _reset_token(token)
     if row is None:
         return render_template("recovery/link_invalid.html"), 410
-    link_mode = g.portal.policy.password_reset_mode == "link"
+    link_mode = g.portal.policy.password_reset_mode == ResetMode.LINK
     owner = get_db().get(User, row.user_id) if row.user_id else None
     g.password_username = owner.username if owner else ""
     form = NewPasswordForm() if link_mode else ConfirmResetForm()

@@ -13,10 +13,10 @@ from wtforms import PasswordField, SelectMultipleField, StringField
 from wtforms.validators import EqualTo, Length, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from cli.staff import MIN_PASSWORD_LENGTH, ROLES
 from portal import two_factor
 from portal.audit import add_event
 from portal.models import (
+    STAFF_MIN_PASSWORD_LENGTH,
     LoginThrottle,
     Passkey,
     SecondFactor,
@@ -57,7 +57,7 @@ class AccessForm(CheckedForm):
     )
 
     def setup(self, admin: StaffUser) -> None:
-        self.roles.choices = [(role, ROLE_LABELS[role]) for role in ROLES]
+        self.roles.choices = [(role, ROLE_LABELS[role]) for role in StaffRole]
         self.portals.choices = [
             (slug, portal.name)
             for slug, portal in current_app.extensions["acceso.portals"].items()
@@ -102,8 +102,8 @@ class AcceptForm(CheckedForm):
         validators=[
             required(),
             Length(
-                min=MIN_PASSWORD_LENGTH,
-                message=_l("Al menos %(n)s caracteres.", n=MIN_PASSWORD_LENGTH),
+                min=STAFF_MIN_PASSWORD_LENGTH,
+                message=_l("Al menos %(n)s caracteres.", n=STAFF_MIN_PASSWORD_LENGTH),
             ),
         ],
     )
@@ -233,7 +233,7 @@ def admin_member(staff_id: int):
             form.roles.errors.append(_("Es la última cuenta de administración activa."))
         else:
             before = {"roles": staff.roles, "portals": staff.portals}
-            staff.roles = ",".join(r for r in ROLES if r in form.roles.data)
+            staff.roles = ",".join(r for r in StaffRole if r in form.roles.data)
             staff.portals = ",".join(form.portals.data)
             add_event(
                 db,
