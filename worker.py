@@ -20,11 +20,11 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit import AuditActivities
-from activities.mail import MailActivities
+from mail.activities import MailActivities
+from mail.mailer import Mailer
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory
 from portal.logs import configure_logging
-from portal.mailer import Mailer
 from portal.metrics import ACTIVITY_OUTCOMES, WorkerMetricsServer, worker_runtime
 from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings

@@ -1,5 +1,5 @@
 """The layers import only downward, read from the source with `ast` (nothing is imported): the
-domain, the Temporal plumbing, the shared activities and the processes never import the
+domain, the Temporal plumbing, mail, the shared activities and the processes never import the
 web tier or the command line, so a worker needs neither on disk, and no package reaches up."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LEVELS = {
     "portal": 0,
     "temporal": 1,
+    "mail": 1,
     "activities": 2,
     "processes": 3,
     "web": 4,

@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
-from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
+from mail.activities import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
 from processes.registration.activities import (
     CaseResolutionApplied,

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from portal.mailer import Mailer
+from mail.mailer import Mailer
 from portal.metrics import WorkerMetricsServer, count_rate_limited
 from portal.models import Registration
 from processes.registration.activities import RegistrationActivities, StepReached

@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.mail import LinkEmail, LinkSent
+from mail.activities import LinkEmail, LinkSent
 from portal.config import Policy
 from processes.recovery.activities import ResetApplied, ResetConfirmed
 from processes.recovery.vocabulary import PasswordResetStart, ResetConfirmation, ResetRequested

@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.audit import AuditEntry
-from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
+from mail.activities import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
 from processes.registration.activities import (
     AccountState,

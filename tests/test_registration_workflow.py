@@ -12,7 +12,7 @@ import pytest
 from temporalio import activity
 from temporalio.worker import Worker
 
-from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
+from mail.activities import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
 from processes.registration.activities import (
     ConfirmationClosed,

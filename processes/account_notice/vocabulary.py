@@ -10,7 +10,7 @@ WORKFLOW = "AccountNoticeWorkflow"
 
 
 class NoticeKind(StrEnum):
-    """Each kind is an e-mail template pair, templates/email/<kind>.txt and .html."""
+    """Each kind is an e-mail template pair, mail/templates/<kind>.txt and .html."""
 
     PASSWORD_CHANGED = "password_changed"
     SECOND_FACTOR_ADDED = "second_factor_added"

@@ -9,7 +9,7 @@ from temporalio import workflow
 from processes.account_notice.vocabulary import AccountNotice, NoticeDelivered
 
 with workflow.unsafe.imports_passed_through():
-    from activities.mail import MailActivities, NoticeEmail
+    from mail.activities import MailActivities, NoticeEmail
     from temporal.retry_policies import MAIL_RETRY
 
 

@@ -9,9 +9,9 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities.mail import already_sent, deliver_once
+from mail.mailer import Mailer
+from mail.once import already_sent, deliver_once
 from portal.audit import add_event
-from portal.mailer import Mailer
 from portal.models import EmailToken, LoginThrottle, User, UserSession, utcnow
 from portal.passwords import hash_password
 from portal.tokens import derived_temporary_password

@@ -24,7 +24,7 @@ from processes.recovery.vocabulary import (
 from temporal.search_attributes import PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
-    from activities.mail import (
+    from mail.activities import (
         LinkEmail,
         MailActivities,
         ReminderSent,

@@ -12,10 +12,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities.mail import already_sent, deliver_once
+from mail.mailer import Mailer
+from mail.once import LinkMessage, already_sent, deliver_once, send_link_once
 from portal.audit import add_event
 from portal.config import Portal
-from portal.mailer import Mailer
 from portal.models import (
     AccountStatus,
     EmailToken,
@@ -27,8 +27,13 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.tokens import link_for_send
-from processes.registration.vocabulary import CaseOutcome, CaseStatus, Step, TokenPurpose
+from processes.registration.vocabulary import (
+    CaseOutcome,
+    CaseStatus,
+    Outcome,
+    Step,
+    TokenPurpose,
+)
 
 
 @dataclass
@@ -60,7 +65,7 @@ class AccountState:
 class RegistrationEnded:
     workflow_id: str
     user_id: int | None
-    status: Step
+    status: Outcome
     release_account: bool
 
 
@@ -266,7 +271,7 @@ class RegistrationActivities:
                 update(Registration)
                 .where(Registration.workflow_id == request.workflow_id)
                 .values(
-                    status=Step.APPROVED if request.approved else Step.DENIED,
+                    status=Outcome.APPROVED if request.approved else Outcome.DENIED,
                     decided_by=request.reviewer,
                     decision_reason=request.reason or None,
                     updated_at=now,
@@ -475,50 +480,48 @@ class RecordActivities:
                     counter.strikes = 0
                     counter.updated_at = now
             contact = member_contact(session, request.portal, client_id)
-            link = ""
-            if request.outcome == CaseOutcome.ALLOW_RETRY and contact:
-                _, raw = link_for_send(
-                    session,
-                    secret=self.mailer.settings.secret_key if self.mailer else "",
-                    send_key=send_key,
-                    purpose=TokenPurpose.IDENTITY_RETRY,
-                    portal=request.portal,
-                    workflow_id=request.workflow_id,
-                    lifetime_hours=request.link_hours,
-                )
-                link = f"{self._base_url()}/{request.portal}/register/continue/{raw}"
-            session.commit()
             if not contact or self.mailer is None:
+                session.commit()
                 return CaseResolutionApplied(
                     case_id=case.id if case else None, contact_notified=False
                 )
             portal = self.portals.get(request.portal)
-            template = (
-                "identity_retry_allowed"
-                if request.outcome == CaseOutcome.ALLOW_RETRY
-                else "registration_closed"
-            )
-            deliver_once(
-                session,
-                self.mailer,
-                send_key,
-                to=contact,
-                template=template,
-                locale="es",
-                context={
-                    "portal": request.portal,
-                    "portal_name": portal.name if portal else request.portal,
-                    "helpdesk_email": (portal.helpdesk_email or portal.support_email)
-                    if portal
-                    else "",
-                    "reference": case.reference if case else "",
-                    "base_url": self._base_url(),
-                    "link": link,
-                    "hours": str(request.link_hours),
-                },
-                portal=request.portal,
-                workflow_id=request.workflow_id,
-            )
+            context = {
+                "portal": request.portal,
+                "portal_name": portal.name if portal else request.portal,
+                "helpdesk_email": (portal.helpdesk_email or portal.support_email) if portal else "",
+                "reference": case.reference if case else "",
+                "hours": str(request.link_hours),
+            }
+            if request.outcome == CaseOutcome.ALLOW_RETRY:
+                send_link_once(
+                    session,
+                    self.mailer,
+                    send_key,
+                    lambda: LinkMessage(
+                        purpose=TokenPurpose.IDENTITY_RETRY,
+                        portal=request.portal,
+                        workflow_id=request.workflow_id,
+                        lifetime_hours=request.link_hours,
+                        path=f"{request.portal}/register/continue",
+                        to=contact,
+                        template="identity_retry_allowed",
+                        locale="es",
+                        context=context,
+                    ),
+                )
+            else:
+                deliver_once(
+                    session,
+                    self.mailer,
+                    send_key,
+                    to=contact,
+                    template="registration_closed",
+                    locale="es",
+                    context={**context, "base_url": self._base_url(), "link": ""},
+                    portal=request.portal,
+                    workflow_id=request.workflow_id,
+                )
             return CaseResolutionApplied(case_id=case.id if case else None, contact_notified=True)
 
     def _base_url(self) -> str:

@@ -39,6 +39,7 @@ from processes.registration.vocabulary import (
     IdentityCheck,
     IdentityResult,
     LinkStatus,
+    Outcome,
     RegistrationStart,
     ResendRequest,
     ReviewDecision,
@@ -159,7 +160,7 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
     session.execute(
         update(Registration)
         .where(Registration.workflow_id == token.workflow_id)
-        .values(status=Step.PENDING_REVIEW if reviewed else Step.ACTIVE, updated_at=now)
+        .values(status=Step.PENDING_REVIEW if reviewed else Outcome.ACTIVE, updated_at=now)
     )
     add_event(
         session,

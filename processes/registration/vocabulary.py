@@ -10,8 +10,8 @@ from portal.config import Policy
 
 
 class Step(StrEnum):
-    """Where a registration stands. The workflow moves through these and the registrations table
-    keeps the latest (a confirmation click and a review decision write theirs first), so pages,
+    """Where a registration stands while it runs. The workflow moves through these and the
+    registrations table keeps the latest (a confirmation click and a review decision write theirs first), so pages,
     the console and the metrics read the table instead of asking Temporal."""
 
     STARTED = "started"
@@ -21,6 +21,12 @@ class Step(StrEnum):
     CONFIRM_EMAIL = "confirm_email"
     PENDING_REVIEW = "pending_review"
     REVIEW = "review"
+
+
+class Outcome(StrEnum):
+    """How a registration ended (or, for `approved`, is ending); the registrations table keeps
+    it in the same column as the step, as the last place the registration reached."""
+
     APPROVED = "approved"
     ACTIVE = "active"
     DENIED = "denied"
@@ -120,7 +126,7 @@ class RegistrationStart:
 
 @dataclass
 class RegistrationOutcome:
-    status: Step
+    status: Outcome
     user_id: int | None
 
 
@@ -187,8 +193,10 @@ class CaseResolution:
 
 @dataclass
 class RegistrationStatus:
+    """Where it is (the last step entered) and, once ended, how it ended."""
+
     step: Step
-    status: Step
+    outcome: Outcome | None = None
     overdue: bool = False
     tries_left: int = 0
     escalated: bool = False

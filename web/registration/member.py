@@ -57,6 +57,7 @@ from processes.registration.vocabulary import (
     IdentityCheck,
     IdentityRefusal,
     LinkStatus,
+    Outcome,
     Step,
     Submission,
     WizardStep,
@@ -291,9 +292,9 @@ def _latest_case(workflow_id: str) -> SupportCase | None:
 
 def _sync_step(state: WizardState, registration: Registration) -> WizardStep:
     """The wizard's step, corrected by what the workflow recorded (help desk, expiry)."""
-    if registration.status == Step.EXPIRED:
+    if registration.status == Outcome.EXPIRED:
         return WizardStep.EXPIRED
-    if registration.status == Step.CLOSED:
+    if registration.status == Outcome.CLOSED:
         return WizardStep.CLOSED
     if registration.user_id is not None:
         return WizardStep.DONE
