@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from portal.audit import add_event
 from portal.config import Portal
 from portal.models import AccountStatus, EmailToken, Invitation, Role, User, UserSession, utcnow
+from portal.tokens import claim_link
 from processes.invitation.vocabulary import (
     WORKFLOW,
     Acceptance,
@@ -140,15 +141,9 @@ def accept(session: Session, token: EmailToken, invitation: Invitation, user: Us
     except IntegrityError:
         session.rollback()
         return Acceptance.USERNAME_TAKEN
-    consumed = session.execute(
-        update(EmailToken)
-        .where(EmailToken.id == token.id)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .where(EmailToken.expires_at > now)
-        .values(used_at=now, user_id=user.id)
-    ).rowcount
-    if not consumed or not _claim(session, invitation, Step.ACCEPTED, f"user:{user.id}"):
+    if not claim_link(session, token.id, user_id=user.id) or not _claim(
+        session, invitation, Step.ACCEPTED, f"user:{user.id}"
+    ):
         session.rollback()
         return Acceptance.GONE
     session.execute(

@@ -28,7 +28,7 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.tokens import token_hash
+from portal.tokens import claim_link, token_hash
 from processes.registration.vocabulary import (
     AWAITING_REVIEW,
     WORKFLOW,
@@ -139,15 +139,7 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
         return state
     token = state.token
     now = utcnow()
-    won = session.execute(
-        update(EmailToken)
-        .where(EmailToken.id == token.id)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .where(EmailToken.expires_at > now)
-        .values(used_at=now)
-    ).rowcount
-    if not won:
+    if not claim_link(session, token.id):
         session.rollback()
         return confirmation_link(session, portal, raw)
     user = session.get(User, token.user_id) if token.user_id else None
@@ -346,6 +338,7 @@ class RetryLink:
 
     status: LinkStatus
     registration: Registration | None = None
+    token_id: int = 0
 
 
 def retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
@@ -360,7 +353,7 @@ def retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
     )
     if registration is None or registration.status not in (Step.IDENTITY, Step.ESCALATED):
         return RetryLink(LinkStatus.EXPIRED)
-    return RetryLink(LinkStatus.USABLE, registration)
+    return RetryLink(LinkStatus.USABLE, registration, row.id)
 
 
 def use_retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
@@ -368,16 +361,7 @@ def use_retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
     link = retry_link(session, portal, raw)
     if link.status != LinkStatus.USABLE:
         return link
-    now = utcnow()
-    used = session.execute(
-        update(EmailToken)
-        .where(EmailToken.token_hash == token_hash(raw))
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .where(EmailToken.expires_at > now)
-        .values(used_at=now)
-    ).rowcount
-    if not used:
+    if not claim_link(session, link.token_id):
         session.rollback()
         return RetryLink(LinkStatus.EXPIRED)
     add_event(
