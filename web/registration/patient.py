@@ -5,19 +5,11 @@ from __future__ import annotations
 from flask import g, redirect, render_template, url_for
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from wtforms import StringField
 from wtforms.validators import Length
 
-from portal.audit import add_event
-from portal.models import LIVE_ACCOUNT, AccountStatus, ClinicalRecord, Registration, Role, User
 from portal.passwords import hash_password
-from portal.tokens import new_reference
-from processes.account_notice.service import notify_address
-from processes.account_notice.vocabulary import NoticeKind
-from processes.registration.service import begin, registration_id
-from processes.registration.vocabulary import Step
+from processes.registration import service
 from web import once
 from web.db import get_db
 from web.forms import email_field, new_password_fields, required, strip, username_field
@@ -35,18 +27,6 @@ class PatientRegistrationForm(once.SubmitOnceForm):
         filters=[strip],
         validators=[required(), Length(max=200, message=_l("Como máximo 200 caracteres."))],
         description=_l("Su nombre y apellido completo."),
-    )
-
-
-def _email_on_record(email: str) -> bool:
-    return (
-        get_db().scalar(
-            select(ClinicalRecord.id)
-            .where(ClinicalRecord.portal == g.portal.slug)
-            .where(func.lower(ClinicalRecord.email) == email.lower())
-            .limit(1)
-        )
-        is not None
     )
 
 
@@ -69,55 +49,18 @@ def register():
     return render_template("registration/patient.html", form=form)
 
 
-def _existing_account(email: str) -> User | None:
-    return get_db().scalar(
-        select(User)
-        .where(User.portal == g.portal.slug)
-        .where(func.lower(User.email) == email.lower())
-        .where(User.status.in_(LIVE_ACCOUNT))
-        .limit(1)
-    )
-
-
 def _submit(form: PatientRegistrationForm) -> bool:
-    """One transaction: the account and its process, or a notice to the address; False only
-    when the username was taken by a concurrent registration."""
+    """The form's remembered outcome joins the service's one transaction."""
     db = get_db()
-    locale = str(get_locale() or "es")
-    password_hash = hash_password(form.password.data)
-    outcome = url_for("registration.check_mail")
-    if _existing_account(form.email.data) is not None:
-        notify_address(db, g.portal.slug, form.email.data, locale, NoticeKind.REGISTRATION_EXISTING)
-    elif not _email_on_record(form.email.data):
-        notify_address(
-            db, g.portal.slug, form.email.data, locale, NoticeKind.REGISTRATION_NO_RECORD
-        )
-    else:
-        reference = new_reference()
-        user = User(
-            portal=g.portal.slug,
+    once.remember(db, url_for("registration.check_mail"))
+    return service.submit_patient(
+        db,
+        g.portal,
+        service.PatientAccount(
             username=form.username.data,
             email=form.email.data,
             full_name=form.full_name.data,
-            password_hash=password_hash,
-            status=AccountStatus.UNCONFIRMED,
-            role=Role.PATIENT,
-            locale=locale,
-        )
-        registration = Registration(
-            reference=reference,
-            portal=g.portal.slug,
-            workflow_id=registration_id(g.portal, reference),
-            status=Step.CONFIRM_EMAIL,
-            user=user,
-        )
-        once.remember(db, outcome)
-        return begin(db, g.portal, registration, user=user)
-    add_event(db, actor="applicant", action="registration.refused_by_mail", portal=g.portal.slug)
-    once.remember(db, outcome)
-    try:
-        db.commit()
-    except IntegrityError:
-        db.rollback()
-        return False
-    return True
+            password_hash=hash_password(form.password.data),
+            locale=str(get_locale() or "es"),
+        ),
+    )
