@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -18,9 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from portal.audit import add_event
 from portal.config import Portal
 from portal.models import (
-    LIVE_ACCOUNT,
     AccountStatus,
-    ClinicalRecord,
     EmailToken,
     MemberRecord,
     Registration,
@@ -30,9 +28,7 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.tokens import claim_link, new_reference, token_hash
-from processes.account_notice.service import notify_address
-from processes.account_notice.vocabulary import NoticeKind
+from portal.tokens import claim_link, token_hash
 from processes.registration.vocabulary import (
     AWAITING_REVIEW,
     WORKFLOW,
@@ -436,65 +432,4 @@ def resolve_case(session: Session, case: SupportCase, resolution: CaseResolution
         session, workflow_id=case.workflow_id, signal=Signal.RESOLVE_CASE, payload=resolution
     )
     session.commit()
-    return True
-
-
-@dataclass
-class PatientAccount:
-    """The patient form's values; the password is already hashed by the web tier."""
-
-    username: str
-    email: str
-    full_name: str
-    password_hash: str
-    locale: str
-
-
-def submit_patient(session: Session, portal: Portal, account: PatientAccount) -> bool:
-    """One transaction: the account and its process, or a notice to the address (an account
-    already holds it, or it is on no clinical record), so only the mailbox owner learns which;
-    False only when the username was taken by a concurrent registration. The caller may have
-    added its own rows (the form's remembered outcome) to the same transaction."""
-    email = account.email
-    existing = session.scalar(
-        select(User.id)
-        .where(User.portal == portal.slug)
-        .where(func.lower(User.email) == email.lower())
-        .where(User.status.in_(LIVE_ACCOUNT))
-        .limit(1)
-    )
-    on_record = session.scalar(
-        select(ClinicalRecord.id)
-        .where(ClinicalRecord.portal == portal.slug)
-        .where(func.lower(ClinicalRecord.email) == email.lower())
-        .limit(1)
-    )
-    if existing is None and on_record is not None:
-        reference = new_reference()
-        user = User(
-            portal=portal.slug,
-            username=account.username,
-            email=email,
-            full_name=account.full_name,
-            password_hash=account.password_hash,
-            status=AccountStatus.UNCONFIRMED,
-            role=Role.PATIENT,
-            locale=account.locale,
-        )
-        registration = Registration(
-            reference=reference,
-            portal=portal.slug,
-            workflow_id=registration_id(portal, reference),
-            status=Step.CONFIRM_EMAIL,
-            user=user,
-        )
-        return begin(session, portal, registration, user=user)
-    kind = NoticeKind.REGISTRATION_EXISTING if existing else NoticeKind.REGISTRATION_NO_RECORD
-    notify_address(session, portal.slug, email, account.locale, kind)
-    add_event(session, actor="applicant", action="registration.refused_by_mail", portal=portal.slug)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        return False
     return True
