@@ -9,6 +9,8 @@ from temporalio import workflow
 
 from processes.account_notice import vocabulary as account_notice
 from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.email_change import vocabulary as email_change
+from processes.email_change.workflows import EmailChangeWorkflow
 from processes.invitation import vocabulary as invitation
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery import vocabulary as logout_delivery
@@ -29,6 +31,7 @@ def definition(cls) -> workflow._Definition:
     ("name", "cls"),
     [
         (registration.WORKFLOW, RegistrationWorkflow),
+        (email_change.WORKFLOW, EmailChangeWorkflow),
         (invitation.WORKFLOW, InvitationWorkflow),
         (staff_invitation.WORKFLOW, StaffInvitationWorkflow),
         (account_notice.WORKFLOW, AccountNoticeWorkflow),
@@ -45,6 +48,7 @@ def test_each_named_workflow_type_is_the_workflows_own(name, cls):
     ("signals", "classes"),
     [
         (registration.Signal, [RegistrationWorkflow]),
+        (email_change.Signal, [EmailChangeWorkflow]),
         (invitation.Signal, [InvitationWorkflow]),
         (staff_invitation.Signal, [StaffInvitationWorkflow]),
         (recovery.Signal, [PasswordResetWorkflow, UsernameReminderWorkflow]),

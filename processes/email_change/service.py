@@ -20,6 +20,7 @@ from processes.account_notice.service import notify_account_owner, notify_addres
 from processes.account_notice.vocabulary import NoticeKind
 from processes.email_change.activities import address_taken
 from processes.email_change.vocabulary import (
+    WORKFLOW,
     ChangeConfirmed,
     ChangeReplaced,
     ChangeUndone,
@@ -181,7 +182,7 @@ def request_change(
     )
     enqueue_start(
         session,
-        workflow="EmailChangeWorkflow",
+        workflow=WORKFLOW,
         workflow_id=change.workflow_id,
         payload=EmailChangeStart(
             portal=portal.slug,
