@@ -9,6 +9,7 @@ from temporalio import workflow
 from processes.account_notice.vocabulary import (
     NOT_ME_PATH,
     NOT_ME_PURPOSE,
+    SIGN_IN_NOTICE_WORKFLOW,
     AccountNotice,
     NewDeviceNotice,
     NoticeDelivered,
@@ -16,8 +17,8 @@ from processes.account_notice.vocabulary import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.mail import LinkEmail, MailActivities, NoticeEmail
-    from processes.retry_policies import MAIL_RETRY
+    from mail.activities import LinkEmail, MailActivities, NoticeEmail
+    from temporal.retry_policies import MAIL_RETRY
 
 
 @workflow.defn
@@ -46,7 +47,7 @@ class AccountNoticeWorkflow:
         return NoticeDelivered(sent=result.sent)
 
 
-@workflow.defn
+@workflow.defn(name=SIGN_IN_NOTICE_WORKFLOW)
 class SignInNoticeWorkflow:
     """A sign-in from a new browser: one e-mail whose "not me" link the activity mints."""
 

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from portal.models import OidcClient
 from portal.oidc import revoke_client_grants, revoke_user_grants
-from processes.logout_delivery.vocabulary import DEFAULT_DEADLINE_SECONDS, LogoutNotice
-from processes.outbox import enqueue_start
+from processes.logout_delivery.vocabulary import DEFAULT_DEADLINE_SECONDS, WORKFLOW, LogoutNotice
+from temporal.outbox import enqueue_start
 
 
 def _tell(session: Session, client: OidcClient, user_id: int, deadline_seconds: int) -> bool:
@@ -21,7 +21,7 @@ def _tell(session: Session, client: OidcClient, user_id: int, deadline_seconds: 
         return False
     enqueue_start(
         session,
-        workflow="LogoutDeliveryWorkflow",
+        workflow=WORKFLOW,
         workflow_id=f"logout-delivery/{client.portal}/{secrets.token_hex(10)}",
         payload=LogoutNotice(
             portal=client.portal,

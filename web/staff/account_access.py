@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from portal.audit import add_event
 from portal.models import AccountStatus, Registration, User
-from processes.outbox import enqueue_signal
 from processes.registration.vocabulary import ResendRequest
+from temporal.outbox import enqueue_signal
 from web.account.activity import activity_context
 from web.db import get_db
 from web.forms import CheckedForm
