@@ -12,7 +12,7 @@ import secrets
 
 import pyotp
 import segno
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from portal.models import Passkey, RecoveryCode, SecondFactor, StaffUser, User, utcnow
@@ -119,14 +119,20 @@ def check_code(session: Session, account: Account, code: str, now: float) -> str
     """Accepts a current authenticator code once, or an unused recovery code once.
 
     Returns "totp" or "recovery" (the caller commits the consumed step or code), None otherwise.
+    Each is consumed by a conditional update, so two requests racing with one code cannot both
+    pass.
     """
     factor = factor_of(session, account)
     if factor is None:
         return None
     step = matching_step(factor.secret, code, now, factor.last_step)
     if step is not None:
-        factor.last_step = step
-        return "totp"
+        taken = session.execute(
+            update(SecondFactor)
+            .where(SecondFactor.id == factor.id, SecondFactor.last_step < step)
+            .values(last_step=step)
+        ).rowcount
+        return "totp" if taken else None
     typed = normalise_recovery_code(code)
     if len(typed) != 10:
         return None
@@ -135,8 +141,12 @@ def check_code(session: Session, account: Account, code: str, now: float) -> str
     ).all()
     for row in unused:
         if verify_password(row.code_hash, typed):
-            row.used_at = utcnow()
-            return "recovery"
+            taken = session.execute(
+                update(RecoveryCode)
+                .where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
+                .values(used_at=utcnow())
+            ).rowcount
+            return "recovery" if taken else None
     return None
 
 

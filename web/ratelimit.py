@@ -198,6 +198,13 @@ def rate_limited(kind: str, methods: tuple[str, ...] = ("POST",)) -> Callable:
 LIMITED_ENDPOINTS: dict[str, str] = {
     "auth.login": "sign_in",
     "staff.login": "sign_in",
+    "auth.second_step": "sign_in",
+    "auth.enrol": "sign_in",
+    "staff.second_step": "sign_in",
+    "staff.enrol": "sign_in",
+    "staff.passkey_login": "sign_in",
+    "account.change_password": "sign_in",
+    "account.security": "sign_in",
     "registration.register": "registration",
     "registration.provider_office": "registration",
     "registration.provider_summary": "registration",
