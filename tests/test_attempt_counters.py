@@ -17,8 +17,10 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from portal import two_factor
+from portal.codec import parse_keys
 from portal.models import LoginThrottle, OutboxMessage, SecondFactor, User, utcnow
 from portal.passwords import hash_password
+from tests.fixtures.codec import TEST_CODEC_KEYS
 from tests.fixtures.processes import free_port
 from tests.fixtures.staff import add_staff
 from web import create_app
@@ -65,7 +67,7 @@ def add_patient(session_factory, with_factor: bool) -> str | None:
         session.add(user)
         session.flush()
         if secret:
-            two_factor.enrol(session, user, secret, 0)
+            two_factor.enrol(session, user, secret, 0, parse_keys(TEST_CODEC_KEYS))
         session.commit()
     return secret
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.models import AuditEvent, LoginThrottle, RecoveryCode, SecondFactor, StaffUser
+from tests.fixtures.codec import plain_secret
 from tests.fixtures.stack import submit
 from tests.fixtures.staff import add_staff
 from web import create_app
@@ -39,10 +40,12 @@ def password_step(client, username="lucia", password=PASSWORD):
 
 def secret_of(session_factory, username="lucia") -> str:
     with session_factory() as session:
-        return session.scalar(
-            select(SecondFactor.secret)
-            .join(StaffUser, StaffUser.id == SecondFactor.staff_id)
-            .where(StaffUser.username == username)
+        return plain_secret(
+            session.scalar(
+                select(SecondFactor.secret)
+                .join(StaffUser, StaffUser.id == SecondFactor.staff_id)
+                .where(StaffUser.username == username)
+            )
         )
 
 

@@ -36,7 +36,12 @@ def security():
                 )
             elif (attempt := claim_attempt(user.username)).refused:
                 return locked_out(user, attempt)
-            elif two_factor.check_code(db, user, form.code.data, second_factor.now()) is None:
+            elif (
+                two_factor.check_code(
+                    db, user, form.code.data, second_factor.now(), second_factor.keys()
+                )
+                is None
+            ):
                 if attempt.locks_if_wrong:
                     return locked_out(user, attempt)
                 form.code.errors.append(second_factor.WRONG_CODE)

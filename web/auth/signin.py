@@ -76,7 +76,9 @@ def second_step():
         if attempt.refused:
             refuse_locked(form)
             return _code_page(form, locked=True)
-        method = two_factor.check_code(db, user, form.code.data, second_factor.now())
+        method = two_factor.check_code(
+            db, user, form.code.data, second_factor.now(), second_factor.keys()
+        )
         if method is None:
             return _code_page(form, locked=wrong_code(db, user, attempt, form))
         if method == "recovery":
@@ -108,7 +110,7 @@ def enrolment_page(form, secret: str, user: User, required: bool, action: str = 
 
 def confirm_enrolment(db, user: User, secret: str, step: int) -> list[str]:
     """Saves the factor, audits it and e-mails the owner; the caller commits."""
-    codes = two_factor.enrol(db, user, secret, step)
+    codes = two_factor.enrol(db, user, secret, step, second_factor.keys())
     add_event(
         db,
         actor=f"user:{user.id}",

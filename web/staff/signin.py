@@ -80,7 +80,9 @@ def second_step():
         attempt = claim_attempt(staff.username)
         if attempt.refused:
             return _refuse_locked(form)
-        method = two_factor.check_code(db, staff, form.code.data, second_factor.now())
+        method = two_factor.check_code(
+            db, staff, form.code.data, second_factor.now(), second_factor.keys()
+        )
         if method is None:
             locked = _wrong_code(attempt, form)
             return render_template(
@@ -131,7 +133,7 @@ def enrol():
                     login_url=url_for("staff.login"),
                 )
         else:
-            codes = two_factor.enrol(db, staff, secret, step)
+            codes = two_factor.enrol(db, staff, secret, step, second_factor.keys())
             add_event(
                 db,
                 actor=f"staff:{staff.username}",
