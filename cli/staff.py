@@ -14,6 +14,8 @@ from portal import two_factor
 from portal.audit import add_event
 from portal.models import LoginThrottle, StaffUser, UserSession
 from portal.passwords import hash_password, verify_password
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 
 ROLES = ("reviewer", "support", "admin", "operator")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
@@ -143,6 +145,7 @@ def ensure_staff(
         staff.password_hash = hash_password(password)
         staff.active = True
         add_event(session, actor=actor, action="staff.password_reset", username=username)
+        notify_staff(session, staff, NoticeKind.PASSWORD_CHANGED)
         return "password reset"
 
 
@@ -154,7 +157,8 @@ def reset_second_factor(
         staff = find_staff(session, username)
         if staff is None:
             raise StaffError(f"no staff user {username!r}")
-        two_factor.remove(session, staff)
+        if two_factor.remove(session, staff):
+            notify_staff(session, staff, NoticeKind.SECOND_FACTOR_REMOVED)
         session.execute(delete(UserSession).where(UserSession.staff_id == staff.id))
         throttle = session.get(LoginThrottle, ("staff", staff.username.lower()))
         if throttle is not None:

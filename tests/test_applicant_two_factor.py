@@ -73,7 +73,7 @@ def secret_of(stack):
         stored = session.scalar(
             select(SecondFactor.secret).where(SecondFactor.user_id.is_not(None))
         )
-    return plain_secret(stored)
+    return plain_secret(stored) if stored else None
 
 
 def test_a_patient_opts_in_and_then_signs_in_with_a_code(site):

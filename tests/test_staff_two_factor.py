@@ -38,15 +38,14 @@ def password_step(client, username="lucia", password=PASSWORD):
     return submit(client, "/staff/login", {"username": username, "password": password})
 
 
-def secret_of(session_factory, username="lucia") -> str:
+def secret_of(session_factory, username="lucia") -> str | None:
     with session_factory() as session:
-        return plain_secret(
-            session.scalar(
-                select(SecondFactor.secret)
-                .join(StaffUser, StaffUser.id == SecondFactor.staff_id)
-                .where(StaffUser.username == username)
-            )
+        stored = session.scalar(
+            select(SecondFactor.secret)
+            .join(StaffUser, StaffUser.id == SecondFactor.staff_id)
+            .where(StaffUser.username == username)
         )
+    return plain_secret(stored) if stored else None
 
 
 def code(secret: str, at: float) -> str:

@@ -31,6 +31,8 @@ from portal.models import (
     SupportCase,
 )
 from portal.passwords import verify_password
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 from processes.registration.vocabulary import AWAITING_REVIEW, CaseStatus
 from web import second_factor
 from web.auth import BAD_CREDENTIALS, _safe_next
@@ -92,6 +94,9 @@ def count_failure(db, attempt: throttle.Attempt) -> bool:
     if attempt.locks_if_wrong:
         throttle.mark_locked(db, attempt)
         add_event(db, actor="anonymous", action="staff.locked", username=attempt.key)
+        staff = db.scalar(select(StaffUser).where(func.lower(StaffUser.username) == attempt.key))
+        if staff is not None:
+            notify_staff(db, staff, NoticeKind.ACCOUNT_LOCKED)
     db.commit()
     return attempt.locks_if_wrong
 

@@ -18,6 +18,8 @@ from portal import two_factor
 from portal.audit import add_event
 from portal.models import LoginThrottle, Passkey, SecondFactor, StaffInvitation, StaffUser
 from portal.passwords import hash_password
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 from processes.staff_invitation import service as invitations
 from web import once, second_factor
 from web.db import get_db
@@ -310,6 +312,7 @@ def admin_reset_factor(staff_id: int):
             return _("La cuenta no tenía un segundo factor."), "info"
         end_all_staff_sessions(staff.id)
         add_event(db, actor=_actor(), action="staff.second_factor.reset", username=staff.username)
+        notify_staff(db, staff, NoticeKind.SECOND_FACTOR_REMOVED)
         return (
             _("Quitamos el segundo factor: lo activará de nuevo al iniciar sesión."),
             "success",

@@ -24,6 +24,8 @@ from webauthn.helpers.structs import PublicKeyCredentialDescriptor
 from portal import two_factor
 from portal.audit import add_event
 from portal.models import Passkey, StaffUser
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 from web.db import get_db
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, PUBLIC_ENDPOINTS, bp, claim_attempt, count_failure
@@ -130,6 +132,7 @@ def passkey_register():
         action="staff.second_factor.enrolled",
         kind="passkey",
     )
+    notify_staff(db, staff, NoticeKind.SECOND_FACTOR_ADDED, factor="passkey")
     db.commit()
     return jsonify(redirect=url_for("staff.security"))
 

@@ -9,6 +9,8 @@ from flask_babel import gettext as _
 from portal import throttle, two_factor
 from portal.audit import add_event
 from portal.models import StaffUser, utcnow
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 from web import second_factor
 from web.db import get_db
 from web.sessions import start_session
@@ -92,12 +94,14 @@ def second_step():
                 login_url=url_for("staff.login"),
             )
         if method == "recovery":
+            left = two_factor.recovery_codes_left(db, staff)
             add_event(
                 db,
                 actor=f"staff:{staff.username}",
                 action="staff.recovery_code_used",
-                left=two_factor.recovery_codes_left(db, staff),
+                left=left,
             )
+            notify_staff(db, staff, NoticeKind.RECOVERY_CODE_USED, left=str(left))
         return redirect(finish_sign_in(staff, method))
     return render_template(
         "second_factor/code.html",
@@ -140,6 +144,7 @@ def enrol():
                 action="staff.second_factor.enrolled",
                 kind="totp",
             )
+            notify_staff(db, staff, NoticeKind.SECOND_FACTOR_ADDED, factor="totp")
             next_url = finish_sign_in(staff, "totp")
             return render_template(
                 "second_factor/recovery_codes.html", codes=codes, next_url=next_url
