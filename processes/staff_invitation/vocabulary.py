@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 WORKFLOW = "StaffInvitationWorkflow"
+REVOKE_SIGNAL = "revoke"
 LINK_PURPOSE = "staff_invitation"
 LINK_PORTAL = "staff"
 
@@ -34,6 +35,13 @@ class AcceptInvitation:
     """The web tier already stored the password and consumed the link; this ends the wait."""
 
     staff_id: int
+
+
+@dataclass
+class RevokeInvitation:
+    """The web tier already ended the invitation and voided its link; this ends the wait."""
+
+    revoked_by: str
 
 
 @dataclass

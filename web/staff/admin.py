@@ -21,6 +21,7 @@ from portal.passwords import hash_password
 from processes.account_notice.service import notify_staff
 from processes.account_notice.vocabulary import NoticeKind
 from processes.staff_invitation import service as invitations
+from processes.staff_invitation.vocabulary import InvitationStatus
 from web import once, second_factor
 from web.db import get_db
 from web.forms import CheckedForm, EmailAddress, required, strip
@@ -253,6 +254,7 @@ def admin_member(staff_id: int):
         form=form,
         action=ActionForm(),
         invitation=invitation,
+        pending=invitation is not None and invitation.status == InvitationStatus.PENDING,
         has_totp=two_factor.factor_of(db, staff) is not None,
         passkeys=len(db.scalars(select(Passkey.id).where(Passkey.staff_id == staff.id)).all()),
         locked=throttle is not None and throttle.failures >= STAFF_LOCKOUT,
@@ -333,6 +335,26 @@ def admin_unlock(staff_id: int):
         return _("Desbloqueamos la cuenta."), "success"
 
     return _act(staff_id, change)
+
+
+@bp.post("/admin/<int:staff_id>/cancel-invitation")
+@staff_required("admin")
+def admin_cancel_invitation(staff_id: int):
+    """The invitation's link stops working now and its process ends; the account that never
+    started goes with it, so the list returns rather than to a page that no longer exists."""
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    staff = _managed(staff_id)
+    db = get_db()
+    invitation = invitations.pending_invitation(db, staff)
+    if invitation is None or not invitations.revoke(db, invitation, actor=_actor()):
+        db.rollback()
+        flash(_("La invitación ya no estaba pendiente."), "info")
+        return redirect(url_for("staff.admin_member", staff_id=staff_id))
+    db.commit()
+    flash(_("Cancelamos la invitación de %(username)s.", username=staff.username), "success")
+    return redirect(url_for("staff.admin_staff"))
 
 
 @bp.route("/invitation/<token>", methods=["GET", "POST"])
