@@ -1,7 +1,9 @@
 """Concurrent guesses each count: eight browsers post a wrong secret at the same moment, over real
 HTTP to a threaded server on loopback, and the account locks at exactly the threshold, only the
 threshold's worth of secrets are ever checked, the owner is told once, and nothing answers 500.
-On SQLite and PostgreSQL alike (the counters are one atomic upsert each)."""
+On SQLite and PostgreSQL alike (the counters are one atomic upsert each). The signed-in secret
+checks (current password, factor removal) count and lock the same way, and the per-client
+limit covers them."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from portal.models import LoginThrottle, OutboxMessage, SecondFactor, User, utcn
 from portal.passwords import hash_password
 from tests.fixtures.codec import TEST_CODEC_KEYS
 from tests.fixtures.processes import free_port
+from tests.fixtures.stack import submit
 from tests.fixtures.staff import add_staff
 from web import create_app
 
@@ -238,3 +241,56 @@ def test_eight_concurrent_wrong_factor_removal_codes_lock_and_end_the_session(
         assert session.scalar(select(SecondFactor).where(SecondFactor.user_id.is_not(None)))
     after = signed_in.get(security_url, timeout=30, allow_redirects=False)
     assert after.status_code == 302 and "/patient/login" in after.headers["Location"]
+
+
+def signed_in_patient(app, session_factory, with_factor: bool = False):
+    """A browser (the Flask test client) signed in to the patient portal."""
+    secret = add_patient(session_factory, with_factor=with_factor)
+    client = app.test_client()
+    first = submit(client, "/patient/login", {"username": "ana.perez", "password": PASSWORD})
+    if secret:
+        first = submit(client, "/patient/login/code", {"code": pyotp.TOTP(secret).now()})
+    assert first.status_code == 302
+    return client, secret
+
+
+def test_wrong_current_passwords_lock_the_account_like_the_sign_in(site, session_factory):
+    _base, app = site
+    client, _secret = signed_in_patient(app, session_factory)
+    form = {"new_password": "Otra-clave-segura-9", "new_password_confirm": "Otra-clave-segura-9"}
+    for n in range(THRESHOLD - 1):
+        answer = submit(client, "/patient/account/password", {"current_password": f"x{n}", **form})
+        assert "La contraseña actual no es correcta" in answer.get_data(as_text=True)
+    last = submit(client, "/patient/account/password", {"current_password": "x9", **form})
+    assert last.status_code == 302 and last.headers["Location"].endswith("/patient/login")
+    assert "está bloqueado" in client.get("/patient/login").get_data(as_text=True)
+    assert client.get("/patient/account/password").status_code == 302, "the session ended"
+    assert failures(session_factory, "patient", "ana.perez").locked_at is not None
+    assert lock_notices(session_factory) == 1
+    again = app.test_client()
+    refused = submit(again, "/patient/login", {"username": "ana.perez", "password": PASSWORD})
+    assert "Usuario o contraseña incorrectos" in refused.get_data(as_text=True)
+
+
+def test_a_right_current_password_does_not_count_toward_the_lock(site, session_factory):
+    _base, app = site
+    client, _secret = signed_in_patient(app, session_factory)
+    form = {"new_password": "Otra-clave-segura-9", "new_password_confirm": "Otra-clave-segura-9"}
+    submit(client, "/patient/account/password", {"current_password": "wrong", **form})
+    done = submit(client, "/patient/account/password", {"current_password": PASSWORD, **form})
+    assert done.status_code == 302
+    assert failures(session_factory, "patient", "ana.perez").failures == 1
+
+
+def test_the_per_client_limit_covers_the_account_security_pages(settings, session_factory):
+    settings = replace(
+        settings, temporal_address=f"127.0.0.1:{free_port()}", rate_limit_sign_in="3/minute"
+    )
+    app = create_app({"SETTINGS": settings, "TESTING": True})
+    client, secret = signed_in_patient(app, session_factory, with_factor=True)
+    answer = submit(client, "/patient/account/security", {"code": wrong_code(secret)})
+    assert answer.status_code == 200, "the password and code steps spent two of three"
+    assert submit(client, "/patient/account/security", {"code": "x"}).status_code == 429
+    password = submit(client, "/patient/account/password", {"current_password": "x"})
+    assert password.status_code == 429
+    app.extensions["acceso.temporal"].close()
