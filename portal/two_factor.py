@@ -42,6 +42,18 @@ def open_secret(keys: Keys, factor: SecondFactor) -> str:
     return unseal(keys, factor.secret, SEAL_CONTEXT).decode()
 
 
+def reseal_all(session: Session, keys: Keys) -> int:
+    """Seals again with the current key every secret an older key sealed, so the older key can
+    leave ACCESO_CODEC_KEYS; says how many. The caller commits."""
+    current = keys[0][0]
+    moved = 0
+    for factor in session.scalars(select(SecondFactor)):
+        if sealed_with(factor.secret) != current:
+            factor.secret = seal_secret(keys, open_secret(keys, factor))
+            moved += 1
+    return moved
+
+
 def new_secret() -> str:
     return pyotp.random_base32()
 

@@ -62,6 +62,19 @@ def test_a_secret_sealed_with_a_retired_key_still_signs_in_and_is_sealed_again(
     app.extensions["acceso.temporal"].close()
 
 
+def test_keys_reseal_moves_every_secret_to_the_new_key(database_url, session_factory, monkeypatch):
+    from cli import main
+
+    add_staff(session_factory, "lucia", PASSWORD)
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.setenv("ACCESO_CODEC_KEYS", f"{new_key_spec('k2')},{TEST_CODEC_KEYS}")
+    assert main(["keys", "reseal"]) == 0
+    stored = stored_secret(session_factory)
+    assert stored.startswith("k2:")
+    monkeypatch.setenv("ACCESO_CODEC_KEYS", TEST_CODEC_KEYS)
+    assert main(["keys", "reseal"]) == 1, "the old key alone cannot open what the new one sealed"
+
+
 @pytest.mark.dialects
 def test_the_migration_seals_secrets_stored_in_plain_text(database_url, monkeypatch):
     monkeypatch.setenv("ACCESO_CODEC_KEYS", TEST_CODEC_KEYS)
