@@ -20,7 +20,14 @@ from werkzeug.serving import make_server
 
 from portal import two_factor
 from portal.codec import parse_keys
-from portal.models import LoginThrottle, OutboxMessage, SecondFactor, User, utcnow
+from portal.models import (
+    AuditEvent,
+    LoginThrottle,
+    OutboxMessage,
+    SecondFactor,
+    User,
+    utcnow,
+)
 from portal.passwords import hash_password
 from tests.fixtures.codec import TEST_CODEC_KEYS
 from tests.fixtures.processes import free_port
@@ -115,6 +122,13 @@ def lock_notices(session_factory) -> int:
         )
 
 
+def audited(session_factory, action: str) -> int:
+    with session_factory() as session:
+        return session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)
+        )
+
+
 def wrong_code(secret: str) -> str:
     """Six digits that are not the code of any step around now."""
     totp = pyotp.TOTP(secret)
@@ -143,6 +157,7 @@ def test_eight_concurrent_wrong_passwords_count_eight_and_lock_at_five(site, ses
     assert row.failures == BROWSERS
     assert row.locked_at is not None
     assert lock_notices(session_factory) == 1
+    assert audited(session_factory, "login.locked") == 1
     right = post_form(requests.Session(), url, {"username": "ana.perez", "password": PASSWORD})
     assert right.status_code == 200 and "Usuario o contraseña incorrectos" in right.text
 
@@ -202,6 +217,7 @@ def test_eight_concurrent_wrong_codes_at_the_staff_code_step_lock_at_five(site, 
     assert len([a for a in answers if "está bloqueado" in a.text]) == BROWSERS - THRESHOLD + 1
     row = failures(session_factory, "staff", "rosa")
     assert row.failures == BROWSERS and row.locked_at is not None
+    assert audited(session_factory, "staff.locked") == 1
     right = post_form(
         requests.Session(), f"{base}/staff/login", {"username": "rosa", "password": PASSWORD}
     )
