@@ -11,8 +11,8 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, select, text
 
-from portal.codec import new_key_spec
-from portal.db import alembic_config
+from portal.codec import new_key_spec, parse_keys
+from portal.db import alembic_config, migrate
 from portal.models import SecondFactor
 from tests.fixtures.codec import TEST_CODEC_KEYS, plain_secret
 from tests.fixtures.processes import free_port
@@ -75,11 +75,9 @@ def test_keys_reseal_moves_every_secret_to_the_new_key(database_url, session_fac
     assert main(["keys", "reseal"]) == 1, "the old key alone cannot open what the new one sealed"
 
 
-@pytest.mark.dialects
-def test_the_migration_seals_secrets_stored_in_plain_text(database_url, monkeypatch):
-    monkeypatch.setenv("ACCESO_CODEC_KEYS", TEST_CODEC_KEYS)
-    config = alembic_config(database_url)
-    command.downgrade(config, "0015")
+def plain_secret_before_0016(database_url: str):
+    """The schema as it was before sealing, with one staff secret stored in plain text."""
+    command.downgrade(alembic_config(database_url), "0015")
     engine = create_engine(database_url)
     with engine.begin() as connection:
         connection.execute(
@@ -95,9 +93,27 @@ def test_the_migration_seals_secrets_stored_in_plain_text(database_url, monkeypa
                 " SELECT id, 'JBSWY3DPEHPK3PXP', 0, CURRENT_TIMESTAMP FROM staff_users"
             )
         )
+    return engine
+
+
+@pytest.mark.dialects
+def test_the_migration_seals_secrets_stored_in_plain_text(database_url, monkeypatch):
+    monkeypatch.setenv("ACCESO_CODEC_KEYS", TEST_CODEC_KEYS)
+    config = alembic_config(database_url)
+    engine = plain_secret_before_0016(database_url)
     command.upgrade(config, "head")
     with engine.connect() as connection:
         stored = connection.scalar(text("SELECT secret FROM second_factors"))
     engine.dispose()
     assert stored.startswith("test1:")
+    assert plain_secret(stored) == "JBSWY3DPEHPK3PXP"
+
+
+def test_acceso_dev_seals_with_the_key_it_passes_to_the_migration(database_url, monkeypatch):
+    monkeypatch.delenv("ACCESO_CODEC_KEYS", raising=False)
+    engine = plain_secret_before_0016(database_url)
+    migrate(database_url, parse_keys(TEST_CODEC_KEYS))
+    with engine.connect() as connection:
+        stored = connection.scalar(text("SELECT secret FROM second_factors"))
+    engine.dispose()
     assert plain_secret(stored) == "JBSWY3DPEHPK3PXP"

@@ -22,11 +22,15 @@ factors = sa.table("second_factors", sa.column("id", sa.Integer), sa.column("sec
 
 
 def _keys():
-    """The deployment's ACCESO_CODEC_KEYS (or the dev key file), read only if there is work."""
+    """The keys the caller passed to portal.db.migrate (`acceso dev` passes its dev key), else
+    the deployment's ACCESO_CODEC_KEYS; read only if there is work."""
+    from alembic import context
+
     from portal.codec import codec_keys_for
     from portal.settings import load_settings
 
-    return codec_keys_for(load_settings())
+    given = context.config.attributes.get("codec_keys")
+    return given if given else codec_keys_for(load_settings())
 
 
 def upgrade() -> None:
