@@ -61,6 +61,10 @@ def site(settings, session_factory):
     app.extensions["acceso.temporal"].close()
 
 
+RECOVERY_CODES: list[str] = []
+"""The codes shown at the last `add_patient` enrolment (tests run one at a time)."""
+
+
 def add_patient(session_factory, with_factor: bool) -> str | None:
     secret = pyotp.random_base32() if with_factor else None
     with session_factory() as session:
@@ -77,7 +81,9 @@ def add_patient(session_factory, with_factor: bool) -> str | None:
         session.add(user)
         session.flush()
         if secret:
-            two_factor.enrol(session, user, secret, 0, parse_keys(TEST_CODEC_KEYS))
+            RECOVERY_CODES[:] = two_factor.enrol(
+                session, user, secret, 0, parse_keys(TEST_CODEC_KEYS)
+            )
         session.commit()
     return secret
 
@@ -91,11 +97,11 @@ def post_form(browser: requests.Session, url: str, data: dict) -> requests.Respo
     return browser.post(url, data={"csrf_token": token, **data}, timeout=30, allow_redirects=False)
 
 
-def all_at_once(prepare, fire) -> list[requests.Response]:
+def all_at_once(prepare, fire, browsers: int = BROWSERS) -> list[requests.Response]:
     """Each browser gets ready in turn (`prepare` returns its state; a right password is an
     attempt too, so eight at once would lock), then all wait at one barrier and fire together,
     so the posts overlap on the server."""
-    barrier = threading.Barrier(BROWSERS, timeout=60)
+    barrier = threading.Barrier(browsers, timeout=60)
     one_at_a_time = threading.Lock()
 
     def one(n: int) -> requests.Response:
@@ -104,8 +110,8 @@ def all_at_once(prepare, fire) -> list[requests.Response]:
         barrier.wait()
         return fire(state, n)
 
-    with ThreadPoolExecutor(max_workers=BROWSERS) as pool:
-        return list(pool.map(one, range(BROWSERS)))
+    with ThreadPoolExecutor(max_workers=browsers) as pool:
+        return list(pool.map(one, range(browsers)))
 
 
 def failures(session_factory, portal: str, key: str) -> LoginThrottle | None:
@@ -310,3 +316,27 @@ def test_the_per_client_limit_covers_the_account_security_pages(settings, sessio
     password = submit(client, "/patient/account/password", {"current_password": "x"})
     assert password.status_code == 429
     app.extensions["acceso.temporal"].close()
+
+
+@pytest.mark.parametrize("kind", ["authenticator", "recovery"])
+def test_one_right_code_sent_from_four_browsers_at_once_signs_in_only_one(
+    site, session_factory, kind
+):
+    base, _app = site
+    secret = add_patient(session_factory, with_factor=True)
+    code = pyotp.TOTP(secret).now() if kind == "authenticator" else RECOVERY_CODES[0]
+    code_url = f"{base}/patient/login/code"
+
+    def prepare(_n):
+        browser = requests.Session()
+        post_form(browser, f"{base}/patient/login", {"username": "ana.perez", "password": PASSWORD})
+        return browser, token_on(browser.get(code_url, timeout=30).text)
+
+    def fire(state, _n):
+        browser, token = state
+        data = {"csrf_token": token, "code": code}
+        return browser.post(code_url, data=data, timeout=30, allow_redirects=False)
+
+    answers = all_at_once(prepare, fire, browsers=4)
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 302]
+    assert all("ya fue usado" in a.text for a in answers if a.status_code == 200)
