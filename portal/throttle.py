@@ -96,8 +96,3 @@ def reset(session: Session, portal: str, key: str) -> None:
         .where(LoginThrottle.portal == portal)
         .where(LoginThrottle.username_key == key)
     )
-
-
-def is_locked(session: Session, portal: str, key: str, threshold: int) -> bool:
-    throttle = session.get(LoginThrottle, (portal, key))
-    return throttle is not None and throttle.failures >= threshold
