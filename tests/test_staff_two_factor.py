@@ -160,6 +160,7 @@ def test_wrong_codes_count_toward_the_staff_lockout(console):
         assert "no es correcto" in answer.get_data(as_text=True)
     locked = submit(client, "/staff/login/code", {"code": "123456"})
     assert "bloqueado" in locked.get_data(as_text=True)
+    assert "Pida a un administrador" in locked.get_data(as_text=True), "staff cannot self-recover"
 
     retry = app.test_client()
     assert "Usuario o contraseña incorrectos" in password_step(retry).get_data(as_text=True)

@@ -23,6 +23,11 @@ LOCKED_MESSAGE = _l(
     "Su usuario está bloqueado por múltiples intentos fallidos. Para desbloquearlo use la opción "
     "“Recuperar contraseña”."
 )
+STAFF_LOCKED_MESSAGE = _l(
+    "Su usuario está bloqueado por múltiples intentos fallidos. Pida a un administrador de la "
+    "consola que lo desbloquee."
+)
+"""Staff have no self-service recovery: an admin unlocks them (and the e-mail says so)."""
 WRONG_CODE = _l("El código no es correcto o ya fue usado. Pruebe con el código que muestra ahora.")
 
 

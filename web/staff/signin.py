@@ -52,7 +52,7 @@ def finish_sign_in(staff: StaffUser, method: str) -> str:
 
 def _refuse_locked(form):
     second_factor.clear()
-    form.form_errors.append(second_factor.LOCKED_MESSAGE)
+    form.form_errors.append(second_factor.STAFF_LOCKED_MESSAGE)
     return render_template(
         "second_factor/code.html", form=form, locked=True, login_url=url_for("staff.login")
     )
@@ -63,7 +63,7 @@ def _wrong_code(attempt: throttle.Attempt, form) -> bool:
     locked = count_failure(get_db(), attempt)
     if locked:
         second_factor.clear()
-        form.form_errors.append(second_factor.LOCKED_MESSAGE)
+        form.form_errors.append(second_factor.STAFF_LOCKED_MESSAGE)
     else:
         form.code.errors.append(second_factor.WRONG_CODE)
     return locked
