@@ -75,9 +75,9 @@ def test_keys_reseal_moves_every_secret_to_the_new_key(database_url, session_fac
     assert main(["keys", "reseal"]) == 1, "the old key alone cannot open what the new one sealed"
 
 
-def plain_secret_before_0016(database_url: str):
+def plain_secret_before_sealing(database_url: str):
     """The schema as it was before sealing, with one staff secret stored in plain text."""
-    command.downgrade(alembic_config(database_url), "0015")
+    command.downgrade(alembic_config(database_url), "0018")
     engine = create_engine(database_url)
     with engine.begin() as connection:
         connection.execute(
@@ -100,7 +100,7 @@ def plain_secret_before_0016(database_url: str):
 def test_the_migration_seals_secrets_stored_in_plain_text(database_url, monkeypatch):
     monkeypatch.setenv("ACCESO_CODEC_KEYS", TEST_CODEC_KEYS)
     config = alembic_config(database_url)
-    engine = plain_secret_before_0016(database_url)
+    engine = plain_secret_before_sealing(database_url)
     command.upgrade(config, "head")
     with engine.connect() as connection:
         stored = connection.scalar(text("SELECT secret FROM second_factors"))
@@ -111,7 +111,7 @@ def test_the_migration_seals_secrets_stored_in_plain_text(database_url, monkeypa
 
 def test_acceso_dev_seals_with_the_key_it_passes_to_the_migration(database_url, monkeypatch):
     monkeypatch.delenv("ACCESO_CODEC_KEYS", raising=False)
-    engine = plain_secret_before_0016(database_url)
+    engine = plain_secret_before_sealing(database_url)
     migrate(database_url, parse_keys(TEST_CODEC_KEYS))
     with engine.connect() as connection:
         stored = connection.scalar(text("SELECT secret FROM second_factors"))
