@@ -10,7 +10,7 @@ from flask_login import current_user
 from wtforms import PasswordField
 from wtforms.validators import EqualTo
 
-from portal import throttle
+from portal import lockout
 from portal.audit import add_event
 from portal.passwords import hash_password, verify_password
 from processes.account_notice.service import notify_account_owner
@@ -66,13 +66,13 @@ def change_password():
                 return locked_out(user, attempt)
             form.current_password.errors.append(_("La contraseña actual no es correcta."))
         elif form.new_password.data == form.current_password.data:
-            throttle.release(db, attempt)
+            lockout.release(db, attempt)
             db.commit()
             form.new_password.errors.append(
                 _("La nueva contraseña debe ser distinta de la actual.")
             )
         else:
-            throttle.release(db, attempt)
+            lockout.release(db, attempt)
             user.password_hash = hash_password(form.new_password.data)
             user.must_change_password = False
             user.password_expires_at = None

@@ -6,7 +6,7 @@ from flask import flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import throttle, two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
@@ -46,7 +46,7 @@ def security():
                     return locked_out(user, attempt)
                 form.code.errors.append(second_factor.WRONG_CODE)
             else:
-                throttle.release(db, attempt)
+                lockout.release(db, attempt)
                 two_factor.remove(db, user)
                 add_event(
                     db,

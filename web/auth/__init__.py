@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, logout_user
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
-from portal import throttle, two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
 from portal.metrics import count_login
 from portal.models import AccountStatus, utcnow
@@ -81,22 +81,22 @@ def _safe_next(target: str | None) -> str | None:
     return seen
 
 
-def claim_attempt(username: str) -> throttle.Attempt:
+def claim_attempt(username: str) -> lockout.Attempt:
     """Counts one try at this portal's account `username` before its secret is checked."""
-    return throttle.claim(
+    return lockout.claim(
         get_db(),
         g.portal.slug,
-        throttle.username_key(username),
+        lockout.username_key(username),
         g.portal.policy.login_lockout_threshold,
     )
 
 
-def lock_account(attempt: throttle.Attempt, user) -> None:
+def lock_account(attempt: lockout.Attempt, user) -> None:
     """The screen keeps saying "wrong username or password" (it must not tell a stranger the
     account exists); the owner learns of the lock by e-mail, once, with the way to unlock it.
     Only the attempt numbered at the threshold calls this, so concurrent guesses lock once."""
     db = get_db()
-    throttle.mark_locked(db, attempt)
+    lockout.mark_locked(db, attempt)
     add_event(
         db,
         actor="anonymous",
@@ -108,7 +108,7 @@ def lock_account(attempt: throttle.Attempt, user) -> None:
         notify_account_owner(db, user, NoticeKind.ACCOUNT_LOCKED)
 
 
-def locked_out(user, attempt: throttle.Attempt):
+def locked_out(user, attempt: lockout.Attempt):
     """A signed-in page's secret check hit the lock: as at sign-in the account locks (once, with
     its e-mail), and every session of it ends, so a stolen session cannot keep guessing."""
     db = get_db()
@@ -151,9 +151,9 @@ def login():
             or user.role in g.portal.policy.require_second_factor
         )
         if needs_factor:
-            throttle.release(db, attempt)
+            lockout.release(db, attempt)
         else:
-            throttle.reset(db, attempt.portal, attempt.key)
+            lockout.reset(db, attempt.portal, attempt.key)
         if (
             user.must_change_password
             and user.password_expires_at

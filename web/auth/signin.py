@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 
-from portal import throttle, two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
 from portal.models import AccountStatus, User
 from processes.account_notice.service import notify_account_owner
@@ -37,7 +37,7 @@ def refuse_locked(form) -> None:
     form.form_errors.append(second_factor.LOCKED_MESSAGE)
 
 
-def wrong_code(db, user: User, attempt: throttle.Attempt, form) -> bool:
+def wrong_code(db, user: User, attempt: lockout.Attempt, form) -> bool:
     """A wrong code counted like a wrong password (the attempt was claimed before the check);
     says whether this one locked the account."""
     if attempt.locks_if_wrong:
@@ -52,7 +52,7 @@ def wrong_code(db, user: User, attempt: throttle.Attempt, form) -> bool:
 def _finish(user: User, state: dict) -> str:
     db = get_db()
     second_factor.clear()
-    throttle.reset(db, g.portal.slug, throttle.username_key(user.username))
+    lockout.reset(db, g.portal.slug, lockout.username_key(user.username))
     return finish_login(user, remember=bool(state.get("remember")), next_url=state.get("next", ""))
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, literal_column, or_, select, union_all
 from wtforms import DateField, PasswordField, SelectField, StringField
 from wtforms.validators import Length, Optional
 
-from portal import throttle, two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
 from portal.models import (
     AuditEvent,
@@ -81,18 +81,18 @@ PUBLIC_ENDPOINTS = {"staff.login", "staff.logout"}
 """Staff pages open without a session (each module adds its own); every other one checks roles."""
 
 
-def claim_attempt(username: str) -> throttle.Attempt:
+def claim_attempt(username: str) -> lockout.Attempt:
     """Counts one try at the staff account `username` before its secret is checked."""
-    return throttle.claim(
-        get_db(), throttle.STAFF_PORTAL, throttle.username_key(username), STAFF_LOCKOUT
+    return lockout.claim(
+        get_db(), lockout.STAFF_PORTAL, lockout.username_key(username), STAFF_LOCKOUT
     )
 
 
-def count_failure(db, attempt: throttle.Attempt) -> bool:
+def count_failure(db, attempt: lockout.Attempt) -> bool:
     """The claimed attempt's secret was wrong; says whether this one locked the account (only
     the attempt numbered at the threshold does, so concurrent guesses lock and audit once)."""
     if attempt.locks_if_wrong:
-        throttle.mark_locked(db, attempt)
+        lockout.mark_locked(db, attempt)
         add_event(db, actor="anonymous", action="staff.locked", username=attempt.key)
         staff = db.scalar(select(StaffUser).where(func.lower(StaffUser.username) == attempt.key))
         if staff is not None:
@@ -121,7 +121,7 @@ def login():
             count_failure(db, attempt)
             form.form_errors.append(BAD_CREDENTIALS)
             return render_template("staff/login.html", form=form)
-        throttle.release(db, attempt)
+        lockout.release(db, attempt)
         db.commit()
         second_factor.begin("staff", staff.id, next=_safe_next(request.args.get("next")) or "")
         if two_factor.factor_of(db, staff) is None and not staff_passkeys(db, staff):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
-from portal import throttle, two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
 from portal.models import StaffUser, utcnow
 from processes.account_notice.service import notify_staff
@@ -43,7 +43,7 @@ def finish_sign_in(staff: StaffUser, method: str) -> str:
     db = get_db()
     next_url = (second_factor.pending("staff") or {}).get("next") or ""
     second_factor.clear()
-    throttle.reset(db, throttle.STAFF_PORTAL, throttle.username_key(staff.username))
+    lockout.reset(db, lockout.STAFF_PORTAL, lockout.username_key(staff.username))
     staff.last_login_at = utcnow()
     add_event(db, actor=f"staff:{staff.username}", action="staff.login", method=method)
     start_session(staff, remember=False)
@@ -58,7 +58,7 @@ def _refuse_locked(form):
     )
 
 
-def _wrong_code(attempt: throttle.Attempt, form) -> bool:
+def _wrong_code(attempt: lockout.Attempt, form) -> bool:
     """Counts the wrong code toward the lockout; says whether this one locked the account."""
     locked = count_failure(get_db(), attempt)
     if locked:
