@@ -315,6 +315,8 @@ def test_the_per_client_limit_covers_the_account_security_pages(settings, sessio
     assert submit(client, "/patient/account/security", {"code": "x"}).status_code == 429
     password = submit(client, "/patient/account/password", {"current_password": "x"})
     assert password.status_code == 429
+    email = submit(client, "/patient/account/email", {"current_password": "x"})
+    assert email.status_code == 429
     app.extensions["acceso.temporal"].close()
 
 

@@ -205,6 +205,7 @@ LIMITED_ENDPOINTS: dict[str, str] = {
     "staff.passkey_login": "sign_in",
     "account.change_password": "sign_in",
     "account.security": "sign_in",
+    "account.change_email": "sign_in",
     "registration.register": "registration",
     "registration.provider_office": "registration",
     "registration.provider_summary": "registration",

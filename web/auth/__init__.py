@@ -108,11 +108,12 @@ def lock_account(attempt: lockout.Attempt, user) -> None:
         notify_account_owner(db, user, NoticeKind.ACCOUNT_LOCKED)
 
 
-def locked_out(user, attempt: lockout.Attempt):
+def locked_out(user, attempt: lockout.Attempt | None = None):
     """A signed-in page's secret check hit the lock: as at sign-in the account locks (once, with
-    its e-mail), and every session of it ends, so a stolen session cannot keep guessing."""
+    its e-mail; pass the attempt unless the caller's service locked it already), and every
+    session of it ends, so a stolen session cannot keep guessing."""
     db = get_db()
-    if attempt.locks_if_wrong:
+    if attempt is not None and attempt.locks_if_wrong:
         lock_account(attempt, user)
     end_all_sessions(user.id)
     db.commit()
