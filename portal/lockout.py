@@ -2,9 +2,11 @@
 sign-in and on signed-in pages alike.
 
 Each attempt is counted before its secret is checked, in one atomic upsert committed at once, so
-concurrent guesses each take their own number: exactly `threshold` secrets are ever checked, the
-one numbered `threshold` locks when wrong, and the ones past it are refused unchecked. The same
-statement is correct on SQLite and PostgreSQL, and the first failure never meets a UNIQUE error.
+concurrent guesses each take their own number: at most `threshold` secrets are checked before
+the lock, the one numbered `threshold` locks when wrong, and the ones past it are refused
+unchecked. A right secret gives its number back (`release`) or, with every factor given, clears
+the count (`reset`). The same statement is correct on SQLite and PostgreSQL, and the first
+failure never meets a UNIQUE error.
 """
 
 from __future__ import annotations
