@@ -12,16 +12,16 @@ from sqlalchemy.orm import Session
 from portal.audit import add_event
 from portal.models import EmailToken, StaffInvitation, StaffUser, utcnow
 from portal.tokens import token_hash
-from processes.outbox import enqueue_signal, enqueue_start
 from processes.staff_invitation.vocabulary import (
     LINK_PURPOSE,
-    REVOKE_SIGNAL,
     WORKFLOW,
     AcceptInvitation,
     InvitationStatus,
     RevokeInvitation,
+    Signal,
     StaffInvitationStart,
 )
+from temporal.outbox import enqueue_signal, enqueue_start
 
 LIFETIME_HOURS = 72
 
@@ -121,7 +121,7 @@ def accept(
         workflow=WORKFLOW,
         workflow_id=invitation.workflow_id,
         payload=StaffInvitationStart(invitation_id=invitation.id, lifetime_hours=0, invited_by=""),
-        signal="accept",
+        signal=Signal.ACCEPT,
         signal_payload=AcceptInvitation(staff_id=staff.id),
         summary="staff invitation accepted",
     )
@@ -191,7 +191,7 @@ def revoke(session: Session, invitation: StaffInvitation, actor: str) -> bool:
     enqueue_signal(
         session,
         workflow_id=workflow_id,
-        signal=REVOKE_SIGNAL,
+        signal=Signal.REVOKE,
         payload=RevokeInvitation(revoked_by=actor),
     )
     return True

@@ -6,9 +6,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 WORKFLOW = "StaffInvitationWorkflow"
-REVOKE_SIGNAL = "revoke"
 LINK_PURPOSE = "staff_invitation"
 LINK_PORTAL = "staff"
+
+
+class Signal(StrEnum):
+    """The staff invitation's signals, by the workflow method names the outbox delivers them to."""
+
+    ACCEPT = "accept"
+    REVOKE = "revoke"
 
 
 class InvitationStatus(StrEnum):

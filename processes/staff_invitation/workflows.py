@@ -8,7 +8,6 @@ from datetime import timedelta
 from temporalio import workflow
 
 from processes.staff_invitation.vocabulary import (
-    REVOKE_SIGNAL,
     AcceptInvitation,
     EndInvitation,
     InvitationStatus,
@@ -19,8 +18,8 @@ from processes.staff_invitation.vocabulary import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from processes.retry_policies import DB_RETRY, MAIL_RETRY
     from processes.staff_invitation.activities import StaffInvitationActivities
+    from temporal.retry_policies import DB_RETRY, MAIL_RETRY
 
 
 @workflow.defn
@@ -82,7 +81,7 @@ class StaffInvitationWorkflow:
         """Sent by the outbox in the transaction that stored the invitee's password."""
         self.accepted_by = request.staff_id
 
-    @workflow.signal(name=REVOKE_SIGNAL)
+    @workflow.signal
     def revoke(self, request: RevokeInvitation) -> None:
         """Sent by the outbox in the transaction where an admin cancelled the invitation (its
         link was voided there); the process ends without waiting out the lifetime."""
