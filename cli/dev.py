@@ -294,8 +294,7 @@ def demo_password(data_dir: Path) -> str:
 
 def prepare(settings: Settings) -> str:
     """Schema, codec key, demo records and staff login, made before any child races for them."""
-    migrate(settings.database_url)
-    codec_keys_for(replace(settings, dev_mode=True))
+    migrate(settings.database_url, codec_keys_for(replace(settings, dev_mode=True)))
     engine = make_engine(settings.database_url)
     try:
         session_factory = make_session_factory(engine)
