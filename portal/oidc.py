@@ -306,6 +306,20 @@ def revoke_user_grants(session: Session, user_id: int) -> list[OidcClient]:
     return list(session.scalars(select(OidcClient).where(OidcClient.id.in_(client_pks))).all())
 
 
+def revoke_client_grants(session: Session, user_id: int, client_pk: int) -> OidcClient | None:
+    """Ends the account's token families with one client; returns the client if any was live."""
+    revoked = session.execute(
+        update(OidcGrant)
+        .where(
+            OidcGrant.user_id == user_id,
+            OidcGrant.client_pk == client_pk,
+            OidcGrant.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    ).rowcount
+    return session.get(OidcClient, client_pk) if revoked else None
+
+
 def grant_is_live(session: Session, grant_id: str) -> OidcGrant | None:
     grant = session.get(OidcGrant, grant_id)
     if grant is None or grant.revoked_at is not None:

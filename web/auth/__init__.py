@@ -19,6 +19,7 @@ from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from web import second_factor
 from web.db import get_db
+from web.devices import device_sign_in
 from web.forms import CheckedForm, required, strip
 from web.oidc import allow_return_to_client
 from web.portals import portal_blueprint
@@ -139,6 +140,14 @@ def login():
             return render_template("auth/login.html", form=form), 200
         user = active_user_by_username(g.portal.slug, form.username.data)
         if not verify_password(user.password_hash if user else None, form.password.data):
+            if user is not None:
+                add_event(
+                    db,
+                    actor="anonymous",
+                    action="login.failed",
+                    portal=g.portal.slug,
+                    user_id=user.id,
+                )
             if attempt.locks_if_wrong:
                 lock_account(attempt, user)
                 count_login(g.portal.slug, "locked")
@@ -200,7 +209,7 @@ def finish_login(user, remember: bool, next_url: str) -> str:
     if user.must_change_password:
         user.password_expires_at = utcnow()
     add_event(db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id)
-    start_session(user, remember=remember)
+    start_session(user, remember=remember, device_hash=device_sign_in(user))
     count_login(g.portal.slug, "ok")
     if user.must_change_password:
         if next_url:

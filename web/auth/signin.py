@@ -40,6 +40,14 @@ def refuse_locked(form) -> None:
 def wrong_code(db, user: User, attempt: lockout.Attempt, form) -> bool:
     """A wrong code counted like a wrong password (the attempt was claimed before the check);
     says whether this one locked the account."""
+    add_event(
+        db,
+        actor="anonymous",
+        action="login.failed",
+        portal=g.portal.slug,
+        user_id=user.id,
+        step="code",
+    )
     if attempt.locks_if_wrong:
         lock_account(attempt, user)
         refuse_locked(form)

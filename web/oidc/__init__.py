@@ -33,6 +33,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select, update
 
+from portal.access import consent_covers, remember_consent
 from portal.models import (
     AccountStatus,
     OidcAccessToken,
@@ -305,7 +306,11 @@ def authorize():
     session.pop(REAUTH_KEY, None)
     user, auth_time = signed_in
 
-    if not client.first_party:
+    db = get_db()
+    remembered = client.first_party or (
+        "consent" not in prompts and consent_covers(db, user.id, client.id, scopes)
+    )
+    if not remembered:
         form = DecisionForm()
         if request.method == "GET" or not form.validate_on_submit():
             if "none" in prompts:
@@ -317,9 +322,9 @@ def authorize():
             )
         if request.form.get("decision") != "allow":
             return back(error="access_denied", error_description="the person declined")
+        remember_consent(db, user, client, scopes)
 
     raw = new_token()
-    db = get_db()
     db.add(
         OidcAuthorizationCode(
             code_hash=token_hash(raw),
