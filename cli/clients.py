@@ -15,6 +15,7 @@ from portal.oidc import (
     ClientError,
     SigningAlg,
     add_client,
+    ensure_signing_keys,
     remove_client,
     rotate_client_secret,
     rotate_keys,
@@ -107,6 +108,27 @@ def cmd_client_rotate_secret(args) -> int:
         session.commit()
     print(f"client_secret: {secret}")
     return 0
+
+
+def make_first_signing_keys(settings) -> None:
+    """After migrating: a signing key per algorithm before any relying party asks for JWKS."""
+    try:
+        keys = sealing_keys(settings)
+    except CodecKeyError:
+        print(
+            "no ACCESO_CODEC_KEYS here: the signing keys will be made when JWKS is first asked for",
+            file=sys.stderr,
+        )
+        return
+    from portal.db import make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            for key in ensure_signing_keys(session, keys):
+                print(f"signing key {key.kid} ({key.alg}) made")
+    finally:
+        engine.dispose()
 
 
 def cmd_keys_rotate(args) -> int:

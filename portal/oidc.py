@@ -285,14 +285,16 @@ def _current_key_row(session: Session, alg: SigningAlg) -> OidcSigningKey | None
     )
 
 
-def ensure_signing_keys(session: Session, keys: SealingKeys) -> None:
+def ensure_signing_keys(session: Session, keys: SealingKeys) -> list[OidcSigningKey]:
     """Makes a key for each algorithm that has none, and commits: JWKS is never empty, so a
-    relying party that loads it before the first sign-in can check the first ID token."""
+    relying party that loads it before the first sign-in can check the first ID token.
+    `acceso migrate` calls it; the JWKS endpoint does too, for a database migrated without it."""
     made = [
         _new_key(session, keys, alg) for alg in SigningAlg if not _current_key_row(session, alg)
     ]
     if made:
         session.commit()
+    return made
 
 
 _PRIVATE: dict[str, SigningKey] = {}

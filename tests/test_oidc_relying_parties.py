@@ -26,6 +26,7 @@ from portal.models import (
     utcnow,
 )
 from portal.oidc import ClientError, add_client, sealing_keys, sign, signing_key
+from tests.fixtures.codec import TEST_CODEC_KEYS
 from tests.fixtures.oidc import REDIRECT_URI, RegisteredClient, callback_params
 
 SPA_ORIGIN = "https://spa.example"
@@ -510,3 +511,19 @@ def test_an_access_token_signed_with_a_past_exp_is_refused_at_userinfo(provider)
         timeout=5,
     )
     assert answer.status_code == 401
+
+
+def test_migrate_makes_the_first_signing_key_of_each_algorithm(
+    database_url, session_factory, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.setenv("ACCESO_CODEC_KEYS", TEST_CODEC_KEYS)
+
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0
+
+    with session_factory() as session:
+        made = session.scalars(select(OidcSigningKey)).all()
+    assert sorted(key.alg for key in made) == ["ES256", "RS256"]
+    shown = capsys.readouterr().out
+    assert all(shown.count(key.kid) == 1 for key in made)

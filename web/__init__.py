@@ -90,7 +90,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(oidc.bp)
     for view in (oidc.authorize, oidc.token, oidc.userinfo, oidc.revoke):
         csrf.exempt(view)
-    oidc.init_app(app)
     app.register_blueprint(csrf.exempt(codec.bp))
     web_metrics.init_app(app)
     app.register_blueprint(csrf.exempt(security.bp))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import logging
 import re
 import secrets
 import time
@@ -19,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from flask import (
-    Flask,
     abort,
     current_app,
     g,
@@ -34,10 +32,8 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
-from portal.codec import CodecKeyError
 from portal.models import (
     AccountStatus,
     OidcAccessToken,
@@ -81,7 +77,6 @@ from web.security import allow_form_redirect_to
 from web.sessions import end_session
 
 bp = portal_blueprint("oidc", __name__)
-log = logging.getLogger("acceso.oidc")
 
 PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 REAUTH_KEY = "oidc_reauth_after"
@@ -198,27 +193,13 @@ def discovery():
 
 @bp.get("/jwks")
 def keys():
+    """Every algorithm's current key, made here if `acceso migrate` did not make it: a relying
+    party that loads the set before the first sign-in must find the key of its first ID token."""
     db = get_db()
-    published = jwks(db)
-    if not published["keys"]:
-        ensure_signing_keys(db, sealing_keys(current_app.config["SETTINGS"]))
-        published = jwks(db)
-    response = jsonify(published)
+    ensure_signing_keys(db, sealing_keys(current_app.config["SETTINGS"]))
+    response = jsonify(jwks(db))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
-
-
-def init_app(app: Flask) -> None:
-    """Makes the first signing keys at start, so JWKS is never empty (see ensure_signing_keys).
-
-    A database not yet migrated, or no sealing key configured, only delays them to first use.
-    """
-    try:
-        keys = sealing_keys(app.config["SETTINGS"])
-        with app.extensions["acceso.sessions"]() as db:
-            ensure_signing_keys(db, keys)
-    except (CodecKeyError, SQLAlchemyError) as error:
-        log.warning("no signing keys made at start: %s", type(error).__name__)
 
 
 # --- CORS for browser apps (public clients) ------------------------------------------------
