@@ -113,6 +113,7 @@ def test_client_of_another_portal_is_unknown_to_this_issuer(ready):
         ({"request_uri": "https://rp.test/requests/1"}, "request_uri_not_supported"),
         ({"request": "e30.e30."}, "request_not_supported"),
         ({"prompt": "none login"}, "invalid_request"),
+        ({"response_mode": "form_post"}, "invalid_request"),
         ({"code_challenge": "x" * 43, "code_challenge_method": "plain"}, "invalid_request"),
         ({"max_age": "soon"}, "invalid_request"),
         ({"max_age": "9" * 30}, "invalid_request"),

@@ -341,6 +341,8 @@ def authorize():
         return back(error="request_not_supported", error_description="no request objects")
     if args.get("response_type") != "code":
         return back(error="unsupported_response_type", error_description="only response_type=code")
+    if args.get("response_mode", "query") != "query":
+        return back(error="invalid_request", error_description="only response_mode=query")
     offered = supported_scopes(g.portal.flow)
     scopes = [s for s in dict.fromkeys(args.get("scope", "").split()) if s in offered]
     if "openid" not in scopes:
