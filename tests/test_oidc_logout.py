@@ -292,6 +292,7 @@ def test_the_logout_token_never_enters_workflow_history(
     assert token.split(".")[1].encode() not in stored
 
 
+@pytest.mark.dialects
 def test_ending_one_session_logs_out_only_its_sid_and_the_other_session_keeps_working(
     provider_with_worker, receiver
 ):

@@ -107,6 +107,7 @@ def test_a_request_uri_with_an_unregistered_redirect_uri_gets_a_page_not_a_redir
 # --- 2. a key set that is never empty -------------------------------------------------------
 
 
+@pytest.mark.dialects
 def test_jwks_fetched_before_the_first_sign_in_verifies_the_first_id_tokens(provider):
     provider.add_user()
     es256 = provider.add_client()
@@ -262,6 +263,7 @@ def test_a_client_cannot_ask_for_an_algorithm_not_offered(provider):
 # --- 7. browser and native apps -------------------------------------------------------------
 
 
+@pytest.mark.dialects
 def test_cors_preflight_and_answers_for_a_public_clients_registered_origin(provider):
     provider.add_user()
     spa = provider.add_client("spa", public=True, redirect_uris=[f"{SPA_ORIGIN}/callback"])
@@ -513,6 +515,7 @@ def test_an_access_token_signed_with_a_past_exp_is_refused_at_userinfo(provider)
     assert answer.status_code == 401
 
 
+@pytest.mark.dialects
 def test_migrate_makes_the_first_signing_key_of_each_algorithm(
     database_url, session_factory, monkeypatch, capsys
 ):
