@@ -104,6 +104,21 @@ def test_a_request_uri_with_an_unregistered_redirect_uri_gets_a_page_not_a_redir
     assert answer.status_code == 400 and "Location" not in answer.headers
 
 
+def test_prompt_consent_shows_the_consent_page_even_to_a_first_party_client(provider):
+    provider.add_user()
+    client = provider.add_client()
+    oauth = provider.relying_party(client)
+    url, _, _ = provider.start_signin(oauth, prompt="consent")
+    browser = provider.browser()
+
+    consent = browser.sign_in(browser.walk(url), "ana.perez")
+
+    assert consent.status_code == 200 and "Autorizar" in consent.text
+    assert "code" in callback_params(
+        browser.submit(consent, {"decision": "allow"}).headers["Location"]
+    )
+
+
 # --- 2. a key set that is never empty -------------------------------------------------------
 
 
