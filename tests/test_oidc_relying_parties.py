@@ -248,7 +248,10 @@ def test_an_rs256_client_verifies_its_id_token_with_the_jwks(
         "RS256",
     )
     assert main(["client", "list"]) == 0
-    assert "rsa-app\tpatient\t" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "rsa-app\tpatient\t" in listed and listed.split("rsa-app")[1].split("\n")[0].endswith(
+        "RS256"
+    )
 
     signin = provider.sign_in(client)
 
