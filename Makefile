@@ -6,17 +6,39 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.acceso-installed
 ARGS ?=
+# Test processes per pass: most tests wait on Temporal, SMTP or a child process, so three
+# share two cores well.
+TEST_WORKERS ?= 3
+PYTEST := $(BIN)/pytest -p no:cacheprovider -q
+REPORTS := var/test-reports
 
-.PHONY: run test test-faults install lint translations histories screenshots
+.PHONY: run test test-fast test-postgres test-system test-faults install lint translations histories screenshots
 
 run: $(STAMP)
 	$(BIN)/acceso dev $(ARGS)
 
+# Every test: ruff, the fast tier on SQLite, the dialect-sensitive tests again on a throwaway
+# PostgreSQL 15 cluster, the system tier (spawned stacks, the install recipe, browsers); then the
+# 25 slowest tests of the three passes.
 test: $(STAMP)
-	$(BIN)/ruff format --check .
-	$(BIN)/ruff check .
-	$(BIN)/pytest -p no:cacheprovider -q
-	$(BIN)/pytest -p no:cacheprovider -q --postgres
+	rm -rf $(REPORTS)
+	$(MAKE) --no-print-directory lint test-fast test-postgres test-system
+	$(BIN)/python scripts/slowest_tests.py $(REPORTS)/*.xml
+
+# What to run between edits: everything but the system tier, on SQLite (about two minutes).
+test-fast: $(STAMP)
+	$(PYTEST) -n $(TEST_WORKERS) -m "not system and not postgres" --junitxml=$(REPORTS)/sqlite.xml
+
+# Tests marked `dialects` (SQL that differs, concurrency, claims, rate limits, migrations) and
+# `postgres`, on PostgreSQL: the rest of the suite would only repeat what SQLite proved.
+test-postgres: $(STAMP)
+	$(PYTEST) -n $(TEST_WORKERS) --postgres -m "(dialects or postgres) and not system" --junitxml=$(REPORTS)/postgres.xml
+
+# Whole processes spawned (acceso dev, gunicorn, the installed wheel on PostgreSQL) and browser
+# walks, a module per test process; then the system tests marked `dialects` on PostgreSQL.
+test-system: $(STAMP)
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m system --junitxml=$(REPORTS)/system.xml
+	$(PYTEST) --postgres -m "system and dialects" --junitxml=$(REPORTS)/system-postgres.xml
 
 # Batches of registrations while workers, web workers, SMTP and Temporal are killed (a few minutes).
 test-faults: $(STAMP)

@@ -41,3 +41,11 @@ def settings(tmp_path, database_url, smtp_server, task_queue) -> Settings:
         dev_mode=False,
         codec_keys=TEST_CODEC_KEYS,
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser walks and the fault suite are system tests too: `-m "not system"` is the fast
+    tier a developer runs between edits, `make test` runs both tiers."""
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("faults"):
+            item.add_marker(pytest.mark.system)

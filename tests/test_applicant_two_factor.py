@@ -17,6 +17,8 @@ from tests.fixtures.smtp import body_text
 from tests.fixtures.stack import submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 
+pytestmark = pytest.mark.dialects
+
 PASSWORD = "Clave123segura"
 STAFF_PASSWORD = "consola-segura-123"
 T0 = 1_800_000_000.0

@@ -10,6 +10,7 @@ import socket
 import stat
 from email.message import EmailMessage
 
+import pytest
 import requests
 from sqlalchemy import func, select
 
@@ -20,6 +21,8 @@ from portal.passwords import verify_password
 from portal.settings import Settings
 from tests.fixtures.processes import free_port, python_command
 from tests.fixtures.waiting import wait_until
+
+pytestmark = pytest.mark.system
 
 STARTUP_SECONDS = 90
 

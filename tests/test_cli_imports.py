@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from cli import main
 from portal.models import AuditEvent, ClinicalRecord, MemberRecord
+
+pytestmark = pytest.mark.dialects
 
 
 def write(path, text: str):

@@ -10,8 +10,12 @@ import sys
 from email.message import EmailMessage
 from email.policy import default as default_policy
 
+import pytest
+
 from tests.fixtures.processes import free_port
 from tests.fixtures.waiting import wait_until
+
+pytestmark = pytest.mark.system
 
 
 def accepts_connections(port: int) -> bool:

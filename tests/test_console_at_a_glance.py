@@ -19,6 +19,8 @@ from tests.fixtures.stack import submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 from web import create_app
 
+pytestmark = pytest.mark.dialects
+
 
 @pytest.fixture
 def console(settings, session_factory):

@@ -23,8 +23,6 @@ from tests.fixtures.processes import PROJECT_ROOT, free_port
 from tests.fixtures.smtp import link_in
 from tests.fixtures.waiting import wait_until
 
-pytestmark = pytest.mark.postgres
-
 INSTALL_SECONDS = 420
 START_SECONDS = 90
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -67,10 +65,8 @@ def test_the_install_recipe_compiles_translations_the_package_really_has():
 
 
 @pytest.fixture
-def installed(request, tmp_path_factory) -> Path:
+def installed(tmp_path_factory) -> Path:
     """A virtualenv made by the recipe from a copy of the build context, as the image is."""
-    if not request.config.getoption("--postgres"):
-        pytest.skip("the packaged app runs in the --postgres pass of `make test`")
     root = tmp_path_factory.mktemp("image")
     context = root / "context"
     for entry in build_context_entries():
@@ -157,6 +153,8 @@ def answers(url: str, **kwargs) -> requests.Response | None:
     return response if response.status_code == 200 else None
 
 
+@pytest.mark.system
+@pytest.mark.postgres
 def test_the_packaged_app_takes_a_patient_registration_in_production_mode(
     installed, postgres_cluster, dev_server, mailbox
 ):

@@ -15,6 +15,8 @@ from portal.models import EmailToken, SentMail, User, utcnow
 from portal.tokens import token_hash
 from tests.fixtures.smtp import link_in
 
+pytestmark = pytest.mark.dialects
+
 WORKFLOW_ID = "registration/patient/MAILONCE01"
 
 

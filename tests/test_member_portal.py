@@ -23,6 +23,8 @@ from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 
+pytestmark = pytest.mark.dialects
+
 PASSWORD = "Clave123segura"
 STAFF_PASSWORD = "Mesa-de-ayuda-1"
 HELPDESK = "WebSupport@CHNCT.org"

@@ -18,6 +18,8 @@ from tests.fixtures.processes import free_port
 from tests.fixtures.waiting import wait_until
 from tests.test_install_recipe import metric
 
+pytestmark = pytest.mark.dialects
+
 TOKEN = "metrics-test-token"
 
 

@@ -8,12 +8,15 @@ from alembic.script import ScriptDirectory
 
 from portal.db import alembic_config
 
-pytestmark = pytest.mark.filterwarnings(
-    # SQLite cannot reflect the lower(...) indexes, so `check` skips them; the case-insensitive
-    # unique username is proven by behaviour instead (tests/test_patient_portal.py, test_postgres).
-    "ignore:autogenerate skipping metadata-specified expression-based index",
-    "ignore:Skipped unsupported reflection of expression-based index",
-)
+pytestmark = [
+    pytest.mark.filterwarnings(
+        # SQLite cannot reflect the lower(...) indexes, so `check` skips them; the case-insensitive
+        # unique username is proven by behaviour instead (tests/test_patient_portal.py, test_postgres).
+        "ignore:autogenerate skipping metadata-specified expression-based index",
+        "ignore:Skipped unsupported reflection of expression-based index",
+    ),
+    pytest.mark.dialects,
+]
 
 
 def test_history_has_a_single_head(database_url):

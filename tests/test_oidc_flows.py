@@ -14,6 +14,8 @@ from cli import main
 from portal.models import OidcGrant, OidcSubject, User
 from tests.fixtures.codec import TEST_CODEC_KEYS
 
+pytestmark = pytest.mark.dialects
+
 
 def test_each_portal_publishes_its_own_issuer_and_endpoints(provider):
     for portal in ("patient", "member", "provider"):

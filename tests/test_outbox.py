@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
 from sqlalchemy import func, select
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from portal.models import OutboxMessage, User
 from processes.account_notice.service import notify_account_owner
@@ -14,6 +18,8 @@ from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text
 from tests.fixtures.stack import submit
 from tests.fixtures.waiting import wait_until
+
+pytestmark = pytest.mark.dialects
 
 
 def _ana(stack) -> User:
@@ -62,7 +68,9 @@ def test_a_relay_killed_after_starting_does_not_start_or_mail_twice(
         session.commit()
         row = session.scalar(select(OutboxMessage).order_by(OutboxMessage.id.desc()))
     relay = OutboxRelay(dev_server.client, clinic.session_factory, clinic.settings.task_queue)
-    background_loop.run(relay._start(row))
+    # Whichever of the two relays starts it first, the other one's start is the repeat.
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        background_loop.run(relay._start(row))
     clinic.mailbox.wait_for("ana@example.org", "Su contraseña cambió")
     wait_until(lambda: _pending(clinic.session_factory) == 0, what="the row to be marked")
     handle = dev_server.client.get_workflow_handle(row.workflow_id)

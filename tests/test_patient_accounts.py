@@ -14,6 +14,8 @@ from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.waiting import wait_until
 
+pytestmark = pytest.mark.dialects
+
 NEW_PASSWORD = "OtraClave456"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import func, select
 
 from portal.models import AuditEvent, EmailToken, User
@@ -12,6 +13,8 @@ from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.waiting import wait_until
+
+pytestmark = pytest.mark.dialects
 
 CSRF_VALUE = re.compile(r'name="csrf_token" type="hidden" value="[^"]+"')
 

@@ -22,6 +22,8 @@ from tests.fixtures.stack import press_link_button, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 from tests.fixtures.waiting import wait_until
 
+pytestmark = pytest.mark.dialects
+
 PASSWORD = "clave-segura-1"
 NPI = "1234567893"
 TAX_ID = "04-3456789"

@@ -6,11 +6,14 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from tests.fixtures.codec import TEST_CODEC_KEYS
 from tests.fixtures.processes import free_port, python_command
 from tests.fixtures.waiting import wait_until
+
+pytestmark = [pytest.mark.dialects, pytest.mark.system]
 
 LIMIT = 12
 STARTUP_SECONDS = 60

@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 import signal
 
+import pytest
 import requests
 
 from tests.fixtures.processes import free_port, python_command
 from tests.fixtures.smtp import link_in
 from tests.fixtures.waiting import wait_until
 from tests.test_cli_dev import STARTUP_SECONDS, answers_200, clean_env
+
+pytestmark = pytest.mark.system
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 PATIENT = "maria.fernandez@example.com"

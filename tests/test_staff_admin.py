@@ -24,6 +24,8 @@ from tests.fixtures.stack import submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 from web import create_app
 
+pytestmark = pytest.mark.dialects
+
 PASSWORD = "consola-segura-123"
 
 

@@ -17,6 +17,8 @@ from tests.fixtures.staff import add_staff, sign_in_staff
 from web import create_app
 from web.staff import PUBLIC_ENDPOINTS
 
+pytestmark = pytest.mark.dialects
+
 STAFF_PASSWORD = "consola-segura-123"
 
 

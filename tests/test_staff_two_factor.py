@@ -14,6 +14,8 @@ from tests.fixtures.stack import submit
 from tests.fixtures.staff import add_staff
 from web import create_app
 
+pytestmark = pytest.mark.dialects
+
 PASSWORD = "consola-segura-123"
 T0 = 1_800_000_000.0  # a fixed moment, so codes are computed for a known time step
 
