@@ -24,6 +24,8 @@ class Column:
     max_length: int
     required: bool = True
     kind: str = "text"
+    optional_column: bool = False
+    """The file may leave the column out altogether (added after files were already in use)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ KINDS = {
             Column("full_name", 200),
             Column("email", 254, kind="email"),
             Column("record_number", 64),
+            Column("date_of_birth", 10, required=False, kind="date", optional_column=True),
         ),
     ),
     "members": RecordKind(
@@ -131,7 +134,11 @@ def parse_file(path: Path, kind: RecordKind) -> ParsedFile:
         parsed.errors.append(f"line 1: empty file; expected columns {','.join(kind.column_names)}")
         return parsed
     header = [name.strip().lower() for name in header]
-    missing = [name for name in kind.column_names if name not in header]
+    missing = [
+        column.name
+        for column in kind.columns
+        if column.name not in header and not column.optional_column
+    ]
     if missing:
         parsed.errors.append(f"line 1: missing column(s): {', '.join(missing)}")
         return parsed
@@ -154,6 +161,8 @@ def parse_file(path: Path, kind: RecordKind) -> ParsedFile:
         raw = dict(zip(header, values, strict=True))
         row: dict[str, str] = {}
         for column in kind.columns:
+            if column.name not in raw:
+                continue  # an optional column the file leaves out keeps what is stored
             value, problem = _check_value(column, raw[column.name])
             if problem:
                 parsed.errors.append(f"line {line}: {column.name}: {problem}")
