@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -588,6 +589,12 @@ class OidcClient(Base):
     redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
+    signing_alg: Mapped[str] = mapped_column(String(16), default="ES256", server_default="ES256")
+    """What its ID, access and logout tokens are signed with (portal.oidc.SigningAlg)."""
+    allowed_origins: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    """Browser origins besides its redirect URIs' that may call the token endpoints (CORS)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -632,6 +639,8 @@ class OidcGrant(Base):
     portal: Mapped[str] = mapped_column(String(32))
     scope: Mapped[str] = mapped_column(String(500))
     code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    sid: Mapped[str | None] = mapped_column(String(32), index=True)
+    """The sign-in session it came from, so ending that session ends only its grants."""
     auth_time: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
@@ -652,6 +661,7 @@ class OidcAuthorizationCode(Base):
     scope: Mapped[str] = mapped_column(String(500))
     nonce: Mapped[str | None] = mapped_column(String(255))
     code_challenge: Mapped[str | None] = mapped_column(String(128))
+    sid: Mapped[str | None] = mapped_column(String(32))
     auth_time: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]

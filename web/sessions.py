@@ -14,8 +14,9 @@ from sqlalchemy import delete, select
 
 from portal.audit import add_event
 from portal.models import AccountStatus, StaffUser, User, UserSession, utcnow
+from portal.oidc import session_sid
 from portal.tokens import token_hash
-from processes.logout_delivery.service import sign_out_everywhere
+from processes.logout_delivery.service import sign_out_everywhere, sign_out_session
 from web.db import get_db
 
 REMEMBER_DAYS = 30
@@ -128,11 +129,12 @@ def end_session() -> None:
     if current_user.is_authenticated:
         db = get_db()
         account = current_user.account
-        db.execute(delete(UserSession).where(UserSession.id == token_hash(current_user.session_id)))
+        row_id = token_hash(current_user.session_id)
+        db.execute(delete(UserSession).where(UserSession.id == row_id))
         if current_user.is_staff:
             add_event(db, actor=f"staff:{account.username}", action="staff.logout")
         else:
-            sign_out_everywhere(db, account.id)
+            sign_out_session(db, account.id, session_sid(row_id))
             add_event(
                 db,
                 actor=f"user:{account.id}",

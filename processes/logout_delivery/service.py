@@ -1,7 +1,7 @@
 """What the web tier and the activities call when an account's sessions end.
 
-In the caller's transaction: every token family of the account is revoked at once, and one
-back-channel logout per client with a logout URI is owed to the outbox.
+In the caller's transaction: the token families of the ended session (or of every session) are
+revoked at once, and one back-channel logout per client with a logout URI is owed to the outbox.
 """
 
 from __future__ import annotations
@@ -11,37 +11,26 @@ import secrets
 from sqlalchemy.orm import Session
 
 from portal.models import OidcClient
-from portal.oidc import revoke_client_grants, revoke_user_grants
+from portal.oidc import revoke_client_grants, revoke_session_grants, revoke_user_grants
 from processes.logout_delivery.vocabulary import DEFAULT_DEADLINE_SECONDS, WORKFLOW, LogoutNotice
 from temporal.outbox import enqueue_start
-
-
-def _tell(session: Session, client: OidcClient, user_id: int, deadline_seconds: int) -> bool:
-    if not client.backchannel_logout_uri:
-        return False
-    enqueue_start(
-        session,
-        workflow=WORKFLOW,
-        workflow_id=f"logout-delivery/{client.portal}/{secrets.token_hex(10)}",
-        payload=LogoutNotice(
-            portal=client.portal,
-            client_pk=client.id,
-            user_id=user_id,
-            deadline_seconds=deadline_seconds,
-        ),
-        summary=f"back-channel logout: {client.name}",
-    )
-    return True
 
 
 def sign_out_everywhere(
     session: Session, user_id: int, deadline_seconds: int = DEFAULT_DEADLINE_SECONDS
 ) -> int:
-    """Returns how many clients will be told; the caller commits."""
-    return sum(
-        _tell(session, client, user_id, deadline_seconds)
-        for client in revoke_user_grants(session, user_id)
-    )
+    """Every session of the account: its logout tokens name no `sid`, so each client ends them
+    all. Returns how many clients will be told; the caller commits."""
+    owed = [(client, None) for client in revoke_user_grants(session, user_id)]
+    return _tell(session, user_id, owed, deadline_seconds)
+
+
+def sign_out_session(
+    session: Session, user_id: int, sid: str, deadline_seconds: int = DEFAULT_DEADLINE_SECONDS
+) -> int:
+    """One sign-in session (logout): only its grants end, and each logout token names its
+    `sid`, so the account's other sessions at the same client go on. The caller commits."""
+    return _tell(session, user_id, revoke_session_grants(session, user_id, sid), deadline_seconds)
 
 
 def sign_out_of_client(
@@ -55,5 +44,32 @@ def sign_out_of_client(
     client = revoke_client_grants(session, user_id, client_pk)
     if client is None:
         return False
-    _tell(session, client, user_id, deadline_seconds)
+    _tell(session, user_id, [(client, None)], deadline_seconds)
     return True
+
+
+def _tell(
+    session: Session,
+    user_id: int,
+    owed: list[tuple[OidcClient, str | None]],
+    deadline_seconds: int,
+) -> int:
+    told = 0
+    for client, sid in owed:
+        if not client.backchannel_logout_uri:
+            continue
+        enqueue_start(
+            session,
+            workflow=WORKFLOW,
+            workflow_id=f"logout-delivery/{client.portal}/{secrets.token_hex(10)}",
+            payload=LogoutNotice(
+                portal=client.portal,
+                client_pk=client.id,
+                user_id=user_id,
+                deadline_seconds=deadline_seconds,
+                sid=sid,
+            ),
+            summary=f"back-channel logout: {client.name}",
+        )
+        told += 1
+    return told
