@@ -11,6 +11,7 @@ from temporalio import activity
 
 from activities.mail import already_sent, deliver_once
 from portal.audit import add_event
+from portal.config import load_portals
 from portal.mailer import Mailer
 from portal.models import (
     AccountStatus,
@@ -236,7 +237,10 @@ class AccountActivities:
                 .where(LoginThrottle.username_key == user.username.lower())
             )
             session.execute(delete(UserSession).where(UserSession.user_id == user.id))
-            sign_out_everywhere(session, user.id)
+            policy = load_portals(self.mailer.settings.portals_file)[user.portal].policy
+            sign_out_everywhere(
+                session, user.id, keep_offline=not policy.password_reset_ends_offline_access
+            )
             add_event(
                 session,
                 actor=f"user:{user.id}",

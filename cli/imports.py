@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal.audit import add_event
 from portal.models import ClinicalRecord, MemberRecord
+from portal.smart import FHIR_ID
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -24,6 +25,8 @@ class Column:
     max_length: int
     required: bool = True
     kind: str = "text"
+    may_be_absent: bool = False
+    """Files made before the column existed still import; it then takes its default."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class RecordKind:
         return tuple(column.name for column in self.columns)
 
 
+FHIR_PATIENT_ID = Column("fhir_patient_id", 64, required=False, kind="fhir_id", may_be_absent=True)
+"""The FHIR Patient id a SMART app gets; empty, it is the record's key (record number or
+client ID)."""
+
 KINDS = {
     "patients": RecordKind(
         name="patients",
@@ -51,6 +58,7 @@ KINDS = {
             Column("full_name", 200),
             Column("email", 254, kind="email"),
             Column("record_number", 64),
+            FHIR_PATIENT_ID,
         ),
     ),
     "members": RecordKind(
@@ -65,6 +73,7 @@ KINDS = {
             Column("suffix", 16, required=False),
             Column("date_of_birth", 10, kind="date"),
             Column("email", 254, required=False, kind="email"),
+            FHIR_PATIENT_ID,
         ),
     ),
 }
@@ -113,6 +122,8 @@ def _check_value(column: Column, raw: str) -> tuple[str, str | None]:
             return value, "not a date in YYYY-MM-DD form"
         if born > date.today():
             return value, "is in the future"
+    if column.kind == "fhir_id" and not FHIR_ID.match(value):
+        return value, "not a FHIR id (letters, digits, '-' and '.', at most 64)"
     return value, None
 
 
@@ -131,7 +142,11 @@ def parse_file(path: Path, kind: RecordKind) -> ParsedFile:
         parsed.errors.append(f"line 1: empty file; expected columns {','.join(kind.column_names)}")
         return parsed
     header = [name.strip().lower() for name in header]
-    missing = [name for name in kind.column_names if name not in header]
+    missing = [
+        column.name
+        for column in kind.columns
+        if column.name not in header and not column.may_be_absent
+    ]
     if missing:
         parsed.errors.append(f"line 1: missing column(s): {', '.join(missing)}")
         return parsed
@@ -154,11 +169,16 @@ def parse_file(path: Path, kind: RecordKind) -> ParsedFile:
         raw = dict(zip(header, values, strict=True))
         row: dict[str, str] = {}
         for column in kind.columns:
-            value, problem = _check_value(column, raw[column.name])
+            value, problem = _check_value(column, raw.get(column.name, ""))
             if problem:
                 parsed.errors.append(f"line {line}: {column.name}: {problem}")
             row[column.name] = value
         key = row[kind.key]
+        if "fhir_patient_id" in row and not row["fhir_patient_id"]:
+            _, problem = _check_value(FHIR_PATIENT_ID, key)
+            if problem:
+                parsed.errors.append(f"line {line}: fhir_patient_id: {problem} (from {kind.key})")
+            row["fhir_patient_id"] = key
         if key:
             if key in first_seen:
                 parsed.errors.append(

@@ -100,6 +100,10 @@ class Policy:
     idle_minutes: int = 30
     require_second_factor: tuple[str, ...] = ()
     """Roles that must use an authenticator app; an empty tuple leaves it to each applicant."""
+    offline_access_days: int = 90
+    """How long a health app's offline access lasts unused; every refresh starts it again."""
+    password_reset_ends_offline_access: bool = True
+    """Whether a password reset or change also ends health apps' offline access."""
 
 
 FLOW_STEPS = {

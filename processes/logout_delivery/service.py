@@ -17,11 +17,15 @@ from processes.outbox import enqueue_start
 
 
 def sign_out_everywhere(
-    session: Session, user_id: int, deadline_seconds: int = DEFAULT_DEADLINE_SECONDS
+    session: Session,
+    user_id: int,
+    deadline_seconds: int = DEFAULT_DEADLINE_SECONDS,
+    keep_offline: bool = False,
 ) -> int:
     """Every session of the account: its logout tokens name no `sid`, so each client ends them
-    all. Returns how many clients will be told; the caller commits."""
-    owed = [(client, None) for client in revoke_user_grants(session, user_id)]
+    all; health apps' offline access too unless `keep_offline` (the portal's policy after a
+    password change). Returns how many clients will be told; the caller commits."""
+    owed = [(client, None) for client in revoke_user_grants(session, user_id, keep_offline)]
     return _tell(session, user_id, owed, deadline_seconds)
 
 
