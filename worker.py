@@ -31,6 +31,11 @@ from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
 from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.cleanup.activities import CleanupActivities
+from processes.cleanup.service import ensure_cleanup_schedule
+from processes.cleanup.workflows import CleanupWorkflow
+from processes.email_change.activities import EmailChangeActivities
+from processes.email_change.workflows import EmailChangeWorkflow
 from processes.invitation.activities import InvitationActivities
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
@@ -50,6 +55,8 @@ WORKFLOWS = [
     AccountNoticeWorkflow,
     StaffInvitationWorkflow,
     LogoutDeliveryWorkflow,
+    EmailChangeWorkflow,
+    CleanupWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -67,6 +74,8 @@ def activities_for(settings: Settings, session_factory) -> list:
     invitations = InvitationActivities(session_factory, mailer)
     staff_invitations = StaffInvitationActivities(session_factory, mailer)
     logout_delivery = LogoutDeliveryActivities(session_factory, settings)
+    email_change = EmailChangeActivities(session_factory, mailer, portals)
+    cleanup = CleanupActivities(session_factory)
     return [
         accounts.record_step,
         accounts.close_confirmation,
@@ -85,6 +94,10 @@ def activities_for(settings: Settings, session_factory) -> list:
         staff_invitations.send_staff_invitation,
         staff_invitations.end_staff_invitation,
         logout_delivery.post_logout_token,
+        email_change.send_change_mail,
+        email_change.apply_change,
+        email_change.end_change,
+        cleanup.delete_expired_batch,
     ]
 
 
@@ -157,6 +170,14 @@ async def run_worker(settings: Settings) -> None:
         settings.worker_max_concurrent_workflow_tasks,
     )
     relay = OutboxRelay(client, session_factory, settings.task_queue)
+    try:
+        if await ensure_cleanup_schedule(client, settings.task_queue):
+            log.info("made the hourly schedule that deletes expired rows")
+    except Exception:
+        log.warning(
+            "could not make the cleanup schedule; the next worker start tries again",
+            exc_info=True,
+        )
     async with worker:
         relaying = asyncio.create_task(relay.run(stop))
         await stop.wait()

@@ -25,8 +25,8 @@ class Column:
     max_length: int
     required: bool = True
     kind: str = "text"
-    may_be_absent: bool = False
-    """Files made before the column existed still import; it then takes its default."""
+    optional_column: bool = False
+    """The file may leave the column out altogether (added after files were already in use)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class RecordKind:
         return tuple(column.name for column in self.columns)
 
 
-FHIR_PATIENT_ID = Column("fhir_patient_id", 64, required=False, kind="fhir_id", may_be_absent=True)
+FHIR_PATIENT_ID = Column(
+    "fhir_patient_id", 64, required=False, kind="fhir_id", optional_column=True
+)
 """The FHIR Patient id a SMART app gets; empty, it is the record's key (record number or
 client ID)."""
 
@@ -58,6 +60,7 @@ KINDS = {
             Column("full_name", 200),
             Column("email", 254, kind="email"),
             Column("record_number", 64),
+            Column("date_of_birth", 10, required=False, kind="date", optional_column=True),
             FHIR_PATIENT_ID,
         ),
     ),
@@ -145,7 +148,7 @@ def parse_file(path: Path, kind: RecordKind) -> ParsedFile:
     missing = [
         column.name
         for column in kind.columns
-        if column.name not in header and not column.may_be_absent
+        if column.name not in header and not column.optional_column
     ]
     if missing:
         parsed.errors.append(f"line 1: missing column(s): {', '.join(missing)}")
@@ -169,7 +172,9 @@ def parse_file(path: Path, kind: RecordKind) -> ParsedFile:
         raw = dict(zip(header, values, strict=True))
         row: dict[str, str] = {}
         for column in kind.columns:
-            value, problem = _check_value(column, raw.get(column.name, ""))
+            if column.name not in raw:
+                continue  # an optional column the file leaves out keeps what is stored
+            value, problem = _check_value(column, raw[column.name])
             if problem:
                 parsed.errors.append(f"line {line}: {column.name}: {problem}")
             row[column.name] = value
@@ -216,7 +221,7 @@ def import_records(
         for row in parsed.rows:
             record = existing.get(row[kind.key])
             if record is None:
-                session.add(model(portal=portal, **row))
+                session.add(model(portal=portal, **{"fhir_patient_id": row[kind.key], **row}))
                 result.created += 1
             elif not update_existing:
                 result.skipped += 1

@@ -100,6 +100,11 @@ class Policy:
     idle_minutes: int = 30
     require_second_factor: tuple[str, ...] = ()
     """Roles that must use an authenticator app; an empty tuple leaves it to each applicant."""
+    email_change_link_hours: int = 24
+    email_change_undo_days: int = 7
+    """How long the old address may undo an e-mail change (its notice's link, a workflow timer)."""
+    shared_email_addresses: bool = False
+    """Whether several accounts may use one address (a family's patient records often do)."""
     offline_access_days: int = 90
     """How long a health app's offline access lasts unused; every refresh starts it again."""
     password_reset_ends_offline_access: bool = True

@@ -96,6 +96,11 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(24))
     client_id: Mapped[str | None] = mapped_column(String(64), index=True)
     office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"), index=True)
+    clinical_record_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clinical_records.id", ondelete="SET NULL"), unique=True
+    )
+    """The clinical record a patient account was registered against: one account per record,
+    however many records share an address."""
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     password_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -242,6 +247,7 @@ class ClinicalRecord(Base):
     record_number: Mapped[str] = mapped_column(String(64))
     full_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254))
+    date_of_birth: Mapped[str] = mapped_column(String(10), default="", server_default="")
     fhir_patient_id: Mapped[str | None] = mapped_column(String(64))
     """The FHIR Patient id a SMART app gets as its patient context (the import defaults it to
     the record number)."""
@@ -662,3 +668,32 @@ class OidcAccessToken(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None]
+
+
+class EmailChange(Base):
+    """One request to change an account's e-mail address, and its process's read model.
+
+    Only one per account waits for its confirmation at a time (a newer request replaces it);
+    `status` is claimed by conditional updates, so a click, a replacement, the link's expiry and
+    an undo each win or lose exactly once.
+    """
+
+    __tablename__ = "email_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    portal: Mapped[str] = mapped_column(String(32))
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    old_email: Mapped[str] = mapped_column(String(254))
+    new_email: Mapped[str] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # an email_change Step
+    requested_by: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str] = mapped_column(Text, default="")
+    keep_session: Mapped[str | None] = mapped_column(String(64))
+    """The hash of the session that asked, which survives the change; none for the help desk."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
+    applied_at: Mapped[datetime | None]
+    undo_until: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]

@@ -132,7 +132,12 @@ def approved(approved_scopes: list[str] | None, scope: str) -> bool:
 
 def patient_id_for(session: Session, user: User) -> str | None:
     """The FHIR Patient id of the person's own record in their portal, or None if there is none:
-    a patient's clinical record by e-mail, a member's record by client ID."""
+    the clinical record the account was registered against (or, for accounts older than that
+    link, the one with its e-mail), a member's record by client ID."""
+    if user.clinical_record_id is not None:
+        record = session.get(ClinicalRecord, user.clinical_record_id)
+        if record is not None:
+            return record.fhir_patient_id or record.record_number
     if user.client_id:
         record = session.scalar(
             select(MemberRecord).where(
@@ -141,15 +146,14 @@ def patient_id_for(session: Session, user: User) -> str | None:
         )
         if record is not None:
             return record.fhir_patient_id or record.client_id
-    record = session.scalar(
+    records = session.scalars(
         select(ClinicalRecord)
         .where(
             ClinicalRecord.portal == user.portal,
             func.lower(ClinicalRecord.email) == user.email.lower(),
         )
-        .order_by(ClinicalRecord.id)
-        .limit(1)
-    )
-    if record is None:
-        return None
-    return record.fhir_patient_id or record.record_number
+        .limit(2)
+    ).all()
+    if len(records) != 1:
+        return None  # none, or a family's shared address: never guess whose record it is
+    return records[0].fhir_patient_id or records[0].record_number

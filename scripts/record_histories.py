@@ -68,6 +68,18 @@ PATHS = {
         "tests/test_logout_delivery_workflow.py::test_a_client_down_for_a_while_gets_its_logout_when_it_comes_back",
         "tests/test_logout_delivery_workflow.py::test_a_client_down_past_the_deadline_is_given_up_on",
     ],
+    "e-mail change confirmed, kept, expired, replaced and undone": [
+        "tests/test_email_change_workflow.py::test_a_confirmed_change_applies_and_its_undo_window_closes_after_the_policy_days",
+        "tests/test_email_change_workflow.py::test_an_unconfirmed_change_expires_after_the_link_lifetime",
+        "tests/test_email_change_workflow.py::test_a_newer_request_replaces_the_waiting_change",
+        "tests/test_email_change_workflow.py::test_an_undo_inside_the_window_ends_the_change_undone",
+        "tests/test_email_change.py::test_a_confirmed_change_applies_ends_other_sessions_and_offers_the_old_address_an_undo",
+        "tests/test_email_change.py::test_undo_inside_the_window_restores_the_address_ends_every_session_and_sends_a_reset",
+    ],
+    "cleanup sweep": [
+        "tests/test_cleanup.py::test_a_sweep_goes_on_while_batches_come_back_full_and_reports_each_table",
+        "tests/test_cleanup.py::test_the_hourly_schedule_is_made_once_and_its_sweep_empties_what_is_over",
+    ],
     "account notice": [
         "tests/test_outbox.py::test_changing_the_password_e_mails_the_owner_what_changed_and_when",
     ],

@@ -15,6 +15,8 @@ import pytest
 
 from tests.fixtures.browser import chromium, serving
 from tests.fixtures.showcase import (
+    EMAIL_CHANGE_TOKEN,
+    EMAIL_UNDO_TOKEN,
     INVITATION_TOKEN,
     PASSWORD,
     RESET_TOKEN,
@@ -173,6 +175,9 @@ def test_every_public_page_of_every_portal(walk):
         "new password",
     )
     walk.visit("/member/register/continue/no-such-token", "member continue link invalid")
+    walk.visit(f"/patient/account/email/confirm/{EMAIL_CHANGE_TOKEN}", "confirm a new e-mail")
+    walk.visit(f"/patient/account/email/undo/{EMAIL_UNDO_TOKEN}", "undo an e-mail change")
+    walk.visit("/patient/account/email/confirm/no-such-token", "e-mail change link invalid")
 
 
 def test_every_page_of_the_provider_wizard(walk):
@@ -200,6 +205,8 @@ def test_every_signed_in_page_of_every_portal(walk):
         walk.refuse(
             f"/{portal}/account/password", {"#current_password": "equivocada"}, "change password"
         )
+        walk.visit(f"/{portal}/account/email")
+        walk.refuse(f"/{portal}/account/email", {"#new_email": "no-es-correo"}, "change e-mail")
         if portal == "patient":
             walk.visit("/staff/", "forbidden")
         if portal == "provider":
@@ -231,6 +238,12 @@ def test_every_page_of_the_staff_console(walk, site):
     )
     walk.visit("/staff/cases")
     walk.visit(f"/staff/cases/{showcase.case_id}", "case")
+    walk.visit(f"/staff/accounts/{showcase.patient_id}/email", "help desk e-mail change")
+    walk.refuse(
+        f"/staff/accounts/{showcase.patient_id}/email",
+        {"#new_email": "ana.nueva@example.org"},
+        "help desk e-mail change without a note",
+    )
 
 
 def _provider_wizard(walk: Walk) -> None:

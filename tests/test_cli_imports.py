@@ -134,6 +134,34 @@ def test_records_go_only_to_a_portal_whose_flow_reads_them(
     assert records(session_factory, ClinicalRecord) == {}
 
 
+def test_a_patient_file_may_carry_dates_of_birth_and_one_without_keeps_them(
+    tmp_path, database_url, session_factory, monkeypatch
+):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    with_dates = write(
+        tmp_path / "patients.csv",
+        "full_name,email,record_number,date_of_birth\n"
+        "Ana Pérez,ana@example.com,HC-1,1980-01-02\n"
+        "Luis Gómez,luis@example.com,HC-2,\n",
+    )
+    assert main(["import", "patients", str(with_dates), "--portal", "patient"]) == 0
+    rows = records(session_factory, ClinicalRecord)
+    assert (rows["HC-1"].date_of_birth, rows["HC-2"].date_of_birth) == ("1980-01-02", "")
+
+    without = write(
+        tmp_path / "again.csv", "full_name,email,record_number\nAna Pérez,ana@example.org,HC-1\n"
+    )
+    assert main(["import", "patients", str(without), "--portal", "patient"]) == 0
+    rows = records(session_factory, ClinicalRecord)
+    assert (rows["HC-1"].email, rows["HC-1"].date_of_birth) == ("ana@example.org", "1980-01-02")
+
+    bad = write(
+        tmp_path / "bad.csv",
+        "full_name,email,record_number,date_of_birth\nAna Pérez,ana@example.com,HC-1,02/01/1980\n",
+    )
+    assert main(["import", "patients", str(bad), "--portal", "patient"]) == 1
+
+
 def test_fhir_patient_id_defaults_to_the_record_key_and_may_be_given(
     tmp_path, database_url, session_factory, monkeypatch, capsys
 ):

@@ -22,6 +22,7 @@ from portal.oidc import BACKCHANNEL_EVENT
 from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
 from tests.fixtures.oidc import PASSWORD, POST_LOGOUT_URI, callback_params
 from tests.fixtures.processes import free_port
+from tests.fixtures.smtp import link_in
 from tests.fixtures.waiting import wait_until
 
 
@@ -341,3 +342,25 @@ def test_ending_one_session_logs_out_only_its_sid_and_the_other_session_keeps_wo
         jwt.decode(refreshed["id_token"], provider.jwks(), algorithms=["ES256"]).claims["sid"]
         == (phone_claims["sid"])
     )
+
+
+def test_an_applied_e_mail_change_signs_the_account_out_of_every_client(
+    provider_with_worker, receiver, mailbox
+):
+    provider = provider_with_worker
+    receiver.up = True
+    provider.add_user(email="ana@example.org")
+    client = provider.add_client(backchannel_logout_uri=receiver.url)
+    browser = provider.browser()
+    signin = provider.sign_in(client, browser)
+
+    page = browser.get(f"{provider.base_url}/patient/account/email")
+    new = "ana.nueva@example.net"
+    browser.submit(page, {"new_email": new, "new_email_confirm": new, "current_password": PASSWORD})
+    link = link_in(mailbox.wait_for(new, "Confirme su nueva"), "/account/email/confirm/")
+    clicker = provider.browser()
+    clicker.submit(clicker.get(provider.base_url + "/" + link.split("/", 3)[3]), {})
+
+    wait_until(lambda: receiver.tokens, timeout=30, what="the logout token")
+    assert signin.oauth.get(provider.metadata()["userinfo_endpoint"]).status_code == 401
+    assert signed_in_home(browser, provider), "the session that asked for the change survives"

@@ -84,7 +84,7 @@ def test_lockout_answers_the_same_for_an_unknown_username(patient):
 
 
 def test_recover_username_lists_every_username_of_the_address(patient):
-    """Registration makes one account per address now, but older accounts may share one."""
+    """Accounts of one address are listed together, whether linked to records or older."""
     with patient.session_factory() as session:
         first = session.scalar(select(User).where(User.username == "ana.perez"))
         session.add(

@@ -25,6 +25,7 @@ EXPECTED_KINDS = {
     "InvitationWorkflow",
     "AccountNoticeWorkflow",
     "StaffInvitationWorkflow",
+    "EmailChangeWorkflow",
 }
 
 

@@ -44,18 +44,22 @@ def resource_server(provider, name="fhir"):
     return provider.add_client(name, first_party=False)
 
 
-def patient_with_record(provider, username="ana.perez", fhir_id="pat-ana"):
+def patient_with_record(provider, username="ana.perez", fhir_id="pat-ana", linked=True):
+    """An account and its clinical record; `linked=False` is an account older than the link,
+    whose record is found by its e-mail."""
     user_id = provider.add_user(username)
     with provider.session_factory() as session:
-        session.add(
-            ClinicalRecord(
-                portal="patient",
-                record_number=f"HC-{user_id}",
-                full_name="Ana Pérez",
-                email=f"{username}@example.org",
-                fhir_patient_id=fhir_id,
-            )
+        record = ClinicalRecord(
+            portal="patient",
+            record_number=f"HC-{user_id}",
+            full_name="Ana Pérez",
+            email=f"{username}@example.org",
+            fhir_patient_id=fhir_id,
         )
+        session.add(record)
+        session.flush()
+        if linked:
+            session.get(User, user_id).clinical_record_id = record.id
         session.commit()
     return user_id
 
@@ -236,6 +240,30 @@ def test_a_client_not_approved_for_smart_scopes_cannot_ask_for_them(provider):
 
     assert callback_params(answer.headers["Location"])["error"] == "invalid_scope"
     assert codes_issued(provider) == 0
+
+
+def test_an_older_account_finds_its_record_by_e_mail_but_never_guesses_among_shared_ones(
+    provider,
+):
+    patient_with_record(provider, linked=False)
+    app = smart_app(provider)
+    assert launch(provider, app)[0].json()["patient"] == "pat-ana"
+
+    with provider.session_factory() as session:
+        session.add(
+            ClinicalRecord(
+                portal="patient",
+                record_number="HC-hijo",
+                full_name="Hijo Pérez",
+                email="ana.perez@example.org",
+            )
+        )
+        session.commit()
+    browser = provider.browser()
+    answer, _ = authorize(provider, app, browser, prompt="consent")
+    answer = browser.sign_in(answer, "ana.perez")
+    answer = browser.submit(answer, {"decision": "allow", "resource": ["patient/Patient.r"]})
+    assert callback_params(answer.headers["Location"])["error"] == "access_denied"
 
 
 def test_launch_patient_without_a_clinical_record_is_refused(provider):

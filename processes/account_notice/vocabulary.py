@@ -18,6 +18,9 @@ class NoticeKind(StrEnum):
     REGISTRATION_NO_RECORD = "registration_no_record"
     REGISTRATION_EXISTING = "registration_existing"
     ACCOUNT_LOCKED = "account_locked"
+    # An e-mail change to an address another account uses, where the portal does not share
+    # addresses: the screen answers as for any address, that mailbox learns it.
+    EMAIL_ADDRESS_IN_USE = "email_address_in_use"
 
 
 @dataclass

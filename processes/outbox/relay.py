@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.common import (
@@ -23,7 +22,6 @@ from portal.models import OutboxMessage, utcnow
 
 log = logging.getLogger("acceso.outbox")
 
-KEEP_RELAYED = timedelta(days=7)
 MAX_BACKOFF_SECONDS = 30.0
 
 # Answers about the row itself; anything else (unavailable, deadline exceeded, a dropped
@@ -63,7 +61,6 @@ class OutboxRelay:
         self.task_queue = task_queue
         self.poll_seconds = poll_seconds
         self.batch = batch
-        self.last_cleanup = utcnow()
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = self.poll_seconds
@@ -122,7 +119,6 @@ class OutboxRelay:
                 row.relayed_at = utcnow()
                 session.commit()
                 started += 1
-            self._clean_up(session)
             return started
 
     async def _start(self, row: OutboxMessage) -> None:
@@ -165,16 +161,3 @@ class OutboxRelay:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
             row.last_error = "process already finished: signal dropped"
-
-    def _clean_up(self, session: Session) -> None:
-        """Relayed rows are kept a week for staff and operators to read, then dropped."""
-        now = utcnow()
-        if now - self.last_cleanup < timedelta(minutes=10):
-            return
-        self.last_cleanup = now
-        session.execute(
-            delete(OutboxMessage)
-            .where(OutboxMessage.relayed_at.is_not(None))
-            .where(OutboxMessage.relayed_at < now - KEEP_RELAYED)
-        )
-        session.commit()

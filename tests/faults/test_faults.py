@@ -23,7 +23,14 @@ from stdnum import luhn
 
 from cli.dev import prepare
 from portal.db import make_engine, make_session_factory
-from portal.models import ClinicalRecord, MemberRecord, OutboxMessage, Registration, User
+from portal.models import (
+    AuditEvent,
+    ClinicalRecord,
+    MemberRecord,
+    OutboxMessage,
+    Registration,
+    User,
+)
 from portal.settings import Settings
 from tests.fixtures.processes import free_port, python_command
 from tests.fixtures.second_factor import KEY_RE, RECOVERY_CODE_RE
@@ -514,6 +521,59 @@ def seed_records(sessions, people: list[Applicant]) -> None:
         session.commit()
 
 
+def email_change_with_a_worker_crash(
+    stack: DevStack, sink: MailSink, sessions, applicant: Applicant
+) -> None:
+    """A signed-in patient changes their address; the worker is killed, then the new address
+    confirms: the confirmation is in the database before the apply, which the restarted worker
+    does once. Either the old address or the new one, never neither, never applied twice."""
+    new = f"nueva{applicant.number}@example.org"
+    asked = post_until_answered(
+        stack,
+        applicant,
+        "/patient/account/email",
+        {"new_email": new, "new_email_confirm": new, "current_password": PASSWORD},
+    )
+    assert asked.endswith("/patient/account/email"), asked[:500]
+    message = wait_until(
+        lambda: next((m for m in sink.to(new) if "Confirme" in str(m["Subject"])), None),
+        SETTLE_SECONDS,
+        "the new address's confirmation e-mail",
+    )
+    link = re.search(r"https?://\S+/patient/account/email/confirm/\S+", body_text(message))
+    path = "/patient/account/email/confirm/" + link.group(0).rsplit("/confirm/", 1)[-1]
+    clicker = Applicant(applicant.number)
+
+    def address() -> str:
+        with sessions() as session:
+            return session.scalar(select(User.email).where(User.username == applicant.username))
+
+    stack.kill("worker")
+    pressed = post_until_answered(stack, clicker, path, {})
+    assert pressed.endswith("/patient/"), pressed[:500]
+    assert address() in (applicant.email, new)
+    wait_until(lambda: address() == new, SETTLE_SECONDS, "the confirmed change to apply")
+    wait_until(
+        lambda: any(
+            "correo electrónico cambió" in str(m["Subject"]) for m in sink.to(applicant.email)
+        ),
+        SETTLE_SECONDS,
+        "the old address's notice with its undo link",
+    )
+    with sessions() as session:
+        applied = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "email_change.applied")
+        )
+    assert applied == 1
+    notices = [
+        m for m in sink.to(applicant.email) if "correo electrónico cambió" in str(m["Subject"])
+    ]
+    assert len(notices) == 1
+    assert 500 not in applicant.statuses + clicker.statuses
+
+
 def test_registrations_survive_every_kind_of_crash(tmp_path, spawn, sink):
     data_dir = tmp_path / "var"
     data_dir.mkdir()
@@ -612,6 +672,9 @@ def test_registrations_survive_every_kind_of_crash(tmp_path, spawn, sink):
 
     # A password reset with the worker killed between the click and the e-mail.
     reset_with_a_worker_crash(stack, sink, people[0])
+
+    # An e-mail change with the worker killed between the confirmation and the apply.
+    email_change_with_a_worker_crash(stack, sink, sessions, people[2])
 
     with sessions() as session:
         unfinished = session.execute(

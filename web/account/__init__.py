@@ -1,4 +1,5 @@
-"""A signed-in applicant's own account: password change (and, for providers, office employees)."""
+"""A signed-in applicant's own account: password and e-mail changes (and, for providers, office
+employees)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ def change_password():
 
 
 from web.account import (  # noqa: E402  (area modules add their routes to bp)
+    email,  # noqa: E402,F401  (changing the e-mail address, and its two links)
     employees,  # noqa: E402,F401  (provider office employees and invitations)
     security,  # noqa: E402,F401  (authenticator-app second factor)
 )

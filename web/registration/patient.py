@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import g, redirect, render_template, url_for
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from wtforms import StringField
 from wtforms.validators import Length
 
 from portal.audit import add_event
-from portal.models import LIVE_ACCOUNT, AccountStatus, ClinicalRecord, Registration, User
+from portal.models import AccountStatus, Registration, User
 from portal.passwords import hash_password
+from portal.records import account_of_record, matching_record
 from portal.tokens import new_reference
 from processes.account_notice.service import notify_address
 from processes.account_notice.vocabulary import NoticeKind
@@ -38,18 +38,6 @@ class PatientRegistrationForm(once.SubmitOnceForm):
     )
 
 
-def _email_on_record(email: str) -> bool:
-    return (
-        get_db().scalar(
-            select(ClinicalRecord.id)
-            .where(ClinicalRecord.portal == g.portal.slug)
-            .where(func.lower(ClinicalRecord.email) == email.lower())
-            .limit(1)
-        )
-        is not None
-    )
-
-
 @flow_view("patient")
 def register():
     """Every well-formed submission gets the same answer: being on a clinical record is health
@@ -69,52 +57,52 @@ def register():
     return render_template("registration/patient.html", form=form)
 
 
-def _existing_account(email: str) -> User | None:
-    return get_db().scalar(
-        select(User)
-        .where(User.portal == g.portal.slug)
-        .where(func.lower(User.email) == email.lower())
-        .where(User.status.in_(LIVE_ACCOUNT))
-        .limit(1)
-    )
-
-
 def _submit(form: PatientRegistrationForm) -> bool:
-    """One transaction: the account and its process, or a notice to the address; False only
-    when the username was taken by a concurrent registration."""
+    """One transaction: the account, linked to the clinical record it matched, and its process;
+    or a notice to the address. False only when the username was taken by a concurrent
+    registration."""
     db = get_db()
     locale = str(get_locale() or "es")
     password_hash = hash_password(form.password.data)
-    outcome = url_for("registration.check_mail")
-    if _existing_account(form.email.data) is not None:
-        notify_address(db, g.portal.slug, form.email.data, locale, NoticeKind.REGISTRATION_EXISTING)
-    elif not _email_on_record(form.email.data):
-        notify_address(
-            db, g.portal.slug, form.email.data, locale, NoticeKind.REGISTRATION_NO_RECORD
-        )
-    else:
-        reference = new_reference()
-        user = User(
-            portal=g.portal.slug,
-            username=form.username.data,
-            email=form.email.data,
-            full_name=form.full_name.data,
-            password_hash=password_hash,
-            status=AccountStatus.UNCONFIRMED,
-            role="patient",
-            locale=locale,
-        )
-        registration = Registration(
-            reference=reference,
-            portal=g.portal.slug,
-            workflow_id=registration_id(g.portal, reference),
-            status=Step.CONFIRM_EMAIL,
-            user=user,
-        )
-        once.remember(db, outcome)
-        return begin(db, g.portal, registration, user=user)
+    record = matching_record(db, g.portal.slug, form.email.data, form.full_name.data)
+    if record is None:
+        return _answer_by_mail(form, locale, NoticeKind.REGISTRATION_NO_RECORD)
+    if account_of_record(db, record) is not None:
+        return _answer_by_mail(form, locale, NoticeKind.REGISTRATION_EXISTING)
+    reference = new_reference()
+    user = User(
+        portal=g.portal.slug,
+        username=form.username.data,
+        email=form.email.data,
+        full_name=form.full_name.data,
+        password_hash=password_hash,
+        status=AccountStatus.UNCONFIRMED,
+        role="patient",
+        locale=locale,
+        clinical_record_id=record.id,
+    )
+    registration = Registration(
+        reference=reference,
+        portal=g.portal.slug,
+        workflow_id=registration_id(g.portal, reference),
+        status=Step.CONFIRM_EMAIL,
+        user=user,
+    )
+    once.remember(db, url_for("registration.check_mail"))
+    if begin(db, g.portal, registration, user=user):
+        return True
+    if username_taken(form.username.data) or once.earlier():
+        return False
+    # A concurrent registration took the record: answered as for any record with an account.
+    return _answer_by_mail(form, locale, NoticeKind.REGISTRATION_EXISTING)
+
+
+def _answer_by_mail(form: PatientRegistrationForm, locale: str, kind: NoticeKind) -> bool:
+    """The screen's one answer; the address's owner learns the rest by e-mail."""
+    db = get_db()
+    notify_address(db, g.portal.slug, form.email.data, locale, kind)
     add_event(db, actor="applicant", action="registration.refused_by_mail", portal=g.portal.slug)
-    once.remember(db, outcome)
+    once.remember(db, url_for("registration.check_mail"))
     try:
         db.commit()
     except IntegrityError:

@@ -258,6 +258,7 @@ def staff_passkeys(db, staff: StaffUser) -> list[Passkey]:
 from web.staff import (  # noqa: E402  (area modules add their routes to bp)
     admin,  # noqa: E402,F401  (staff administration)
     cases,  # noqa: E402,F401  (member help-desk cases)
+    email_change,  # noqa: E402,F401  (the help desk changes an applicant's e-mail address)
     helpdesk,  # noqa: E402,F401  (applicant accounts: unlock, reset second factor)
     narrative,  # noqa: E402,F401  (audit events as sentences)
     passkeys,  # noqa: E402,F401  (WebAuthn as a staff second factor)

@@ -56,6 +56,21 @@ SENTENCES = {
     "staff.logout": _l("%(who)s salió de la consola."),
     "staff.created": _l("Se creó un usuario del personal."),
     "staff.password_reset": _l("Se restableció la contraseña de un usuario del personal."),
+    "email_change.requested": _l("%(who)s pidió cambiar el correo electrónico."),
+    "email_change.address_in_use": _l(
+        "%(who)s pidió usar un correo electrónico que ya tiene otro usuario; no se cambió."
+    ),
+    "email_change.confirmed": _l("%(who)s confirmó la nueva dirección de correo electrónico."),
+    "email_change.applied": _l("Se cambió el correo electrónico (pedido por %(who)s)."),
+    "email_change.refused": _l(
+        "No se aplicó el cambio de correo electrónico: la dirección ya tiene otro usuario."
+    ),
+    "email_change.undone": _l(
+        "Se deshizo el cambio de correo electrónico desde la dirección anterior."
+    ),
+    "email_change.expired": _l("El pedido de cambio de correo electrónico venció."),
+    "email_change.replaced": _l("Un pedido más nuevo reemplazó el cambio de correo electrónico."),
+    "email_change.kept": _l("Terminó el plazo para deshacer el cambio de correo electrónico."),
 }
 """Sentences by action; %(who)s is the actor, other placeholders come from the event's detail."""
 
@@ -75,6 +90,10 @@ EMAILS = {
     "reset_link": _l("enlace para una nueva contraseña"),
     "temporary_password": _l("contraseña temporal"),
     "username_reminder": _l("recordatorio de usuario"),
+    "email_change_confirm": _l("confirmar la nueva dirección de correo electrónico"),
+    "email_change_requested": _l("aviso de un pedido de cambio de correo electrónico"),
+    "email_change_applied": _l("aviso de cambio de correo electrónico, con enlace para deshacerlo"),
+    "email_address_in_use": _l("aviso de dirección de correo electrónico ya usada"),
 }
 """The e-mails by template, as the audit log names them."""
 
@@ -86,6 +105,7 @@ ACTION_GROUPS = {
     "email": _l("Correos enviados"),
     "login": _l("Inicios de sesión"),
     "password": _l("Contraseñas"),
+    "email_change": _l("Cambios de correo electrónico"),
     "recovery": _l("Recuperación de cuenta"),
     "invitation": _l("Invitaciones"),
     "employee": _l("Empleados"),

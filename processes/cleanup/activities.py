@@ -1,0 +1,55 @@
+"""Deleting one batch of one table's expired rows: one short statement, one commit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from portal.models import (
+    EmailToken,
+    FormSubmission,
+    OidcAccessToken,
+    OidcAuthorizationCode,
+    OidcRefreshToken,
+    OutboxMessage,
+    UserSession,
+    utcnow,
+)
+from processes.cleanup.vocabulary import BatchSwept, SweepBatch, SweptTable
+
+# Each table's key and the moment its row is over.
+ENDS = {
+    SweptTable.AUTHORIZATION_CODES: (
+        OidcAuthorizationCode.code_hash,
+        OidcAuthorizationCode.expires_at,
+    ),
+    SweptTable.ACCESS_TOKENS: (OidcAccessToken.jti, OidcAccessToken.expires_at),
+    SweptTable.REFRESH_TOKENS: (OidcRefreshToken.token_hash, OidcRefreshToken.expires_at),
+    SweptTable.SESSIONS: (UserSession.id, UserSession.expires_at),
+    SweptTable.EMAIL_TOKENS: (EmailToken.id, EmailToken.expires_at),
+    SweptTable.FORM_SUBMISSIONS: (FormSubmission.key_hash, FormSubmission.created_at),
+    SweptTable.RELAYED_OUTBOX: (OutboxMessage.id, OutboxMessage.relayed_at),
+}
+
+
+class CleanupActivities:
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self.session_factory = session_factory
+
+    @activity.defn
+    def delete_expired_batch(self, sweep: SweepBatch) -> BatchSwept:
+        """Picks at most `batch` keys by the ending's index and deletes those rows, so a sweep of
+        a million rows is many short transactions that never lock a table for long; a retried
+        batch finds the rows already gone and deletes the next ones."""
+        key, ends = ENDS[SweptTable(sweep.table)]
+        cutoff = utcnow() - timedelta(days=sweep.grace_days)
+        over = select(key).where(ends.is_not(None), ends < cutoff).limit(sweep.batch)
+        with self.session_factory() as session:
+            keys = list(session.scalars(over))
+            if keys:
+                session.execute(delete(key.class_).where(key.in_(keys)))
+                session.commit()
+        return BatchSwept(deleted=len(keys))

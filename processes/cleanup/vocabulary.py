@@ -1,0 +1,47 @@
+"""What a sweep is asked and what it answers; the tables it may empty are a closed set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+SCHEDULE_ID = "cleanup/expired-rows"
+
+
+class SweptTable(StrEnum):
+    """Each table whose rows end: a row goes once it has been over for the grace period, so an
+    expired link or code still answers "expired" for a while instead of "unknown"."""
+
+    AUTHORIZATION_CODES = "oidc_authorization_codes"
+    ACCESS_TOKENS = "oidc_access_tokens"
+    REFRESH_TOKENS = "oidc_refresh_tokens"
+    SESSIONS = "user_sessions"
+    EMAIL_TOKENS = "email_tokens"
+    FORM_SUBMISSIONS = "form_submissions"
+    RELAYED_OUTBOX = "outbox"
+
+
+@dataclass
+class CleanupRequest:
+    """What the schedule starts each sweep with; `batch` bounds how long one DELETE holds locks."""
+
+    batch: int = 500
+    grace_days: int = 7
+    max_batches_per_table: int = 200
+
+
+@dataclass
+class SweepBatch:
+    table: str
+    batch: int
+    grace_days: int
+
+
+@dataclass
+class BatchSwept:
+    deleted: int
+
+
+@dataclass
+class CleanupReport:
+    deleted: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,320 @@
+"""The e-mail change's door for the web tier: each request, click and undo is one database
+transaction that also carries what the process must hear (an outbox start or signal), and the
+change's `status` column is claimed by conditional updates, so a click racing the link's
+expiry, a newer request or the undo window's end wins or loses exactly once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from portal.audit import add_event
+from portal.config import Portal
+from portal.lockout import count_failure, is_locked
+from portal.models import EmailChange, EmailToken, LoginThrottle, User, UserSession, utcnow
+from portal.passwords import verify_password
+from portal.tokens import new_reference, token_hash
+from processes import search_attributes
+from processes.account_notice.service import notify_account_owner, notify_address
+from processes.account_notice.vocabulary import NoticeKind
+from processes.email_change.activities import address_taken
+from processes.email_change.vocabulary import (
+    ChangeConfirmed,
+    ChangeReplaced,
+    ChangeUndone,
+    EmailChangeStart,
+    LinkPurpose,
+    LinkState,
+    Requested,
+    Signal,
+    Step,
+)
+from processes.logout_delivery.service import sign_out_everywhere
+from processes.outbox import enqueue_signal, enqueue_start
+from processes.recovery.service import request_password_reset
+
+
+def email_change_id(portal: Portal, reference: str) -> str:
+    return f"email-change/{portal.slug}/{reference}"
+
+
+@dataclass
+class ChangeRequest:
+    """One request: the person's own (with their password and the session that asks) or the
+    help desk's (with its note on how identity was checked)."""
+
+    new_email: str
+    requested_by: str
+    password: str | None = None
+    note: str = ""
+    keep_session: str | None = None
+
+
+def pending_change(session: Session, user: User) -> EmailChange | None:
+    """The change waiting for its confirmation, if any: what the page mentions."""
+    return session.scalar(
+        select(EmailChange)
+        .where(EmailChange.user_id == user.id)
+        .where(EmailChange.status == Step.PENDING)
+        .order_by(EmailChange.id.desc())
+        .limit(1)
+    )
+
+
+def _wrong_password(session: Session, portal: Portal, user: User) -> Requested:
+    """Counts toward the lockout like a wrong password at sign-in; the lock is told by e-mail."""
+    threshold = portal.policy.login_lockout_threshold
+    failures = count_failure(session, portal.slug, user.username)
+    if failures == threshold:
+        session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.portal == portal.slug)
+            .where(LoginThrottle.username_key == user.username.lower())
+            .values(locked_at=utcnow())
+        )
+        add_event(
+            session,
+            actor=f"user:{user.id}",
+            action="login.locked",
+            portal=portal.slug,
+            user_id=user.id,
+        )
+        notify_account_owner(session, user, NoticeKind.ACCOUNT_LOCKED)
+    session.commit()
+    return Requested.LOCKED if failures >= threshold else Requested.WRONG_PASSWORD
+
+
+def _replace_waiting(session: Session, user_id: int, by_change_id: int) -> None:
+    """Every change of the account still waiting for its confirmation ends, its link with it."""
+    now = utcnow()
+    waiting = list(
+        session.scalars(
+            select(EmailChange)
+            .where(EmailChange.user_id == user_id)
+            .where(EmailChange.status == Step.PENDING)
+            .where(EmailChange.id != by_change_id)
+        )
+    )
+    for change in waiting:
+        claimed = session.execute(
+            update(EmailChange)
+            .where(EmailChange.id == change.id)
+            .where(EmailChange.status == Step.PENDING)
+            .values(status=Step.REPLACED, ended_at=now)
+        ).rowcount
+        if not claimed:
+            continue
+        session.execute(
+            update(EmailToken)
+            .where(EmailToken.workflow_id == change.workflow_id)
+            .where(EmailToken.purpose == LinkPurpose.CONFIRM)
+            .where(EmailToken.used_at.is_(None))
+            .where(EmailToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        enqueue_signal(
+            session,
+            workflow_id=change.workflow_id,
+            signal=Signal.REPLACE,
+            payload=ChangeReplaced(by_change_id=by_change_id),
+        )
+
+
+def request_change(
+    session: Session, portal: Portal, user: User, request: ChangeRequest
+) -> Requested:
+    """Checks the password (counted like any secret check), then starts the change's process
+    with its row, replacing any change still waiting. An address another account uses, where
+    the portal does not share addresses, is answered the same and that mailbox is told."""
+    if request.password is not None:
+        if is_locked(session, portal.slug, user.username, portal.policy.login_lockout_threshold):
+            verify_password(None, request.password)
+            return Requested.LOCKED
+        if not verify_password(user.password_hash, request.password):
+            return _wrong_password(session, portal, user)
+    if request.new_email.lower() == user.email.lower():
+        return Requested.SAME_ADDRESS
+    session.scalar(select(User.id).where(User.id == user.id).with_for_update())
+    if not portal.policy.shared_email_addresses and address_taken(
+        session, portal.slug, request.new_email, user.id
+    ):
+        _replace_waiting(session, user.id, by_change_id=0)
+        notify_address(
+            session, portal.slug, request.new_email, user.locale, NoticeKind.EMAIL_ADDRESS_IN_USE
+        )
+        add_event(
+            session,
+            actor=request.requested_by,
+            action="email_change.address_in_use",
+            portal=portal.slug,
+            user_id=user.id,
+            note=request.note,
+        )
+        session.commit()
+        return Requested.SENT
+    reference = new_reference()
+    change = EmailChange(
+        reference=reference,
+        portal=portal.slug,
+        workflow_id=email_change_id(portal, reference),
+        user_id=user.id,
+        old_email=user.email,
+        new_email=request.new_email,
+        status=Step.PENDING,
+        requested_by=request.requested_by,
+        note=request.note,
+        keep_session=request.keep_session,
+    )
+    session.add(change)
+    session.flush()
+    _replace_waiting(session, user.id, by_change_id=change.id)
+    add_event(
+        session,
+        actor=request.requested_by,
+        action="email_change.requested",
+        portal=portal.slug,
+        workflow_id=change.workflow_id,
+        user_id=user.id,
+        note=request.note,
+    )
+    enqueue_start(
+        session,
+        workflow="EmailChangeWorkflow",
+        workflow_id=change.workflow_id,
+        payload=EmailChangeStart(
+            portal=portal.slug,
+            change_id=change.id,
+            link_hours=portal.policy.email_change_link_hours,
+            undo_days=portal.policy.email_change_undo_days,
+            shared_addresses=portal.policy.shared_email_addresses,
+        ),
+        summary=f"{portal.name.source}: e-mail change {reference}",
+        search_attributes={
+            search_attributes.PORTAL.name: portal.slug,
+            search_attributes.REFERENCE.name: reference,
+            search_attributes.STEP.name: Step.SENDING,
+        },
+    )
+    session.commit()
+    return Requested.SENT
+
+
+@dataclass
+class Link:
+    state: LinkState
+    token: EmailToken | None = None
+    change: EmailChange | None = None
+
+
+def read_link(session: Session, portal: Portal, raw: str, purpose: LinkPurpose) -> Link:
+    """What a link's page may say, read without changing anything."""
+    token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
+    if token is None or token.portal != portal.slug or token.purpose != purpose:
+        return Link(LinkState.UNKNOWN)
+    change = session.scalar(select(EmailChange).where(EmailChange.workflow_id == token.workflow_id))
+    if change is None:
+        return Link(LinkState.UNKNOWN)
+    if token.used_at is not None:
+        return Link(LinkState.USED, token, change)
+    if not token.usable(utcnow()):
+        return Link(LinkState.EXPIRED, token, change)
+    return Link(LinkState.USABLE, token, change)
+
+
+def _claim_link(session: Session, token: EmailToken) -> bool:
+    now = utcnow()
+    return bool(
+        session.execute(
+            update(EmailToken)
+            .where(EmailToken.id == token.id)
+            .where(EmailToken.used_at.is_(None))
+            .where(EmailToken.revoked_at.is_(None))
+            .where(EmailToken.expires_at > now)
+            .values(used_at=now)
+        ).rowcount
+    )
+
+
+def confirm(session: Session, portal: Portal, raw: str) -> Link:
+    """The new address's button: the link and the change's `pending` are claimed together and
+    the process is owed its `confirm` signal; it applies the change (with its audit line)."""
+    link = read_link(session, portal, raw, LinkPurpose.CONFIRM)
+    if link.state != LinkState.USABLE:
+        return link
+    now = utcnow()
+    claimed = (
+        _claim_link(session, link.token)
+        and session.execute(
+            update(EmailChange)
+            .where(EmailChange.id == link.change.id)
+            .where(EmailChange.status == Step.PENDING)
+            .values(status=Step.CONFIRMED, confirmed_at=now)
+        ).rowcount
+    )
+    if not claimed:
+        session.rollback()
+        return read_link(session, portal, raw, LinkPurpose.CONFIRM)
+    add_event(
+        session,
+        actor=f"user:{link.change.user_id}",
+        action="email_change.confirmed",
+        portal=portal.slug,
+        workflow_id=link.change.workflow_id,
+        user_id=link.change.user_id,
+    )
+    enqueue_signal(
+        session,
+        workflow_id=link.change.workflow_id,
+        signal=Signal.CONFIRM,
+        payload=ChangeConfirmed(token_id=link.token.id),
+    )
+    session.commit()
+    return Link(LinkState.DONE_NOW, link.token, link.change)
+
+
+def undo(session: Session, secret: str, portal: Portal, raw: str) -> Link:
+    """The old address's button, inside the undo window: the old address is back, every
+    session ends, every client is told, any waiting change ends, and a password reset goes to
+    the old address, all in one transaction with the process's `undo` signal."""
+    link = read_link(session, portal, raw, LinkPurpose.UNDO)
+    if link.state != LinkState.USABLE:
+        return link
+    now = utcnow()
+    change = link.change
+    claimed = (
+        _claim_link(session, link.token)
+        and session.execute(
+            update(EmailChange)
+            .where(EmailChange.id == change.id)
+            .where(EmailChange.status == Step.APPLIED)
+            .where(EmailChange.undo_until > now)
+            .values(status=Step.UNDONE, ended_at=now)
+        ).rowcount
+    )
+    if not claimed:
+        session.rollback()
+        link = read_link(session, portal, raw, LinkPurpose.UNDO)
+        return link if link.state != LinkState.USABLE else Link(LinkState.EXPIRED)
+    session.execute(update(User).where(User.id == change.user_id).values(email=change.old_email))
+    session.execute(delete(UserSession).where(UserSession.user_id == change.user_id))
+    sign_out_everywhere(session, change.user_id)
+    _replace_waiting(session, change.user_id, by_change_id=change.id)
+    add_event(
+        session,
+        actor=f"user:{change.user_id}",
+        action="email_change.undone",
+        portal=portal.slug,
+        workflow_id=change.workflow_id,
+        user_id=change.user_id,
+        via="undo link to the old address",
+    )
+    enqueue_signal(
+        session,
+        workflow_id=change.workflow_id,
+        signal=Signal.UNDO,
+        payload=ChangeUndone(token_id=link.token.id),
+    )
+    request_password_reset(session, secret, portal, change.user_id)
+    return Link(LinkState.DONE_NOW, link.token, change)
