@@ -92,3 +92,39 @@ def test_a_health_app_launches_standalone_reads_its_patient_and_keeps_access_off
     assert smart.reauthorize()
     assert smart.server.auth.access_token != spent
     assert Patient.read(maria, smart.server).id == maria
+
+
+def test_the_sample_smart_app_shows_the_patients_name_and_observations(
+    provider, fhir_server, maria, spawn
+):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = provider.add_client(
+        "mis-datos-de-salud",
+        public=True,
+        first_party=False,
+        redirect_uris=[f"{base}/callback"],
+        approved_scopes=[*APP_SCOPES, "patient/Patient.r", "patient/Observation.rs"],
+    )
+    _, output = spawn(
+        [sys.executable, "samples/smart/app.py", "--port", str(port)],
+        env={
+            "SMART_FHIR_BASE": fhir_server,
+            "SMART_CLIENT_ID": app.client_id,
+            "SMART_BASE_URL": base,
+        },
+    )
+    output.wait_for(r"sample SMART app\) on", 30)
+    wait_until(lambda: answers(f"{base}/"), 30, "the sample SMART app to answer")
+    browser = provider.browser()
+
+    launch = browser.get(f"{base}/launch", allow_redirects=False)
+    page = browser.sign_in(browser.walk(launch.headers["Location"]), "maria")
+    callback = browser.submit(
+        page,
+        {"decision": "allow", "resource": ["patient/Patient.r", "patient/Observation.rs"]},
+    )
+    home = browser.get(callback.headers["Location"])
+
+    assert "María José Fernández" in home.text and "HC-100001" in home.text
+    assert "Heart rate" in home.text and "Glucose" in home.text
