@@ -109,6 +109,9 @@ class Policy:
     """How long a health app's offline access lasts unused; every refresh starts it again."""
     password_reset_ends_offline_access: bool = True
     """Whether a password reset or change also ends health apps' offline access."""
+    fhir_base_urls: tuple[str, ...] = ()
+    """The FHIR servers this portal authorizes for: a SMART request's `aud` must name one.
+    Empty: any `aud` is accepted (a demo whose FHIR server's port changes)."""
 
 
 FLOW_STEPS = {
@@ -156,8 +159,9 @@ def _build(cls, data: dict):
 
 def _policy_from(data: dict) -> Policy:
     data = dict(data)
-    if "require_second_factor" in data:
-        data["require_second_factor"] = tuple(data["require_second_factor"])
+    for listed in ("require_second_factor", "fhir_base_urls"):
+        if listed in data:
+            data[listed] = tuple(data[listed])
     return _build(Policy, data)
 
 

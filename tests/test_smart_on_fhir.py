@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -24,7 +26,7 @@ from portal.models import (
     utcnow,
 )
 from portal.smart import resource_scope
-from tests.fixtures.oidc import PASSWORD, REDIRECT_URI, callback_params
+from tests.fixtures.oidc import PASSWORD, REDIRECT_URI, _provider, callback_params
 
 pytestmark = pytest.mark.dialects
 
@@ -456,3 +458,35 @@ def test_a_disabled_account_ends_offline_access(provider):
 
     assert refresh(provider, app, token["refresh_token"]).json()["error"] == "invalid_grant"
     assert introspect(provider, token["access_token"], server).json() == {"active": False}
+
+
+@pytest.fixture
+def guarded_provider(settings, session_factory, tmp_path):
+    """The provider with a patient portal that lists its one FHIR server."""
+    portals = Path(settings.portals_file).read_text(encoding="utf-8")
+    portals = portals.replace(
+        "[portals.patient.policy]\n",
+        '[portals.patient.policy]\nfhir_base_urls = ["http://fhir.test/fhir"]\n',
+    )
+    (tmp_path / "portals.toml").write_text(portals, encoding="utf-8")
+    made, stop, _ = _provider(
+        replace(settings, portals_file=tmp_path / "portals.toml"), session_factory
+    )
+    yield made
+    stop()
+
+
+def test_a_portal_that_lists_its_fhir_servers_refuses_a_token_for_another(guarded_provider):
+    provider = guarded_provider
+    patient_with_record(provider)
+    app = smart_app(provider)
+    browser = provider.browser()
+    browser.sign_in(browser.get(f"{provider.issuer()}/login"), "ana.perez")
+
+    elsewhere, _ = authorize(provider, app, browser, aud="https://evil.example/fhir")
+    missing, _ = authorize(provider, app, browser, aud="")
+
+    for answer in (elsewhere, missing):
+        assert callback_params(answer.headers["Location"])["error"] == "invalid_request"
+    assert codes_issued(provider) == 0
+    assert launch(provider, app, browser)[0].json()["patient"] == "pat-ana"

@@ -390,6 +390,15 @@ def _requested_scopes(client: OidcClient, raw: str) -> tuple[list[str], str | No
     return scopes, None
 
 
+def _audience_protected(aud: str | None) -> bool:
+    """SMART's `aud` names the FHIR server the token is for; when the portal lists its FHIR
+    servers, a token is never issued for another (a token leaked to one cannot be replayed)."""
+    listed = g.portal.policy.fhir_base_urls
+    if not listed:
+        return True
+    return aud is not None and aud.rstrip("/") in {url.rstrip("/") for url in listed}
+
+
 def _granted(scopes: list[str], form) -> list[str]:
     """What the person allowed: every scope asked for but the resource types they unticked."""
     kept = set(form.getlist("resource"))
@@ -435,6 +444,8 @@ def authorize():
     if refusal:
         return back(error="invalid_scope", error_description=refusal)
     smart = any(is_smart_scope(s) for s in scopes)
+    if smart and not _audience_protected(args.get("aud")):
+        return back(error="invalid_request", error_description="aud is not a FHIR server here")
     challenge = args.get("code_challenge")
     if challenge:
         if args.get("code_challenge_method") != "S256" or not PKCE_VERIFIER.match(challenge):
