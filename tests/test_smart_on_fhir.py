@@ -460,20 +460,60 @@ def test_a_disabled_account_ends_offline_access(provider):
     assert introspect(provider, token["access_token"], server).json() == {"active": False}
 
 
-@pytest.fixture
-def guarded_provider(settings, session_factory, tmp_path):
-    """The provider with a patient portal that lists its one FHIR server."""
+def provider_with_policy(settings, session_factory, tmp_path, policy: str):
+    """The provider with lines added to the patient portal's policy; returns it and its stop."""
     portals = Path(settings.portals_file).read_text(encoding="utf-8")
-    portals = portals.replace(
-        "[portals.patient.policy]\n",
-        '[portals.patient.policy]\nfhir_base_urls = ["http://fhir.test/fhir"]\n',
-    )
+    portals = portals.replace("[portals.patient.policy]\n", f"[portals.patient.policy]\n{policy}\n")
     (tmp_path / "portals.toml").write_text(portals, encoding="utf-8")
     made, stop, _ = _provider(
         replace(settings, portals_file=tmp_path / "portals.toml"), session_factory
     )
+    return made, stop
+
+
+@pytest.fixture
+def guarded_provider(settings, session_factory, tmp_path):
+    """The provider with a patient portal that lists its one FHIR server."""
+    made, stop = provider_with_policy(
+        settings, session_factory, tmp_path, 'fhir_base_urls = ["http://fhir.test/fhir"]'
+    )
     yield made
     stop()
+
+
+@pytest.fixture
+def lenient_provider(settings, session_factory, tmp_path):
+    """The provider with a patient portal whose password changes keep offline access."""
+    made, stop = provider_with_policy(
+        settings, session_factory, tmp_path, "password_reset_ends_offline_access = false"
+    )
+    yield made
+    stop()
+
+
+def test_a_password_change_keeps_offline_access_when_the_policy_says_so(lenient_provider):
+    provider = lenient_provider
+    patient_with_record(provider)
+    app = smart_app(provider)
+    plain = provider.add_client("portal-app")
+    token, browser = launch(provider, app)
+    token = token.json()
+    other = provider.sign_in(plain, browser)
+
+    page = browser.get(f"{provider.issuer()}/account/password")
+    browser.submit(
+        page,
+        {
+            "current_password": PASSWORD,
+            "new_password": "OtraClave456segura",
+            "new_password_confirm": "OtraClave456segura",
+        },
+    )
+
+    assert refresh(provider, app, token["refresh_token"]).status_code == 200
+    assert refresh(provider, plain, other.token["refresh_token"]).json()["error"] == (
+        "invalid_grant"
+    )
 
 
 def test_a_portal_that_lists_its_fhir_servers_refuses_a_token_for_another(guarded_provider):
