@@ -530,3 +530,16 @@ def test_a_portal_that_lists_its_fhir_servers_refuses_a_token_for_another(guarde
         assert callback_params(answer.headers["Location"])["error"] == "invalid_request"
     assert codes_issued(provider) == 0
     assert launch(provider, app, browser)[0].json()["patient"] == "pat-ana"
+
+
+def test_a_confidential_health_app_authenticates_with_its_secret_and_still_needs_pkce(provider):
+    patient_with_record(provider)
+    app = smart_app(provider, "portal-del-afiliado", public=False)
+    browser = provider.browser()
+    browser.sign_in(browser.get(f"{provider.issuer()}/login"), "ana.perez")
+
+    without_pkce, _ = authorize(provider, app, browser, code_challenge="", code_challenge_method="")
+    assert callback_params(without_pkce.headers["Location"])["error"] == "invalid_request"
+
+    answer, _ = launch(provider, app, browser)
+    assert answer.status_code == 200 and answer.json()["patient"] == "pat-ana"
