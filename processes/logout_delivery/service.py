@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from portal.models import OidcClient
 from portal.oidc import revoke_session_grants, revoke_user_grants
-from processes.logout_delivery.vocabulary import DEFAULT_DEADLINE_SECONDS, LogoutNotice
-from processes.outbox import enqueue_start
+from processes.logout_delivery.vocabulary import DEFAULT_DEADLINE_SECONDS, WORKFLOW, LogoutNotice
+from temporal.outbox import enqueue_start
 
 
 def sign_out_everywhere(
@@ -49,7 +49,7 @@ def _tell(
             continue
         enqueue_start(
             session,
-            workflow="LogoutDeliveryWorkflow",
+            workflow=WORKFLOW,
             workflow_id=f"logout-delivery/{client.portal}/{secrets.token_hex(10)}",
             payload=LogoutNotice(
                 portal=client.portal,
