@@ -16,9 +16,11 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
+from mail.mailer import Mailer
 from portal.models import (
     AccountStatus,
     ClinicalRecord,
+    EmailToken,
     MemberRecord,
     OidcAuthorizationCode,
     OidcGrant,
@@ -26,6 +28,7 @@ from portal.models import (
     utcnow,
 )
 from portal.smart import resource_scope
+from processes.recovery.activities import RecoveryActivities, ResetConfirmed
 from tests.fixtures.oidc import PASSWORD, REDIRECT_URI, _provider, callback_params
 
 pytestmark = pytest.mark.dialects
@@ -543,3 +546,52 @@ def test_a_confidential_health_app_authenticates_with_its_secret_and_still_needs
 
     answer, _ = launch(provider, app, browser)
     assert answer.status_code == 200 and answer.json()["patient"] == "pat-ana"
+
+
+def apply_reset(settings, session_factory, user_id: int) -> None:
+    """The reset's activity, as the worker runs it once the link was followed."""
+    with session_factory() as session:
+        token = EmailToken(
+            token_hash=secrets.token_hex(32),
+            purpose="reset",
+            portal="patient",
+            workflow_id="password-reset/patient/test",
+            user_id=user_id,
+            expires_at=utcnow() + timedelta(hours=1),
+        )
+        session.add(token)
+        session.commit()
+        token_id = token.id
+    RecoveryActivities(session_factory, Mailer(settings)).apply_reset(
+        ResetConfirmed(
+            workflow_id="password-reset/patient/test",
+            portal="patient",
+            token_id=token_id,
+            user_id=user_id,
+            mode="temporary_password",
+            temporary_password_hours=24,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "survives"),
+    [("", False), ("password_reset_ends_offline_access = false", True)],
+    ids=["default-ends-it", "policy-keeps-it"],
+)
+def test_a_password_reset_ends_offline_access_as_the_policy_says(
+    settings, session_factory, tmp_path, policy, survives
+):
+    provider, stop = provider_with_policy(settings, session_factory, tmp_path, policy)
+    try:
+        user_id = patient_with_record(provider)
+        app = smart_app(provider)
+        token = launch(provider, app)[0].json()
+
+        reset_settings = replace(settings, portals_file=tmp_path / "portals.toml")
+        apply_reset(reset_settings, session_factory, user_id)
+
+        renewed = refresh(provider, app, token["refresh_token"])
+        assert (renewed.status_code == 200) is survives, renewed.text
+    finally:
+        stop()
