@@ -344,6 +344,25 @@ def test_ending_one_session_logs_out_only_its_sid_and_the_other_session_keeps_wo
     )
 
 
+def test_an_rs256_clients_logout_token_is_signed_with_rs256(provider_with_worker, receiver):
+    provider = provider_with_worker
+    receiver.up = True
+    provider.add_user()
+    client = provider.add_client(backchannel_logout_uri=receiver.url, signing_alg="RS256")
+    browser = provider.browser()
+    signin = provider.sign_in(client, browser)
+
+    browser.submit(browser.get(provider.metadata()["end_session_endpoint"]), {})
+
+    token = wait_until(lambda: receiver.tokens, timeout=30, what="the logout token")[0]
+    decoded = jwt.decode(token, provider.jwks(), algorithms=["RS256"])
+    id_claims = provider.validate_id_token(
+        signin.token["id_token"], client, signin.nonce, alg="RS256"
+    ).claims
+    assert decoded.header["alg"] == "RS256"
+    assert decoded.claims["sid"] == id_claims["sid"]
+
+
 def test_an_applied_e_mail_change_signs_the_account_out_of_every_client(
     provider_with_worker, receiver, mailbox
 ):
