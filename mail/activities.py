@@ -30,6 +30,8 @@ class LinkEmail:
     user_id: int
     lifetime_hours: int
     send_key: str
+    context: dict[str, str] = field(default_factory=dict)
+    """What else the message says (no secret): a time, a browser."""
 
 
 @dataclass
@@ -139,7 +141,9 @@ class MailActivities:
                     template=request.template,
                     locale=user.locale,
                     context=self._context(
-                        request.portal, user, {"hours": str(request.lifetime_hours)}
+                        request.portal,
+                        user,
+                        {**request.context, "hours": str(request.lifetime_hours)},
                     ),
                     user_id=user.id,
                     detail={"user_id": user.id},

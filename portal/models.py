@@ -207,6 +207,25 @@ class UserSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+    user_agent: Mapped[str] = mapped_column(String(400), default="", server_default="")
+    """As the browser sent it at sign-in, so the person can tell their sessions apart."""
+    device_hash: Mapped[str | None] = mapped_column(String(64))
+    """The hash of the browser's device cookie: "this was not me" ends its sessions."""
+
+
+class KnownDevice(Base):
+    """A browser that has signed in to an account, by the hash of its long-lived device cookie:
+    a sign-in from any other browser is news the owner hears about by e-mail."""
+
+    __tablename__ = "known_devices"
+    __table_args__ = (UniqueConstraint("user_id", "device_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_hash: Mapped[str] = mapped_column(String(64))
+    notice_workflow_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    """The new-device notice sent for its first sign-in, whose "not me" link names it."""
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Registration(Base):
@@ -691,6 +710,23 @@ class OidcAccessToken(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None]
+
+
+class OidcConsent(Base):
+    """What a person allowed a client to receive, remembered so the consent screen comes back
+    only for scopes not allowed before; removing the application's access forgets it."""
+
+    __tablename__ = "oidc_consents"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("oidc_clients.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    scope: Mapped[str] = mapped_column(String(500))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class EmailChange(Base):

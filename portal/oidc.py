@@ -470,6 +470,20 @@ def revoke_session_grants(
     return [(clients[pk], grant_sid) for pk, grant_sid in sorted(owed, key=str)]
 
 
+def revoke_client_grants(session: Session, user_id: int, client_pk: int) -> OidcClient | None:
+    """Ends the account's token families with one client; returns the client if any was live."""
+    revoked = session.execute(
+        update(OidcGrant)
+        .where(
+            OidcGrant.user_id == user_id,
+            OidcGrant.client_pk == client_pk,
+            OidcGrant.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    ).rowcount
+    return session.get(OidcClient, client_pk) if revoked else None
+
+
 def grant_is_live(session: Session, grant_id: str) -> OidcGrant | None:
     """The grant if it is neither revoked nor, for offline access, lapsed."""
     grant = session.get(OidcGrant, grant_id)

@@ -20,6 +20,7 @@ from tests.fixtures.showcase import (
     EMAIL_CHANGE_TOKEN,
     EMAIL_UNDO_TOKEN,
     INVITATION_TOKEN,
+    NOT_ME_TOKEN,
     PASSWORD,
     RESET_TOKEN,
     STAFF_PASSWORD,
@@ -177,6 +178,8 @@ def test_every_public_page_of_every_portal(walk):
         "new password",
     )
     walk.visit("/member/register/continue/no-such-token", "member continue link invalid")
+    walk.visit(f"/patient/account/not-me/{NOT_ME_TOKEN}", "this was not me")
+    walk.visit("/patient/account/not-me/no-such-token", "not-me link invalid")
     walk.visit(f"/patient/account/email/confirm/{EMAIL_CHANGE_TOKEN}", "confirm a new e-mail")
     walk.visit(f"/patient/account/email/undo/{EMAIL_UNDO_TOKEN}", "undo an e-mail change")
     walk.visit("/patient/account/email/confirm/no-such-token", "e-mail change link invalid")
@@ -204,6 +207,9 @@ def test_every_signed_in_page_of_every_portal(walk):
         sign_in(page, walk.base, f"/{portal}/login", username, PASSWORD)
         walk.visit(f"/{portal}/", f"{portal} home")
         walk.visit(f"/{portal}/account/password")
+        walk.visit(f"/{portal}/account/activity", "activity and access")
+        walk.visit(f"/{portal}/account/profile", "profile")
+        walk.refuse(f"/{portal}/account/profile", {"#phone": "12"}, "profile")
         walk.refuse(
             f"/{portal}/account/password", {"#current_password": "equivocada"}, "change password"
         )
@@ -240,6 +246,14 @@ def test_every_page_of_the_staff_console(walk, site):
     )
     walk.visit("/staff/cases")
     walk.visit(f"/staff/cases/{showcase.case_id}", "case")
+    walk.visit("/staff/accounts?q=ana.perez", "account search")
+    walk.visit(f"/staff/accounts/{showcase.patient_id}", "staff account page")
+    walk.refuse(
+        f"/staff/accounts/{showcase.patient_id}",
+        {},
+        "disable without a note",
+        button="form:has(#status_note) button[type=submit]",
+    )
     walk.visit(f"/staff/accounts/{showcase.patient_id}/email", "help desk e-mail change")
     walk.refuse(
         f"/staff/accounts/{showcase.patient_id}/email",

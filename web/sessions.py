@@ -97,7 +97,9 @@ def keep_alive() -> int | None:
     return int(limit.total_seconds()) if limit else None
 
 
-def start_session(account: User | StaffUser, remember: bool) -> None:
+def start_session(
+    account: User | StaffUser, remember: bool, device_hash: str | None = None
+) -> None:
     """Writes the session row, then hands its id to Flask-Login (and its remember cookie)."""
     session_id = secrets.token_urlsafe(32)
     lifetime = timedelta(days=REMEMBER_DAYS) if remember else timedelta(hours=BROWSER_SESSION_HOURS)
@@ -115,6 +117,8 @@ def start_session(account: User | StaffUser, remember: bool) -> None:
             created_at=now,
             last_seen_at=now,
             expires_at=now + lifetime,
+            user_agent=(request.headers.get("User-Agent") or "")[:400],
+            device_hash=device_hash,
         )
     )
     db.commit()
@@ -151,6 +155,18 @@ def end_other_sessions(user_id: int) -> None:
     sign_out_everywhere(
         db, user_id, keep_offline=not g.portal.policy.password_reset_ends_offline_access
     )
+
+
+def current_session_row_id() -> str | None:
+    """The row id of the session making this request, or None when nobody is signed in."""
+    if not current_user.is_authenticated:
+        return None
+    return token_hash(current_user.session_id)
+
+
+def end_one_session(row: UserSession) -> None:
+    """Deleting the row is enough: its next request finds nothing and is signed out."""
+    get_db().delete(row)
 
 
 def end_all_sessions(user_id: int) -> None:

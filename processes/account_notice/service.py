@@ -7,7 +7,13 @@ import secrets
 from sqlalchemy.orm import Session
 
 from portal.models import User, utcnow
-from processes.account_notice.vocabulary import WORKFLOW, AccountNotice, NoticeKind
+from processes.account_notice.vocabulary import (
+    SIGN_IN_NOTICE_WORKFLOW,
+    WORKFLOW,
+    AccountNotice,
+    NewDeviceNotice,
+    NoticeKind,
+)
 from temporal.outbox import enqueue_start
 
 
@@ -47,4 +53,31 @@ def notify_address(
             locale=locale,
         ),
         summary=f"notice: {kind}",
+    )
+
+
+def notify_new_device(
+    session: Session,
+    user: User,
+    *,
+    workflow_id: str,
+    browser: str,
+    system: str,
+    link_hours: int,
+) -> None:
+    """The "Nuevo inicio de sesión" e-mail with its "this was not me" link; the caller commits,
+    so the sign-in that owes it never waits on Temporal."""
+    enqueue_start(
+        session,
+        workflow=SIGN_IN_NOTICE_WORKFLOW,
+        workflow_id=workflow_id,
+        payload=NewDeviceNotice(
+            portal=user.portal,
+            user_id=user.id,
+            occurred_at=utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+            browser=browser,
+            system=system,
+            link_hours=link_hours,
+        ),
+        summary=f"notice: {NoticeKind.NEW_DEVICE_SIGN_IN}",
     )

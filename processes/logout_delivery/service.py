@@ -1,7 +1,8 @@
 """What the web tier and the activities call when an account's sessions end.
 
-In the caller's transaction: the token families of the ended session (or of every session) are
-revoked at once, and one back-channel logout per client with a logout URI is owed to the outbox.
+In the caller's transaction: the token families of the ended session (or of every session, or
+of one application) are revoked at once, and one back-channel logout per client with a logout
+URI is owed to the outbox.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import secrets
 from sqlalchemy.orm import Session
 
 from portal.models import OidcClient
-from portal.oidc import revoke_session_grants, revoke_user_grants
+from portal.oidc import revoke_client_grants, revoke_session_grants, revoke_user_grants
 from processes.logout_delivery.vocabulary import DEFAULT_DEADLINE_SECONDS, WORKFLOW, LogoutNotice
 from temporal.outbox import enqueue_start
 
@@ -35,6 +36,21 @@ def sign_out_session(
     """One sign-in session (logout): only its grants end, and each logout token names its
     `sid`, so the account's other sessions at the same client go on. The caller commits."""
     return _tell(session, user_id, revoke_session_grants(session, user_id, sid), deadline_seconds)
+
+
+def sign_out_of_client(
+    session: Session,
+    user_id: int,
+    client_pk: int,
+    deadline_seconds: int = DEFAULT_DEADLINE_SECONDS,
+) -> bool:
+    """One application loses the account's tokens (offline access included) and hears of it,
+    for every session; returns whether it held any live token. The caller commits."""
+    client = revoke_client_grants(session, user_id, client_pk)
+    if client is None:
+        return False
+    _tell(session, user_id, [(client, None)], deadline_seconds)
+    return True
 
 
 def _tell(

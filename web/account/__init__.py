@@ -22,7 +22,12 @@ from web.sessions import end_other_sessions, portal_login_required
 
 bp = portal_blueprint("account", __name__)
 
-ALLOWED_WHILE_PASSWORD_MUST_CHANGE = {"account.change_password", "auth.logout", "static"}
+ALLOWED_WHILE_PASSWORD_MUST_CHANGE = {
+    "account.change_password",
+    "account.not_me",
+    "auth.logout",
+    "static",
+}
 
 
 @bp.before_app_request
@@ -85,7 +90,10 @@ def change_password():
 
 
 from web.account import (  # noqa: E402  (area modules add their routes to bp)
+    activity,  # noqa: E402,F401  (sessions, connected applications, security events)
     email,  # noqa: E402,F401  (changing the e-mail address, and its two links)
     employees,  # noqa: E402,F401  (provider office employees and invitations)
+    not_me,  # noqa: E402,F401  (the new-device notice's "this was not me" link)
+    profile,  # noqa: E402,F401  (phone and preferred language)
     security,  # noqa: E402,F401  (authenticator-app second factor)
 )

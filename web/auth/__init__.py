@@ -19,6 +19,7 @@ from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from web import second_factor
 from web.db import get_db
+from web.devices import device_sign_in
 from web.forms import CheckedForm, required, strip
 from web.oidc import allow_return_to_client
 from web.portals import portal_blueprint
@@ -125,6 +126,14 @@ def login():
         if not verify_password(user.password_hash if user else None, form.password.data):
             throttle = _throttle(key)
             throttle.failures += 1
+            if user is not None:
+                add_event(
+                    db,
+                    actor="anonymous",
+                    action="login.failed",
+                    portal=g.portal.slug,
+                    user_id=user.id,
+                )
             if throttle.failures == threshold:
                 lock_account(throttle, user)
                 count_login(g.portal.slug, "locked")
@@ -184,7 +193,7 @@ def finish_login(user, remember: bool, next_url: str) -> str:
     if user.must_change_password:
         user.password_expires_at = utcnow()
     add_event(db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id)
-    start_session(user, remember=remember)
+    start_session(user, remember=remember, device_hash=device_sign_in(user))
     count_login(g.portal.slug, "ok")
     if user.must_change_password:
         if next_url:

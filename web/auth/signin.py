@@ -50,6 +50,14 @@ def _wrong_code(db, user: User, form) -> bool:
     """A wrong code counts toward the portal's lockout like a wrong password."""
     throttle = _throttle(db, user)
     throttle.failures += 1
+    add_event(
+        db,
+        actor="anonymous",
+        action="login.failed",
+        portal=g.portal.slug,
+        user_id=user.id,
+        step="code",
+    )
     locked = throttle.failures >= g.portal.policy.login_lockout_threshold
     if locked:
         if throttle.locked_at is None:

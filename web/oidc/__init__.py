@@ -34,6 +34,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select, update
 from werkzeug.datastructures import MultiDict
 
+from portal.access import consent_covers, remember_consent
 from portal.models import (
     AccountStatus,
     OidcAccessToken,
@@ -477,7 +478,11 @@ def authorize():
     session.pop(REAUTH_KEY, None)
     user, auth_time, sid = signed_in
 
-    if not client.first_party or "consent" in prompts:
+    db = get_db()
+    remembered = "consent" not in prompts and (
+        client.first_party or consent_covers(db, user.id, client.id, scopes)
+    )
+    if not remembered:
         form = DecisionForm()
         if request.method == "GET" or not form.validate_on_submit():
             if "none" in prompts:
@@ -502,9 +507,10 @@ def authorize():
         if request.form.get("decision") != "allow":
             return back(error="access_denied", error_description="the person declined")
         scopes = _granted(scopes, request.form)
-    db = get_db()
     if ContextScope.LAUNCH_PATIENT in scopes and patient_id_for(db, user) is None:
         return back(error="access_denied", error_description="no patient record for this account")
+    if not remembered:
+        remember_consent(db, user, client, scopes)
 
     raw = new_token()
     db.add(

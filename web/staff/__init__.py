@@ -257,6 +257,7 @@ def staff_passkeys(db, staff: StaffUser) -> list[Passkey]:
 
 
 from web.staff import (  # noqa: E402  (area modules add their routes to bp)
+    account_access,  # noqa: E402,F401  (an applicant's sessions, applications, events, status)
     admin,  # noqa: E402,F401  (staff administration)
     cases,  # noqa: E402,F401  (member help-desk cases)
     email_change,  # noqa: E402,F401  (the help desk changes an applicant's e-mail address)

@@ -3,7 +3,7 @@ for a set of scopes; a grant carries its patient context and, for offline access
 sliding expiry so it outlives the portal session
 
 Revision ID: 0021
-Revises: 0017
+Revises: 0017, 0019
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0021"
-down_revision: str | Sequence[str] | None = "0017"
+down_revision: str | Sequence[str] | None = ("0017", "0019")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
