@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from dataclasses import replace
 from datetime import timedelta
@@ -595,3 +596,47 @@ def test_a_password_reset_ends_offline_access_as_the_policy_says(
         assert (renewed.status_code == 200) is survives, renewed.text
     finally:
         stop()
+
+
+def test_consent_is_remembered_as_granted_and_asked_again_for_what_was_unticked(provider):
+    patient_with_record(provider)
+    app = smart_app(provider)
+    token, browser = launch(provider, app, keep=["patient/Patient.r"])
+    assert "patient/Observation.rs" not in token.json()["scope"]
+
+    narrower = "openid fhirUser launch/patient offline_access patient/Patient.r"
+    again, _ = authorize(provider, app, browser, narrower)
+    assert again.status_code in (302, 303) and "code" in callback_params(again.headers["Location"])
+
+    wider, _ = authorize(provider, app, browser)
+    assert wider.status_code == 200 and "Sus resultados de laboratorio" in wider.text
+
+
+def test_removing_the_app_on_the_activity_page_ends_its_offline_access(provider):
+    patient_with_record(provider)
+    app = smart_app(provider)
+    server = resource_server(provider)
+    token, browser = launch(provider, app)
+    token = token.json()
+    browser.submit(browser.get(f"{provider.issuer()}/end-session"), {})
+    assert refresh(provider, app, token["refresh_token"]).status_code == 200
+
+    page = browser.sign_in(browser.get(f"{provider.issuer()}/login"), "ana.perez")
+    page = browser.get(f"{provider.issuer()}/account/activity")
+    assert "mis-datos" in page.text
+    assert "Sus resultados de laboratorio y signos vitales (leer, buscar)" in page.text
+    with provider.session_factory() as session:
+        grant = session.scalar(select(OidcGrant))
+    browser.post(
+        f"{provider.issuer()}/account/activity/applications/remove",
+        data={"client": grant.client_pk, "csrf_token": csrf_of(page)},
+    )
+
+    assert refresh(provider, app, token["refresh_token"]).json()["error"] == "invalid_grant"
+    assert introspect(provider, token["access_token"], server).json() == {"active": False}
+    smart = requests.get(f"{provider.issuer()}/.well-known/smart-configuration", timeout=5)
+    assert smart.json()["management_endpoint"] == f"{provider.issuer()}/account/activity"
+
+
+def csrf_of(page) -> str:
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)

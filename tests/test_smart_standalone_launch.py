@@ -3,6 +3,7 @@ client) against the sample FHIR server, which checks every token by introspectio
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -10,7 +11,8 @@ import requests
 from fhirclient import client as smart_client
 from fhirclient.models.observation import Observation
 from fhirclient.models.patient import Patient
-from fhirclient.server import FHIRPermissionDeniedException
+from fhirclient.server import FHIRPermissionDeniedException, FHIRUnauthorizedException
+from requests import HTTPError
 
 from cli.imports import KINDS, import_records
 from tests.fixtures.oidc import REDIRECT_URI, answers
@@ -92,6 +94,18 @@ def test_a_health_app_launches_standalone_reads_its_patient_and_keeps_access_off
     assert smart.reauthorize()
     assert smart.server.auth.access_token != spent
     assert Patient.read(maria, smart.server).id == maria
+
+    activity = browser.sign_in(browser.get(f"{provider.issuer()}/login"), "maria")
+    activity = browser.get(f"{provider.issuer()}/account/activity")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', activity.text).group(1)
+    browser.post(
+        f"{provider.issuer()}/account/activity/applications/remove",
+        data={"client": app.pk, "csrf_token": token},
+    )
+    with pytest.raises(FHIRUnauthorizedException):
+        Patient.read(maria, smart.server)
+    with pytest.raises(HTTPError):
+        smart.reauthorize()
 
 
 def test_the_sample_smart_app_shows_the_patients_name_and_observations(

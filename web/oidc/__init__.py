@@ -248,6 +248,7 @@ def smart_configuration():
         scopes_supported=_scopes_supported(),
         code_challenge_methods_supported=["S256"],
         capabilities=list(Capability),
+        management_endpoint=f"{issuer}/account/activity",
     )
     response.headers["Cache-Control"] = "public, max-age=300"
     return response

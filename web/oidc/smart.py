@@ -58,3 +58,9 @@ def resource_choices(scopes: list[str]) -> list[ResourceChoice]:
         permissions = ", ".join(str(PERMISSION_WORDS[p]) for p in parsed.permissions)
         choices.append(ResourceChoice(scope, str(RESOURCE_WORDS[parsed.resource]), permissions))
     return choices
+
+
+def describe_resource_scope(scope: str) -> str | None:
+    """A resource scope as the consent page worded it, or None for any other scope."""
+    choices = resource_choices([scope])
+    return f"{choices[0].what} ({choices[0].permissions})" if choices else None
