@@ -149,6 +149,26 @@ def cmd_keys_rotate(args) -> int:
     return 0
 
 
+def cmd_keys_reseal(args) -> int:
+    from portal.codec import at_rest_keys
+    from portal.two_factor import reseal_all
+
+    try:
+        keys = at_rest_keys(load_settings())
+    except CodecKeyError as error:
+        print(f"acceso keys reseal: {error}", file=sys.stderr)
+        return 1
+    with _sessions()() as session:
+        try:
+            moved = reseal_all(session, keys)
+        except CodecKeyError as error:
+            print(f"acceso keys reseal: {error}; nothing changed", file=sys.stderr)
+            return 1
+        session.commit()
+    print(f"{moved} authenticator secrets sealed again with key {keys[0][0]}")
+    return 0
+
+
 def add_parsers(commands) -> None:
     client = commands.add_parser("client", help="register applications that sign in with Acceso")
     actions = client.add_subparsers(dest="client_command", required=True, metavar="ACTION")
@@ -198,3 +218,7 @@ def add_parsers(commands) -> None:
         "rotate",
         help="sign with a new key per algorithm; old ones stay published until their tokens expire",
     ).set_defaults(handler=cmd_keys_rotate)
+    key_actions.add_parser(
+        "reseal",
+        help="seal every authenticator secret again with the first ACCESO_CODEC_KEYS key",
+    ).set_defaults(handler=cmd_keys_reseal)

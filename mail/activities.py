@@ -15,7 +15,7 @@ from mail.mailer import Mailer
 from mail.once import LinkMessage, already_sent, deliver_once, send_link_once
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import AccountStatus, User
+from portal.models import AccountStatus, StaffUser, User
 
 
 @dataclass
@@ -55,6 +55,7 @@ class NoticeEmail:
     context: dict[str, str] = field(default_factory=dict)
     address: str = ""
     locale: str = "es"
+    staff_id: int | None = None
 
 
 @dataclass
@@ -97,6 +98,9 @@ class MailActivities:
 
     def _recipient(self, session: Session, request: NoticeEmail) -> tuple[str, str]:
         """The address and language for a notice's audience."""
+        if request.audience == "staff":
+            staff = session.get(StaffUser, request.staff_id) if request.staff_id else None
+            return (staff.email, "es") if staff else ("", "es")
         portal = self.portals[request.portal]
         if request.audience == "applicant":
             user = session.get(User, request.user_id) if request.user_id else None
@@ -159,9 +163,11 @@ class MailActivities:
             if already_sent(session, request.send_key):
                 return MailSent(sent=False)
             user = session.get(User, request.user_id) if request.user_id else None
+            staff = session.get(StaffUser, request.staff_id) if request.staff_id else None
             to, locale = self._recipient(session, request)
             if not to:
                 return MailSent(sent=False)
+            extra = {**request.context, "staff": staff} if staff else request.context
             sent = deliver_once(
                 session,
                 self.mailer,
@@ -169,7 +175,7 @@ class MailActivities:
                 to=to,
                 template=request.template,
                 locale=locale,
-                context=self._context(request.portal, user, request.context),
+                context=self._context(request.portal, user, extra),
                 portal=request.portal,
                 workflow_id=request.workflow_id,
                 user_id=request.user_id,

@@ -486,7 +486,8 @@ OWNER_IS_STAFF_OR_USER = "(staff_id IS NULL) <> (user_id IS NULL)"
 class SecondFactor(Base):
     """An authenticator-app secret its owner confirmed with a first code; one per account.
 
-    `last_step` is the TOTP time step of the last code accepted, so a code works once.
+    `last_step` is the TOTP time step of the last code accepted, so a code works once. `secret`
+    is sealed (portal.two_factor.seal_secret): `kid:ciphertext`, never the base32 key itself.
     """
 
     __tablename__ = "second_factors"
@@ -499,7 +500,7 @@ class SecondFactor(Base):
     user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), unique=True
     )
-    secret: Mapped[str] = mapped_column(String(64))
+    secret: Mapped[str] = mapped_column(String(255))
     last_step: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -35,6 +35,27 @@ LANGUAGES = ("es", "en")
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 AXE_OPTIONS = {"runOnly": {"type": "tag", "values": WCAG_TAGS}, "resultTypes": ["violations"]}
 AXE_RUN = f"axe.run(document, {json.dumps(AXE_OPTIONS)})"
+UNEXPLAINED = """() => {
+  const described = (e) => (e.getAttribute('aria-describedby') || '').split(/\\s+/)
+    .filter(Boolean).map((id) => document.getElementById(id)).filter(Boolean);
+  const name = (e) => e.id || e.name || e.tagName;
+  const found = [];
+  for (const e of document.querySelectorAll('[aria-invalid="true"]')) {
+    if (!described(e).some((d) => d.matches('.error') && d.textContent.trim())) {
+      found.push('invalid but not described by its error: ' + name(e));
+    }
+  }
+  for (const hint of document.querySelectorAll('.field .help')) {
+    const controls = [...hint.closest('.field').querySelectorAll('input, select, textarea')]
+      .filter((c) => c.type !== 'hidden');
+    for (const c of controls.filter((c) => !described(c).includes(hint))) {
+      found.push('hint not tied to ' + name(c));
+    }
+  }
+  return found.slice(0, 5);
+}"""
+"""What axe does not ask: each invalid control is described by its error, and each hint by the
+controls it explains (a group's checkboxes included), so a screen reader says why."""
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -66,6 +87,8 @@ class Walk:
         for violation in page.evaluate(AXE_RUN)["violations"]:
             targets = [node["target"] for node in violation["nodes"]][:3]
             self.failures.append(f"{name}: axe {violation['id']} ({violation['help']}) {targets}")
+        for problem in page.evaluate(UNEXPLAINED):
+            self.failures.append(f"{name}: {problem}")
         page.set_viewport_size(PHONE)
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > PHONE["width"]:
@@ -260,6 +283,20 @@ def test_every_page_of_the_staff_console(walk, site):
         {"#new_email": "ana.nueva@example.org"},
         "help desk e-mail change without a note",
     )
+    walk.visit("/staff/admin/", "staff list")
+    walk.visit("/staff/admin/invite", "invite staff")
+    walk.refuse("/staff/admin/invite", {}, "invite staff")
+    walk.page.goto(f"{walk.base}/staff/admin/?lang=es")
+    member = walk.page.locator("a[href*='/staff/admin/']").filter(has_text="marta.admin")
+    member_path = member.first.get_attribute("href")
+    walk.visit(member_path, "staff member")
+    for lang in LANGUAGES:
+        walk.page.goto(f"{walk.base}{member_path}?lang={lang}")
+        for box in walk.page.locator("input[name=roles]").all():
+            box.uncheck()
+        walk.page.click("form:has(input[name=roles]) button[type=submit]")
+        walk.page.wait_for_load_state()
+        walk.check("staff member without a role (refused)")
 
 
 def _provider_wizard(walk: Walk) -> None:

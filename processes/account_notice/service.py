@@ -6,7 +6,7 @@ import secrets
 
 from sqlalchemy.orm import Session
 
-from portal.models import User, utcnow
+from portal.models import StaffUser, User, utcnow
 from processes.account_notice.vocabulary import (
     SIGN_IN_NOTICE_WORKFLOW,
     WORKFLOW,
@@ -32,6 +32,24 @@ def notify_account_owner(session: Session, user: User, kind: NoticeKind, **conte
             context=context,
         ),
         summary=f"notice: {kind}",
+    )
+
+
+def notify_staff(session: Session, staff: StaffUser, kind: NoticeKind, **context: str) -> None:
+    """A staff member hears of a change to their sign-in as applicants do, at their address."""
+    enqueue_start(
+        session,
+        workflow=WORKFLOW,
+        workflow_id=f"account-notice/staff/{secrets.token_hex(10)}",
+        payload=AccountNotice(
+            portal="staff",
+            user_id=None,
+            staff_id=staff.id,
+            kind=str(kind),
+            occurred_at=utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+            context=context,
+        ),
+        summary=f"notice: staff {kind}",
     )
 
 

@@ -34,10 +34,16 @@ NOT_ME_PURPOSE = "not_me"
 NOT_ME_PATH = "account/not-me"
 
 
+STAFF_NOTICE_TEMPLATE = "staff_security_notice"
+"""Staff notices share one template pair that names the change; there is no portal to link."""
+STAFF_AUDIENCE = "staff"
+
+
 @dataclass
 class AccountNotice:
-    """To an account (`user_id`), or to an address with no account behind it (`email`, which
-    the payload codec encrypts like every other personal datum in a payload)."""
+    """To an account (`user_id`), to a staff member (`staff_id`), or to an address with no
+    account behind it (`email`, which the payload codec encrypts like every other personal
+    datum in a payload)."""
 
     portal: str
     user_id: int | None
@@ -46,6 +52,7 @@ class AccountNotice:
     context: dict[str, str] = field(default_factory=dict)
     email: str = ""
     locale: str = "es"
+    staff_id: int | None = None
 
 
 @dataclass

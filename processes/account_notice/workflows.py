@@ -10,6 +10,8 @@ from processes.account_notice.vocabulary import (
     NOT_ME_PATH,
     NOT_ME_PURPOSE,
     SIGN_IN_NOTICE_WORKFLOW,
+    STAFF_AUDIENCE,
+    STAFF_NOTICE_TEMPLATE,
     AccountNotice,
     NewDeviceNotice,
     NoticeDelivered,
@@ -27,18 +29,26 @@ class AccountNoticeWorkflow:
 
     @workflow.run
     async def run(self, notice: AccountNotice) -> NoticeDelivered:
+        context = {"occurred_at": notice.occurred_at, **notice.context}
+        if notice.staff_id is not None:
+            template, audience = STAFF_NOTICE_TEMPLATE, STAFF_AUDIENCE
+            context["change"] = notice.kind
+        else:
+            template = notice.kind
+            audience = "address" if notice.email else "applicant"
         result = await workflow.execute_activity_method(
             MailActivities.send_notice,
             NoticeEmail(
-                template=notice.kind,
+                template=template,
                 portal=notice.portal,
                 workflow_id=workflow.info().workflow_id,
                 send_key=f"{workflow.info().workflow_id}/{workflow.info().run_id}",
                 user_id=notice.user_id,
-                audience="address" if notice.email else "applicant",
+                staff_id=notice.staff_id,
+                audience=audience,
                 address=notice.email,
                 locale=notice.locale,
-                context={"occurred_at": notice.occurred_at, **notice.context},
+                context=context,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=MAIL_RETRY,
