@@ -87,5 +87,6 @@ def change_password():
 from web.account import (  # noqa: E402  (area modules add their routes to bp)
     email,  # noqa: E402,F401  (changing the e-mail address, and its two links)
     employees,  # noqa: E402,F401  (provider office employees and invitations)
+    proxies,  # noqa: E402,F401  (people who act for me, people I act for)
     security,  # noqa: E402,F401  (authenticator-app second factor)
 )
