@@ -592,6 +592,8 @@ class OidcGrant(Base):
     auth_time: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    acting_for: Mapped[str | None] = mapped_column(String(16))
+    """With the `proxy` scope: the proxy grant the tokens' `acting_for` claim describes."""
 
 
 class OidcAuthorizationCode(Base):
@@ -613,6 +615,8 @@ class OidcAuthorizationCode(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    acting_for: Mapped[str | None] = mapped_column(String(16))
+    """The proxy grant (its reference) the person was acting under when they signed in."""
 
 
 class OidcRefreshToken(Base):

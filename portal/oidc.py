@@ -46,7 +46,11 @@ RETIRED_KEY_PUBLISHED = timedelta(hours=1)
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 BASE_SCOPES = ("openid", "profile", "email", "roles", "offline_access")
-FLOW_SCOPES = {"provider": ("office", "office_identifiers"), "member": ("member_id",)}
+FLOW_SCOPES = {
+    "provider": ("office", "office_identifiers"),
+    "member": ("member_id",),
+    "patient": ("proxy",),
+}
 
 
 def supported_scopes(flow: str) -> tuple[str, ...]:

@@ -4,6 +4,9 @@ with a conditional update and carries what the process must hear (an outbox star
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import date
 
@@ -24,6 +27,7 @@ from portal.models import (
     User,
     utcnow,
 )
+from portal.oidc import subject_for
 from portal.tokens import new_reference, token_hash
 from processes import search_attributes
 from processes.outbox import enqueue_signal, enqueue_start
@@ -600,3 +604,26 @@ def timeline(session: Session, grant: ProxyGrant) -> list[AuditEvent]:
             .order_by(AuditEvent.at, AuditEvent.id)
         )
     )
+
+
+def acting_claim(session: Session, proxy: User, reference: str, secret: str) -> dict | None:
+    """The `acting_for` claim of a proxy's tokens while the grant is in force: the subject's
+    own `sub` if they have an account, else a stable pseudonym of their record (never its
+    number), the relationship and the access."""
+    grant = grant_by_reference(session, reference)
+    if grant is None or grant.proxy_user_id != proxy.id or grant.status not in IN_FORCE:
+        return None
+    if grant.subject_user_id is not None:
+        subject = subject_for(session, grant.subject_user_id)
+    else:
+        digest = hmac.new(
+            secret.encode(),
+            f"proxy-record:{grant.portal}:{grant.subject_record_id}".encode(),
+            hashlib.sha256,
+        ).digest()
+        subject = base64.urlsafe_b64encode(digest[:24]).rstrip(b"=").decode()
+    return {
+        "sub": subject,
+        "relationship": grant.relationship,
+        "access": Access.LIMITED if grant.status == Step.LIMITED else grant.access,
+    }

@@ -64,6 +64,7 @@ from portal.oidc import (
 )
 from portal.passwords import verify_password
 from portal.tokens import new_token, token_hash
+from processes.proxy_grant import service as proxy_service
 from web.db import get_db
 from web.portals import portal_blueprint
 from web.ratelimit import rate_limited
@@ -84,6 +85,7 @@ SCOPE_DESCRIPTIONS = {
     "office": _l("Su oficina y si usted es el registrante principal o un empleado"),
     "office_identifiers": _l("El NPI y el Tax ID de su oficina"),
     "member_id": _l("Su número de cliente (Client ID)"),
+    "proxy": _l("Por quién actúa usted, si eligió a alguien, y con qué acceso"),
     "offline_access": _l("Mantener el acceso de la aplicación mientras usted no cierre sesión"),
 }
 
@@ -320,6 +322,7 @@ def authorize():
 
     raw = new_token()
     db = get_db()
+    acting = g.get("acting")
     db.add(
         OidcAuthorizationCode(
             code_hash=token_hash(raw),
@@ -332,6 +335,7 @@ def authorize():
             code_challenge=challenge,
             auth_time=auth_time,
             expires_at=utcnow() + timedelta(seconds=CODE_SECONDS),
+            acting_for=acting.grant.reference if "proxy" in scopes and acting else None,
         )
     )
     db.commit()
@@ -373,6 +377,20 @@ def _authenticated_client():
     return client, None
 
 
+def _claims(db, user: User, grant: OidcGrant) -> dict:
+    """The scopes' claims, and with `proxy` the person the signed-in proxy chose, while the
+    proxy grant is in force: the proxy's own `sub` stays the token's subject."""
+    scopes = set(grant.scope.split())
+    claims = claims_for(db, user, scopes)
+    if "proxy" in scopes and grant.acting_for:
+        acting = proxy_service.acting_claim(
+            db, user, grant.acting_for, current_app.config["SECRET_KEY"]
+        )
+        if acting is not None:
+            claims["acting_for"] = acting
+    return claims
+
+
 def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: str | None):
     now = int(time.time())
     key = g.oidc_signing_key
@@ -409,7 +427,7 @@ def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: s
         )
     )
     id_claims = {
-        **claims_for(db, user, set(grant.scope.split())),
+        **_claims(db, user, grant),
         "iss": issuer,
         "aud": client.client_id,
         "azp": client.client_id,
@@ -487,6 +505,7 @@ def _exchange_code(db, client: OidcClient):
         scope=row.scope,
         code_hash=row.code_hash,
         auth_time=row.auth_time,
+        acting_for=row.acting_for,
     )
     db.add(grant)
     db.flush()
@@ -578,7 +597,7 @@ def userinfo():
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
         return response
-    return _no_store(jsonify(claims_for(db, user, set(live[1].scope.split()))))
+    return _no_store(jsonify(_claims(db, user, live[1])))
 
 
 @bp.post("/revoke")

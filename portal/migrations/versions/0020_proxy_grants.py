@@ -1,4 +1,5 @@
-"""proxy grants: a person acting for another (a parent, a guardian, a chosen helper)
+"""proxy grants: a person acting for another (a parent, a guardian, a chosen helper), and the
+grant an OpenID Connect sign-in was made under
 
 Revision ID: 0020
 Revises: 0018
@@ -55,9 +56,15 @@ def upgrade() -> None:
     op.create_index("ix_proxy_grants_subject_user_id", "proxy_grants", ["subject_user_id"])
     op.create_index("ix_proxy_grants_subject_record_id", "proxy_grants", ["subject_record_id"])
     op.create_index("ix_proxy_grants_proxy_user_id", "proxy_grants", ["proxy_user_id"])
+    for table in ("oidc_authorization_codes", "oidc_grants"):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column("acting_for", sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
+    for table in ("oidc_grants", "oidc_authorization_codes"):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column("acting_for")
     for column in ("proxy_user_id", "subject_record_id", "subject_user_id", "status", "portal"):
         op.drop_index(f"ix_proxy_grants_{column}", table_name="proxy_grants")
     op.drop_table("proxy_grants")
