@@ -38,6 +38,7 @@ from processes.proxy_grant.vocabulary import (
     IN_FORCE,
     LIVE,
     WAITING,
+    WORKFLOW,
     Access,
     Decision,
     GrantAccepted,
@@ -68,7 +69,7 @@ def _start(session: Session, portal: Portal, grant: ProxyGrant, **fields) -> Non
     policy = portal.policy
     enqueue_start(
         session,
-        workflow="ProxyGrantWorkflow",
+        workflow=WORKFLOW,
         workflow_id=grant.workflow_id,
         payload=ProxyGrantStart(
             portal=portal.slug,

@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+WORKFLOW = "ProxyGrantWorkflow"
+"""The workflow's type name, as the outbox starts it and the recorded histories hold it."""
+
 
 class Step(StrEnum):
     """A grant's life, the same value in proxy_grants.status and the AccesoStep attribute.

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 from processes.proxy_grant.vocabulary import (
+    WORKFLOW,
     Audience,
     Decision,
     GrantAccepted,
@@ -40,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
 RENEWAL_REMINDER_DAYS = (30, 7)
 
 
-@workflow.defn
+@workflow.defn(name=WORKFLOW)
 class ProxyGrantWorkflow:
     """Started by the outbox with its row. Every decision is claimed in the database by the
     service before its signal is sent, and every timer's change is a conditional update, so a
