@@ -19,17 +19,15 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.accounts import AccountActivities
 from activities.audit import AuditActivities
-from activities.mail import MailActivities
+from mail.activities import MailActivities
+from mail.mailer import Mailer
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory
 from portal.logs import configure_logging
-from portal.mailer import Mailer
 from portal.metrics import ACTIVITY_OUTCOMES, WorkerMetricsServer, worker_runtime
 from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
-from portal.temporal import connect
 from processes.account_notice.workflows import AccountNoticeWorkflow
 from processes.cleanup.activities import CleanupActivities
 from processes.cleanup.service import ensure_cleanup_schedule
@@ -40,14 +38,16 @@ from processes.invitation.activities import InvitationActivities
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
 from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
-from processes.outbox.relay import OutboxRelay
 from processes.proxy_grant.activities import ProxyGrantActivities
 from processes.proxy_grant.workflows import ProxyGrantWorkflow
+from processes.recovery.activities import RecoveryActivities
 from processes.recovery.workflows import PasswordResetWorkflow, UsernameReminderWorkflow
-from processes.registration.activities import RecordActivities
+from processes.registration.activities import RecordActivities, RegistrationActivities
 from processes.registration.workflows import RegistrationWorkflow
 from processes.staff_invitation.activities import StaffInvitationActivities
 from processes.staff_invitation.workflows import StaffInvitationWorkflow
+from temporal.client import connect
+from temporal.outbox.relay import OutboxRelay
 
 WORKFLOWS = [
     RegistrationWorkflow,
@@ -70,7 +70,8 @@ def activities_for(settings: Settings, session_factory) -> list:
     """The activity methods, bound to their session factory and mailer."""
     mailer = Mailer(settings)
     portals = load_portals(settings.portals_file)
-    accounts = AccountActivities(session_factory, mailer)
+    registrations = RegistrationActivities(session_factory)
+    recovery = RecoveryActivities(session_factory, mailer)
     mail = MailActivities(session_factory, mailer, portals)
     records = RecordActivities(session_factory, mailer, portals)
     audit = AuditActivities(session_factory)
@@ -81,11 +82,11 @@ def activities_for(settings: Settings, session_factory) -> list:
     cleanup = CleanupActivities(session_factory)
     proxy_grants = ProxyGrantActivities(session_factory, mailer, portals)
     return [
-        accounts.record_step,
-        accounts.close_confirmation,
-        accounts.end_registration,
-        accounts.apply_review,
-        accounts.apply_reset,
+        registrations.record_step,
+        registrations.close_confirmation,
+        registrations.end_registration,
+        registrations.apply_review,
+        recovery.apply_reset,
         mail.send_link,
         mail.send_notice,
         mail.send_username_reminder,

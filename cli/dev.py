@@ -28,9 +28,10 @@ from portal.codec import codec_keys_for
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory, migrate
 from portal.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+from portal.models import StaffRole
 from portal.safety import DEMO_STAFF
 from portal.settings import PROJECT_ROOT, Settings
-from processes.search_attributes import dev_server_flags
+from temporal.search_attributes import dev_server_flags
 
 from .imports import KINDS, import_records
 from .staff import PASSWORD_ENV, ensure_staff
@@ -38,7 +39,7 @@ from .staff import PASSWORD_ENV, ensure_staff
 HOST = "127.0.0.1"
 DEMO_DIR = PROJECT_ROOT / "portal" / "demo"
 DEMO_IMPORTS = (("patients", "patient", "patients.csv"), ("members", "member", "members.csv"))
-DEMO_STAFF_ROLES = ["admin", "reviewer", "support", "operator"]
+DEMO_STAFF_ROLES = [StaffRole.ADMIN, StaffRole.REVIEWER, StaffRole.SUPPORT, StaffRole.OPERATOR]
 STARTUP_SECONDS = 90
 DEV_SERVER_TUNING = (
     "--sqlite-pragma",

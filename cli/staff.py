@@ -12,12 +12,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal import two_factor
 from portal.audit import add_event
-from portal.models import LoginThrottle, StaffUser, UserSession
+from portal.models import (
+    STAFF_MIN_PASSWORD_LENGTH,
+    LoginThrottle,
+    StaffRole,
+    StaffUser,
+    UserSession,
+)
 from portal.passwords import hash_password, verify_password
 
-ROLES = ("reviewer", "support", "admin", "operator")
+ROLES = tuple(StaffRole)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
-MIN_PASSWORD_LENGTH = 12
+MIN_PASSWORD_LENGTH = STAFF_MIN_PASSWORD_LENGTH
 PASSWORD_ENV = "ACCESO_STAFF_PASSWORD"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,6 +79,14 @@ class PasswordRules:
     require_symbol: bool = False
 
 
+class ResetMode(StrEnum):
+    """How a confirmed password reset ends: a mailed temporary password, or one typed on the
+    link's page."""
+
+    TEMPORARY_PASSWORD = "temporary_password"
+    LINK = "link"
+
+
 @dataclass(frozen=True)
 class Policy:
     """The knobs a workflow reads; carried in the workflow input so a replay sees the same values."""
@@ -89,7 +98,7 @@ class Policy:
     approval_final_hours: int = 120
     identity_strike_limit: int = 3
     login_lockout_threshold: int = 5
-    password_reset_mode: str = "temporary_password"
+    password_reset_mode: ResetMode = ResetMode.TEMPORARY_PASSWORD
     reset_link_hours: int = 2
     reset_link_resend_minutes: int = 5
     max_reset_links: int = 3

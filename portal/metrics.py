@@ -26,7 +26,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -106,57 +105,12 @@ def _process_registry() -> CollectorRegistry:
     return REGISTRY
 
 
-class RegistrationCollector:
-    """Registrations started, outcomes and the overdue review queue, counted in the database."""
-
-    def __init__(self, session_factory):
-        self.session_factory = session_factory
-
-    def collect(self):
-        from sqlalchemy import func, select
-
-        from portal.models import AuditEvent, Registration
-        from processes.registration.vocabulary import AWAITING_REVIEW
-
-        started = CounterMetricFamily(
-            "acceso_registrations_started", "Registrations begun, by portal", labels=["portal"]
-        )
-        outcomes = CounterMetricFamily(
-            "acceso_registration_outcomes",
-            "Registrations reaching an outcome (confirmed, approved, denied, lapsed, expired, "
-            "closed), by portal",
-            labels=["portal", "outcome"],
-        )
-        overdue = GaugeMetricFamily(
-            "acceso_registrations_overdue",
-            "Registrations waiting for review past their SLA, by portal",
-            labels=["portal"],
-        )
-        with self.session_factory() as session:
-            for portal, count in session.execute(
-                select(Registration.portal, func.count()).group_by(Registration.portal)
-            ):
-                started.add_metric([portal], count)
-            for portal, action, count in session.execute(
-                select(AuditEvent.portal, AuditEvent.action, func.count())
-                .where(AuditEvent.action.in_(list(REGISTRATION_OUTCOMES)))
-                .group_by(AuditEvent.portal, AuditEvent.action)
-            ):
-                outcomes.add_metric([portal, REGISTRATION_OUTCOMES[action]], count)
-            for portal, count in session.execute(
-                select(Registration.portal, func.count())
-                .where(Registration.overdue.is_(True))
-                .where(Registration.status.in_(AWAITING_REVIEW))
-                .group_by(Registration.portal)
-            ):
-                overdue.add_metric([portal], count)
-        return [started, outcomes, overdue]
-
-
-def web_exposition(session_factory) -> bytes:
-    """Every web process's counters plus the database's registration numbers, as text."""
+def web_exposition(*collectors) -> bytes:
+    """Every web process's counters plus the numbers the processes count in the database
+    (their collectors, e.g. the registration's), as text."""
     database = CollectorRegistry()
-    database.register(RegistrationCollector(session_factory))
+    for collector in collectors:
+        database.register(collector)
     return generate_latest(_process_registry()) + generate_latest(database)
 
 

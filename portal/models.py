@@ -62,6 +62,29 @@ class AccountStatus(StrEnum):
     DISABLED = "disabled"
 
 
+class Role(StrEnum):
+    """What an applicant's account is in its portal; the provider office's primary registrant
+    manages its employees."""
+
+    PATIENT = "patient"
+    MEMBER = "member"
+    PROVIDER_PRIMARY = "provider_primary"
+    PROVIDER_EMPLOYEE = "provider_employee"
+
+
+class StaffRole(StrEnum):
+    """What a console page needs; an admin may do everything."""
+
+    REVIEWER = "reviewer"
+    SUPPORT = "support"
+    ADMIN = "admin"
+    OPERATOR = "operator"
+
+
+STAFF_MIN_PASSWORD_LENGTH = 12
+"""Staff passwords, set from the console or the command line, are at least this long."""
+
+
 # Accounts that hold their username and e-mail: everything but a denied application.
 LIVE_ACCOUNT = (
     AccountStatus.UNCONFIRMED,
@@ -160,7 +183,7 @@ class StaffUser(Base):
         return {p for p in self.portals.split(",") if p}
 
     def has_role(self, role: str) -> bool:
-        return role in self.role_set or "admin" in self.role_set
+        return role in self.role_set or StaffRole.ADMIN in self.role_set
 
     def sees_portal(self, portal: str) -> bool:
         return not self.portal_set or portal in self.portal_set

@@ -29,6 +29,7 @@ from portal.models import (
     OidcGrant,
     OidcSigningKey,
     OidcSubject,
+    Role,
     User,
     utcnow,
 )
@@ -268,7 +269,9 @@ def claims_for(session: Session, user: User, scopes: set[str]) -> dict[str, Any]
     if "office" in scopes and user.office_id is not None:
         office = session.get(Office, user.office_id)
         if office is not None:
-            relationship = "primary_registrant" if user.role == "provider_primary" else "employee"
+            relationship = (
+                "primary_registrant" if user.role == Role.PROVIDER_PRIMARY else "employee"
+            )
             claims["office"] = {"name": office.organization_name, "relationship": relationship}
             if "office_identifiers" in scopes:
                 claims["office"].update(npi=office.npi, tax_id=office.tax_id)

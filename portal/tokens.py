@@ -149,3 +149,19 @@ def latest_link_id(session: Session, workflow_id: str, purpose: str) -> int:
         )
         or 0
     )
+
+
+def claim_link(session: Session, token_id: int, **values) -> bool:
+    """Uses a link once: a conditional update that only an unused, unrevoked, unexpired link
+    passes, so of two concurrent clicks exactly one wins; `values` are set on the row with it."""
+    now = utcnow()
+    return bool(
+        session.execute(
+            update(EmailToken)
+            .where(EmailToken.id == token_id)
+            .where(EmailToken.used_at.is_(None))
+            .where(EmailToken.revoked_at.is_(None))
+            .where(EmailToken.expires_at > now)
+            .values(used_at=now, **values)
+        ).rowcount
+    )

@@ -1,4 +1,5 @@
-"""The gettext catalogs shared by web pages and e-mails (Spanish source strings, English catalog)."""
+"""The gettext catalogs shared by web pages and e-mails (Spanish source strings, English catalog),
+kept in portal/locale/ so a worker renders e-mails without the web folder."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-TRANSLATIONS_DIR = Path(__file__).resolve().parent.parent / "web" / "translations"
+TRANSLATIONS_DIR = Path(__file__).resolve().parent / "locale"
 
 
 def compile_catalogs() -> None:

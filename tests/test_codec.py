@@ -29,9 +29,9 @@ from portal.codec import (
 from portal.models import StaffUser, UserSession
 from portal.passwords import hash_password
 from portal.settings import Settings
-from portal.temporal import data_converter
 from portal.tokens import token_hash
-from processes.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
+from temporal.client import data_converter
+from temporal.search_attributes import OVERDUE, PORTAL, REFERENCE, STEP
 
 UI_ORIGIN = "http://ui.acceso.test:8233"
 CODEC_TOKEN = "codec-bearer-" + "x" * 24

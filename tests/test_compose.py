@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pytest
 
 from portal.settings import PROJECT_ROOT
-from processes.search_attributes import ALL
+from temporal.search_attributes import ALL
 
 yaml = pytest.importorskip("yaml")
 
@@ -154,7 +154,16 @@ def test_dockerfile_installs_the_project_on_python_311_slim():
     assert re.search(r"^USER (?!root)", dockerfile, re.M)
     allowed = (PROJECT_ROOT / ".dockerignore").read_text().split()
     assert allowed[allowed.index("*") + 1 :]
-    for package in ("portal", "processes", "activities", "web", "cli", "worker.py"):
+    for package in (
+        "portal",
+        "temporal",
+        "mail",
+        "processes",
+        "activities",
+        "web",
+        "cli",
+        "worker.py",
+    ):
         assert f"!{package}" in allowed, package
     assert "!.venv" not in allowed and "!tests" not in allowed
 

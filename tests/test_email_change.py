@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from mail.mailer import Mailer
 from portal.config import load_portals
-from portal.mailer import Mailer
 from portal.models import (
     AuditEvent,
     EmailChange,

@@ -343,7 +343,7 @@ def test_every_text_field_has_a_maximum_length(client):
 
 
 def test_a_line_break_in_a_name_cannot_start_a_header_of_its_own(settings, mailbox):
-    from portal.mailer import Mailer
+    from mail.mailer import Mailer
 
     class Named:
         display_name = "Rosa"
@@ -363,7 +363,7 @@ def test_a_line_break_in_a_name_cannot_start_a_header_of_its_own(settings, mailb
 
 
 def test_a_recipient_address_with_a_line_break_is_never_sent(settings):
-    from portal.mailer import Mailer
+    from mail.mailer import Mailer
 
     with pytest.raises(ValueError):
         Mailer(settings).send(

@@ -90,7 +90,7 @@ def installed(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"acceso installed from {venv}" in result.stdout
-    assert list((venv / "lib").glob("python*/site-packages/web/translations/en/LC_MESSAGES/*.mo"))
+    assert list((venv / "lib").glob("python*/site-packages/portal/locale/en/LC_MESSAGES/*.mo"))
     assert not list((venv / "lib").glob("python*/site-packages/__editable__*"))
     (root / "context" / "patients.csv").write_text(
         f"full_name,email,record_number\nPaciente De Prueba,{PATIENT},HC-900001\n"

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
-from activities.mail import LinkEmail, MailActivities
+from mail.activities import LinkEmail, MailActivities
+from mail.mailer import Mailer
 from portal.config import load_portals
-from portal.mailer import Mailer
 from portal.models import EmailToken, SentMail, User, utcnow
 from portal.tokens import token_hash
 from tests.fixtures.smtp import link_in

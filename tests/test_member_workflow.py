@@ -14,19 +14,17 @@ from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
-from activities.accounts import (
-    ConfirmationClosed,
-    ConfirmationClosing,
-    RegistrationEnded,
-    StepReached,
-)
-from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
+from mail.activities import LinkEmail, LinkSent, MailSent, NoticeEmail
 from portal.config import Policy
 from processes.registration.activities import (
     CaseResolutionApplied,
     CaseResolutionRequest,
+    ConfirmationClosed,
+    ConfirmationClosing,
     IdentityAttempt,
     IdentityStrike,
+    RegistrationEnded,
+    StepReached,
     SupportCaseOpened,
     SupportCaseRequest,
 )

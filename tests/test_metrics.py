@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from activities.accounts import AccountActivities, StepReached
-from portal.mailer import Mailer
+from mail.mailer import Mailer
 from portal.metrics import WorkerMetricsServer, count_rate_limited
 from portal.models import Registration
+from processes.registration.activities import RegistrationActivities, StepReached
 from tests.fixtures.patients import confirm_by_email, login, register
 from tests.fixtures.processes import free_port
 from tests.fixtures.waiting import wait_until
@@ -111,7 +111,7 @@ def test_an_application_past_its_review_sla_shows_in_the_overdue_gauge(clinic):
             )
         )
         session.commit()
-    steps = AccountActivities(clinic.session_factory, Mailer(clinic.settings))
+    steps = RegistrationActivities(clinic.session_factory)
     steps.record_step(StepReached(workflow_id="registration/provider/P-OVERDUE1", status="review"))
     assert metric(scrape_web(clinic.client), "acceso_registrations_overdue", portal="provider") == 0
 

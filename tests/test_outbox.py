@@ -12,8 +12,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from portal.models import OutboxMessage, User
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
-from processes.outbox import enqueue_start
-from processes.outbox.relay import OutboxRelay
+from temporal.outbox import enqueue_start
+from temporal.outbox.relay import OutboxRelay
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text
 from tests.fixtures.stack import submit

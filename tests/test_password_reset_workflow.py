@@ -11,9 +11,9 @@ from temporalio import activity
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.accounts import ResetApplied, ResetConfirmed
-from activities.mail import LinkEmail, LinkSent
+from mail.activities import LinkEmail, LinkSent
 from portal.config import Policy
+from processes.recovery.activities import ResetApplied, ResetConfirmed
 from processes.recovery.vocabulary import PasswordResetStart, ResetConfirmation, ResetRequested
 from processes.recovery.workflows import PasswordResetWorkflow
 from tests.fixtures.waiting import wait_until_async

@@ -11,7 +11,10 @@ import pytest
 from temporalio import activity
 from temporalio.worker import Worker
 
-from activities.accounts import (
+from activities.audit import AuditEntry
+from mail.activities import LinkEmail, LinkSent, MailSent, NoticeEmail
+from portal.config import Policy
+from processes.registration.activities import (
     AccountState,
     ConfirmationClosed,
     ConfirmationClosing,
@@ -19,12 +22,9 @@ from activities.accounts import (
     ReviewApplied,
     StepReached,
 )
-from activities.audit import AuditEntry
-from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
-from portal.config import Policy
 from processes.registration.vocabulary import EmailConfirmed, RegistrationStart, ReviewDecision
 from processes.registration.workflows import RegistrationWorkflow
-from processes.search_attributes import OVERDUE
+from temporal.search_attributes import OVERDUE
 from tests.fixtures.waiting import wait_until_async
 
 PROVIDER_POLICY = Policy(

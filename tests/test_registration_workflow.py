@@ -12,14 +12,14 @@ import pytest
 from temporalio import activity
 from temporalio.worker import Worker
 
-from activities.accounts import (
+from mail.activities import LinkEmail, LinkSent, MailSent, NoticeEmail
+from portal.config import Policy
+from processes.registration.activities import (
     ConfirmationClosed,
     ConfirmationClosing,
     RegistrationEnded,
     StepReached,
 )
-from activities.mail import LinkEmail, LinkSent, MailSent, NoticeEmail
-from portal.config import Policy
 from processes.registration.vocabulary import EmailConfirmed, RegistrationStart, ResendRequest
 from processes.registration.workflows import RegistrationWorkflow
 from tests.fixtures.waiting import wait_until_async

@@ -251,7 +251,7 @@ def test_a_lost_device_is_reset_and_a_locked_account_unlocked(console):
 def test_a_lapsed_invitation_removes_the_unused_account_but_an_accepted_one_stands(
     settings, session_factory
 ):
-    from portal.mailer import Mailer
+    from mail.mailer import Mailer
     from processes.staff_invitation import service
     from processes.staff_invitation.activities import StaffInvitationActivities
     from processes.staff_invitation.vocabulary import EndInvitation

@@ -9,7 +9,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.worker import Worker
 
-from activities.mail import ReminderSent, UsernameReminder
+from mail.activities import ReminderSent, UsernameReminder
 from processes.recovery.vocabulary import ReminderRequest, UsernameReminderStart
 from processes.recovery.workflows import UsernameReminderWorkflow
 from tests.fixtures.waiting import wait_until_async

@@ -13,13 +13,13 @@ from flask_wtf.csrf import CSRFProtect
 from portal.config import load_portals, load_site
 from portal.db import make_engine, make_session_factory
 from portal.settings import Settings, load_settings
-from portal.translations import compile_catalogs
+from portal.translations import TRANSLATIONS_DIR, compile_catalogs
+from temporal.bridge import TemporalBridge
 from web import db as web_db
 from web import errors, formatting, ratelimit, security
 from web import metrics as web_metrics
 from web.i18n import LANG_COOKIE, select_locale
 from web.sessions import login_manager
-from web.temporal import TemporalBridge
 
 csrf = CSRFProtect()
 babel = Babel()
@@ -56,6 +56,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         REMEMBER_COOKIE_DURATION=timedelta(days=30),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         BABEL_DEFAULT_LOCALE="es",
+        BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS_DIR),
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_request_bytes,

@@ -7,8 +7,8 @@ import secrets
 from sqlalchemy.orm import Session
 
 from portal.models import User, utcnow
-from processes.account_notice.vocabulary import AccountNotice, NoticeKind
-from processes.outbox import enqueue_start
+from processes.account_notice.vocabulary import WORKFLOW, AccountNotice, NoticeKind
+from temporal.outbox import enqueue_start
 
 
 def notify_account_owner(session: Session, user: User, kind: NoticeKind, **context: str) -> None:
@@ -16,7 +16,7 @@ def notify_account_owner(session: Session, user: User, kind: NoticeKind, **conte
     occurred_at = utcnow().strftime("%Y-%m-%d %H:%M UTC")
     enqueue_start(
         session,
-        workflow="AccountNoticeWorkflow",
+        workflow=WORKFLOW,
         workflow_id=f"account-notice/{user.portal}/{secrets.token_hex(10)}",
         payload=AccountNotice(
             portal=user.portal,
@@ -35,7 +35,7 @@ def notify_address(
     """For an address with no account to speak of: what the screen could not say."""
     enqueue_start(
         session,
-        workflow="AccountNoticeWorkflow",
+        workflow=WORKFLOW,
         workflow_id=f"account-notice/{portal}/{secrets.token_hex(10)}",
         payload=AccountNotice(
             portal=portal,

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+WORKFLOW = "AccountNoticeWorkflow"
+"""The workflow's type name, as the outbox starts it and the recorded histories hold it."""
+
 
 class NoticeKind(StrEnum):
-    """Each kind is an e-mail template pair, templates/email/<kind>.txt and .html."""
+    """Each kind is an e-mail template pair, mail/templates/<kind>.txt and .html."""
 
     PASSWORD_CHANGED = "password_changed"
     SECOND_FACTOR_ADDED = "second_factor_added"

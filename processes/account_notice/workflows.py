@@ -9,8 +9,8 @@ from temporalio import workflow
 from processes.account_notice.vocabulary import AccountNotice, NoticeDelivered
 
 with workflow.unsafe.imports_passed_through():
-    from activities.mail import MailActivities, NoticeEmail
-    from processes.retry_policies import MAIL_RETRY
+    from mail.activities import MailActivities, NoticeEmail
+    from temporal.retry_policies import MAIL_RETRY
 
 
 @workflow.defn

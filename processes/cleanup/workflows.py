@@ -10,7 +10,7 @@ from processes.cleanup.vocabulary import CleanupReport, CleanupRequest, SweepBat
 
 with workflow.unsafe.imports_passed_through():
     from processes.cleanup.activities import CleanupActivities
-    from processes.retry_policies import DB_RETRY
+    from temporal.retry_policies import DB_RETRY
 
 
 @workflow.defn

@@ -16,11 +16,11 @@ from portal.lockout import count_failure, is_locked
 from portal.models import EmailChange, EmailToken, LoginThrottle, User, UserSession, utcnow
 from portal.passwords import verify_password
 from portal.tokens import new_reference, token_hash
-from processes import search_attributes
 from processes.account_notice.service import notify_account_owner, notify_address
 from processes.account_notice.vocabulary import NoticeKind
 from processes.email_change.activities import address_taken
 from processes.email_change.vocabulary import (
+    WORKFLOW,
     ChangeConfirmed,
     ChangeReplaced,
     ChangeUndone,
@@ -32,8 +32,9 @@ from processes.email_change.vocabulary import (
     Step,
 )
 from processes.logout_delivery.service import sign_out_everywhere
-from processes.outbox import enqueue_signal, enqueue_start
 from processes.recovery.service import request_password_reset
+from temporal import search_attributes
+from temporal.outbox import enqueue_signal, enqueue_start
 
 
 def email_change_id(portal: Portal, reference: str) -> str:
@@ -181,7 +182,7 @@ def request_change(
     )
     enqueue_start(
         session,
-        workflow="EmailChangeWorkflow",
+        workflow=WORKFLOW,
         workflow_id=change.workflow_id,
         payload=EmailChangeStart(
             portal=portal.slug,

@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+WORKFLOW = "EmailChangeWorkflow"
+"""The workflow's type name, as the outbox starts it and the recorded histories hold it."""
+
 
 class Step(StrEnum):
     """A change's life. Only `pending` waits for the new address; only `applied` may be undone.
@@ -44,7 +47,7 @@ class Signal(StrEnum):
 
 
 class Mail(StrEnum):
-    """A change's e-mails, each a template pair under templates/email/."""
+    """A change's e-mails, each a template pair under mail/templates/."""
 
     CONFIRM = "email_change_confirm"
     REQUESTED = "email_change_requested"

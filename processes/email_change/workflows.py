@@ -19,7 +19,7 @@ from processes.email_change.vocabulary import (
     Signal,
     Step,
 )
-from processes.search_attributes import PORTAL, STEP
+from temporal.search_attributes import PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
     from processes.email_change.activities import (
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ChangeMail,
         EmailChangeActivities,
     )
-    from processes.retry_policies import DB_RETRY, MAIL_RETRY
+    from temporal.retry_policies import DB_RETRY, MAIL_RETRY
 
 
 @workflow.defn

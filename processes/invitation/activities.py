@@ -10,11 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.mail import deliver_once, sent_link
+from mail.mailer import Mailer
+from mail.once import LinkMessage, send_link_once
 from portal.audit import add_event
-from portal.mailer import Mailer
 from portal.models import EmailToken, Invitation, User, utcnow
-from portal.tokens import link_for_send
 from processes.invitation.vocabulary import Step
 
 INVITATION_PURPOSE = "invitation"
@@ -57,45 +56,38 @@ class InvitationActivities:
     @activity.defn
     def send_invitation(self, request: InvitationMail) -> InvitationMailed:
         with self.session_factory() as session:
-            if (sent := sent_link(session, request.send_key)) is not None:
-                return InvitationMailed(token_id=sent)
-            invitation = session.get(Invitation, request.invitation_id)
-            if invitation is None:
-                raise ApplicationError(
-                    "invitation no longer exists", non_retryable=True, type="InvitationGone"
+
+            def compose() -> LinkMessage:
+                invitation = session.get(Invitation, request.invitation_id)
+                if invitation is None:
+                    raise ApplicationError(
+                        "invitation no longer exists", non_retryable=True, type="InvitationGone"
+                    )
+                inviter = (
+                    session.get(User, invitation.invited_by) if invitation.invited_by else None
                 )
-            token, raw = link_for_send(
-                session,
-                secret=self.mailer.settings.secret_key,
-                send_key=request.send_key,
-                purpose=INVITATION_PURPOSE,
-                portal=invitation.portal,
-                workflow_id=request.workflow_id,
-                lifetime_hours=request.lifetime_hours,
+                return LinkMessage(
+                    purpose=INVITATION_PURPOSE,
+                    portal=invitation.portal,
+                    workflow_id=request.workflow_id,
+                    lifetime_hours=request.lifetime_hours,
+                    path=f"{invitation.portal}/invitation",
+                    to=invitation.email,
+                    template="invitation",
+                    locale=inviter.locale if inviter else "es",
+                    context={
+                        "portal": invitation.portal,
+                        "invitation": invitation,
+                        "office": invitation.office,
+                        "inviter": inviter,
+                        "days": str(max(request.lifetime_hours // 24, 1)),
+                    },
+                    detail={"invitation_id": invitation.id},
+                )
+
+            return InvitationMailed(
+                token_id=send_link_once(session, self.mailer, request.send_key, compose)
             )
-            inviter = session.get(User, invitation.invited_by) if invitation.invited_by else None
-            base_url = self.mailer.settings.public_base_url.rstrip("/")
-            deliver_once(
-                session,
-                self.mailer,
-                request.send_key,
-                to=invitation.email,
-                template="invitation",
-                locale=inviter.locale if inviter else "es",
-                context={
-                    "portal": invitation.portal,
-                    "invitation": invitation,
-                    "office": invitation.office,
-                    "inviter": inviter,
-                    "link": f"{base_url}/{invitation.portal}/invitation/{raw}",
-                    "days": str(max(request.lifetime_hours // 24, 1)),
-                    "base_url": base_url,
-                },
-                portal=invitation.portal,
-                workflow_id=request.workflow_id,
-                invitation_id=invitation.id,
-            )
-            return InvitationMailed(token_id=token.id)
 
     @activity.defn
     def end_invitation(self, request: InvitationEnded) -> InvitationState:

@@ -6,6 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+WORKFLOW = "InvitationWorkflow"
+"""The workflow's type name, as the outbox starts it and the recorded histories hold it."""
+
+
+class Signal(StrEnum):
+    """The invitation's signals, by the workflow method names the outbox delivers them to."""
+
+    ACCEPT = "accept"
+    REVOKE = "revoke"
+
 
 class Step(StrEnum):
     """An invitation's life; the invitations table keeps the pending one and how it ended."""

@@ -15,7 +15,7 @@ from processes.invitation.vocabulary import (
     RevokeRequest,
     Step,
 )
-from processes.search_attributes import PORTAL, STEP
+from temporal.search_attributes import PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
     from processes.invitation.activities import (
@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         InvitationEnded,
         InvitationMail,
     )
-    from processes.retry_policies import DB_RETRY, MAIL_RETRY
+    from temporal.retry_policies import DB_RETRY, MAIL_RETRY
 
 
 @workflow.defn

@@ -11,8 +11,8 @@ import secrets
 from sqlalchemy.orm import Session
 
 from portal.oidc import revoke_user_grants
-from processes.logout_delivery.vocabulary import DEFAULT_DEADLINE_SECONDS, LogoutNotice
-from processes.outbox import enqueue_start
+from processes.logout_delivery.vocabulary import DEFAULT_DEADLINE_SECONDS, WORKFLOW, LogoutNotice
+from temporal.outbox import enqueue_start
 
 
 def sign_out_everywhere(
@@ -25,7 +25,7 @@ def sign_out_everywhere(
             continue
         enqueue_start(
             session,
-            workflow="LogoutDeliveryWorkflow",
+            workflow=WORKFLOW,
             workflow_id=f"logout-delivery/{client.portal}/{secrets.token_hex(10)}",
             payload=LogoutNotice(
                 portal=client.portal,

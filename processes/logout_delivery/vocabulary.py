@@ -11,6 +11,10 @@ from enum import StrEnum
 DEFAULT_DEADLINE_SECONDS = 24 * 3600
 
 
+WORKFLOW = "LogoutDeliveryWorkflow"
+"""The workflow's type name, as the outbox starts it and the recorded histories hold it."""
+
+
 class DeliveryOutcome(StrEnum):
     DELIVERED = "delivered"
     CLIENT_GONE = "client_gone"

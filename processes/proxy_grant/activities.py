@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.mail import deliver_once, sent_link
+from mail.mailer import Mailer
+from mail.once import deliver_once, sent_link
 from portal.audit import add_event
 from portal.config import Portal
-from portal.mailer import Mailer
 from portal.models import ClinicalRecord, EmailToken, ProxyGrant, User, utcnow
 from portal.tokens import link_for_send
 from processes.logout_delivery.service import sign_out_everywhere

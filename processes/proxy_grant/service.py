@@ -29,8 +29,6 @@ from portal.models import (
 )
 from portal.oidc import subject_for
 from portal.tokens import new_reference, token_hash
-from processes import search_attributes
-from processes.outbox import enqueue_signal, enqueue_start
 from processes.proxy_grant.activities import end_proxy_sign_ins, subject_name
 from processes.proxy_grant.steps import age_on
 from processes.proxy_grant.vocabulary import (
@@ -56,6 +54,8 @@ from processes.proxy_grant.vocabulary import (
     Step,
     SubjectDecision,
 )
+from temporal import search_attributes
+from temporal.outbox import enqueue_signal, enqueue_start
 
 NEEDS_STAFF = (Relationship.LEGAL_GUARDIAN, Relationship.HEALTHCARE_AGENT)
 """A representative of an adult who cannot consent: staff review, not the adult's own link."""

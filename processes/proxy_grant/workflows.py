@@ -27,7 +27,7 @@ from processes.proxy_grant.vocabulary import (
     Step,
     SubjectDecision,
 )
-from processes.search_attributes import OVERDUE, PORTAL, STEP
+from temporal.search_attributes import OVERDUE, PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
     from processes.proxy_grant.activities import (
@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ProxyGrantActivities,
     )
     from processes.proxy_grant.steps import add_months, birthday, on_or_after
-    from processes.retry_policies import DB_RETRY, MAIL_RETRY
+    from temporal.retry_policies import DB_RETRY, MAIL_RETRY
 
 RENEWAL_REMINDER_DAYS = (30, 7)
 

@@ -11,13 +11,18 @@ from sqlalchemy.orm import Session
 
 from portal.audit import add_event
 from portal.config import Portal
-from processes.outbox import enqueue_start
+from portal.models import EmailToken
 from processes.recovery.vocabulary import (
     PasswordResetStart,
     ReminderRequest,
+    ResetConfirmation,
     ResetRequested,
+    Signal,
     UsernameReminderStart,
+    Workflow,
 )
+from temporal.bridge import TemporalBridge, ask
+from temporal.outbox import enqueue_start
 
 
 def opaque(secret: str, *parts: object) -> str:
@@ -46,10 +51,10 @@ def request_password_reset(
         extra = {}
     else:
         workflow_id = password_reset_id(secret, portal, user_id)
-        extra = {"signal": "request_again", "signal_payload": ResetRequested()}
+        extra = {"signal": Signal.REQUEST_AGAIN, "signal_payload": ResetRequested()}
     enqueue_start(
         session,
-        workflow="PasswordResetWorkflow",
+        workflow=Workflow.PASSWORD_RESET,
         workflow_id=workflow_id,
         payload=start,
         reuse_finished_id=True,
@@ -80,17 +85,37 @@ def request_username_reminder(
     workflow_id = username_reminder_id(secret, portal, email)
     enqueue_start(
         session,
-        workflow="UsernameReminderWorkflow",
+        workflow=Workflow.USERNAME_REMINDER,
         workflow_id=workflow_id,
         payload=UsernameReminderStart(
             portal=portal.slug,
             email=email,
             cooldown_minutes=portal.policy.username_reminder_cooldown_minutes,
         ),
-        signal="remind",
+        signal=Signal.REMIND,
         signal_payload=ReminderRequest(first_name=first_name, last_name=last_name),
         reuse_finished_id=True,
         summary=f"{portal.name.source}: forgotten username",
     )
     session.commit()
     return workflow_id
+
+
+def confirm_reset(
+    session: Session, bridge: TemporalBridge, token: EmailToken, new_password_hash: str | None
+) -> bool:
+    """The reset link's POST: a chosen password (link mode, already hashed) waits on the link's
+    row, then the workflow's update applies it, or mails a temporary one; False if it would not."""
+    from processes.recovery.workflows import PasswordResetWorkflow
+
+    if new_password_hash is not None:
+        token.pending_password_hash = new_password_hash
+        session.commit()
+    workflow_id, token_id = token.workflow_id, token.id
+    result = ask(
+        bridge,
+        lambda client: client.get_workflow_handle(workflow_id).execute_update(
+            PasswordResetWorkflow.confirm_reset, ResetConfirmation(token_id=token_id)
+        ),
+    )
+    return result.applied

@@ -6,7 +6,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from portal.config import Policy
+from portal.config import Policy, ResetMode
+
+__all__ = ["ResetMode"]
+
+
+class Workflow(StrEnum):
+    """Recovery's workflow type names, as the outbox starts them and the histories hold them."""
+
+    PASSWORD_RESET = "PasswordResetWorkflow"
+    USERNAME_REMINDER = "UsernameReminderWorkflow"
+
+
+class Signal(StrEnum):
+    """Recovery's signals, by the workflow method names the outbox delivers them to."""
+
+    REQUEST_AGAIN = "request_again"
+    REMIND = "remind"
 
 
 class ResetStep(StrEnum):

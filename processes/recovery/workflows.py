@@ -14,23 +14,24 @@ from processes.recovery.vocabulary import (
     PasswordResetStart,
     ReminderRequest,
     ResetConfirmation,
+    ResetMode,
     ResetRequested,
     ResetResult,
     ResetStatus,
     ResetStep,
     UsernameReminderStart,
 )
-from processes.search_attributes import PORTAL, STEP
+from temporal.search_attributes import PORTAL, STEP
 
 with workflow.unsafe.imports_passed_through():
-    from activities.accounts import AccountActivities, ResetConfirmed
-    from activities.mail import (
+    from mail.activities import (
         LinkEmail,
         MailActivities,
         ReminderSent,
         UsernameReminder,
     )
-    from processes.retry_policies import MAIL_RETRY
+    from processes.recovery.activities import RecoveryActivities, ResetConfirmed
+    from temporal.retry_policies import MAIL_RETRY
 
 
 @workflow.defn
@@ -67,7 +68,7 @@ class PasswordResetWorkflow:
         if workflow.info().typed_search_attributes.get(STEP) != self.step:
             workflow.upsert_search_attributes([STEP.value_set(self.step)])
         workflow.set_current_details("Waiting for the e-mail link to be followed")
-        link_mode = self.start.policy.password_reset_mode == "link"
+        link_mode = self.start.policy.password_reset_mode == ResetMode.LINK
         sent = await workflow.execute_activity_method(
             MailActivities.send_link,
             LinkEmail(
@@ -136,7 +137,7 @@ class PasswordResetWorkflow:
             raise ApplicationError("link expired", type="LinkExpired")
         self.applying = True
         result = await workflow.execute_activity_method(
-            AccountActivities.apply_reset,
+            RecoveryActivities.apply_reset,
             ResetConfirmed(
                 workflow_id=workflow.info().workflow_id,
                 portal=self.start.portal,

@@ -12,22 +12,70 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities.mail import already_sent, deliver_once
+from mail.mailer import Mailer
+from mail.once import LinkMessage, already_sent, deliver_once, send_link_once
 from portal.audit import add_event
 from portal.config import Portal
-from portal.mailer import Mailer
 from portal.models import (
+    AccountStatus,
+    EmailToken,
     IdentityStrikes,
     IdentityTry,
     MemberRecord,
     Registration,
     SupportCase,
+    User,
     utcnow,
 )
-from portal.tokens import link_for_send
-from processes.registration.vocabulary import CaseOutcome, CaseStatus
+from processes.registration.vocabulary import (
+    CaseOutcome,
+    CaseStatus,
+    Outcome,
+    Step,
+    TokenPurpose,
+)
 
-RETRY_PURPOSE = "identity_retry"
+
+@dataclass
+class StepReached:
+    """The read model follows the workflow, so pages never need to ask Temporal."""
+
+    workflow_id: str
+    status: Step
+    overdue: bool = False
+
+
+@dataclass
+class ConfirmationClosing:
+    workflow_id: str
+
+
+@dataclass
+class ConfirmationClosed:
+    confirmed: bool
+
+
+@dataclass
+class AccountState:
+    user_id: int
+    status: AccountStatus
+
+
+@dataclass
+class RegistrationEnded:
+    workflow_id: str
+    user_id: int | None
+    status: Outcome
+    release_account: bool
+
+
+@dataclass
+class ReviewApplied:
+    workflow_id: str
+    user_id: int
+    approved: bool
+    reviewer: str
+    reason: str
 
 
 @dataclass
@@ -124,6 +172,122 @@ def member_contact(session: Session, portal: str, client_id: str) -> str:
         .where(func.upper(MemberRecord.client_id) == client_key(client_id))
     )
     return email or ""
+
+
+class RegistrationActivities:
+    """The registration's read model and account changes: the table follows the workflow, so
+    pages, the console and the metrics never need to ask Temporal."""
+
+    def __init__(self, session_factory: sessionmaker[Session]):
+        self.session_factory = session_factory
+
+    @activity.defn
+    def record_step(self, step: StepReached) -> None:
+        with self.session_factory() as session:
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == step.workflow_id)
+                .values(status=step.status, overdue=step.overdue, updated_at=utcnow())
+            )
+            session.commit()
+
+    @activity.defn
+    def close_confirmation(self, request: ConfirmationClosing) -> ConfirmationClosed:
+        """Revokes the unused confirmation links, then says whether one was redeemed: the
+        click's conditional update and this one serialise on the row, so exactly one wins."""
+        with self.session_factory() as session:
+            session.execute(
+                update(EmailToken)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.purpose == TokenPurpose.CONFIRM_EMAIL)
+                .where(EmailToken.used_at.is_(None))
+                .where(EmailToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            redeemed = session.scalar(
+                select(EmailToken.id)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.purpose == TokenPurpose.CONFIRM_EMAIL)
+                .where(EmailToken.used_at.is_not(None))
+                .limit(1)
+            )
+            session.commit()
+            return ConfirmationClosed(confirmed=redeemed is not None)
+
+    @activity.defn
+    def end_registration(self, request: RegistrationEnded) -> None:
+        """Expired or closed: revoke its links and, if it never went live, free the username."""
+        with self.session_factory() as session:
+            now = utcnow()
+            session.execute(
+                update(EmailToken)
+                .where(EmailToken.workflow_id == request.workflow_id)
+                .where(EmailToken.used_at.is_(None))
+                .values(revoked_at=now)
+            )
+            # Update first: it waits for a web transaction attaching an account to this row,
+            # so the read below sees that account and releases it too.
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == request.workflow_id)
+                .values(status=request.status, updated_at=now)
+            )
+            registration = session.scalar(
+                select(Registration).where(Registration.workflow_id == request.workflow_id)
+            )
+            portal = registration.portal if registration else ""
+            user_id = request.user_id or (registration.user_id if registration else None)
+            if user_id is not None and request.release_account:
+                user = session.get(User, user_id)
+                if user is not None and user.status != AccountStatus.ACTIVE:
+                    portal = user.portal
+                    if registration is not None:
+                        registration.user_id = None
+                    session.delete(user)
+            add_event(
+                session,
+                actor="system",
+                action=f"registration.{request.status}",
+                portal=portal,
+                workflow_id=request.workflow_id,
+                user_id=request.user_id,
+            )
+            session.commit()
+
+    @activity.defn
+    def apply_review(self, request: ReviewApplied) -> AccountState:
+        with self.session_factory() as session:
+            now = utcnow()
+            user = session.get(User, request.user_id)
+            status = AccountStatus.ACTIVE if request.approved else AccountStatus.DENIED
+            if user is not None and user.status in (
+                AccountStatus.PENDING_REVIEW,
+                AccountStatus.UNCONFIRMED,
+            ):
+                user.status = status
+                if request.approved:
+                    user.activated_at = now
+            session.execute(
+                update(Registration)
+                .where(Registration.workflow_id == request.workflow_id)
+                .values(
+                    status=Outcome.APPROVED if request.approved else Outcome.DENIED,
+                    decided_by=request.reviewer,
+                    decision_reason=request.reason or None,
+                    updated_at=now,
+                )
+            )
+            add_event(
+                session,
+                actor=request.reviewer,
+                action="registration.approved" if request.approved else "registration.denied",
+                portal=user.portal if user else "",
+                workflow_id=request.workflow_id,
+                user_id=request.user_id,
+                reason=request.reason,
+            )
+            session.commit()
+            return AccountState(user_id=request.user_id, status=status)
 
 
 class RecordActivities:
@@ -316,50 +480,48 @@ class RecordActivities:
                     counter.strikes = 0
                     counter.updated_at = now
             contact = member_contact(session, request.portal, client_id)
-            link = ""
-            if request.outcome == CaseOutcome.ALLOW_RETRY and contact:
-                _, raw = link_for_send(
-                    session,
-                    secret=self.mailer.settings.secret_key if self.mailer else "",
-                    send_key=send_key,
-                    purpose=RETRY_PURPOSE,
-                    portal=request.portal,
-                    workflow_id=request.workflow_id,
-                    lifetime_hours=request.link_hours,
-                )
-                link = f"{self._base_url()}/{request.portal}/register/continue/{raw}"
-            session.commit()
             if not contact or self.mailer is None:
+                session.commit()
                 return CaseResolutionApplied(
                     case_id=case.id if case else None, contact_notified=False
                 )
             portal = self.portals.get(request.portal)
-            template = (
-                "identity_retry_allowed"
-                if request.outcome == CaseOutcome.ALLOW_RETRY
-                else "registration_closed"
-            )
-            deliver_once(
-                session,
-                self.mailer,
-                send_key,
-                to=contact,
-                template=template,
-                locale="es",
-                context={
-                    "portal": request.portal,
-                    "portal_name": portal.name if portal else request.portal,
-                    "helpdesk_email": (portal.helpdesk_email or portal.support_email)
-                    if portal
-                    else "",
-                    "reference": case.reference if case else "",
-                    "base_url": self._base_url(),
-                    "link": link,
-                    "hours": str(request.link_hours),
-                },
-                portal=request.portal,
-                workflow_id=request.workflow_id,
-            )
+            context = {
+                "portal": request.portal,
+                "portal_name": portal.name if portal else request.portal,
+                "helpdesk_email": (portal.helpdesk_email or portal.support_email) if portal else "",
+                "reference": case.reference if case else "",
+                "hours": str(request.link_hours),
+            }
+            if request.outcome == CaseOutcome.ALLOW_RETRY:
+                send_link_once(
+                    session,
+                    self.mailer,
+                    send_key,
+                    lambda: LinkMessage(
+                        purpose=TokenPurpose.IDENTITY_RETRY,
+                        portal=request.portal,
+                        workflow_id=request.workflow_id,
+                        lifetime_hours=request.link_hours,
+                        path=f"{request.portal}/register/continue",
+                        to=contact,
+                        template="identity_retry_allowed",
+                        locale="es",
+                        context=context,
+                    ),
+                )
+            else:
+                deliver_once(
+                    session,
+                    self.mailer,
+                    send_key,
+                    to=contact,
+                    template="registration_closed",
+                    locale="es",
+                    context={**context, "base_url": self._base_url(), "link": ""},
+                    portal=request.portal,
+                    workflow_id=request.workflow_id,
+                )
             return CaseResolutionApplied(case_id=case.id if case else None, contact_notified=True)
 
     def _base_url(self) -> str:

@@ -5,20 +5,52 @@ never hears of."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import AccountStatus, EmailToken, Registration, User, utcnow
-from portal.tokens import token_hash
-from processes import search_attributes
-from processes.outbox import enqueue_signal, enqueue_start
-from processes.registration.vocabulary import EmailConfirmed, RegistrationStart, Step
+from portal.models import (
+    AccountStatus,
+    EmailToken,
+    MemberRecord,
+    Registration,
+    Role,
+    SecurityAnswer,
+    SupportCase,
+    User,
+    utcnow,
+)
+from portal.tokens import claim_link, token_hash
+from processes.registration.vocabulary import (
+    AWAITING_REVIEW,
+    WORKFLOW,
+    AccountSubmission,
+    CaseResolution,
+    CaseStatus,
+    EmailConfirmed,
+    IdentityCheck,
+    IdentityResult,
+    LinkStatus,
+    Outcome,
+    RegistrationStart,
+    ResendRequest,
+    ReviewDecision,
+    Signal,
+    Step,
+    Submission,
+    TokenPurpose,
+)
+from temporal import search_attributes
+from temporal.bridge import ProcessUnavailable, TemporalBridge, ask
+from temporal.outbox import enqueue_signal, enqueue_start
 
 
 def registration_id(portal: Portal, reference: str) -> str:
@@ -55,7 +87,7 @@ def begin(
     )
     enqueue_start(
         session,
-        workflow="RegistrationWorkflow",
+        workflow=WORKFLOW,
         workflow_id=registration.workflow_id,
         payload=RegistrationStart(
             portal=portal.slug,
@@ -83,19 +115,19 @@ def begin(
 class LinkState:
     """What the confirmation page may say about a link, read without changing anything."""
 
-    status: str  # "usable", "confirmed", "expired", "unknown"
+    status: LinkStatus
     token: EmailToken | None = None
 
 
 def confirmation_link(session: Session, portal: Portal, raw: str) -> LinkState:
     token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if token is None or token.portal != portal.slug or token.purpose != "confirm_email":
-        return LinkState("unknown")
+    if token is None or token.portal != portal.slug or token.purpose != TokenPurpose.CONFIRM_EMAIL:
+        return LinkState(LinkStatus.UNKNOWN)
     if token.used_at is not None:
-        return LinkState("confirmed", token)
+        return LinkState(LinkStatus.CONFIRMED, token)
     if not token.usable(utcnow()):
-        return LinkState("expired", token)
-    return LinkState("usable", token)
+        return LinkState(LinkStatus.EXPIRED, token)
+    return LinkState(LinkStatus.USABLE, token)
 
 
 def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState:
@@ -103,19 +135,11 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
     owes the workflow its `email_confirmed` signal. Repeated or concurrent clicks are answered
     from the first one's result; the conditional update lets exactly one of them win."""
     state = confirmation_link(session, portal, raw)
-    if state.status != "usable":
+    if state.status != LinkStatus.USABLE:
         return state
     token = state.token
     now = utcnow()
-    won = session.execute(
-        update(EmailToken)
-        .where(EmailToken.id == token.id)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .where(EmailToken.expires_at > now)
-        .values(used_at=now)
-    ).rowcount
-    if not won:
+    if not claim_link(session, token.id):
         session.rollback()
         return confirmation_link(session, portal, raw)
     user = session.get(User, token.user_id) if token.user_id else None
@@ -128,7 +152,7 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
     session.execute(
         update(Registration)
         .where(Registration.workflow_id == token.workflow_id)
-        .values(status=Step.PENDING_REVIEW if reviewed else Step.ACTIVE, updated_at=now)
+        .values(status=Step.PENDING_REVIEW if reviewed else Outcome.ACTIVE, updated_at=now)
     )
     add_event(
         session,
@@ -142,7 +166,7 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
     enqueue_signal(
         session,
         workflow_id=token.workflow_id,
-        signal="email_confirmed",
+        signal=Signal.EMAIL_CONFIRMED,
         payload=EmailConfirmed(
             workflow_id=token.workflow_id,
             token_id=token.id,
@@ -151,4 +175,261 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
         ),
     )
     session.commit()
-    return LinkState("confirmed_now", token)
+    return LinkState(LinkStatus.CONFIRMED_NOW, token)
+
+
+def start_now(bridge: TemporalBridge, portal: Portal, reference: str) -> None:
+    """Asks Temporal to start the registration at once (idempotent, by its ID), so the first
+    identity try finds it running; if Temporal is away, the outbox relay starts it later."""
+    from processes.registration.workflows import RegistrationWorkflow
+
+    start = RegistrationStart(
+        portal=portal.slug, reference=reference, steps=list(portal.steps), policy=portal.policy
+    )
+    with contextlib.suppress(WorkflowAlreadyStartedError, ProcessUnavailable):
+        ask(
+            bridge,
+            lambda client: client.start_workflow(
+                RegistrationWorkflow.run,
+                start,
+                id=registration_id(portal, reference),
+                task_queue=bridge.settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"{portal.name.source}: registration {reference}",
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(search_attributes.PORTAL, portal.slug),
+                        SearchAttributePair(search_attributes.REFERENCE, reference),
+                        SearchAttributePair(search_attributes.STEP, portal.steps[0]),
+                    ]
+                ),
+            ),
+        )
+
+
+def check_identity(
+    bridge: TemporalBridge, workflow_id: str, attempt: IdentityCheck
+) -> IdentityResult:
+    """One identity try, answered by the workflow's update; refusals carry an IdentityRefusal."""
+    from processes.registration.workflows import RegistrationWorkflow
+
+    return ask(
+        bridge,
+        lambda client: client.get_workflow_handle(workflow_id).execute_update(
+            RegistrationWorkflow.check_identity, attempt
+        ),
+    )
+
+
+def resend_confirmation(bridge: TemporalBridge, workflow_id: str) -> None:
+    from processes.registration.workflows import RegistrationWorkflow
+
+    ask(
+        bridge,
+        lambda client: client.get_workflow_handle(workflow_id).signal(
+            RegistrationWorkflow.resend_confirmation, ResendRequest()
+        ),
+    )
+
+
+def note_existing_account(session: Session, portal: Portal, registration: Registration) -> None:
+    """The matched client ID already has an account: the try is audited, nothing else changes."""
+    add_event(
+        session,
+        actor="applicant",
+        action="registration.client_has_account",
+        portal=portal.slug,
+        workflow_id=registration.workflow_id,
+    )
+    session.commit()
+
+
+def keep_credentials(
+    session: Session, registration: Registration, password_hash: str | None, answers: list
+) -> None:
+    """The member's password and secret answers, already hashed, wait on the registration's row
+    until Finish creates the account; nothing secret reaches the session cookie."""
+    details = dict(registration.details or {})
+    if password_hash:
+        details["password_hash"] = password_hash
+    details["answers"] = answers
+    registration.details = details
+    session.commit()
+
+
+@dataclass
+class MemberAccount:
+    """What Finish creates the account from: the wizard's typed values and the matched record."""
+
+    username: str
+    email: str
+    question_indexes: list[int]
+    locale: str
+    record: MemberRecord
+
+
+def submit_account(
+    session: Session, portal: Portal, registration: Registration, account: MemberAccount
+) -> Submission:
+    """Creates the inactive account (hashes only) and claims the registration for it, in the
+    transaction that owes the workflow its `submit_account` signal; the caller may have added
+    its own rows (the form's remembered outcome) to the same transaction."""
+    details = dict(registration.details or {})
+    answers = details.get("answers") or []
+    if "password_hash" not in details or not all(answers):
+        session.rollback()
+        return Submission.INCOMPLETE
+    record = account.record
+    questions = portal.security_questions
+    user = User(
+        portal=portal.slug,
+        username=account.username,
+        email=account.email,
+        first_name=record.first_name,
+        last_name=record.last_name,
+        full_name=" ".join(p for p in (record.first_name, record.last_name, record.suffix) if p),
+        password_hash=details["password_hash"],
+        status=AccountStatus.UNCONFIRMED,
+        role=Role.MEMBER,
+        client_id=record.client_id,
+        locale=account.locale,
+        security_answers=[
+            SecurityAnswer(question=questions[index].source, answer_hash=answer)
+            for index, answer in zip(account.question_indexes, answers, strict=False)
+        ],
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        return Submission.USERNAME_TAKEN
+    claimed = session.execute(
+        update(Registration)
+        .where(Registration.id == registration.id)
+        .where(Registration.status == Step.ACCOUNT)
+        .where(Registration.user_id.is_(None))
+        .values(user_id=user.id, details={})
+    ).rowcount
+    if not claimed:
+        session.rollback()
+        return Submission.ENDED
+    add_event(
+        session,
+        actor="applicant",
+        action="registration.submitted",
+        portal=portal.slug,
+        workflow_id=registration.workflow_id,
+        user_id=user.id,
+    )
+    enqueue_signal(
+        session,
+        workflow_id=registration.workflow_id,
+        signal=Signal.SUBMIT_ACCOUNT,
+        payload=AccountSubmission(user_id=user.id),
+    )
+    session.commit()
+    return Submission.SUBMITTED
+
+
+@dataclass
+class RetryLink:
+    """The help desk's e-mailed link to try the identity check again, and its registration."""
+
+    status: LinkStatus
+    registration: Registration | None = None
+    token_id: int = 0
+
+
+def retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
+    """What the retry link's page may say, read without changing anything."""
+    row = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
+    if row is None or row.portal != portal.slug or row.purpose != TokenPurpose.IDENTITY_RETRY:
+        return RetryLink(LinkStatus.UNKNOWN)
+    if not row.usable(utcnow()):
+        return RetryLink(LinkStatus.EXPIRED)
+    registration = session.scalar(
+        select(Registration).where(Registration.workflow_id == row.workflow_id)
+    )
+    if registration is None or registration.status not in (Step.IDENTITY, Step.ESCALATED):
+        return RetryLink(LinkStatus.EXPIRED)
+    return RetryLink(LinkStatus.USABLE, registration, row.id)
+
+
+def use_retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
+    """The retry link's POST: a conditional claim, so two clicks use it once."""
+    link = retry_link(session, portal, raw)
+    if link.status != LinkStatus.USABLE:
+        return link
+    if not claim_link(session, link.token_id):
+        session.rollback()
+        return RetryLink(LinkStatus.EXPIRED)
+    add_event(
+        session,
+        actor="applicant",
+        action="registration.retry_link_used",
+        portal=portal.slug,
+        workflow_id=link.registration.workflow_id,
+    )
+    session.commit()
+    return RetryLink(LinkStatus.CONFIRMED_NOW, link.registration)
+
+
+def decide(
+    session: Session, registration: Registration, reviewer: str, approved: bool, reason: str
+) -> bool:
+    """A reviewer's decision: the claim, its audit line and the owed `review_decision` signal
+    commit together, so a crash after the commit still delivers it (the outbox relay) and one
+    before it leaves nothing decided. False when another decision or the process got there
+    first."""
+    claimed = session.execute(
+        update(Registration)
+        .where(Registration.id == registration.id)
+        .where(Registration.status.in_(AWAITING_REVIEW))
+        .where(Registration.decided_by.is_(None))
+        .values(decided_by=reviewer, decision_reason=reason or None)
+    ).rowcount
+    if not claimed:
+        session.rollback()
+        return False
+    add_event(
+        session,
+        actor=reviewer,
+        action="review.decision_sent",
+        portal=registration.portal,
+        workflow_id=registration.workflow_id,
+        user_id=registration.user_id,
+        approved=approved,
+        reason=reason,
+    )
+    enqueue_signal(
+        session,
+        workflow_id=registration.workflow_id,
+        signal=Signal.REVIEW_DECISION,
+        payload=ReviewDecision(approved=approved, reviewer=reviewer, reason=reason),
+    )
+    session.commit()
+    return True
+
+
+def resolve_case(session: Session, case: SupportCase, resolution: CaseResolution) -> bool:
+    """The help desk's answer is owed as the `resolve_case` signal with its audit line, and
+    nothing else: the case, the strikes and the e-mail are written by the workflow's activity,
+    so the same signal from the Temporal UI has exactly the same effect. False if the case was
+    already resolved."""
+    if case.status != CaseStatus.OPEN:
+        return False
+    add_event(
+        session,
+        actor=resolution.agent,
+        action="case.resolution_sent",
+        portal=case.portal,
+        workflow_id=case.workflow_id,
+        case_id=case.id,
+        outcome=resolution.outcome,
+    )
+    enqueue_signal(
+        session, workflow_id=case.workflow_id, signal=Signal.RESOLVE_CASE, payload=resolution
+    )
+    session.commit()
+    return True

@@ -10,8 +10,8 @@ from portal.config import Policy
 
 
 class Step(StrEnum):
-    """Where a registration stands. The workflow moves through these and the registrations table
-    keeps the latest (a confirmation click and a review decision write theirs first), so pages,
+    """Where a registration stands while it runs. The workflow moves through these and the
+    registrations table keeps the latest (a confirmation click and a review decision write theirs first), so pages,
     the console and the metrics read the table instead of asking Temporal."""
 
     STARTED = "started"
@@ -21,6 +21,12 @@ class Step(StrEnum):
     CONFIRM_EMAIL = "confirm_email"
     PENDING_REVIEW = "pending_review"
     REVIEW = "review"
+
+
+class Outcome(StrEnum):
+    """How a registration ended (or, for `approved`, is ending); the registrations table keeps
+    it in the same column as the step, as the last place the registration reached."""
+
     APPROVED = "approved"
     ACTIVE = "active"
     DENIED = "denied"
@@ -45,6 +51,69 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
 
 
+WORKFLOW = "RegistrationWorkflow"
+"""The workflow's type name, as the outbox starts it and the recorded histories hold it."""
+
+
+class Signal(StrEnum):
+    """The registration's signals, by the workflow method names the outbox delivers them to."""
+
+    SUBMIT_ACCOUNT = "submit_account"
+    EMAIL_CONFIRMED = "email_confirmed"
+    RESEND_CONFIRMATION = "resend_confirmation"
+    REVIEW_DECISION = "review_decision"
+    RESOLVE_CASE = "resolve_case"
+
+
+class IdentityRefusal(StrEnum):
+    """Why the identity-check update's validator said no (the ApplicationError type the web
+    tier receives as the refusal's kind)."""
+
+    ESCALATED = "Escalated"
+    STEP = "Step"
+    BUSY = "Busy"
+
+
+class TokenPurpose(StrEnum):
+    """The e-mailed links a registration mints, as their rows are marked."""
+
+    CONFIRM_EMAIL = "confirm_email"
+    IDENTITY_RETRY = "identity_retry"
+
+
+class LinkStatus(StrEnum):
+    """What the confirmation page may say about a link."""
+
+    USABLE = "usable"
+    CONFIRMED = "confirmed"
+    CONFIRMED_NOW = "confirmed_now"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+class WizardStep(StrEnum):
+    """The member wizard's pages (seed 001) and where it sends the applicant once the
+    registration has moved on without them (help desk, expiry, done)."""
+
+    AGREEMENT = "agreement"
+    IDENTITY = "identity"
+    ESCALATED = "escalated"
+    ACCOUNT = "account"
+    REVIEW = "review"
+    DONE = "done"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+class Submission(StrEnum):
+    """How the member's Finish ended: the account stored and owed to the workflow, or why not."""
+
+    SUBMITTED = "submitted"
+    INCOMPLETE = "incomplete"
+    USERNAME_TAKEN = "username_taken"
+    ENDED = "ended"
+
+
 @dataclass
 class RegistrationStart:
     portal: str
@@ -57,7 +126,7 @@ class RegistrationStart:
 
 @dataclass
 class RegistrationOutcome:
-    status: Step
+    status: Outcome
     user_id: int | None
 
 
@@ -124,8 +193,10 @@ class CaseResolution:
 
 @dataclass
 class RegistrationStatus:
+    """Where it is (the last step entered) and, once ended, how it ended."""
+
     step: Step
-    status: Step
+    outcome: Outcome | None = None
     overdue: bool = False
     tries_left: int = 0
     escalated: bool = False

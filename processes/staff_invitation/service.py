@@ -12,14 +12,15 @@ from sqlalchemy.orm import Session
 from portal.audit import add_event
 from portal.models import EmailToken, StaffInvitation, StaffUser, utcnow
 from portal.tokens import token_hash
-from processes.outbox import enqueue_start
 from processes.staff_invitation.vocabulary import (
     LINK_PURPOSE,
     WORKFLOW,
     AcceptInvitation,
     InvitationStatus,
+    Signal,
     StaffInvitationStart,
 )
+from temporal.outbox import enqueue_start
 
 LIFETIME_HOURS = 72
 
@@ -119,7 +120,7 @@ def accept(
         workflow=WORKFLOW,
         workflow_id=invitation.workflow_id,
         payload=StaffInvitationStart(invitation_id=invitation.id, lifetime_hours=0, invited_by=""),
-        signal="accept",
+        signal=Signal.ACCEPT,
         signal_payload=AcceptInvitation(staff_id=staff.id),
         summary="staff invitation accepted",
     )

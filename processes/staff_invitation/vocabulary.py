@@ -10,6 +10,12 @@ LINK_PURPOSE = "staff_invitation"
 LINK_PORTAL = "staff"
 
 
+class Signal(StrEnum):
+    """The staff invitation's signals, by the workflow method names the outbox delivers them to."""
+
+    ACCEPT = "accept"
+
+
 class InvitationStatus(StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"

@@ -17,8 +17,8 @@ from processes.staff_invitation.vocabulary import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from processes.retry_policies import DB_RETRY, MAIL_RETRY
     from processes.staff_invitation.activities import StaffInvitationActivities
+    from temporal.retry_policies import DB_RETRY, MAIL_RETRY
 
 
 @workflow.defn

@@ -3,29 +3,24 @@ revokes; an invitee accepts the e-mailed link and gets an account tied to the sa
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import abort, flash, g, redirect, render_template, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import Length
 
-from portal.audit import add_event
-from portal.models import AccountStatus, EmailToken, Invitation, Office, User, utcnow
+from portal.models import EmailToken, Invitation, Office, Role, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
 from processes.invitation import service as invitation_service
-from processes.invitation.vocabulary import Acceptance, InvitationStart, Step
-from processes.outbox import enqueue_start
-from web import processes
+from processes.invitation.vocabulary import Acceptance, Step
 from web.account import bp
 from web.db import get_db
 from web.forms import CheckedForm, email_field, new_password_fields, required, strip, username_field
-from web.sessions import active_user_by_username, end_all_sessions, portal_login_required
+from web.sessions import active_user_by_username, portal_login_required
 
 
 class InviteForm(CheckedForm):
@@ -56,13 +51,9 @@ def _primary() -> User:
     if g.portal.flow != "provider":
         abort(404)
     user: User = current_user.account
-    if user.role != "provider_primary" or user.office_id is None:
+    if user.role != Role.PROVIDER_PRIMARY or user.office_id is None:
         abort(403)
     return user
-
-
-def _actor(user: User) -> str:
-    return f"user:{user.id}"
 
 
 @bp.route("/account/employees", methods=["GET", "POST"])
@@ -81,7 +72,7 @@ def employees():
     staff = db.scalars(
         select(User)
         .where(User.office_id == primary.office_id)
-        .where(User.role == "provider_employee")
+        .where(User.role == Role.PROVIDER_EMPLOYEE)
         .order_by(User.last_name, User.first_name)
     ).all()
     invitations = db.scalars(
@@ -101,59 +92,17 @@ def employees():
 
 
 def _invite(primary: User, form: InviteForm) -> bool:
-    db = get_db()
-    email = form.email.data
-    already = db.scalar(
-        select(Invitation.id)
-        .where(Invitation.office_id == primary.office_id)
-        .where(Invitation.status == Step.PENDING)
-        .where(func.lower(Invitation.email) == email.lower())
+    invited = invitation_service.invite(
+        get_db(), g.portal, primary, form.email.data, form.first_name.data, form.last_name.data
     )
-    if already is not None:
+    if not invited:
         form.email.errors.append(_("Ya hay una invitación pendiente para ese correo electrónico."))
-        return False
-    workflow_id = processes.invitation_id(g.portal)
-    invitation = Invitation(
-        portal=g.portal.slug,
-        office_id=primary.office_id,
-        invited_by=primary.id,
-        email=email,
-        first_name=form.first_name.data,
-        last_name=form.last_name.data,
-        workflow_id=workflow_id,
-        expires_at=utcnow() + timedelta(days=g.portal.policy.invitation_days),
-    )
-    db.add(invitation)
-    db.flush()
-    add_event(
-        db,
-        actor=_actor(primary),
-        action="invitation.sent",
-        portal=g.portal.slug,
-        workflow_id=workflow_id,
-        user_id=primary.id,
-        invitation_id=invitation.id,
-        office_id=primary.office_id,
-    )
-    enqueue_start(
-        db,
-        workflow="InvitationWorkflow",
-        workflow_id=workflow_id,
-        payload=InvitationStart(
-            portal=g.portal.slug,
-            invitation_id=invitation.id,
-            invitation_days=g.portal.policy.invitation_days,
-            invited_by=_actor(primary),
-        ),
-        summary=f"{g.portal.name.source}: employee invitation",
-    )
-    db.commit()
-    return True
+    return invited
 
 
 def _employee(primary: User, user_id: int) -> User:
     user = get_db().get(User, user_id)
-    if user is None or user.office_id != primary.office_id or user.role != "provider_employee":
+    if user is None or user.office_id != primary.office_id or user.role != Role.PROVIDER_EMPLOYEE:
         abort(404)
     return user
 
@@ -164,25 +113,7 @@ def _set_access(user_id: int, enabled: bool) -> User:
     if not ActionForm().validate_on_submit():
         abort(400)
     employee = _employee(primary, user_id)
-    before, after = (
-        (AccountStatus.DISABLED, AccountStatus.ACTIVE)
-        if enabled
-        else (AccountStatus.ACTIVE, AccountStatus.DISABLED)
-    )
-    if employee.status == before:
-        db = get_db()
-        employee.status = after
-        if not enabled:
-            end_all_sessions(employee.id)
-        add_event(
-            db,
-            actor=_actor(primary),
-            action="employee.enabled" if enabled else "employee.disabled",
-            portal=g.portal.slug,
-            user_id=employee.id,
-            office_id=primary.office_id,
-        )
-        db.commit()
+    invitation_service.set_access(get_db(), primary, employee, enabled)
     return employee
 
 
@@ -212,7 +143,7 @@ def revoke_invitation(invitation_id: int):
     invitation = db.get(Invitation, invitation_id)
     if invitation is None or invitation.office_id != primary.office_id:
         abort(404)
-    if not invitation_service.revoke(db, invitation, _actor(primary), primary.id):
+    if not invitation_service.revoke(db, invitation, invitation_service.actor(primary), primary.id):
         flash(_("Esa invitación ya no está pendiente."), "info")
         return redirect(url_for("account.employees"))
     flash(

@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, Flask, Response, abort, current_app, g, request
 
 from portal.metrics import CONTENT_TYPE_LATEST, HTTP_LATENCY, HTTP_REQUESTS, web_exposition
+from processes.registration.metrics import RegistrationCollector
 
 bp = Blueprint("metrics", __name__)
 
@@ -19,7 +20,7 @@ def metrics():
     offered = request.headers.get("Authorization", "")
     if not token or not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
         abort(404)
-    body = web_exposition(current_app.extensions["acceso.sessions"])
+    body = web_exposition(RegistrationCollector(current_app.extensions["acceso.sessions"]))
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 

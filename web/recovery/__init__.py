@@ -12,8 +12,9 @@ from portal.models import AccountStatus, EmailToken, User, utcnow
 from portal.passwords import hash_password
 from portal.tokens import token_hash
 from processes.recovery import service
-from web import processes
-from web.db import get_db
+from processes.recovery.vocabulary import ResetMode
+from temporal.bridge import ProcessRefused, ProcessUnavailable
+from web.db import get_bridge, get_db
 from web.forms import CheckedForm, email_field, new_password_fields, required, strip, username_field
 from web.portals import portal_blueprint
 
@@ -90,7 +91,7 @@ def _matching_user(form) -> User | None:
 
 @bp.route("/recover/password", methods=["GET", "POST"])
 def password():
-    by_username_only = g.portal.policy.password_reset_mode == "link"
+    by_username_only = g.portal.policy.password_reset_mode == ResetMode.LINK
     form = UsernameOnlyRecoveryForm() if by_username_only else PasswordRecoveryForm()
     if form.validate_on_submit():
         user = _matching_user(form)
@@ -126,21 +127,23 @@ def reset(token: str):
     row = _reset_token(token)
     if row is None:
         return render_template("recovery/link_invalid.html"), 410
-    link_mode = g.portal.policy.password_reset_mode == "link"
+    link_mode = g.portal.policy.password_reset_mode == ResetMode.LINK
     owner = get_db().get(User, row.user_id) if row.user_id else None
     g.password_username = owner.username if owner else ""
     form = NewPasswordForm() if link_mode else ConfirmResetForm()
     if not form.validate_on_submit():
         page = "recovery/new_password.html" if link_mode else "recovery/confirm_reset.html"
         return render_template(page, form=form)
-    if link_mode:
-        row.pending_password_hash = hash_password(form.password.data)
-        get_db().commit()
     try:
-        applied = processes.confirm_password_reset(row.workflow_id, row.id)
-    except processes.ProcessRefused:
+        applied = service.confirm_reset(
+            get_db(),
+            get_bridge(),
+            row,
+            hash_password(form.password.data) if link_mode else None,
+        )
+    except ProcessRefused:
         return render_template("recovery/link_invalid.html"), 410
-    except processes.ProcessUnavailable:
+    except ProcessUnavailable:
         return render_template("registration/try_later.html"), 503
     if not applied:
         return render_template("recovery/link_invalid.html"), 410

@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from portal.models import AccountStatus, Registration
 from processes.registration import service
-from web import processes
+from processes.registration.vocabulary import LinkStatus
+from temporal.bridge import ProcessRefused, ProcessUnavailable
 from web.auth import ResendForm
-from web.db import get_db
+from web.db import get_bridge, get_db
 from web.forms import CheckedForm
 from web.portals import portal_blueprint
 from web.sessions import active_user_by_username
@@ -63,13 +64,13 @@ def confirm(token: str):
         state = service.redeem_confirmation(db, g.portal, token)
     else:
         state = service.confirmation_link(db, g.portal, token)
-    if state.status == "unknown":
+    if state.status == LinkStatus.UNKNOWN:
         return render_template("registration/link_invalid.html"), 404
-    if state.status == "expired":
+    if state.status == LinkStatus.EXPIRED:
         return render_template("registration/link_invalid.html", expired=True), 410
-    if state.status == "usable":
+    if state.status == LinkStatus.USABLE:
         return render_template("registration/confirm.html", form=form)
-    if state.status == "confirmed":
+    if state.status == LinkStatus.CONFIRMED:
         flash(_("Su correo electrónico ya estaba confirmado. Puede iniciar sesión."), "info")
     elif "review" in g.portal.steps:
         flash(
@@ -96,10 +97,10 @@ def resend_confirmation():
             )
             if workflow_id:
                 try:
-                    processes.resend_confirmation(workflow_id)
-                except processes.ProcessRefused:
+                    service.resend_confirmation(get_bridge(), workflow_id)
+                except ProcessRefused:
                     pass
-                except processes.ProcessUnavailable:
+                except ProcessUnavailable:
                     flash(_("No pudimos procesar su pedido ahora. Intente de nuevo."), "error")
                     return redirect(url_for("auth.login"))
     flash(

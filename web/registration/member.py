@@ -17,9 +17,10 @@ console says so; `allow_retry` still clears the client ID's strikes, so a new re
 
 from __future__ import annotations
 
-import contextlib
 import math
+from dataclasses import dataclass, field
 from datetime import date
+from typing import ClassVar
 
 from flask import (
     abort,
@@ -35,38 +36,39 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 from werkzeug.exceptions import TooManyRequests
 from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, Length, Optional, Regexp, ValidationError
 
-from portal.audit import add_event
 from portal.models import (
-    AccountStatus,
-    EmailToken,
     MemberRecord,
     Registration,
-    SecurityAnswer,
     SupportCase,
     User,
-    utcnow,
 )
 from portal.passwords import hash_answer, hash_password
-from portal.tokens import new_reference, token_hash
-from processes.outbox import enqueue_signal
+from portal.tokens import new_reference
+from processes.registration import service
 from processes.registration.service import begin, registration_id
-from processes.registration.vocabulary import AccountSubmission, CaseStatus, IdentityCheck, Step
-from web import once, processes
-from web.db import get_db
+from processes.registration.vocabulary import (
+    CaseStatus,
+    IdentityCheck,
+    IdentityRefusal,
+    LinkStatus,
+    Outcome,
+    Step,
+    Submission,
+    WizardStep,
+)
+from temporal.bridge import ProcessRefused, ProcessUnavailable, Refusal
+from web import once
+from web.db import get_bridge, get_db
 from web.forms import CheckedForm, EmailAddress, email_field, new_password_fields, required, strip
 from web.forms import username_field as _username_field
 from web.ratelimit import check_rate_limit
 from web.registration import ConfirmLinkForm, bp, flow_view, username_taken
-
-SESSION_KEY = "member_registration"
-RETRY_PURPOSE = "identity_retry"
 
 NOT_VALIDATED = _l(
     "La información personal que usted ha puesto no se puede validar con nuestro sistema; por "
@@ -217,8 +219,8 @@ class BackForm(CheckedForm):
     action = StringField(validators=[AnyOf(["previous", "next"])])
 
 
-WIZARD = ("agreement", "identity", "account", "review")
-"""The wizard's steps in order; "Paso N de M" and the back button follow it."""
+WIZARD = (WizardStep.AGREEMENT, WizardStep.IDENTITY, WizardStep.ACCOUNT, WizardStep.REVIEW)
+"""The wizard's pages in order; "Paso N de M" and the back button follow it."""
 
 
 class ReviewForm(once.SubmitOnceForm):
@@ -233,26 +235,48 @@ def _question_count() -> int:
 # Wizard state ------------------------------------------------------------------------------
 
 
-def _state() -> dict | None:
-    state = session.get(SESSION_KEY)
-    if isinstance(state, dict) and state.get("portal") == g.portal.slug:
-        return state
-    return None
+@dataclass
+class WizardState:
+    """What the signed cookie holds between the wizard's pages: the registration's reference,
+    the page the applicant is on and the non-secret credential values (never a password)."""
+
+    KEY: ClassVar[str] = "member_registration"
+
+    portal: str
+    reference: str
+    step: WizardStep = WizardStep.IDENTITY
+    account: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> WizardState | None:
+        """This portal's wizard in the session, if one is under way."""
+        kept = session.get(cls.KEY)
+        if not isinstance(kept, dict) or kept.get("portal") != g.portal.slug:
+            return None
+        try:
+            step = WizardStep(kept.get("step", WizardStep.IDENTITY))
+        except ValueError:
+            step = WizardStep.IDENTITY
+        return cls(g.portal.slug, kept.get("reference", ""), step, dict(kept.get("account") or {}))
+
+    def save(self) -> None:
+        session[self.KEY] = {
+            "portal": self.portal,
+            "reference": self.reference,
+            "step": str(self.step),
+            "account": self.account,
+        }
+        session.modified = True
+
+    @classmethod
+    def forget(cls) -> None:
+        session.pop(cls.KEY, None)
 
 
-def _save(state: dict) -> None:
-    session[SESSION_KEY] = state
-    session.modified = True
-
-
-def _forget() -> None:
-    session.pop(SESSION_KEY, None)
-
-
-def _registration(state: dict) -> Registration | None:
+def _registration(state: WizardState) -> Registration | None:
     return get_db().scalar(
         select(Registration)
-        .where(Registration.reference == state.get("reference", ""))
+        .where(Registration.reference == state.reference)
         .where(Registration.portal == g.portal.slug)
     )
 
@@ -266,53 +290,49 @@ def _latest_case(workflow_id: str) -> SupportCase | None:
     )
 
 
-def _sync_step(state: dict, registration: Registration) -> str:
+def _sync_step(state: WizardState, registration: Registration) -> WizardStep:
     """The wizard's step, corrected by what the workflow recorded (help desk, expiry)."""
-    if registration.status in (Step.EXPIRED, Step.CLOSED):
-        return registration.status
+    if registration.status == Outcome.EXPIRED:
+        return WizardStep.EXPIRED
+    if registration.status == Outcome.CLOSED:
+        return WizardStep.CLOSED
     if registration.user_id is not None:
-        return "done"
-    step = state.get("step", "identity")
-    if registration.status == Step.ESCALATED or step == "escalated":
+        return WizardStep.DONE
+    step = state.step
+    if registration.status == Step.ESCALATED or step == WizardStep.ESCALATED:
         case = _latest_case(registration.workflow_id)
         if case is not None and case.status == CaseStatus.RETRY_ALLOWED:
-            step = "identity"
+            step = WizardStep.IDENTITY
         elif case is not None and case.status == CaseStatus.CLOSED:
-            return "closed"
+            return WizardStep.CLOSED
         else:
-            step = "escalated"
-    state["step"] = step
+            step = WizardStep.ESCALATED
+    state.step = step
     return step
 
 
 @flow_view("member")
 def register():
     if earlier := once.earlier_submission():
-        if earlier.started_reference and _state() is None:
-            _save(
-                {
-                    "portal": g.portal.slug,
-                    "reference": earlier.started_reference,
-                    "step": "identity",
-                }
-            )
+        if earlier.started_reference and WizardState.load() is None:
+            WizardState(g.portal.slug, earlier.started_reference).save()
         return redirect(earlier.outcome_url)
-    state = _state()
+    state = WizardState.load()
     if state is None:
         return _agreement()
     registration = _registration(state)
     if registration is None:
-        _forget()
+        WizardState.forget()
         return _agreement()
     step = _sync_step(state, registration)
     if step in WIZARD[1:] and request.form.get("action") == "previous" and BackForm().validate():
-        state["step"] = WIZARD[WIZARD.index(step) - 1]
-        _save(state)
+        state.step = WIZARD[WIZARD.index(step) - 1]
+        state.save()
         return redirect(url_for("registration.register"))
-    _save(state)
-    if step in ("expired", "closed"):
-        _forget()
-        if step == "closed":
+    state.save()
+    if step in (WizardStep.EXPIRED, WizardStep.CLOSED):
+        WizardState.forget()
+        if step == WizardStep.CLOSED:
             flash(
                 _("La mesa de ayuda cerró su registro anterior. Puede empezar uno nuevo."), "info"
             )
@@ -321,16 +341,16 @@ def register():
                 _("Su registro anterior venció por inactividad. Puede empezar uno nuevo."), "info"
             )
         return redirect(url_for("registration.register"))
-    if step == "done":
-        _forget()
+    if step == WizardStep.DONE:
+        WizardState.forget()
         return redirect(url_for("registration.done", reference=registration.reference))
-    if step == "escalated":
+    if step == WizardStep.ESCALATED:
         return _escalated(registration)
-    if step == "account":
+    if step == WizardStep.ACCOUNT:
         return _credentials(state, registration)
-    if step == "review":
+    if step == WizardStep.REVIEW:
         return _review(state, registration)
-    if step == "agreement":
+    if step == WizardStep.AGREEMENT:
         return _agreement(state)
     return _identity(state, registration)
 
@@ -338,17 +358,17 @@ def register():
 # Step 1: licence agreement -----------------------------------------------------------------
 
 
-def _agreement(state: dict | None = None):
+def _agreement(state: WizardState | None = None):
     """The first step; back on it from a started registration, accepting again moves on
     without starting another."""
     form = AgreementForm()
     if form.validate_on_submit():
         if form.agreement.data == "decline":
-            _forget()
+            WizardState.forget()
             return redirect(url_for("auth.login"))
         if state is not None:
-            state["step"] = "identity"
-            _save(state)
+            state.step = WizardStep.IDENTITY
+            state.save()
             return redirect(url_for("registration.register"))
         started = _start()
         if started is not None:
@@ -371,9 +391,8 @@ def _start() -> str | None:
     )
     once.remember(db, url_for("registration.register"), started_reference=reference)
     begin(db, g.portal, registration, action="registration.agreement_accepted")
-    with contextlib.suppress(processes.ProcessUnavailable):
-        processes.start_registration(g.portal, reference)
-    _save({"portal": g.portal.slug, "reference": reference, "step": "identity"})
+    service.start_now(get_bridge(), g.portal, reference)
+    WizardState(g.portal.slug, reference).save()
     return reference
 
 
@@ -397,19 +416,12 @@ def _active_account_for(client_id: str | None) -> bool:
 
 
 def _existing_account(registration: Registration):
-    _forget()
-    add_event(
-        get_db(),
-        actor="applicant",
-        action="registration.client_has_account",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-    )
-    get_db().commit()
+    WizardState.forget()
+    service.note_existing_account(get_db(), g.portal, registration)
     return render_template("registration/member_existing.html"), 409
 
 
-def _identity(state: dict, registration: Registration):
+def _identity(state: WizardState, registration: Registration):
     if registration.client_id:
         return _identity_validated(state, registration)
     form = IdentityForm()
@@ -419,7 +431,8 @@ def _identity(state: dict, registration: Registration):
         except TooManyRequests as limited:
             return _identity_limited(form, limited)
         try:
-            result = processes.check_identity(
+            result = service.check_identity(
+                get_bridge(),
                 registration.workflow_id,
                 IdentityCheck(
                     first_name=form.first_name.data,
@@ -429,13 +442,13 @@ def _identity(state: dict, registration: Registration):
                     client_id=form.client_id.data,
                 ),
             )
-        except processes.ProcessRefused as refused:
-            if refused.kind == "Escalated":
-                state["step"] = "escalated"
-                _save(state)
+        except ProcessRefused as refused:
+            if refused.kind == IdentityRefusal.ESCALATED:
+                state.step = WizardStep.ESCALATED
+                state.save()
                 return redirect(url_for("registration.register"))
-            if refused.kind == "Busy" or (
-                refused.kind == "closed" and registration.status == Step.IDENTITY
+            if refused.kind == IdentityRefusal.BUSY or (
+                refused.kind == Refusal.CLOSED and registration.status == Step.IDENTITY
             ):
                 form.form_errors.append(
                     _("Estamos revisando su intento anterior. Espere un momento.")
@@ -444,22 +457,22 @@ def _identity(state: dict, registration: Registration):
                 # Past this step already (e.g. matched in another tab): follow the workflow.
                 get_db().refresh(registration)
                 if registration.client_id:
-                    state["step"] = "account"
-                    _save(state)
+                    state.step = WizardStep.ACCOUNT
+                    state.save()
                 return redirect(url_for("registration.register"))
-        except processes.ProcessUnavailable:
+        except ProcessUnavailable:
             form.form_errors.append(UNAVAILABLE)
         else:
             if result.matched:
                 get_db().refresh(registration)
                 if _active_account_for(registration.client_id):
                     return _existing_account(registration)
-                state["step"] = "account"
-                _save(state)
+                state.step = WizardStep.ACCOUNT
+                state.save()
                 return redirect(url_for("registration.register"))
             if result.escalated:
-                state["step"] = "escalated"
-                _save(state)
+                state.step = WizardStep.ESCALATED
+                state.save()
                 return redirect(url_for("registration.register"))
             form.form_errors.append(NOT_VALIDATED)
             form.form_errors.append(
@@ -487,13 +500,13 @@ def _identity_limited(form: IdentityForm, limited: TooManyRequests):
     return page
 
 
-def _identity_validated(state: dict, registration: Registration):
+def _identity_validated(state: WizardState, registration: Registration):
     """Back on step 2 after the record matched: it cannot be typed again (the workflow has moved
     on), so the page shows what was validated and goes forward."""
     form = BackForm()
     if request.method == "POST" and request.form.get("action") == "next" and form.validate():
-        state["step"] = "account"
-        _save(state)
+        state.step = WizardStep.ACCOUNT
+        state.save()
         return redirect(url_for("registration.register"))
     return render_template(
         "registration/member_identity.html", validated=_record_of(registration), form=form
@@ -515,30 +528,18 @@ def continue_registration(token: str):
     at identity (opening the link, as mail scanners do, uses nothing)."""
     if g.portal.flow != "member":
         abort(404)
-    db = get_db()
-    row = db.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(token)))
-    if row is None or row.portal != g.portal.slug or row.purpose != RETRY_PURPOSE:
-        return render_template("registration/member_link_invalid.html"), 404
-    if not row.usable(utcnow()):
-        return render_template("registration/member_link_invalid.html", expired=True), 410
-    registration = db.scalar(
-        select(Registration).where(Registration.workflow_id == row.workflow_id)
-    )
-    if registration is None or registration.status not in (Step.IDENTITY, Step.ESCALATED):
-        return render_template("registration/member_link_invalid.html", expired=True), 410
     form = ConfirmLinkForm()
-    if not form.validate_on_submit():
+    if form.validate_on_submit():
+        link = service.use_retry_link(get_db(), g.portal, token)
+    else:
+        link = service.retry_link(get_db(), g.portal, token)
+    if link.status == LinkStatus.UNKNOWN:
+        return render_template("registration/member_link_invalid.html"), 404
+    if link.status == LinkStatus.EXPIRED:
+        return render_template("registration/member_link_invalid.html", expired=True), 410
+    if link.status == LinkStatus.USABLE:
         return render_template("registration/member_continue.html", form=form)
-    row.used_at = utcnow()
-    add_event(
-        db,
-        actor="applicant",
-        action="registration.retry_link_used",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-    )
-    db.commit()
-    _save({"portal": g.portal.slug, "reference": registration.reference, "step": "identity"})
+    WizardState(g.portal.slug, link.registration.reference).save()
     flash(_("Puede volver a validar su información personal."), "info")
     return redirect(url_for("registration.register"))
 
@@ -546,13 +547,13 @@ def continue_registration(token: str):
 # Step 3: credentials -------------------------------------------------------------------------
 
 
-def _credentials(state: dict, registration: Registration, form=None):
+def _credentials(state: WizardState, registration: Registration, form=None):
     count = _question_count()
     questions = g.portal.security_questions
     form_class = credentials_form_class(questions, count)
     kept = "password_hash" in (registration.details or {})
     if form is None:
-        form = form_class(data=state.get("account", {}))
+        form = form_class(data=state.account)
         if kept and request.method == "POST":
             # Previous keeps the password and the answers (as hashes): blank means unchanged.
             if not form.password.data and not form.password_confirm.data:
@@ -568,26 +569,26 @@ def _credentials(state: dict, registration: Registration, form=None):
             elif username_taken(form.username.data):
                 form.username.errors.append(USERNAME_TAKEN)
             else:
-                details = dict(registration.details or {})
-                if form.password.data:
-                    details["password_hash"] = hash_password(form.password.data)
-                answers = list(details.get("answers") or [None] * count)
+                answers = list((registration.details or {}).get("answers") or [None] * count)
                 answers += [None] * (count - len(answers))
                 for n in range(1, count + 1):
                     typed = form[f"security_answer_{n}"].data
                     if typed:
                         answers[n - 1] = hash_answer(typed)
-                details["answers"] = answers[:count]
-                registration.details = details
-                get_db().commit()
-                state["account"] = {
+                service.keep_credentials(
+                    get_db(),
+                    registration,
+                    hash_password(form.password.data) if form.password.data else None,
+                    answers[:count],
+                )
+                state.account = {
                     "username": form.username.data,
                     "email": form.email.data,
                     "email_confirm": form.email_confirm.data,
                     **{f"security_question_{n}": chosen[n - 1] for n in range(1, count + 1)},
                 }
-                state["step"] = "review"
-                _save(state)
+                state.step = WizardStep.REVIEW
+                state.save()
                 return redirect(url_for("registration.register"))
     return render_template("registration/member_account.html", form=form, kept=kept, count=count)
 
@@ -603,18 +604,18 @@ def _record_of(registration: Registration) -> MemberRecord | None:
     )
 
 
-def _review(state: dict, registration: Registration):
+def _review(state: WizardState, registration: Registration):
     form = ReviewForm()
-    account = state.get("account") or {}
+    account = state.account
     record = _record_of(registration)
     if record is None or not account:
-        state["step"] = "account" if record is not None else "identity"
-        _save(state)
+        state.step = WizardStep.ACCOUNT if record is not None else WizardStep.IDENTITY
+        state.save()
         return redirect(url_for("registration.register"))
     if form.validate_on_submit():
         if form.action.data == "previous":
-            state["step"] = "account"
-            _save(state)
+            state.step = WizardStep.ACCOUNT
+            state.save()
             return redirect(url_for("registration.register"))
         if not form.certify.data:
             form.certify.errors.append(
@@ -643,74 +644,38 @@ def _review(state: dict, registration: Registration):
     )
 
 
-def _finish(state: dict, registration: Registration, record: MemberRecord):
-    """Creates the inactive account (hashes only), then tells the workflow in one round trip."""
+def _finish(state: WizardState, registration: Registration, record: MemberRecord):
+    """Finish: the service creates the account and owes the workflow its submission."""
+    account = state.account
     db = get_db()
-    account = state["account"]
-    details = dict(registration.details or {})
-    answers = details.get("answers") or []
-    if "password_hash" not in details or not all(answers):
-        state["step"] = "account"
-        _save(state)
-        return redirect(url_for("registration.register"))
-    questions = g.portal.security_questions
-    user = User(
-        portal=g.portal.slug,
-        username=account["username"],
-        email=account["email"],
-        first_name=record.first_name,
-        last_name=record.last_name,
-        full_name=" ".join(p for p in (record.first_name, record.last_name, record.suffix) if p),
-        password_hash=details["password_hash"],
-        status=AccountStatus.UNCONFIRMED,
-        role="member",
-        client_id=record.client_id,
-        locale=str(get_locale() or "es"),
-        security_answers=[
-            SecurityAnswer(
-                question=questions[int(account[f"security_question_{n}"])].source,
-                answer_hash=answers[n - 1],
-            )
-            for n in range(1, len(answers) + 1)
-        ],
+    once.remember(db, url_for("registration.done", reference=registration.reference))
+    submitted = service.submit_account(
+        db,
+        g.portal,
+        registration,
+        service.MemberAccount(
+            username=account["username"],
+            email=account["email"],
+            question_indexes=[
+                int(account[f"security_question_{n}"]) for n in range(1, _question_count() + 1)
+            ],
+            locale=str(get_locale() or "es"),
+            record=record,
+        ),
     )
-    db.add(user)
-    try:
-        db.flush()
-    except IntegrityError:
-        db.rollback()
-        state["step"] = "account"
-        _save(state)
-        form = credentials_form_class(questions, _question_count())(data=account)
+    if submitted == Submission.INCOMPLETE:
+        state.step = WizardStep.ACCOUNT
+        state.save()
+        return redirect(url_for("registration.register"))
+    if submitted == Submission.USERNAME_TAKEN:
+        state.step = WizardStep.ACCOUNT
+        state.save()
+        form_class = credentials_form_class(g.portal.security_questions, _question_count())
+        form = form_class(data=account)
         form.username.errors.append(USERNAME_TAKEN)
         return _credentials(state, registration, form=form)
-    claimed = db.execute(
-        update(Registration)
-        .where(Registration.id == registration.id)
-        .where(Registration.status == Step.ACCOUNT)
-        .where(Registration.user_id.is_(None))
-        .values(user_id=user.id, details={})
-    ).rowcount
-    if not claimed:
-        db.rollback()
-        _forget()
+    WizardState.forget()
+    if submitted == Submission.ENDED:
         flash(_("Su registro venció por inactividad. Puede empezar uno nuevo."), "info")
         return redirect(url_for("registration.register"))
-    add_event(
-        db,
-        actor="applicant",
-        action="registration.submitted",
-        portal=g.portal.slug,
-        workflow_id=registration.workflow_id,
-        user_id=user.id,
-    )
-    enqueue_signal(
-        db,
-        workflow_id=registration.workflow_id,
-        signal="submit_account",
-        payload=AccountSubmission(user_id=user.id),
-    )
-    once.remember(db, url_for("registration.done", reference=registration.reference))
-    db.commit()
-    _forget()
     return redirect(url_for("registration.done", reference=registration.reference))

@@ -10,7 +10,7 @@ from wtforms import StringField
 from wtforms.validators import Length
 
 from portal.audit import add_event
-from portal.models import AccountStatus, Registration, User
+from portal.models import AccountStatus, Registration, Role, User
 from portal.passwords import hash_password
 from portal.records import account_of_record, matching_record
 from portal.tokens import new_reference
@@ -77,7 +77,7 @@ def _submit(form: PatientRegistrationForm) -> bool:
         full_name=form.full_name.data,
         password_hash=password_hash,
         status=AccountStatus.UNCONFIRMED,
-        role="patient",
+        role=Role.PATIENT,
         locale=locale,
         clinical_record_id=record.id,
     )

@@ -28,6 +28,7 @@ from portal.models import (
     Office,
     Registration,
     RegistrationDraft,
+    Role,
     SecurityAnswer,
     User,
     utcnow,
@@ -398,7 +399,7 @@ def _finish(draft: RegistrationDraft, form: SummaryForm) -> str | None:
         phone=data["phone"],
         password_hash=data["password_hash"],
         status=AccountStatus.UNCONFIRMED,
-        role="provider_primary",
+        role=Role.PROVIDER_PRIMARY,
         locale=str(get_locale() or "es"),
         office_id=office.id,
     )

@@ -28,6 +28,7 @@ from portal.models import (
     LoginThrottle,
     Passkey,
     Registration,
+    StaffRole,
     StaffUser,
     SupportCase,
     utcnow,
@@ -157,8 +158,8 @@ def work_counts(staff: StaffUser) -> list[dict]:
     """Per portal this person may work on: applications waiting for review, how many of them
     are overdue, and open help-desk cases; one grouped query whatever the number of portals."""
     portals = current_app.extensions["acceso.portals"]
-    review_in = reviews.review_portals(staff) if staff.has_role("reviewer") else []
-    cases_in = cases.case_portals(staff) if staff.has_role("support") else []
+    review_in = reviews.review_portals(staff) if staff.has_role(StaffRole.REVIEWER) else []
+    cases_in = cases.case_portals(staff) if staff.has_role(StaffRole.SUPPORT) else []
     parts = []
     awaiting = Registration.status.in_(AWAITING_REVIEW)
     if review_in:
@@ -208,7 +209,7 @@ class AuditFilterForm(CheckedForm):
 
 
 @bp.get("/audit")
-@staff_required("admin", "operator", "reviewer", "support")
+@staff_required(*StaffRole)
 def audit():
     staff: StaffUser = current_user.account
     portals = current_app.extensions["acceso.portals"]

@@ -13,10 +13,17 @@ from wtforms import PasswordField, SelectMultipleField, StringField
 from wtforms.validators import EqualTo, Length, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from cli.staff import MIN_PASSWORD_LENGTH, ROLES
 from portal import two_factor
 from portal.audit import add_event
-from portal.models import LoginThrottle, Passkey, SecondFactor, StaffInvitation, StaffUser
+from portal.models import (
+    STAFF_MIN_PASSWORD_LENGTH,
+    LoginThrottle,
+    Passkey,
+    SecondFactor,
+    StaffInvitation,
+    StaffRole,
+    StaffUser,
+)
 from portal.passwords import hash_password
 from processes.staff_invitation import service as invitations
 from web import once, second_factor
@@ -25,14 +32,14 @@ from web.forms import CheckedForm, EmailAddress, required, strip
 from web.sessions import end_all_staff_sessions, staff_required
 from web.staff import CONSOLE_PAGES, PUBLIC_ENDPOINTS, STAFF_LOCKOUT, bp
 
-CONSOLE_PAGES.append(("staff.admin_staff", _l("Personal de la consola"), "admin"))
+CONSOLE_PAGES.append(("staff.admin_staff", _l("Personal de la consola"), StaffRole.ADMIN))
 PUBLIC_ENDPOINTS.add("staff.accept_invitation")
 
 ROLE_LABELS = {
-    "admin": _l("Administración"),
-    "reviewer": _l("Revisión de proveedores"),
-    "support": _l("Mesa de ayuda"),
-    "operator": _l("Operación"),
+    StaffRole.ADMIN: _l("Administración"),
+    StaffRole.REVIEWER: _l("Revisión de proveedores"),
+    StaffRole.SUPPORT: _l("Mesa de ayuda"),
+    StaffRole.OPERATOR: _l("Operación"),
 }
 
 
@@ -50,7 +57,7 @@ class AccessForm(CheckedForm):
     )
 
     def setup(self, admin: StaffUser) -> None:
-        self.roles.choices = [(role, ROLE_LABELS[role]) for role in ROLES]
+        self.roles.choices = [(role, ROLE_LABELS[role]) for role in StaffRole]
         self.portals.choices = [
             (slug, portal.name)
             for slug, portal in current_app.extensions["acceso.portals"].items()
@@ -95,8 +102,8 @@ class AcceptForm(CheckedForm):
         validators=[
             required(),
             Length(
-                min=MIN_PASSWORD_LENGTH,
-                message=_l("Al menos %(n)s caracteres.", n=MIN_PASSWORD_LENGTH),
+                min=STAFF_MIN_PASSWORD_LENGTH,
+                message=_l("Al menos %(n)s caracteres.", n=STAFF_MIN_PASSWORD_LENGTH),
             ),
         ],
     )
@@ -133,13 +140,13 @@ def _other_active_admins(staff: StaffUser) -> int:
             for other in get_db().scalars(
                 select(StaffUser).where(StaffUser.active.is_(True), StaffUser.id != staff.id)
             )
-            if "admin" in other.role_set
+            if StaffRole.ADMIN in other.role_set
         ]
     )
 
 
 @bp.get("/admin/")
-@staff_required("admin")
+@staff_required(StaffRole.ADMIN)
 def admin_staff():
     """One query for the whole list, whatever its length."""
     db = get_db()
@@ -176,7 +183,7 @@ def admin_staff():
 
 
 @bp.route("/admin/invite", methods=["GET", "POST"])
-@staff_required("admin")
+@staff_required(StaffRole.ADMIN)
 def admin_invite():
     form = InviteForm()
     form.setup(current_user.account)
@@ -210,7 +217,7 @@ def admin_invite():
 
 
 @bp.route("/admin/<int:staff_id>", methods=["GET", "POST"])
-@staff_required("admin")
+@staff_required(StaffRole.ADMIN)
 def admin_member(staff_id: int):
     staff = _managed(staff_id)
     db = get_db()
@@ -218,15 +225,15 @@ def admin_member(staff_id: int):
     form.setup(current_user.account)
     if form.validate_on_submit():
         if (
-            "admin" in staff.role_set
-            and "admin" not in form.roles.data
+            StaffRole.ADMIN in staff.role_set
+            and StaffRole.ADMIN not in form.roles.data
             and staff.active
             and not _other_active_admins(staff)
         ):
             form.roles.errors.append(_("Es la última cuenta de administración activa."))
         else:
             before = {"roles": staff.roles, "portals": staff.portals}
-            staff.roles = ",".join(r for r in ROLES if r in form.roles.data)
+            staff.roles = ",".join(r for r in StaffRole if r in form.roles.data)
             staff.portals = ",".join(form.portals.data)
             add_event(
                 db,
@@ -272,12 +279,12 @@ def _act(staff_id: int, change) -> object:
 
 
 @bp.post("/admin/<int:staff_id>/disable")
-@staff_required("admin")
+@staff_required(StaffRole.ADMIN)
 def admin_disable(staff_id: int):
     def change(db, staff: StaffUser):
         if not staff.active:
             return _("La cuenta ya estaba desactivada."), "info"
-        if "admin" in staff.role_set and not _other_active_admins(staff):
+        if StaffRole.ADMIN in staff.role_set and not _other_active_admins(staff):
             return _("No se puede desactivar la última cuenta de administración activa."), "error"
         staff.active = False
         end_all_staff_sessions(staff.id)
@@ -288,7 +295,7 @@ def admin_disable(staff_id: int):
 
 
 @bp.post("/admin/<int:staff_id>/enable")
-@staff_required("admin")
+@staff_required(StaffRole.ADMIN)
 def admin_enable(staff_id: int):
     def change(db, staff: StaffUser):
         if staff.active:
@@ -303,7 +310,7 @@ def admin_enable(staff_id: int):
 
 
 @bp.post("/admin/<int:staff_id>/reset-factor")
-@staff_required("admin")
+@staff_required(StaffRole.ADMIN)
 def admin_reset_factor(staff_id: int):
     def change(db, staff: StaffUser):
         if not two_factor.remove(db, staff):
@@ -319,7 +326,7 @@ def admin_reset_factor(staff_id: int):
 
 
 @bp.post("/admin/<int:staff_id>/unlock")
-@staff_required("admin")
+@staff_required(StaffRole.ADMIN)
 def admin_unlock(staff_id: int):
     def change(db, staff: StaffUser):
         throttle = db.get(LoginThrottle, ("staff", staff.username.lower()))

@@ -1,10 +1,7 @@
 """The help desk's cases: member registrations stopped after too many failed identity tries.
 
-Pages read the database (cases, masked tries, the registration's read model). Resolving owes
-the `resolve_case` signal through the outbox, in the transaction of its audit line, and nothing
-else: the case status, the strikes and the e-mail to the
-member are written by the workflow's activity, so the same signal from the Temporal UI or
-`temporal workflow signal` has exactly the same effect.
+Pages read the database (cases, masked tries, the registration's read model); resolving is the
+registration service's `resolve_case`.
 """
 
 from __future__ import annotations
@@ -17,16 +14,15 @@ from sqlalchemy import or_, select
 from wtforms import StringField, TextAreaField
 from wtforms.validators import AnyOf, Length
 
-from portal.audit import add_event
-from portal.models import IdentityTry, MemberRecord, Registration, StaffUser, SupportCase
-from processes.outbox import enqueue_signal
+from portal.models import IdentityTry, MemberRecord, Registration, StaffRole, StaffUser, SupportCase
+from processes.registration import service
 from processes.registration.vocabulary import CaseOutcome, CaseResolution, CaseStatus
 from web.db import get_db
 from web.forms import CheckedForm, required, strip
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp
 
-CONSOLE_PAGES.append(("staff.cases", _l("Casos de la mesa de ayuda"), "support"))
+CONSOLE_PAGES.append(("staff.cases", _l("Casos de la mesa de ayuda"), StaffRole.SUPPORT))
 
 
 class ResolutionForm(CheckedForm):
@@ -86,7 +82,7 @@ def _visible_case(case_id: int) -> SupportCase:
 
 
 @bp.get("/cases")
-@staff_required("support")
+@staff_required(StaffRole.SUPPORT)
 def cases():
     db = get_db()
     portals = case_portals(current_user.account)
@@ -143,7 +139,7 @@ def _tries_for(case: SupportCase) -> list[IdentityTry]:
 
 
 @bp.route("/cases/<int:case_id>", methods=["GET", "POST"])
-@staff_required("support")
+@staff_required(StaffRole.SUPPORT)
 def case(case_id: int):
     db = get_db()
     support_case = _visible_case(case_id)
@@ -152,26 +148,13 @@ def case(case_id: int):
     )
     form = ResolutionForm()
     if form.validate_on_submit():
-        if support_case.status != CaseStatus.OPEN:
-            flash(_("Este caso ya fue resuelto."), "info")
-            return redirect(url_for("staff.case", case_id=case_id))
         staff: StaffUser = current_user.account
         resolution = CaseResolution(
             outcome=form.outcome.data, agent=f"staff:{staff.username}", note=form.note.data or ""
         )
-        add_event(
-            db,
-            actor=resolution.agent,
-            action="case.resolution_sent",
-            portal=support_case.portal,
-            workflow_id=support_case.workflow_id,
-            case_id=support_case.id,
-            outcome=resolution.outcome,
-        )
-        enqueue_signal(
-            db, workflow_id=support_case.workflow_id, signal="resolve_case", payload=resolution
-        )
-        db.commit()
+        if not service.resolve_case(db, support_case, resolution):
+            flash(_("Este caso ya fue resuelto."), "info")
+            return redirect(url_for("staff.case", case_id=case_id))
         flash(
             _(
                 "Resolución enviada. El caso y el correo al solicitante se actualizan en "

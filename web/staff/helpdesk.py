@@ -13,7 +13,7 @@ from wtforms.validators import Length
 
 from portal import two_factor
 from portal.audit import add_event
-from portal.models import LoginThrottle, SecondFactor, StaffUser, User
+from portal.models import LoginThrottle, SecondFactor, StaffRole, StaffUser, User
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from web.db import get_db
@@ -21,7 +21,7 @@ from web.forms import CheckedForm, required, strip
 from web.sessions import end_all_sessions, staff_required
 from web.staff import CONSOLE_PAGES, bp, visible_portals
 
-CONSOLE_PAGES.append(("staff.accounts", _l("Cuentas de solicitantes"), "support"))
+CONSOLE_PAGES.append(("staff.accounts", _l("Cuentas de solicitantes"), StaffRole.SUPPORT))
 
 
 class NoteForm(CheckedForm):
@@ -53,7 +53,7 @@ def _locked(user: User, throttle: LoginThrottle | None) -> bool:
 
 
 @bp.get("/accounts")
-@staff_required("support")
+@staff_required(StaffRole.SUPPORT)
 def accounts():
     staff: StaffUser = current_user.account
     query = (request.args.get("q") or "").strip()
@@ -87,7 +87,7 @@ def accounts():
 
 
 @bp.get("/accounts/<int:user_id>")
-@staff_required("support")
+@staff_required(StaffRole.SUPPORT)
 def account(user_id: int):
     return _refresh(_visible_user(user_id), NoteForm(), NoteForm())
 
@@ -105,7 +105,7 @@ def _refresh(user: User, unlock_form: NoteForm, reset_form: NoteForm):
 
 
 @bp.post("/accounts/<int:user_id>/unlock")
-@staff_required("support")
+@staff_required(StaffRole.SUPPORT)
 def unlock_account(user_id: int):
     user = _visible_user(user_id)
     form = NoteForm()
@@ -132,7 +132,7 @@ def unlock_account(user_id: int):
 
 
 @bp.post("/accounts/<int:user_id>/reset-factor")
-@staff_required("support")
+@staff_required(StaffRole.SUPPORT)
 def reset_account_factor(user_id: int):
     user = _visible_user(user_id)
     form = NoteForm()

@@ -13,22 +13,33 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from stdnum.us import ein
 from wtforms import StringField, TextAreaField
 from wtforms.validators import Length
 
-from portal.audit import add_event
-from portal.models import LIVE_ACCOUNT, AuditEvent, Office, Registration, StaffUser, User, utcnow
-from processes.outbox import enqueue_signal
-from processes.registration.vocabulary import AWAITING_REVIEW, ReviewDecision, Step
+from portal.models import (
+    LIVE_ACCOUNT,
+    AuditEvent,
+    Office,
+    Registration,
+    Role,
+    StaffRole,
+    StaffUser,
+    User,
+    utcnow,
+)
+from processes.registration import service
+from processes.registration.vocabulary import AWAITING_REVIEW, Step
 from web.db import get_db
 from web.forms import CheckedForm, strip
 from web.registration.provider import valid_npi
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp, visible_portals
 
-CONSOLE_PAGES.append(("staff.reviews", _l("Solicitudes de proveedores por revisar"), "reviewer"))
+CONSOLE_PAGES.append(
+    ("staff.reviews", _l("Solicitudes de proveedores por revisar"), StaffRole.REVIEWER)
+)
 
 
 class DecisionForm(CheckedForm):
@@ -67,7 +78,7 @@ def _duration(left: timedelta) -> str:
 
 
 @bp.get("/reviews")
-@staff_required("reviewer")
+@staff_required(StaffRole.REVIEWER)
 def reviews():
     db = get_db()
     pending = db.scalars(
@@ -105,7 +116,7 @@ def _duplicates(registration: Registration) -> list[dict]:
         select(Office, User)
         .join(User, User.office_id == Office.id)
         .where(Office.portal == registration.portal)
-        .where(User.role == "provider_primary")
+        .where(User.role == Role.PROVIDER_PRIMARY)
         .where(User.status.in_(LIVE_ACCOUNT))
         .where(or_(Office.npi == office.get("npi"), Office.tax_id == office.get("tax_id")))
     )
@@ -158,13 +169,13 @@ def _decidable(registration: Registration) -> bool:
 
 
 @bp.get("/reviews/<reference>")
-@staff_required("reviewer")
+@staff_required(StaffRole.REVIEWER)
 def review(reference: str):
     return _render(_application(reference), DecisionForm())
 
 
 @bp.post("/reviews/<reference>")
-@staff_required("reviewer")
+@staff_required(StaffRole.REVIEWER)
 def decide(reference: str):
     registration = _application(reference)
     form = DecisionForm()
@@ -183,41 +194,12 @@ def decide(reference: str):
         )
         return _render(registration, form, 400)
     staff: StaffUser = current_user.account
-    reviewer = f"staff:{staff.username}"
-    db = get_db()
-    # The claim, its audit line and the owed signal commit together: a crash after the commit
-    # still delivers the decision (the outbox relay), one before it leaves nothing decided.
-    claimed = db.execute(
-        update(Registration)
-        .where(Registration.id == registration.id)
-        .where(Registration.status.in_(AWAITING_REVIEW))
-        .where(Registration.decided_by.is_(None))
-        .values(decided_by=reviewer, decision_reason=form.reason.data or None)
-    ).rowcount
-    if not claimed:
-        db.rollback()
-        db.refresh(registration)
+    if not service.decide(
+        get_db(), registration, f"staff:{staff.username}", action == "approve", form.reason.data
+    ):
+        get_db().refresh(registration)
         form.form_errors.append(_refusal(registration))
         return _render(registration, form, 409)
-    add_event(
-        db,
-        actor=reviewer,
-        action="review.decision_sent",
-        portal=registration.portal,
-        workflow_id=registration.workflow_id,
-        user_id=registration.user_id,
-        approved=action == "approve",
-        reason=form.reason.data,
-    )
-    enqueue_signal(
-        db,
-        workflow_id=registration.workflow_id,
-        signal="review_decision",
-        payload=ReviewDecision(
-            approved=action == "approve", reviewer=reviewer, reason=form.reason.data
-        ),
-    )
-    db.commit()
     if action == "approve":
         flash(
             _(

@@ -2,7 +2,7 @@
 
 A view that must start a process writes an `OutboxMessage` in the same database transaction as
 the rows the process concerns (`enqueue_start`), commits, and answers. The relay
-(`processes.outbox.relay.OutboxRelay`, run by every worker) turns each row into one start. So:
+(`temporal.outbox.relay.OutboxRelay`, run by every worker) turns each row into one start. So:
 
 - a web process killed before its commit leaves nothing (no rows, no start);
 - one killed after it leaves rows whose start is still owed, and the relay makes it;

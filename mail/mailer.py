@@ -18,8 +18,7 @@ from portal.metrics import count_email_failure
 from portal.settings import Settings
 from portal.translations import TRANSLATIONS_DIR, compile_catalogs
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-TEMPLATES_DIR = WEB_DIR / "templates" / "email"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
 HELO_NAME = "acceso.localhost"

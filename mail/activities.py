@@ -1,4 +1,5 @@
-"""E-mail activities: links are minted here so the raw token never enters workflow history."""
+"""The e-mail activities several processes call: a link for a step, a notice, a username
+reminder. Links are minted here so the raw token never enters workflow history."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from mail.mailer import Mailer
+from mail.once import LinkMessage, already_sent, deliver_once, send_link_once
 from portal.audit import add_event
 from portal.config import Portal
-from portal.mailer import Mailer
-from portal.models import AccountStatus, EmailToken, SentMail, User
-from portal.tokens import link_for_send
+from portal.models import AccountStatus, User
 
 
 @dataclass
@@ -76,55 +77,6 @@ class ReminderSent:
     sent: bool = False
 
 
-def already_sent(session: Session, send_key: str) -> bool:
-    return session.get(SentMail, send_key) is not None
-
-
-def sent_link(session: Session, send_key: str) -> int | None:
-    """The token ID of a link e-mail the SMTP server already accepted, or None: send it now."""
-    if not already_sent(session, send_key):
-        return None
-    return session.scalar(select(EmailToken.id).where(EmailToken.send_key == send_key)) or 0
-
-
-def deliver_once(
-    session: Session,
-    mailer: Mailer,
-    send_key: str,
-    *,
-    to: str,
-    template: str,
-    locale: str,
-    context: dict,
-    portal: str,
-    workflow_id: str,
-    **detail,
-) -> bool:
-    """Every e-mail of every process goes out through here, once per logical message.
-
-    What the message needs (its link, a temporary password's hash) is committed first, so the
-    link works the moment the e-mail arrives; the send is recorded after the SMTP server's
-    answer, so a retry after that sends nothing. A crash between the two repeats the e-mail,
-    and because links and temporary passwords are derived again from the stored row, the
-    repeat carries the same one. Returns whether a message was sent now.
-    """
-    if already_sent(session, send_key):
-        return False
-    session.commit()
-    mailer.send(to, template, locale, context, send_key)
-    session.add(SentMail(key=send_key))
-    add_event(
-        session,
-        actor="system",
-        action=f"email.{template}",
-        portal=portal,
-        workflow_id=workflow_id,
-        **detail,
-    )
-    session.commit()
-    return True
-
-
 AudienceResolver = Callable[[Session, NoticeEmail], tuple[str, str]]
 
 
@@ -170,39 +122,32 @@ class MailActivities:
     @activity.defn
     def send_link(self, request: LinkEmail) -> LinkSent:
         with self.session_factory() as session:
-            if (sent := sent_link(session, request.send_key)) is not None:
-                return LinkSent(token_id=sent)
-            user = session.get(User, request.user_id)
-            if user is None:
-                raise ApplicationError(
-                    "account no longer exists", non_retryable=True, type="AccountGone"
+
+            def compose() -> LinkMessage:
+                user = session.get(User, request.user_id)
+                if user is None:
+                    raise ApplicationError(
+                        "account no longer exists", non_retryable=True, type="AccountGone"
+                    )
+                return LinkMessage(
+                    purpose=request.purpose,
+                    portal=request.portal,
+                    workflow_id=request.workflow_id,
+                    lifetime_hours=request.lifetime_hours,
+                    path=f"{request.portal}/{request.path}",
+                    to=user.email,
+                    template=request.template,
+                    locale=user.locale,
+                    context=self._context(
+                        request.portal, user, {"hours": str(request.lifetime_hours)}
+                    ),
+                    user_id=user.id,
+                    detail={"user_id": user.id},
                 )
-            token, raw = link_for_send(
-                session,
-                secret=self.mailer.settings.secret_key,
-                send_key=request.send_key,
-                purpose=request.purpose,
-                portal=request.portal,
-                workflow_id=request.workflow_id,
-                lifetime_hours=request.lifetime_hours,
-                user_id=user.id,
+
+            return LinkSent(
+                token_id=send_link_once(session, self.mailer, request.send_key, compose)
             )
-            link = f"{self.mailer.settings.public_base_url.rstrip('/')}/{request.portal}/{request.path}/{raw}"
-            deliver_once(
-                session,
-                self.mailer,
-                request.send_key,
-                to=user.email,
-                template=request.template,
-                locale=user.locale,
-                context=self._context(
-                    request.portal, user, {"link": link, "hours": str(request.lifetime_hours)}
-                ),
-                portal=request.portal,
-                workflow_id=request.workflow_id,
-                user_id=user.id,
-            )
-            return LinkSent(token_id=token.id)
 
     @activity.defn
     def send_notice(self, request: NoticeEmail) -> MailSent:

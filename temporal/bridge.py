@@ -10,12 +10,15 @@ import asyncio
 import os
 import threading
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from typing import TypeVar
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from portal.settings import Settings
-from portal.temporal import connect
+from temporal.client import connect
 
 T = TypeVar("T")
 
@@ -59,3 +62,40 @@ class TemporalBridge:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None
+
+
+class Refusal(StrEnum):
+    """Why Temporal said no when the workflow itself gave no kind (its validators name theirs
+    in the process's vocabulary, as the ApplicationError type)."""
+
+    REFUSED = "refused"
+    CLOSED = "closed"
+
+
+class ProcessRefused(Exception):
+    """The workflow refused the request (its validator said no); `kind` says why."""
+
+    def __init__(self, kind: str, message: str = ""):
+        super().__init__(message or kind)
+        self.kind = kind
+
+
+class ProcessUnavailable(Exception):
+    """Temporal could not be reached; the form keeps its data and asks to retry."""
+
+
+def ask(bridge: TemporalBridge, action: Callable[[Client], Awaitable[T]]) -> T:
+    """One synchronous conversation with a workflow, its failures turned into the two answers a
+    service gives its caller: refused (with the validator's kind) or unavailable."""
+    try:
+        return bridge.call(action)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        kind = cause.type if isinstance(cause, ApplicationError) and cause.type else Refusal.REFUSED
+        raise ProcessRefused(kind, str(cause)) from error
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise ProcessRefused(Refusal.CLOSED, "the process has already finished") from error
+        raise ProcessUnavailable(str(error)) from error
+    except (TimeoutError, ConnectionError, RuntimeError) as error:
+        raise ProcessUnavailable(str(error)) from error

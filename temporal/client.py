@@ -35,7 +35,7 @@ async def register_search_attributes(client: Client) -> None:
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 
-    from processes.search_attributes import ALL
+    from temporal.search_attributes import ALL
 
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

@@ -1,0 +1,124 @@
+"""Every e-mail of every process goes out once per logical message, and every e-mailed link is
+minted, stored hashed and sent through one helper, so a retry repeats the same link."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mail.mailer import Mailer
+from portal.audit import add_event
+from portal.models import EmailToken, SentMail
+from portal.tokens import link_for_send
+
+
+def already_sent(session: Session, send_key: str) -> bool:
+    return session.get(SentMail, send_key) is not None
+
+
+def sent_link(session: Session, send_key: str) -> int | None:
+    """The token ID of a link e-mail the SMTP server already accepted, or None: send it now."""
+    if not already_sent(session, send_key):
+        return None
+    return session.scalar(select(EmailToken.id).where(EmailToken.send_key == send_key)) or 0
+
+
+def deliver_once(
+    session: Session,
+    mailer: Mailer,
+    send_key: str,
+    *,
+    to: str,
+    template: str,
+    locale: str,
+    context: dict,
+    portal: str,
+    workflow_id: str,
+    **detail,
+) -> bool:
+    """Every e-mail of every process goes out through here, once per logical message.
+
+    What the message needs (its link, a temporary password's hash) is committed first, so the
+    link works the moment the e-mail arrives; the send is recorded after the SMTP server's
+    answer, so a retry after that sends nothing. A crash between the two repeats the e-mail,
+    and because links and temporary passwords are derived again from the stored row, the
+    repeat carries the same one. Returns whether a message was sent now.
+    """
+    if already_sent(session, send_key):
+        return False
+    session.commit()
+    mailer.send(to, template, locale, context, send_key)
+    session.add(SentMail(key=send_key))
+    add_event(
+        session,
+        actor="system",
+        action=f"email.{template}",
+        portal=portal,
+        workflow_id=workflow_id,
+        **detail,
+    )
+    session.commit()
+    return True
+
+
+@dataclass
+class LinkMessage:
+    """One link e-mail: the link's token row (purpose, portal, process, lifetime, account) and
+    the page it opens, `<base URL>/<path>/<raw token>`; the message around it; its audit line
+    (under `audit_portal` when that differs from the token's)."""
+
+    purpose: str
+    portal: str
+    workflow_id: str
+    lifetime_hours: int
+    path: str
+    to: str
+    template: str
+    locale: str
+    context: dict
+    user_id: int | None = None
+    audit_portal: str | None = None
+    detail: dict = field(default_factory=dict)
+
+
+def send_link_once(
+    session: Session, mailer: Mailer, send_key: str, compose: Callable[[], LinkMessage]
+) -> int:
+    """Mint a link and send it once: a link e-mail the SMTP server already accepted is not sent
+    again (its token's ID is returned); otherwise `compose` builds the message (and may refuse,
+    raising, before anything is minted), the link is minted or found again for this send key,
+    and the message goes out through `deliver_once`. Returns the link's token ID."""
+    if (sent := sent_link(session, send_key)) is not None:
+        return sent
+    message = compose()
+    token, raw = link_for_send(
+        session,
+        secret=mailer.settings.secret_key,
+        send_key=send_key,
+        purpose=message.purpose,
+        portal=message.portal,
+        workflow_id=message.workflow_id,
+        lifetime_hours=message.lifetime_hours,
+        user_id=message.user_id,
+    )
+    base_url = mailer.settings.public_base_url.rstrip("/")
+    deliver_once(
+        session,
+        mailer,
+        send_key,
+        to=message.to,
+        template=message.template,
+        locale=message.locale,
+        context={
+            "base_url": base_url,
+            **message.context,
+            "link": f"{base_url}/{message.path}/{raw}",
+        },
+        portal=message.portal if message.audit_portal is None else message.audit_portal,
+        workflow_id=message.workflow_id,
+        **message.detail,
+    )
+    return token.id
