@@ -218,7 +218,8 @@ def test_a_parent_s_request_for_a_child_is_approved_by_staff(family):
     assert grants(family) == [("parent", "active")]
     assert "Sofía Pérez" in body_text(family.mailbox.wait_for(ANA, "está activo"))
     detail = staff.get(f"/staff/proxies/{grant.reference}").get_data(as_text=True)
-    assert "proxy.requested" in detail and "proxy.review_approved" in detail
+    assert "pidió actuar en nombre de otra persona" in detail
+    assert "aprobó el pedido de acceso" in detail
     act_for(family.ana, grant.reference)
     assert "<strong>Sofía Pérez</strong>" in family.ana.get("/patient/").get_data(as_text=True)
 
