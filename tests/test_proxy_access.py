@@ -7,10 +7,19 @@ link, the wrong person) changes nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select, update
 
-from portal.models import AuditEvent, ClinicalRecord, IdentityStrikes, ProxyGrant
+from portal.models import (
+    AuditEvent,
+    ClinicalRecord,
+    EmailToken,
+    IdentityStrikes,
+    ProxyGrant,
+    utcnow,
+)
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import csrf_token, press_link_button, submit
@@ -333,3 +342,39 @@ def test_the_grant_s_process_is_named_by_reference_and_searchable_by_step(
     described = background_loop.run(handle.describe())
     assert described.search_attributes["AccesoReference"] == [grant.reference]
     assert described.search_attributes["AccesoPortal"] == ["patient"]
+
+
+def test_an_expired_or_unknown_invitation_link_changes_nothing(family):
+    invite(family.ana)
+    link = link_in(family.mailbox.wait_for(LUIS, "lo invita"), "/patient/proxy/accept/")
+    with family.session_factory() as session:
+        session.execute(update(EmailToken).values(expires_at=utcnow() - timedelta(minutes=1)))
+        session.commit()
+    late = press_again(family.luis, link)
+    assert late.status_code == 410 and "venció" in late.get_data(as_text=True)
+    unknown = family.luis.get("/patient/proxy/accept/no-such-token")
+    assert unknown.status_code == 404
+    assert grants(family) == [("chosen", "invited")]
+
+
+def test_the_subject_renews_an_adult_s_grant_and_the_process_moves_its_date(family):
+    grant = accepted(family)
+    wait_until(lambda: the_grant(family).renew_by is not None, what="the renewal date")
+    first = the_grant(family).renew_by
+    page = family.ana.get("/patient/account/proxies").get_data(as_text=True)
+    assert "Renovar antes del" in page
+    submit(
+        family.ana,
+        f"/patient/account/proxies/{grant.reference}/renew",
+        {},
+        form_page="/patient/account/proxies",
+    )
+    assert events(family, "proxy.renewed")
+    wait_until(lambda: the_grant(family).renew_by > first, what="the renewed date")
+    refused = submit(
+        family.luis,
+        f"/patient/account/proxies/{grant.reference}/renew",
+        {},
+        form_page="/patient/account/proxies",
+    )
+    assert refused.status_code == 404, "only the subject renews"
