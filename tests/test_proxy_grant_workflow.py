@@ -2,19 +2,32 @@
 accepted or expires; a request waits for the adult's own approval or for staff (overdue, then
 expired); once in force, the grant's timers fire at the child's adolescent birthday (limited),
 at majority (ended, the new adult invited to register), at the end date, and at the adult's
-renewal (reminders 30 and 7 days before, then lapsed unless renewed); a revoke ends it."""
+renewal (reminders 30 and 7 days before, then lapsed unless renewed); a revoke ends it. The
+birthdays run once more with the real activities, database and SMTP."""
 
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import select
 from temporalio import activity
 from temporalio.worker import Worker
 
-from processes.proxy_grant.activities import GrantMail, GrantMailed, GrantSettling, GrantState
+from mail.mailer import Mailer
+from portal.config import load_portals
+from portal.models import AuditEvent, ClinicalRecord, ProxyGrant, User
+from processes.proxy_grant import service
+from processes.proxy_grant.activities import (
+    GrantMail,
+    GrantMailed,
+    GrantSettling,
+    GrantState,
+    ProxyGrantActivities,
+)
 from processes.proxy_grant.steps import add_years
 from processes.proxy_grant.vocabulary import (
     Decision,
@@ -250,3 +263,104 @@ async def test_a_revoke_that_won_the_race_with_the_birthday_is_what_the_grant_sa
     effects.status = Step.REVOKED
     assert (await handle.result()).status == Step.REVOKED
     assert ("limited", "proxy") not in effects.sent()
+
+
+async def test_the_real_activities_limit_a_child_s_grant_at_the_birthday_and_end_it_at_majority(
+    time_skipping_env, settings, session_factory, mailbox, task_queue
+):
+    """The same timers with the real activities, database and SMTP: each birthday changes the
+    row once, with its audit line, and tells the parent and the child's record address."""
+    env = time_skipping_env
+    born = add_years((await today(env)) + timedelta(days=10), -12)
+    with session_factory() as session:
+        record = ClinicalRecord(
+            portal="patient",
+            record_number="HC-7",
+            full_name="Sofía Pérez",
+            email="familia@example.org",
+            date_of_birth=born.isoformat(),
+        )
+        parent = User(
+            portal="patient",
+            username="ana.perez",
+            email="ana@example.org",
+            full_name="Ana Pérez",
+            password_hash="x",
+            status="active",
+            role="patient",
+        )
+        session.add_all([record, parent])
+        session.flush()
+        grant = ProxyGrant(
+            reference="XTIME0001",
+            portal="patient",
+            workflow_id="proxy/patient/XTIME0001",
+            origin="request",
+            status="in_review",
+            subject_record_id=record.id,
+            proxy_user_id=parent.id,
+            relationship="parent",
+            access="manage",
+        )
+        session.add(grant)
+        session.commit()
+        grant_id = grant.id
+    real = ProxyGrantActivities(
+        session_factory, Mailer(settings), load_portals(settings.portals_file)
+    )
+
+    def status() -> str:
+        with session_factory() as session:
+            return session.get(ProxyGrant, grant_id).status
+
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[ProxyGrantWorkflow],
+        activities=[real.settle_grant, real.send_grant_mail],
+        activity_executor=ThreadPoolExecutor(2),
+    ):
+        handle = await env.client.start_workflow(
+            ProxyGrantWorkflow.run,
+            ProxyGrantStart(
+                portal="patient",
+                grant_id=grant_id,
+                origin=Origin.REQUEST,
+                review=True,
+                adult_subject=False,
+                age_bound=True,
+                birth_date=born.isoformat(),
+            ),
+            id="proxy/patient/XTIME0001",
+            task_queue=task_queue,
+        )
+        await reaches(handle, Step.IN_REVIEW)
+        with session_factory() as session:
+            assert service.review(
+                session,
+                session.get(ProxyGrant, grant_id),
+                reviewer="staff:rosa",
+                decision=Decision.APPROVE,
+                reason="",
+            )
+        await handle.signal(
+            ProxyGrantWorkflow.review_decision,
+            ReviewDecision(decision=Decision.APPROVE, reviewer="staff:rosa"),
+        )
+        await reaches(handle, Step.ACTIVE)
+        await env.sleep(timedelta(days=11))
+        await reaches(handle, Step.LIMITED)
+        assert status() == "limited"
+        mailbox.wait_for("ana@example.org", "ahora es limitado")
+        mailbox.wait_for("familia@example.org", "ahora es limitado")
+        assert (await handle.result()).status == Step.MAJORITY
+    assert status() == "majority"
+    mailbox.wait_for("ana@example.org", "terminó")
+    mailbox.wait_for("familia@example.org", "Cree su propio usuario")
+    with session_factory() as session:
+        actions = session.scalars(
+            select(AuditEvent.action)
+            .where(AuditEvent.workflow_id == "proxy/patient/XTIME0001")
+            .where(AuditEvent.action.like("proxy.%"))
+        ).all()
+    assert actions == ["proxy.review_approved", "proxy.limited", "proxy.majority"]
