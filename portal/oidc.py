@@ -296,12 +296,16 @@ def revoke_grant(session: Session, grant_id: str, now: datetime | None = None) -
     )
 
 
-def revoke_user_grants(session: Session, user_id: int) -> list[OidcClient]:
-    """Ends every token family of the account; returns the clients it had signed in to."""
+def revoke_user_grants(
+    session: Session, user_id: int, *, acting_for: str | None = None
+) -> list[OidcClient]:
+    """Ends every token family of the account (only those signed in under the proxy grant
+    `acting_for`, if given); returns the clients it had signed in to."""
     now = utcnow()
-    grants = session.scalars(
-        select(OidcGrant).where(OidcGrant.user_id == user_id, OidcGrant.revoked_at.is_(None))
-    ).all()
+    query = select(OidcGrant).where(OidcGrant.user_id == user_id, OidcGrant.revoked_at.is_(None))
+    if acting_for is not None:
+        query = query.where(OidcGrant.acting_for == acting_for)
+    grants = session.scalars(query).all()
     client_pks = {grant.client_pk for grant in grants}
     for grant in grants:
         grant.revoked_at = now

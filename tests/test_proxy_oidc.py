@@ -1,7 +1,7 @@
 """Applications see who acts for whom: with the `proxy` scope, a proxy who chose someone signs in
 with their own `sub` and an `acting_for` claim (the person's `sub`, the relationship, the
-access) in the ID token and at userinfo; ending the grant ends the proxy's tokens and every
-client with a back-channel URI is told."""
+access) in the ID token and at userinfo; ending the grant ends the proxy's tokens made under it and
+every client with a back-channel URI is told, while the proxy's own sign-ins go on."""
 
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ def test_a_proxy_who_chose_someone_carries_acting_for_in_the_id_token_and_userin
 ):
     receiver.up = True
     client = family.add_client(backchannel_logout_uri=receiver.url)
+    own = family.sign_in(client, signed_in_as_proxy(family, reference=""), username="luis.gomez")
     browser = signed_in_as_proxy(family)
     signin = family.sign_in(client, browser, username="luis.gomez", scope="openid proxy")
     claims = id_claims(family, signin.token["id_token"])
@@ -93,6 +94,9 @@ def test_a_proxy_who_chose_someone_carries_acting_for_in_the_id_token_and_userin
         grant = session.scalar(select(ProxyGrant))
         assert service.end_grant(session, grant, by=f"user:{family.ana}")
     assert signin.oauth.get(family.metadata()["userinfo_endpoint"]).status_code == 401
+    assert own.oauth.get(family.metadata()["userinfo_endpoint"]).status_code == 200, (
+        "the proxy's own sign-in goes on"
+    )
     wait_until(lambda: receiver.tokens, timeout=30, what="the back-channel logout")
 
 

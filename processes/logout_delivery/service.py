@@ -16,11 +16,16 @@ from temporal.outbox import enqueue_start
 
 
 def sign_out_everywhere(
-    session: Session, user_id: int, deadline_seconds: int = DEFAULT_DEADLINE_SECONDS
+    session: Session,
+    user_id: int,
+    deadline_seconds: int = DEFAULT_DEADLINE_SECONDS,
+    *,
+    acting_for: str | None = None,
 ) -> int:
-    """Returns how many clients will be told; the caller commits."""
+    """Returns how many clients will be told; the caller commits. With `acting_for`, only the
+    sign-ins made under that proxy grant end."""
     told = 0
-    for client in revoke_user_grants(session, user_id):
+    for client in revoke_user_grants(session, user_id, acting_for=acting_for):
         if not client.backchannel_logout_uri:
             continue
         enqueue_start(

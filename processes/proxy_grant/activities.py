@@ -65,10 +65,11 @@ class GrantMailed:
 
 
 def end_proxy_sign_ins(session: Session, grant: ProxyGrant) -> None:
-    """The proxy's tokens may carry `acting_for`: they end and every client is told (back-channel
-    logout); the proxy signs in again to act for anyone else. The caller commits."""
+    """The proxy's sign-ins made under this grant carry `acting_for`: they end and each of
+    their clients is told (back-channel logout); the proxy's own sign-ins go on. The caller
+    commits."""
     if grant.proxy_user_id is not None:
-        sign_out_everywhere(session, grant.proxy_user_id)
+        sign_out_everywhere(session, grant.proxy_user_id, acting_for=grant.reference)
 
 
 def subject_name(session: Session, grant: ProxyGrant) -> str:
