@@ -88,6 +88,7 @@ PATHS = {
         "tests/test_proxy_grant_workflow.py::test_staff_denial_tells_the_proxy",
         "tests/test_proxy_grant_workflow.py::test_a_child_s_grant_is_limited_at_the_adolescent_birthday_and_ends_at_majority",
         "tests/test_proxy_grant_workflow.py::test_a_grant_for_an_older_child_is_limited_at_once",
+        "tests/test_proxy_grant_workflow.py::test_a_birthday_passed_while_the_request_waited_for_staff_limits_it_at_approval",
         "tests/test_proxy_grant_workflow.py::test_an_adult_s_grant_sends_renewal_reminders_and_lapses_unless_renewed",
         "tests/test_proxy_grant_workflow.py::test_a_grant_ends_on_its_end_date",
         "tests/test_proxy_grant_workflow.py::test_a_revoke_that_won_the_race_with_the_birthday_is_what_the_grant_says",

@@ -216,6 +216,36 @@ async def test_a_grant_for_an_older_child_is_limited_at_once(grants):
     await reaches(handle, Step.LIMITED)
 
 
+async def test_a_birthday_passed_while_the_request_waited_for_staff_limits_it_at_approval(grants):
+    start, effects, env = grants
+    born = add_years((await today(env)) + timedelta(days=3), -12)
+    effects.status = Step.IN_REVIEW
+    handle = await start(
+        origin=Origin.REQUEST,
+        review=True,
+        adult_subject=False,
+        age_bound=True,
+        birth_date=born.isoformat(),
+        review_sla_hours=24 * 5,
+        review_final_hours=24 * 10,
+    )
+    await reaches(handle, Step.IN_REVIEW)
+    await env.sleep(timedelta(days=4))
+    assert (await handle.query(ProxyGrantWorkflow.get_status)).step == Step.IN_REVIEW
+    effects.status = Step.ACTIVE
+    await handle.signal(
+        ProxyGrantWorkflow.review_decision,
+        ReviewDecision(decision=Decision.APPROVE, reviewer="staff:rosa"),
+    )
+    await reaches(handle, Step.LIMITED)
+    assert effects.sent() == [
+        ("active", "proxy"),
+        ("active", "subject"),
+        ("limited", "proxy"),
+        ("limited", "subject"),
+    ]
+
+
 async def test_an_adult_s_grant_sends_renewal_reminders_and_lapses_unless_renewed(grants):
     start, effects, env = grants
     effects.status = Step.AWAITING_SUBJECT
