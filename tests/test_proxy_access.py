@@ -7,6 +7,7 @@ link, the wrong person) changes nothing."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -378,3 +379,23 @@ def test_the_subject_renews_an_adult_s_grant_and_the_process_moves_its_date(fami
         form_page="/patient/account/proxies",
     )
     assert refused.status_code == 404, "only the subject renews"
+
+
+def test_a_double_click_on_invite_or_ask_gets_the_first_answer_and_makes_one_grant(family):
+    for client, path, data in (
+        (family.ana, "/patient/account/proxies", {"email": LUIS, "access": "view"}),
+        (
+            family.ana,
+            "/patient/proxy/request",
+            {"record_number": "HC-3", "date_of_birth": "2019-06-15", "relationship": "parent"},
+        ),
+    ):
+        page = client.get(path).get_data(as_text=True)
+        fields = {
+            name: re.search(rf'name="{name}" type="hidden" value="([^"]+)"', page).group(1)
+            for name in ("csrf_token", "form_key")
+        }
+        answers = [client.post(path, data={**fields, **data}) for _ in range(2)]
+        assert [a.status_code for a in answers] == [302, 302]
+        assert answers[1].headers["Location"] == answers[0].headers["Location"]
+    assert grants(family) == [("chosen", "invited"), ("parent", "in_review")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -117,7 +118,17 @@ class Invitation:
     ends_on: date | None = None
 
 
-def invite(session: Session, portal: Portal, subject: User, invitation: Invitation) -> Invited:
+AcceptedWith = Callable[[Session], None]
+"""What the caller adds to the transaction of an accepted form (its remembered outcome)."""
+
+
+def invite(
+    session: Session,
+    portal: Portal,
+    subject: User,
+    invitation: Invitation,
+    accepted_with: AcceptedWith | None = None,
+) -> Invited:
     """The subject names someone by e-mail; they accept with an account of the same portal."""
     email = invitation.email.strip()
     if email.lower() == subject.email.lower():
@@ -161,6 +172,8 @@ def invite(session: Session, portal: Portal, subject: User, invitation: Invitati
         access=str(invitation.access),
     )
     _start(session, portal, grant, adult_subject=True, birth_date=_birth_date(session, subject))
+    if accepted_with is not None:
+        accepted_with(session)
     session.commit()
     return Invited.SENT
 
@@ -193,7 +206,11 @@ class AccessRequest:
 
 
 def request_access(
-    session: Session, portal: Portal, proxy: User, request: AccessRequest
+    session: Session,
+    portal: Portal,
+    proxy: User,
+    request: AccessRequest,
+    accepted_with: AcceptedWith | None = None,
 ) -> Requested:
     """Checks the record number and birth date together (a mismatch counts a strike and never
     says which field), then sends the request to the adult subject's own link or to staff."""
@@ -286,6 +303,8 @@ def request_access(
         adult_subject=not minor,
         age_bound=request.relationship in AGE_BOUND,
     )
+    if accepted_with is not None:
+        accepted_with(session)
     session.commit()
     return Requested.SENT_TO_STAFF if review else Requested.SENT_TO_SUBJECT
 

@@ -29,6 +29,7 @@ from processes.proxy_grant.vocabulary import (
     Requested,
     Step,
 )
+from web import once
 from web.account import bp
 from web.db import get_db
 from web.forms import CheckedForm, email_field, required, strip
@@ -66,7 +67,7 @@ def _iso_date(field) -> date | None:
         raise ValidationError(_l("Escriba una fecha válida, por ejemplo 2027-03-31.")) from error
 
 
-class InviteForm(CheckedForm):
+class InviteForm(once.SubmitOnceForm):
     email = email_field(_l("Correo electrónico de la persona"))
     access = SelectField(_l("Qué puede hacer"), choices=ACCESS_CHOICES, default=Access.VIEW)
     ends_on = StringField(
@@ -79,7 +80,7 @@ class InviteForm(CheckedForm):
             raise ValidationError(_l("La fecha de fin debe ser posterior a hoy."))
 
 
-class RequestForm(CheckedForm):
+class RequestForm(once.SubmitOnceForm):
     record_number = StringField(
         _l("Número de historia clínica de la persona"),
         filters=[strip],
@@ -237,6 +238,8 @@ def _proxies_page(invite_form: InviteForm, status: int = 200):
 def proxies():
     """People who may act for me, the invitation form, and the people I act for."""
     form = InviteForm()
+    if earlier := once.earlier():
+        return redirect(earlier)
     if form.validate_on_submit():
         answer = service.invite(
             get_db(),
@@ -247,6 +250,7 @@ def proxies():
                 access=Access(form.access.data),
                 ends_on=_iso_date(form.ends_on),
             ),
+            accepted_with=lambda db: once.remember(db, url_for("account.proxies")),
         )
         if answer == Invited.SENT:
             flash(
@@ -320,6 +324,8 @@ def renew(reference: str):
 def request_access():
     """A parent or representative asks, proving the record number and birth date together."""
     form = RequestForm()
+    if earlier := once.earlier():
+        return redirect(earlier)
     if form.validate_on_submit():
         try:
             check_rate_limit("identity")
@@ -336,6 +342,7 @@ def request_access():
                 relationship=Relationship(form.relationship.data),
                 note=form.note.data or "",
             ),
+            accepted_with=lambda db: once.remember(db, url_for("account.proxies")),
         )
         if answer == Requested.SENT_TO_SUBJECT:
             flash(
