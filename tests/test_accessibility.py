@@ -227,6 +227,11 @@ def test_every_signed_in_page_of_every_portal(walk):
             walk.visit("/patient/proxy/request", "ask to act for someone")
             walk.refuse("/patient/proxy/request", {"#record_number": "HC-3"}, "ask to act")
             walk.visit(f"/patient/proxy/accept/{PROXY_ACCEPT_TOKEN}", "invitation, signed in")
+            page.select_option("#acting-reference", "XSHOW0001")
+            page.click(".acting button[type=submit]")
+            page.wait_for_load_state()
+            walk.visit("/patient/", "acting for someone")
+            assert "Sofía Pérez" in page.inner_text(".acting strong")
         if portal == "provider":
             walk.visit("/provider/account/employees")
             walk.refuse(
