@@ -394,3 +394,16 @@ async def test_the_real_activities_limit_a_child_s_grant_at_the_birthday_and_end
             .where(AuditEvent.action.like("proxy.%"))
         ).all()
     assert actions == ["proxy.review_approved", "proxy.limited", "proxy.majority"]
+
+
+async def test_a_grant_revoked_in_the_database_before_majority_sends_no_majority_mail(grants):
+    start, effects, env = grants
+    born = add_years((await today(env)) + timedelta(days=2), -18)
+    effects.status = Step.ACTIVE
+    handle = await start(origin=Origin.INVITATION, adult_subject=False, birth_date=born.isoformat())
+    await handle.signal(ProxyGrantWorkflow.accept, GrantAccepted(proxy_user_id=4))
+    await reaches(handle, Step.ACTIVE)
+    effects.status = Step.REVOKED
+    assert (await handle.result()).status == Step.REVOKED
+    assert ("majority", "proxy") not in effects.sent()
+    assert ("register_invite", "subject") not in effects.sent()

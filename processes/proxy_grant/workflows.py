@@ -164,9 +164,10 @@ class ProxyGrantWorkflow:
                 await self.mail(Mail.LIMITED, Audience.PROXY)
                 await self.mail(Mail.LIMITED, Audience.SUBJECT)
             elif event == "majority":
-                outcome = await self.close(Step.MAJORITY, list((Step.ACTIVE, Step.LIMITED)))
-                await self.mail(Mail.MAJORITY, Audience.PROXY, key_suffix="ended")
-                await self.mail(Mail.REGISTER_INVITE, Audience.SUBJECT)
+                outcome = await self.close(Step.MAJORITY, [Step.ACTIVE, Step.LIMITED])
+                if outcome.status == Step.MAJORITY:
+                    await self.mail(Mail.MAJORITY, Audience.PROXY, key_suffix="ended")
+                    await self.mail(Mail.REGISTER_INVITE, Audience.SUBJECT)
                 return outcome
             elif event.startswith("reminder/"):
                 await self.mail(
