@@ -188,7 +188,8 @@ class ProxyGrantActivities:
                 "proxy_name": proxy.display_name if proxy else grant.invite_email,
                 "base_url": base_url,
                 "hours": str(request.lifetime_hours),
-                "reason": grant.decision_reason or grant.end_note or "",
+                "reason": (grant.end_note if request.kind == Mail.ENDED else grant.decision_reason)
+                or "",
                 "renew_by": grant.renew_by.date().isoformat() if grant.renew_by else "",
                 "register_url": f"{base_url}/{grant.portal}/register",
             }
