@@ -138,18 +138,22 @@ def act_for():
         flash(_("Ya no puede actuar por esa persona: volvió a su propia cuenta."), "info")
         return redirect(url_for("main.home", portal=proxy.portal))
     g.acting = acting
-    g.acting_token = ACTING.set(
-        {
-            "acting_as": f"user:{proxy.id}",
-            "acting_for": (
-                f"user:{acting.grant.subject_user_id}"
-                if acting.grant.subject_user_id
-                else f"record:{acting.grant.subject_record_id}"
-            ),
-            "proxy_grant": acting.grant.reference,
-        }
-    )
+    g.acting_token = ACTING.set(_both_people(acting))
     return None
+
+
+def _both_people(acting: service.GrantView) -> dict[str, str]:
+    """What every audit line written while acting carries: the proxy, the person, the grant."""
+    grant = acting.grant
+    return {
+        "acting_as": f"user:{grant.proxy_user_id}",
+        "acting_for": (
+            f"user:{grant.subject_user_id}"
+            if grant.subject_user_id
+            else f"record:{grant.subject_record_id}"
+        ),
+        "proxy_grant": grant.reference,
+    }
 
 
 @bp.teardown_app_request
@@ -167,7 +171,7 @@ def acting_choices():
     choices = service.grants_as_proxy(get_db(), current_user.account, in_force_only=True)
     if not choices:
         return {}
-    return {"acting": g.get("acting"), "acting_choices": choices, "switch_form": SwitchForm()}
+    return {"acting": g.get("acting"), "acting_choices": choices}
 
 
 @bp.route("/proxy/act", methods=["POST"])
@@ -207,13 +211,7 @@ def switch():
         portal=proxy.portal,
         workflow_id=acting.grant.workflow_id,
         user_id=acting.grant.subject_user_id,
-        acting_as=f"user:{proxy.id}",
-        acting_for=(
-            f"user:{acting.grant.subject_user_id}"
-            if acting.grant.subject_user_id
-            else f"record:{acting.grant.subject_record_id}"
-        ),
-        proxy_grant=acting.grant.reference,
+        **_both_people(acting),
     )
     db.commit()
     flash(_("Ahora actúa por %(name)s.", name=acting.subject_name), "success")
