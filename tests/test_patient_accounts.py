@@ -25,8 +25,19 @@ def patient(clinic):
     register(clinic.client)
     confirm_by_email(clinic)
     clinic.mailbox.wait_for("ana@example.org", "Usuario confirmado")
+    # The send is audited just after the SMTP answer: wait for it, so a test reading the audit
+    # trail sees only its own lines after this.
+    wait_until(
+        lambda: _audited(clinic, "email.user_confirmed"),
+        what="the confirmation e-mail's audit line",
+    )
     clinic.mailbox.messages.clear()
     return clinic
+
+
+def _audited(stack, action: str) -> bool:
+    with stack.session_factory() as session:
+        return session.scalar(select(AuditEvent.id).where(AuditEvent.action == action)) is not None
 
 
 def test_fifth_wrong_password_locks_and_then_even_the_right_one_is_refused(patient):
