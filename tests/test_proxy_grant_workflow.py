@@ -76,6 +76,15 @@ async def reaches(handle, step: Step) -> None:
     await wait_until_async(there, what=f"the grant to reach {step}")
 
 
+async def mailed(effects: FakeSideEffects, kind_and_audience: tuple[str, str]) -> None:
+    """Waits for an e-mail the workflow sends after entering its step."""
+
+    async def sent() -> bool:
+        return kind_and_audience in effects.sent()
+
+    await wait_until_async(sent, what=f"the {kind_and_audience} e-mail")
+
+
 @pytest.fixture
 async def grants(time_skipping_env):
     effects = FakeSideEffects()
@@ -195,6 +204,7 @@ async def test_a_child_s_grant_is_limited_at_the_adolescent_birthday_and_ends_at
     assert (await handle.query(ProxyGrantWorkflow.get_status)).step == Step.ACTIVE
     await env.sleep(timedelta(days=2))
     await reaches(handle, Step.LIMITED)
+    await mailed(effects, ("limited", "subject"))
     assert effects.sent()[-2:] == [("limited", "proxy"), ("limited", "subject")]
     assert (await handle.result()).status == Step.MAJORITY
     assert effects.sent()[-2:] == [("majority", "proxy"), ("register_invite", "subject")]
@@ -238,6 +248,7 @@ async def test_a_birthday_passed_while_the_request_waited_for_staff_limits_it_at
         ReviewDecision(decision=Decision.APPROVE, reviewer="staff:rosa"),
     )
     await reaches(handle, Step.LIMITED)
+    await mailed(effects, ("limited", "subject"))
     assert effects.sent() == [
         ("active", "proxy"),
         ("active", "subject"),
