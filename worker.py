@@ -28,7 +28,7 @@ from portal.logs import configure_logging
 from portal.metrics import ACTIVITY_OUTCOMES, WorkerMetricsServer, worker_runtime
 from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
-from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.account_notice.workflows import AccountNoticeWorkflow, SignInNoticeWorkflow
 from processes.cleanup.activities import CleanupActivities
 from processes.cleanup.service import ensure_cleanup_schedule
 from processes.cleanup.workflows import CleanupWorkflow
@@ -55,6 +55,7 @@ WORKFLOWS = [
     UsernameReminderWorkflow,
     InvitationWorkflow,
     AccountNoticeWorkflow,
+    SignInNoticeWorkflow,
     StaffInvitationWorkflow,
     LogoutDeliveryWorkflow,
     EmailChangeWorkflow,

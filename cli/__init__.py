@@ -20,12 +20,14 @@ def _session_factory(settings):
 
 
 def cmd_migrate(args) -> int:
+    from cli.clients import make_first_signing_keys
     from portal.db import migrate
 
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.database_url)
     print("database is at the newest revision")
+    make_first_signing_keys(settings)
     return 0
 
 

@@ -11,8 +11,11 @@ from portal.codec import CodecKeyError
 from portal.config import load_portals
 from portal.models import OidcClient
 from portal.oidc import (
+    ALG,
     ClientError,
+    SigningAlg,
     add_client,
+    ensure_signing_keys,
     remove_client,
     rotate_client_secret,
     rotate_keys,
@@ -47,6 +50,8 @@ def cmd_client_add(args) -> int:
                 first_party=args.first_party,
                 post_logout_redirect_uris=args.post_logout_redirect_uri or [],
                 backchannel_logout_uri=args.backchannel_logout_uri,
+                signing_alg=args.signing_alg,
+                allowed_origins=args.allowed_origin or [],
             )
         except ClientError as error:
             print(f"acceso client add: {error}", file=sys.stderr)
@@ -64,13 +69,18 @@ def cmd_client_list(args) -> int:
         for client in clients:
             kind = "public" if client.public else "confidential"
             party = ", first-party" if client.first_party else ""
-            print(f"{client.name}\t{client.portal}\t{client.client_id}\t{kind}{party}")
+            print(
+                f"{client.name}\t{client.portal}\t{client.client_id}\t{kind}{party}"
+                f"\t{client.signing_alg}"
+            )
             for uri in client.redirect_uris:
                 print(f"  redirect: {uri}")
             for uri in client.post_logout_redirect_uris:
                 print(f"  post-logout: {uri}")
             if client.backchannel_logout_uri:
                 print(f"  back-channel logout: {client.backchannel_logout_uri}")
+            for origin in client.allowed_origins:
+                print(f"  allowed origin: {origin}")
         if not clients:
             print("no clients registered")
     return 0
@@ -100,6 +110,27 @@ def cmd_client_rotate_secret(args) -> int:
     return 0
 
 
+def make_first_signing_keys(settings) -> None:
+    """After migrating: a signing key per algorithm before any relying party asks for JWKS."""
+    try:
+        keys = sealing_keys(settings)
+    except CodecKeyError:
+        print(
+            "no ACCESO_CODEC_KEYS here: the signing keys will be made when JWKS is first asked for",
+            file=sys.stderr,
+        )
+        return
+    from portal.db import make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            for key in ensure_signing_keys(session, keys):
+                print(f"signing key {key.kid} ({key.alg}) made")
+    finally:
+        engine.dispose()
+
+
 def cmd_keys_rotate(args) -> int:
     try:
         keys = sealing_keys(load_settings())
@@ -107,9 +138,31 @@ def cmd_keys_rotate(args) -> int:
         print(f"acceso keys rotate: {error}", file=sys.stderr)
         return 1
     with _sessions()() as session:
-        key = rotate_keys(session, keys)
+        made = rotate_keys(session, keys)
         session.commit()
-        print(f"signing key {key.kid} in use; earlier keys stay published for an hour")
+        for key in made:
+            print(f"signing key {key.kid} ({key.alg}) in use")
+        print("earlier keys stay published for an hour")
+    return 0
+
+
+def cmd_keys_reseal(args) -> int:
+    from portal.codec import at_rest_keys
+    from portal.two_factor import reseal_all
+
+    try:
+        keys = at_rest_keys(load_settings())
+    except CodecKeyError as error:
+        print(f"acceso keys reseal: {error}", file=sys.stderr)
+        return 1
+    with _sessions()() as session:
+        try:
+            moved = reseal_all(session, keys)
+        except CodecKeyError as error:
+            print(f"acceso keys reseal: {error}; nothing changed", file=sys.stderr)
+            return 1
+        session.commit()
+    print(f"{moved} authenticator secrets sealed again with key {keys[0][0]}")
     return 0
 
 
@@ -128,6 +181,18 @@ def add_parsers(commands) -> None:
     add.add_argument("--post-logout-redirect-uri", action="append", metavar="URL")
     add.add_argument("--backchannel-logout-uri", metavar="URL")
     add.add_argument("--first-party", action="store_true", help="skip the consent screen")
+    add.add_argument(
+        "--signing-alg",
+        choices=list(SigningAlg),
+        default=ALG,
+        help=f"what its ID tokens are signed with (default {ALG})",
+    )
+    add.add_argument(
+        "--allowed-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a public client's browser origin besides its redirect URIs' (CORS)",
+    )
     add.set_defaults(handler=cmd_client_add)
     actions.add_parser("list", help="list registered clients").set_defaults(handler=cmd_client_list)
     remove = actions.add_parser("remove", help="remove a client and its tokens")
@@ -140,5 +205,10 @@ def add_parsers(commands) -> None:
     keys = commands.add_parser("keys", help="manage token-signing keys")
     key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     key_actions.add_parser(
-        "rotate", help="sign with a new key; the old one stays published until its tokens expire"
+        "rotate",
+        help="sign with a new key per algorithm; old ones stay published until their tokens expire",
     ).set_defaults(handler=cmd_keys_rotate)
+    key_actions.add_parser(
+        "reseal",
+        help="seal every authenticator secret again with the first ACCESO_CODEC_KEYS key",
+    ).set_defaults(handler=cmd_keys_reseal)

@@ -24,6 +24,7 @@ from typing import IO
 
 from sqlalchemy import select
 
+from cli.clients import make_first_signing_keys
 from portal.codec import codec_keys_for
 from portal.config import load_portals
 from portal.db import make_engine, make_session_factory, migrate
@@ -294,8 +295,8 @@ def demo_password(data_dir: Path) -> str:
 
 def prepare(settings: Settings) -> str:
     """Schema, codec key, demo records and staff login, made before any child races for them."""
-    migrate(settings.database_url)
-    codec_keys_for(replace(settings, dev_mode=True))
+    migrate(settings.database_url, codec_keys_for(replace(settings, dev_mode=True)))
+    make_first_signing_keys(replace(settings, dev_mode=True))
     engine = make_engine(settings.database_url)
     try:
         session_factory = make_session_factory(engine)

@@ -20,6 +20,8 @@ from portal.models import (
     UserSession,
 )
 from portal.passwords import hash_password, verify_password
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 
 ROLES = tuple(StaffRole)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
@@ -149,6 +151,7 @@ def ensure_staff(
         staff.password_hash = hash_password(password)
         staff.active = True
         add_event(session, actor=actor, action="staff.password_reset", username=username)
+        notify_staff(session, staff, NoticeKind.PASSWORD_CHANGED)
         return "password reset"
 
 
@@ -160,7 +163,8 @@ def reset_second_factor(
         staff = find_staff(session, username)
         if staff is None:
             raise StaffError(f"no staff user {username!r}")
-        two_factor.remove(session, staff)
+        if two_factor.remove(session, staff):
+            notify_staff(session, staff, NoticeKind.SECOND_FACTOR_REMOVED)
         session.execute(delete(UserSession).where(UserSession.staff_id == staff.id))
         throttle = session.get(LoginThrottle, ("staff", staff.username.lower()))
         if throttle is not None:

@@ -15,7 +15,7 @@ from mail.mailer import Mailer
 from mail.once import LinkMessage, already_sent, deliver_once, send_link_once
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import AccountStatus, User
+from portal.models import AccountStatus, StaffUser, User
 
 
 @dataclass
@@ -30,6 +30,8 @@ class LinkEmail:
     user_id: int
     lifetime_hours: int
     send_key: str
+    context: dict[str, str] = field(default_factory=dict)
+    """What else the message says (no secret): a time, a browser."""
 
 
 @dataclass
@@ -53,6 +55,7 @@ class NoticeEmail:
     context: dict[str, str] = field(default_factory=dict)
     address: str = ""
     locale: str = "es"
+    staff_id: int | None = None
 
 
 @dataclass
@@ -95,6 +98,9 @@ class MailActivities:
 
     def _recipient(self, session: Session, request: NoticeEmail) -> tuple[str, str]:
         """The address and language for a notice's audience."""
+        if request.audience == "staff":
+            staff = session.get(StaffUser, request.staff_id) if request.staff_id else None
+            return (staff.email, "es") if staff else ("", "es")
         portal = self.portals[request.portal]
         if request.audience == "applicant":
             user = session.get(User, request.user_id) if request.user_id else None
@@ -139,7 +145,9 @@ class MailActivities:
                     template=request.template,
                     locale=user.locale,
                     context=self._context(
-                        request.portal, user, {"hours": str(request.lifetime_hours)}
+                        request.portal,
+                        user,
+                        {**request.context, "hours": str(request.lifetime_hours)},
                     ),
                     user_id=user.id,
                     detail={"user_id": user.id},
@@ -155,9 +163,11 @@ class MailActivities:
             if already_sent(session, request.send_key):
                 return MailSent(sent=False)
             user = session.get(User, request.user_id) if request.user_id else None
+            staff = session.get(StaffUser, request.staff_id) if request.staff_id else None
             to, locale = self._recipient(session, request)
             if not to:
                 return MailSent(sent=False)
+            extra = {**request.context, "staff": staff} if staff else request.context
             sent = deliver_once(
                 session,
                 self.mailer,
@@ -165,7 +175,7 @@ class MailActivities:
                 to=to,
                 template=request.template,
                 locale=locale,
-                context=self._context(request.portal, user, request.context),
+                context=self._context(request.portal, user, extra),
                 portal=request.portal,
                 workflow_id=request.workflow_id,
                 user_id=request.user_id,

@@ -11,6 +11,7 @@ import binascii
 import os
 import secrets
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -122,3 +123,33 @@ class EncryptionCodec(PayloadCodec):
 
 def codec_for(settings: Settings) -> EncryptionCodec:
     return EncryptionCodec(codec_keys_for(settings))
+
+
+@lru_cache(maxsize=8)
+def at_rest_keys(settings: Settings) -> tuple[tuple[str, bytes], ...]:
+    """The same keys seal secrets kept in the database (the first seals, every one unseals)."""
+    return tuple(codec_keys_for(settings))
+
+
+def seal(keys: Sequence[tuple[str, bytes]], data: bytes, context: bytes) -> str:
+    """A secret at rest (`kid:base64(nonce+ciphertext)`), sealed with the first key; `context`
+    binds it to its use, so a value sealed for one column cannot be passed off as another."""
+    key_id, key = keys[0]
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(key).encrypt(nonce, data, context)
+    return f"{key_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+
+def sealed_with(value: str) -> str:
+    """The key id a sealed value names (so a rotation can find what the old key sealed)."""
+    return value.partition(":")[0]
+
+
+def unseal(keys: Sequence[tuple[str, bytes]], value: str, context: bytes) -> bytes:
+    """Opens a value from `seal` with whichever configured key it names."""
+    key_id, _, blob = value.partition(":")
+    key = dict(keys).get(key_id)
+    if key is None:
+        raise CodecKeyError(f"value sealed with codec key {key_id!r}, not in ACCESO_CODEC_KEYS")
+    raw = base64.b64decode(blob)
+    return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context)

@@ -109,6 +109,10 @@ class Policy:
     idle_minutes: int = 30
     require_second_factor: tuple[str, ...] = ()
     """Roles that must use an authenticator app; an empty tuple leaves it to each applicant."""
+    new_device_notice: bool = True
+    """E-mail the owner when an account signs in from a browser it has not used before."""
+    not_me_link_hours: int = 168
+    """How long the "this was not me" link of that e-mail works."""
     email_change_link_hours: int = 24
     email_change_undo_days: int = 7
     """How long the old address may undo an e-mail change (its notice's link, a workflow timer)."""

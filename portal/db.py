@@ -43,6 +43,10 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def migrate(url: str) -> None:
-    """Bring the schema to the newest revision; safe to run on every start."""
-    command.upgrade(alembic_config(url), "heads")
+def migrate(url: str, codec_keys: list[tuple[str, bytes]] | None = None) -> None:
+    """Bring the schema to the newest revision; safe to run on every start. `codec_keys` are
+    for revisions that seal data at rest (default: the settings' ACCESO_CODEC_KEYS)."""
+    config = alembic_config(url)
+    if codec_keys:
+        config.attributes["codec_keys"] = codec_keys
+    command.upgrade(config, "heads")

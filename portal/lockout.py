@@ -1,31 +1,101 @@
-"""Counting a wrong secret toward an account's lockout: one atomic upsert, so concurrent
-guesses each count on SQLite and PostgreSQL alike."""
+"""Attempt counters for every secret check (password, authenticator code, recovery code), at
+sign-in and on signed-in pages alike.
+
+Each attempt is counted before its secret is checked, in one atomic upsert committed at once, so
+concurrent guesses each take their own number: at most `threshold` secrets are checked before
+the lock, the one numbered `threshold` locks when wrong, and the ones past it are refused
+unchecked. A right secret gives its number back (`release`) or, with every factor given, clears
+the count (`reset`). The same statement is correct on SQLite and PostgreSQL, and the first
+failure never meets a UNIQUE error.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from sqlalchemy import case, delete, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from portal.models import LoginThrottle
+from portal.models import LoginThrottle, utcnow
+
+STAFF_PORTAL = "staff"
+"""Staff accounts count under this portal slug, beside each applicant portal's own."""
 
 
-def count_failure(session: Session, portal: str, username: str) -> int:
-    """Adds one failure to the username's count and returns the new count; the caller commits."""
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+@dataclass(frozen=True)
+class Attempt:
+    """One counted attempt: its place in the count and the policy it is judged by."""
+
+    portal: str
+    key: str
+    number: int
+    threshold: int
+
+    @property
+    def refused(self) -> bool:
+        """Past the threshold: the account is locked and this secret is not even checked."""
+        return self.number > self.threshold
+
+    @property
+    def locks_if_wrong(self) -> bool:
+        """The attempt that reaches the threshold: if its secret is wrong, it locks (once)."""
+        return self.number == self.threshold
+
+
+def username_key(username: str) -> str:
+    return username.strip().lower()
+
+
+def claim(session: Session, portal: str, key: str, threshold: int) -> Attempt:
+    """Counts one attempt for (portal, key) and commits it on its own connection at once.
+
+    Call it before writing anything in the caller's transaction (on SQLite the caller's open
+    write would make this wait), and before the slow secret check, never after it.
+    """
     table = LoginThrottle.__table__
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     statement = (
         insert(table)
-        .values(portal=portal, username_key=username.lower(), failures=1)
+        .values(portal=portal, username_key=key, failures=1)
         .on_conflict_do_update(
             index_elements=[table.c.portal, table.c.username_key],
             set_={"failures": table.c.failures + 1},
         )
         .returning(table.c.failures)
     )
-    return int(session.execute(statement).scalar_one())
+    with session.get_bind().engine.begin() as connection:
+        number = int(connection.execute(statement).scalar_one())
+    return Attempt(portal=portal, key=key, number=number, threshold=threshold)
 
 
-def is_locked(session: Session, portal: str, username: str, threshold: int) -> bool:
-    throttle = session.get(LoginThrottle, (portal, username.lower()))
-    return throttle is not None and throttle.failures >= threshold
+def mark_locked(session: Session, attempt: Attempt) -> None:
+    """Stamps the moment of the lock in the caller's transaction (the count already locks)."""
+    session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.portal == attempt.portal)
+        .where(LoginThrottle.username_key == attempt.key)
+        .where(LoginThrottle.locked_at.is_(None))
+        .values(locked_at=utcnow())
+    )
+
+
+def release(session: Session, attempt: Attempt) -> None:
+    """The secret was right but another step follows: this attempt no longer counts."""
+    session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.portal == attempt.portal)
+        .where(LoginThrottle.username_key == attempt.key)
+        .values(failures=case((LoginThrottle.failures > 0, LoginThrottle.failures - 1), else_=0))
+    )
+
+
+def reset(session: Session, portal: str, key: str) -> None:
+    """Every factor given, or an unlock: the count starts again."""
+    session.execute(
+        delete(LoginThrottle)
+        .where(LoginThrottle.portal == portal)
+        .where(LoginThrottle.username_key == key)
+    )

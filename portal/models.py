@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -205,6 +206,25 @@ class UserSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+    user_agent: Mapped[str] = mapped_column(String(400), default="", server_default="")
+    """As the browser sent it at sign-in, so the person can tell their sessions apart."""
+    device_hash: Mapped[str | None] = mapped_column(String(64))
+    """The hash of the browser's device cookie: "this was not me" ends its sessions."""
+
+
+class KnownDevice(Base):
+    """A browser that has signed in to an account, by the hash of its long-lived device cookie:
+    a sign-in from any other browser is news the owner hears about by e-mail."""
+
+    __tablename__ = "known_devices"
+    __table_args__ = (UniqueConstraint("user_id", "device_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_hash: Mapped[str] = mapped_column(String(64))
+    notice_workflow_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    """The new-device notice sent for its first sign-in, whose "not me" link names it."""
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Registration(Base):
@@ -459,7 +479,8 @@ OWNER_IS_STAFF_OR_USER = "(staff_id IS NULL) <> (user_id IS NULL)"
 class SecondFactor(Base):
     """An authenticator-app secret its owner confirmed with a first code; one per account.
 
-    `last_step` is the TOTP time step of the last code accepted, so a code works once.
+    `last_step` is the TOTP time step of the last code accepted, so a code works once. `secret`
+    is sealed (portal.two_factor.seal_secret): `kid:ciphertext`, never the base32 key itself.
     """
 
     __tablename__ = "second_factors"
@@ -472,7 +493,7 @@ class SecondFactor(Base):
     user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), unique=True
     )
-    secret: Mapped[str] = mapped_column(String(64))
+    secret: Mapped[str] = mapped_column(String(255))
     last_step: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -568,6 +589,12 @@ class OidcClient(Base):
     redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
+    signing_alg: Mapped[str] = mapped_column(String(16), default="ES256", server_default="ES256")
+    """What its ID, access and logout tokens are signed with (portal.oidc.SigningAlg)."""
+    allowed_origins: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    """Browser origins besides its redirect URIs' that may call the token endpoints (CORS)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -612,6 +639,8 @@ class OidcGrant(Base):
     portal: Mapped[str] = mapped_column(String(32))
     scope: Mapped[str] = mapped_column(String(500))
     code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    sid: Mapped[str | None] = mapped_column(String(32), index=True)
+    """The sign-in session it came from, so ending that session ends only its grants."""
     auth_time: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
@@ -634,6 +663,7 @@ class OidcAuthorizationCode(Base):
     scope: Mapped[str] = mapped_column(String(500))
     nonce: Mapped[str | None] = mapped_column(String(255))
     code_challenge: Mapped[str | None] = mapped_column(String(128))
+    sid: Mapped[str | None] = mapped_column(String(32))
     auth_time: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
@@ -667,6 +697,23 @@ class OidcAccessToken(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None]
+
+
+class OidcConsent(Base):
+    """What a person allowed a client to receive, remembered so the consent screen comes back
+    only for scopes not allowed before; removing the application's access forgets it."""
+
+    __tablename__ = "oidc_consents"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("oidc_clients.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    scope: Mapped[str] = mapped_column(String(500))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class EmailChange(Base):

@@ -7,17 +7,20 @@ releases. Nothing here talks to Temporal: the token endpoint is a hot path on th
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, JWKRegistry, KeySet, RSAKey
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
@@ -36,7 +39,17 @@ from portal.models import (
 from portal.passwords import hash_password
 from portal.settings import Settings
 
-ALG = "ES256"
+
+class SigningAlg(StrEnum):
+    """The algorithms ID, access and logout tokens are signed with; a client picks one."""
+
+    ES256 = "ES256"
+    RS256 = "RS256"
+
+
+ALG = SigningAlg.ES256
+"""The default: the smallest keys and signatures; RS256 is for libraries that assume it."""
+RSA_BITS = 2048
 CODE_SECONDS = 60
 ACCESS_TOKEN_SECONDS = 300
 ID_TOKEN_SECONDS = 300
@@ -72,12 +85,74 @@ class NewClient:
     secret: str | None
 
 
-def _check_uri(uri: str) -> str:
+def _is_private_use_scheme(scheme: str) -> bool:
+    """RFC 8252 7.1: a native app's own scheme is a reversed domain name, e.g. com.example.app."""
+    labels = scheme.split(".")
+    return len(labels) > 1 and all(
+        label and label.replace("-", "").isalnum() and label.isascii() for label in labels
+    )
+
+
+def _check_uri(uri: str, public: bool = False) -> str:
     if len(uri) > 500:
         raise ClientError(f"URI longer than 500 characters: {uri[:60]}...")
-    if not uri.startswith(("https://", "http://")) or "#" in uri or "*" in uri:
-        raise ClientError(f"not an absolute http(s) URI without fragment or wildcard: {uri}")
-    return uri
+    if "#" in uri or "*" in uri:
+        raise ClientError(f"a URI may have no fragment or wildcard: {uri}")
+    scheme = uri.partition(":")[0].lower()
+    if uri.startswith(("https://", "http://")):
+        return uri
+    if public and _is_private_use_scheme(scheme) and uri[len(scheme) + 1 :].startswith("/"):
+        return uri
+    raise ClientError(
+        f"not an absolute http(s) URI (or, for a public client, a private-use scheme such as "
+        f"com.example.app:/callback): {uri}"
+    )
+
+
+def redirect_uri_registered(client: OidcClient, uri: str) -> bool:
+    """Exact match; for a public client a loopback redirect (127.0.0.1 or [::1], not `localhost`,
+    RFC 8252 8.3) matches on any port (7.3): a native app gets a free port each time it asks."""
+    if uri in client.redirect_uris:
+        return True
+    if not client.public or not uri.startswith("http://"):
+        return False
+    asked = _without_port(uri)
+    return asked is not None and any(_without_port(r) == asked for r in client.redirect_uris)
+
+
+def _without_port(uri: str) -> str | None:
+    """A loopback URI with its port left out, or None for any other URI."""
+    parts = urlsplit(uri)
+    try:
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if parts.scheme != "http" or "@" in parts.netloc or host not in ("127.0.0.1", "::1"):
+        return None
+    return parts._replace(netloc="[::1]" if host == "::1" else host).geturl()
+
+
+def origin_of(uri: str) -> str | None:
+    """The web origin of an http(s) URI (scheme://host[:port]), None for a private-use scheme."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _check_origin(origin: str) -> str:
+    if origin_of(origin) != origin.lower() or "@" in origin:
+        raise ClientError(f"not an origin (scheme://host[:port], no path): {origin}")
+    return origin.lower()
+
+
+def client_origins(client: OidcClient) -> set[str]:
+    """Where a browser app of this public client runs: its redirect URIs' origins and any
+    registered explicitly; a confidential client talks server to server and has none."""
+    if not client.public:
+        return set()
+    derived = {origin_of(uri) for uri in client.redirect_uris}
+    return {o for o in derived if o} | set(client.allowed_origins or [])
 
 
 def add_client(
@@ -90,12 +165,18 @@ def add_client(
     first_party: bool = False,
     post_logout_redirect_uris: list[str] | None = None,
     backchannel_logout_uri: str | None = None,
+    signing_alg: str = ALG,
+    allowed_origins: list[str] | None = None,
 ) -> NewClient:
     """Registers a client; a confidential one gets a secret shown once and stored as argon2id."""
     if session.scalar(select(OidcClient).where(OidcClient.name == name)):
         raise ClientError(f"a client named {name!r} already exists")
     if not redirect_uris:
         raise ClientError("at least one --redirect-uri is needed")
+    if signing_alg not in set(SigningAlg):
+        raise ClientError(f"signing algorithm must be one of {', '.join(SigningAlg)}")
+    if allowed_origins and not public:
+        raise ClientError("only a public client (a browser app) has allowed origins")
     secret = None if public else secrets.token_urlsafe(32)
     client = OidcClient(
         name=name,
@@ -104,8 +185,10 @@ def add_client(
         secret_hash=hash_password(secret) if secret else None,
         public=public,
         first_party=first_party,
-        redirect_uris=[_check_uri(u) for u in redirect_uris],
-        post_logout_redirect_uris=[_check_uri(u) for u in post_logout_redirect_uris or []],
+        redirect_uris=[_check_uri(u, public) for u in redirect_uris],
+        signing_alg=SigningAlg(signing_alg),
+        allowed_origins=sorted({_check_origin(o) for o in allowed_origins or []}),
+        post_logout_redirect_uris=[_check_uri(u, public) for u in post_logout_redirect_uris or []],
         backchannel_logout_uri=_check_uri(backchannel_logout_uri)
         if backchannel_logout_uri
         else None,
@@ -162,12 +245,22 @@ def _unseal(keys: SealingKeys, sealed: str) -> dict[str, Any]:
     return json.loads(AESGCM(key).decrypt(raw[:12], raw[12:], SEAL_CONTEXT))
 
 
-def _new_key(session: Session, keys: SealingKeys) -> OidcSigningKey:
+SigningKey = ECKey | RSAKey
+
+
+def _generate(alg: SigningAlg, kid: str) -> SigningKey:
+    parameters = {"kid": kid, "alg": alg.value, "use": "sig"}
+    if alg is SigningAlg.RS256:
+        return RSAKey.generate_key(RSA_BITS, parameters=parameters)
+    return ECKey.generate_key("P-256", parameters=parameters)
+
+
+def _new_key(session: Session, keys: SealingKeys, alg: SigningAlg) -> OidcSigningKey:
     kid = secrets.token_urlsafe(12)
-    key = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": ALG, "use": "sig"})
+    key = _generate(alg, kid)
     row = OidcSigningKey(
         kid=kid,
-        alg=ALG,
+        alg=alg.value,
         jwk={
             "public": key.as_dict(private=False),
             "sealed": _seal(keys, key.as_dict(private=True)),
@@ -178,50 +271,67 @@ def _new_key(session: Session, keys: SealingKeys) -> OidcSigningKey:
     return row
 
 
-def rotate_keys(session: Session, keys: SealingKeys) -> OidcSigningKey:
-    """A new signing key; the previous ones retire but stay published for RETIRED_KEY_PUBLISHED."""
+def rotate_keys(session: Session, keys: SealingKeys) -> list[OidcSigningKey]:
+    """A new key per algorithm; the previous ones retire but stay published for
+    RETIRED_KEY_PUBLISHED."""
     now = utcnow()
     session.execute(
         update(OidcSigningKey).where(OidcSigningKey.retired_at.is_(None)).values(retired_at=now)
     )
-    return _new_key(session, keys)
+    return [_new_key(session, keys, alg) for alg in SigningAlg]
 
 
-_PRIVATE: dict[str, ECKey] = {}
-_PUBLIC: dict[str, ECKey] = {}
-"""Parsed keys by kid: a key never changes once made, and unsealing one costs more than signing."""
-
-
-def signing_key(session: Session, keys: SealingKeys) -> ECKey:
-    """The newest unretired key, made on first use so a fresh install signs without a step.
-
-    Call it before writing anything else in the transaction: making the first key commits.
-    """
-    row = session.scalar(
+def _current_key_row(session: Session, alg: SigningAlg) -> OidcSigningKey | None:
+    return session.scalar(
         select(OidcSigningKey)
-        .where(OidcSigningKey.retired_at.is_(None))
+        .where(OidcSigningKey.retired_at.is_(None), OidcSigningKey.alg == alg.value)
         .order_by(OidcSigningKey.created_at.desc())
         .limit(1)
     )
+
+
+def ensure_signing_keys(session: Session, keys: SealingKeys) -> list[OidcSigningKey]:
+    """Makes a key for each algorithm that has none, and commits: JWKS is never empty, so a
+    relying party that loads it before the first sign-in can check the first ID token.
+    `acceso migrate` calls it; the JWKS endpoint does too, for a database migrated without it."""
+    made = [
+        _new_key(session, keys, alg) for alg in SigningAlg if not _current_key_row(session, alg)
+    ]
+    if made:
+        session.commit()
+    return made
+
+
+_PRIVATE: dict[str, SigningKey] = {}
+_PUBLIC: dict[str, SigningKey] = {}
+"""Parsed keys by kid: a key never changes once made, and unsealing one costs more than signing."""
+
+
+def signing_key(session: Session, keys: SealingKeys, alg: str = ALG) -> SigningKey:
+    """The newest unretired key of the algorithm, made on first use if the start did not.
+
+    Call it before writing anything else in the transaction: making a key commits.
+    """
+    row = _current_key_row(session, SigningAlg(alg))
     if row is None:
-        row = _new_key(session, keys)
+        row = _new_key(session, keys, SigningAlg(alg))
         session.commit()
     key = _PRIVATE.get(row.kid)
     if key is None:
-        key = _PRIVATE[row.kid] = ECKey.import_key(_unseal(keys, row.jwk["sealed"]))
+        key = _PRIVATE[row.kid] = JWKRegistry.import_key(_unseal(keys, row.jwk["sealed"]))
     return key
 
 
 def published_keys(session: Session) -> KeySet:
     since = utcnow() - RETIRED_KEY_PUBLISHED
     rows = session.scalars(
-        select(OidcSigningKey).where(
-            or_(OidcSigningKey.retired_at.is_(None), OidcSigningKey.retired_at > since)
-        )
+        select(OidcSigningKey)
+        .where(or_(OidcSigningKey.retired_at.is_(None), OidcSigningKey.retired_at > since))
+        .order_by(OidcSigningKey.created_at.desc())
     ).all()
     for row in rows:
         if row.kid not in _PUBLIC:
-            _PUBLIC[row.kid] = ECKey.import_key(row.jwk["public"])
+            _PUBLIC[row.kid] = JWKRegistry.import_key(row.jwk["public"])
     return KeySet([_PUBLIC[row.kid] for row in rows])
 
 
@@ -229,8 +339,12 @@ def jwks(session: Session) -> dict[str, Any]:
     return {"keys": [key.as_dict(private=False) for key in published_keys(session).keys]}
 
 
-def sign(key: ECKey, claims: dict[str, Any], typ: str = "JWT") -> str:
-    return jwt.encode({"alg": ALG, "kid": key.kid, "typ": typ}, claims, key)
+def _alg_of(key: SigningKey) -> str:
+    return SigningAlg.RS256 if isinstance(key, RSAKey) else SigningAlg.ES256
+
+
+def sign(key: SigningKey, claims: dict[str, Any], typ: str = "JWT") -> str:
+    return jwt.encode({"alg": _alg_of(key), "kid": key.kid, "typ": typ}, claims, key)
 
 
 def decode(session: Session, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -239,7 +353,7 @@ def decode(session: Session, token: str) -> tuple[dict[str, Any], dict[str, Any]
     Only the signature is checked here; callers check `iss`, `exp` and what the token is for.
     """
     try:
-        decoded = jwt.decode(token, published_keys(session), algorithms=[ALG])
+        decoded = jwt.decode(token, published_keys(session), algorithms=list(SigningAlg))
     except Exception:
         return None
     return decoded.header, decoded.claims
@@ -312,6 +426,54 @@ def revoke_user_grants(
     if not client_pks:
         return []
     return list(session.scalars(select(OidcClient).where(OidcClient.id.in_(client_pks))).all())
+
+
+def revoke_client_grants(session: Session, user_id: int, client_pk: int) -> OidcClient | None:
+    """Ends the account's token families with one client; returns the client if any was live."""
+    revoked = session.execute(
+        update(OidcGrant)
+        .where(
+            OidcGrant.user_id == user_id,
+            OidcGrant.client_pk == client_pk,
+            OidcGrant.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    ).rowcount
+    return session.get(OidcClient, client_pk) if revoked else None
+
+
+def session_sid(session_row_id: str) -> str:
+    """The `sid` clients see for one sign-in session: derived from the stored (already hashed)
+    session id, so it names the session without revealing anything that would open it."""
+    digest = hashlib.sha256(b"acceso oidc sid:" + session_row_id.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode()
+
+
+def revoke_session_grants(
+    session: Session, user_id: int, sid: str
+) -> list[tuple[OidcClient, str | None]]:
+    """Ends the token families one sign-in session started (and any made before grants had a
+    `sid`); returns each client with the sid its logout token names (None: every session)."""
+    now = utcnow()
+    grants = session.scalars(
+        select(OidcGrant).where(
+            OidcGrant.user_id == user_id,
+            OidcGrant.revoked_at.is_(None),
+            or_(OidcGrant.sid == sid, OidcGrant.sid.is_(None)),
+        )
+    ).all()
+    for grant in grants:
+        grant.revoked_at = now
+    owed = {(grant.client_pk, grant.sid) for grant in grants}
+    if not owed:
+        return []
+    clients = {
+        client.id: client
+        for client in session.scalars(
+            select(OidcClient).where(OidcClient.id.in_({pk for pk, _ in owed}))
+        )
+    }
+    return [(clients[pk], grant_sid) for pk, grant_sid in sorted(owed, key=str)]
 
 
 def grant_is_live(session: Session, grant_id: str) -> OidcGrant | None:

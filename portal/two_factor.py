@@ -9,12 +9,14 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 
 import pyotp
 import segno
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from portal.codec import seal, sealed_with, unseal
 from portal.models import Passkey, RecoveryCode, SecondFactor, StaffUser, User, utcnow
 from portal.passwords import hash_password, verify_password
 
@@ -25,6 +27,31 @@ RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 CODE_RE = re.compile(r"^\d{6}$")
 
 Account = StaffUser | User
+Keys = Sequence[tuple[str, bytes]]
+"""The payload-encryption keys (portal.codec.at_rest_keys): secrets are sealed with them."""
+SEAL_CONTEXT = b"acceso totp secret"
+
+
+def seal_secret(keys: Keys, secret: str) -> str:
+    """What the database keeps of an authenticator secret: sealed, with its key id, so a
+    database dump alone cannot mint codes and a new key can take over."""
+    return seal(keys, secret.encode(), SEAL_CONTEXT)
+
+
+def open_secret(keys: Keys, factor: SecondFactor) -> str:
+    return unseal(keys, factor.secret, SEAL_CONTEXT).decode()
+
+
+def reseal_all(session: Session, keys: Keys) -> int:
+    """Seals again with the current key every secret an older key sealed, so the older key can
+    leave ACCESO_CODEC_KEYS; says how many. The caller commits."""
+    current = keys[0][0]
+    moved = 0
+    for factor in session.scalars(select(SecondFactor)):
+        if sealed_with(factor.secret) != current:
+            factor.secret = seal_secret(keys, open_secret(keys, factor))
+            moved += 1
+    return moved
 
 
 def new_secret() -> str:
@@ -90,10 +117,13 @@ def normalise_recovery_code(code: str) -> str:
     return re.sub(r"[\s-]", "", (code or "").lower())
 
 
-def enrol(session: Session, account: Account, secret: str, step: int) -> list[str]:
-    """Saves a confirmed secret and ten fresh recovery codes; returns the codes to show once."""
+def enrol(session: Session, account: Account, secret: str, step: int, keys: Keys) -> list[str]:
+    """Saves a confirmed secret, sealed, and ten fresh recovery codes; returns the codes to show
+    once."""
     remove(session, account)
-    session.add(SecondFactor(secret=secret, last_step=step, **_owner_fields(account)))
+    session.add(
+        SecondFactor(secret=seal_secret(keys, secret), last_step=step, **_owner_fields(account))
+    )
     codes = new_recovery_codes()
     session.add_all(
         RecoveryCode(
@@ -115,18 +145,28 @@ def remove(session: Session, account: Account) -> bool:
     return bool(had)
 
 
-def check_code(session: Session, account: Account, code: str, now: float) -> str | None:
+def check_code(session: Session, account: Account, code: str, now: float, keys: Keys) -> str | None:
     """Accepts a current authenticator code once, or an unused recovery code once.
 
     Returns "totp" or "recovery" (the caller commits the consumed step or code), None otherwise.
+    Each is consumed by a conditional update, so two requests racing with one code cannot both
+    pass. A secret sealed with a retired key is sealed again with the current one on use.
     """
     factor = factor_of(session, account)
     if factor is None:
         return None
-    step = matching_step(factor.secret, code, now, factor.last_step)
+    secret = open_secret(keys, factor)
+    step = matching_step(secret, code, now, factor.last_step)
     if step is not None:
-        factor.last_step = step
-        return "totp"
+        values: dict = {"last_step": step}
+        if sealed_with(factor.secret) != keys[0][0]:
+            values["secret"] = seal_secret(keys, secret)
+        taken = session.execute(
+            update(SecondFactor)
+            .where(SecondFactor.id == factor.id, SecondFactor.last_step < step)
+            .values(**values)
+        ).rowcount
+        return "totp" if taken else None
     typed = normalise_recovery_code(code)
     if len(typed) != 10:
         return None
@@ -135,8 +175,12 @@ def check_code(session: Session, account: Account, code: str, now: float) -> str
     ).all()
     for row in unused:
         if verify_password(row.code_hash, typed):
-            row.used_at = utcnow()
-            return "recovery"
+            taken = session.execute(
+                update(RecoveryCode)
+                .where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
+                .values(used_at=utcnow())
+            ).rowcount
+            return "recovery" if taken else None
     return None
 
 

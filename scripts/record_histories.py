@@ -100,6 +100,9 @@ PATHS = {
     "account notice": [
         "tests/test_outbox.py::test_changing_the_password_e_mails_the_owner_what_changed_and_when",
     ],
+    "new-device sign-in notice": [
+        "tests/test_account_activity.py::test_a_sign_in_from_a_new_browser_emails_the_owner_and_not_me_ends_that_session",
+    ],
 }
 
 

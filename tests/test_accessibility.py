@@ -18,6 +18,7 @@ from tests.fixtures.showcase import (
     EMAIL_CHANGE_TOKEN,
     EMAIL_UNDO_TOKEN,
     INVITATION_TOKEN,
+    NOT_ME_TOKEN,
     PASSWORD,
     PROXY_ACCEPT_TOKEN,
     PROXY_CONSENT_TOKEN,
@@ -35,6 +36,27 @@ LANGUAGES = ("es", "en")
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 AXE_OPTIONS = {"runOnly": {"type": "tag", "values": WCAG_TAGS}, "resultTypes": ["violations"]}
 AXE_RUN = f"axe.run(document, {json.dumps(AXE_OPTIONS)})"
+UNEXPLAINED = """() => {
+  const described = (e) => (e.getAttribute('aria-describedby') || '').split(/\\s+/)
+    .filter(Boolean).map((id) => document.getElementById(id)).filter(Boolean);
+  const name = (e) => e.id || e.name || e.tagName;
+  const found = [];
+  for (const e of document.querySelectorAll('[aria-invalid="true"]')) {
+    if (!described(e).some((d) => d.matches('.error') && d.textContent.trim())) {
+      found.push('invalid but not described by its error: ' + name(e));
+    }
+  }
+  for (const hint of document.querySelectorAll('.field .help')) {
+    const controls = [...hint.closest('.field').querySelectorAll('input, select, textarea')]
+      .filter((c) => c.type !== 'hidden');
+    for (const c of controls.filter((c) => !described(c).includes(hint))) {
+      found.push('hint not tied to ' + name(c));
+    }
+  }
+  return found.slice(0, 5);
+}"""
+"""What axe does not ask: each invalid control is described by its error, and each hint by the
+controls it explains (a group's checkboxes included), so a screen reader says why."""
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -66,6 +88,8 @@ class Walk:
         for violation in page.evaluate(AXE_RUN)["violations"]:
             targets = [node["target"] for node in violation["nodes"]][:3]
             self.failures.append(f"{name}: axe {violation['id']} ({violation['help']}) {targets}")
+        for problem in page.evaluate(UNEXPLAINED):
+            self.failures.append(f"{name}: {problem}")
         page.set_viewport_size(PHONE)
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > PHONE["width"]:
@@ -180,6 +204,8 @@ def test_every_public_page_of_every_portal(walk):
         "new password",
     )
     walk.visit("/member/register/continue/no-such-token", "member continue link invalid")
+    walk.visit(f"/patient/account/not-me/{NOT_ME_TOKEN}", "this was not me")
+    walk.visit("/patient/account/not-me/no-such-token", "not-me link invalid")
     walk.visit(f"/patient/account/email/confirm/{EMAIL_CHANGE_TOKEN}", "confirm a new e-mail")
     walk.visit(f"/patient/account/email/undo/{EMAIL_UNDO_TOKEN}", "undo an e-mail change")
     walk.visit("/patient/account/email/confirm/no-such-token", "e-mail change link invalid")
@@ -210,6 +236,9 @@ def test_every_signed_in_page_of_every_portal(walk):
         sign_in(page, walk.base, f"/{portal}/login", username, PASSWORD)
         walk.visit(f"/{portal}/", f"{portal} home")
         walk.visit(f"/{portal}/account/password")
+        walk.visit(f"/{portal}/account/activity", "activity and access")
+        walk.visit(f"/{portal}/account/profile", "profile")
+        walk.refuse(f"/{portal}/account/profile", {"#phone": "12"}, "profile")
         walk.refuse(
             f"/{portal}/account/password", {"#current_password": "equivocada"}, "change password"
         )
@@ -261,6 +290,14 @@ def test_every_page_of_the_staff_console(walk, site):
     )
     walk.visit("/staff/cases")
     walk.visit(f"/staff/cases/{showcase.case_id}", "case")
+    walk.visit("/staff/accounts?q=ana.perez", "account search")
+    walk.visit(f"/staff/accounts/{showcase.patient_id}", "staff account page")
+    walk.refuse(
+        f"/staff/accounts/{showcase.patient_id}",
+        {},
+        "disable without a note",
+        button="form:has(#status_note) button[type=submit]",
+    )
     walk.visit(f"/staff/accounts/{showcase.patient_id}/email", "help desk e-mail change")
     walk.visit("/staff/proxies", "proxy requests")
     walk.visit(f"/staff/proxies/{PROXY_REVIEW_REFERENCE}", "proxy request")
@@ -275,6 +312,20 @@ def test_every_page_of_the_staff_console(walk, site):
         {"#new_email": "ana.nueva@example.org"},
         "help desk e-mail change without a note",
     )
+    walk.visit("/staff/admin/", "staff list")
+    walk.visit("/staff/admin/invite", "invite staff")
+    walk.refuse("/staff/admin/invite", {}, "invite staff")
+    walk.page.goto(f"{walk.base}/staff/admin/?lang=es")
+    member = walk.page.locator("a[href*='/staff/admin/']").filter(has_text="marta.admin")
+    member_path = member.first.get_attribute("href")
+    walk.visit(member_path, "staff member")
+    for lang in LANGUAGES:
+        walk.page.goto(f"{walk.base}{member_path}?lang={lang}")
+        for box in walk.page.locator("input[name=roles]").all():
+            box.uncheck()
+        walk.page.click("form:has(input[name=roles]) button[type=submit]")
+        walk.page.wait_for_load_state()
+        walk.check("staff member without a role (refused)")
 
 
 def _provider_wizard(walk: Walk) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from portal.models import AuditEvent, LoginThrottle, SecondFactor, User
 from portal.passwords import hash_password
+from tests.fixtures.codec import plain_secret
 from tests.fixtures.second_factor import RECOVERY_CODE_RE, key_on
 from tests.fixtures.smtp import body_text
 from tests.fixtures.stack import submit
@@ -71,7 +72,10 @@ def signed_in(client) -> bool:
 
 def secret_of(stack):
     with stack.session_factory() as session:
-        return session.scalar(select(SecondFactor.secret).where(SecondFactor.user_id.is_not(None)))
+        stored = session.scalar(
+            select(SecondFactor.secret).where(SecondFactor.user_id.is_not(None))
+        )
+    return plain_secret(stored) if stored else None
 
 
 def test_a_patient_opts_in_and_then_signs_in_with_a_code(site):

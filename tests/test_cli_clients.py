@@ -103,7 +103,7 @@ def test_bad_client_input_is_refused_with_a_message(database_url, monkeypatch, c
     assert "already exists" in capsys.readouterr().err
 
 
-def test_keys_rotate_retires_the_old_key_but_keeps_it(
+def test_keys_rotate_retires_the_old_keys_of_both_algorithms_but_keeps_them(
     database_url, session_factory, monkeypatch, capsys
 ):
     monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
@@ -112,14 +112,17 @@ def test_keys_rotate_retires_the_old_key_but_keeps_it(
     assert main(["keys", "rotate"]) == 0
     with session_factory() as session:
         keys = session.scalars(select(OidcSigningKey).order_by(OidcSigningKey.created_at)).all()
-    assert len(keys) == 2
-    assert keys[0].retired_at is not None and keys[1].retired_at is None
-    assert keys[1].kid in capsys.readouterr().out
-    assert set(keys[1].jwk) == {"public", "sealed"} and "d" not in keys[1].jwk["public"]
-    with session_factory() as session:
-        row = session.get(OidcSigningKey, keys[1].kid)
-    private_d = row.jwk["sealed"]
-    assert row.jwk["public"]["kty"] == "EC" and len(private_d) > 100
+    assert len(keys) == 4
+    retired, live = keys[:2], keys[2:]
+    assert all(k.retired_at is not None for k in retired)
+    assert all(k.retired_at is None for k in live)
+    assert sorted(k.alg for k in live) == ["ES256", "RS256"]
+    shown = capsys.readouterr().out
+    for key in live:
+        assert key.kid in shown
+        assert set(key.jwk) == {"public", "sealed"}
+        assert not {"d", "p", "q"} & set(key.jwk["public"]) and len(key.jwk["sealed"]) > 100
+    assert {k.jwk["public"]["kty"] for k in live} == {"EC", "RSA"}
 
 
 def test_keys_rotate_needs_the_key_that_seals_signing_keys(database_url, monkeypatch, capsys):

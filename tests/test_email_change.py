@@ -223,9 +223,12 @@ def test_a_wrong_password_counts_toward_the_lockout(patient):
     with patient.session_factory() as session:
         assert session.scalar(select(LoginThrottle.failures)) == 4
     locked = ask(patient.client, password="Mala1234")
-    assert "bloqueado" in locked.get_data(as_text=True)
+    assert locked.headers["Location"].endswith("/patient/login"), "the locked session ends"
+    assert "bloqueado" in patient.client.get("/patient/login").get_data(as_text=True)
     patient.mailbox.wait_for(OLD, "bloqueado")
-    assert "bloqueado" in ask(patient.client).get_data(as_text=True)
+    again = patient.app.test_client()
+    refused = submit(again, "/patient/login", {"username": "ana.perez", "password": PASSWORD})
+    assert "Usuario o contraseña incorrectos" in refused.get_data(as_text=True)
     assert changes(patient) == []
 
 

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from portal import lockout
 from portal.config import load_portals
-from portal.lockout import count_failure
 from portal.models import EmailChange, EmailToken, LoginThrottle, OutboxMessage, User, utcnow
 from portal.tokens import token_hash
 from processes.email_change import service
@@ -84,10 +84,10 @@ def test_two_presses_of_one_link_confirm_once_and_owe_one_signal(session_factory
 def test_concurrent_wrong_passwords_each_count(session_factory):
     def guess(_):
         with session_factory() as session:
-            count_failure(session, "patient", "Ana.Perez")
-            session.commit()
+            return lockout.claim(session, "patient", lockout.username_key("Ana.Perez"), 5).number
 
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(guess, range(12)))
+        numbers = list(pool.map(guess, range(12)))
+    assert sorted(numbers) == list(range(1, 13)), "each attempt takes its own number"
     with session_factory() as session:
         assert session.scalar(select(LoginThrottle.failures)) == 12

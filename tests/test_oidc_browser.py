@@ -7,7 +7,9 @@ import os
 import shutil
 
 import pytest
+from flask import Flask
 
+from tests.fixtures.browser import serving
 from tests.fixtures.oidc import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -50,3 +52,25 @@ def test_a_patient_signs_in_to_the_sample_app_with_acceso_and_out_of_both(
     assert page.is_visible("#login")
     page.goto(f"{provider.base_url}/patient/")
     assert "/patient/login" in page.url
+
+
+def test_a_browser_app_at_a_registered_origin_may_call_userinfo_and_others_may_not(
+    provider, chromium
+):
+    """Chromium's own CORS check, preflight included (a Bearer header is not a simple request)."""
+    page_app = Flask("spa")
+    page_app.get("/")(lambda: "<!doctype html><title>spa</title>")
+    with serving(page_app) as registered, serving(page_app) as unregistered:
+        provider.add_client("spa", public=True, redirect_uris=[f"{registered}/callback"])
+        userinfo = provider.metadata()["userinfo_endpoint"]
+        call = """async (url) => {
+            try {
+                const answer = await fetch(url, {headers: {Authorization: "Bearer not-a-token"}});
+                return answer.status + " " + answer.headers.get("WWW-Authenticate");
+            } catch (error) { return "blocked"; }
+        }"""
+        page = chromium.new_page()
+        page.goto(f"{registered}/")
+        assert page.evaluate(call, userinfo) == '401 Bearer error="invalid_token"'
+        page.goto(f"{unregistered}/")
+        assert page.evaluate(call, userinfo) == "blocked"

@@ -25,7 +25,7 @@ def test_each_portal_publishes_its_own_issuer_and_endpoints(provider):
         for endpoint in ("authorization", "token", "userinfo", "revocation", "end_session"):
             assert meta[f"{endpoint}_endpoint"].startswith(f"{issuer}/")
         assert meta["code_challenge_methods_supported"] == ["S256"]
-        assert meta["id_token_signing_alg_values_supported"] == ["ES256"]
+        assert meta["id_token_signing_alg_values_supported"] == ["ES256", "RS256"]
     assert "office_identifiers" in provider.metadata("provider")["scopes_supported"]
     assert "member_id" not in provider.metadata("patient")["scopes_supported"]
     assert (

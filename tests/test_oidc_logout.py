@@ -1,6 +1,7 @@
-"""Signing out everywhere: RP-initiated logout returns only to a registered URI, and when an
-account's sessions end every client with a back-channel URI gets a signed logout token, by a
-durable workflow that retries a client that is down until it comes back."""
+"""Signing out: RP-initiated logout returns only to a registered URI, and when a session (or
+every session) of an account ends, each client it signed in to with a back-channel URI gets a
+signed logout token (naming the session's `sid`, or the account alone), by a durable workflow
+that retries a client that is down until it comes back."""
 
 from __future__ import annotations
 
@@ -172,7 +173,7 @@ def test_logout_sends_a_signed_logout_token_retried_until_the_client_is_back(
     id_claims = provider.validate_id_token(signin.token["id_token"], client, signin.nonce).claims
     assert decoded.header["typ"] == "logout+jwt"
     assert claims["iss"] == provider.issuer() and claims["aud"] == client.client_id
-    assert claims["sub"] == id_claims["sub"]
+    assert (claims["sub"], claims["sid"]) == (id_claims["sub"], id_claims["sid"])
     assert claims["events"] == {BACKCHANNEL_EVENT: {}}
     assert "nonce" not in claims and claims["jti"]
     with provider.session_factory() as session:
@@ -205,14 +206,9 @@ def test_a_password_change_signs_the_account_out_of_every_client(provider_with_w
 
     assert signin.oauth.get(provider.metadata()["userinfo_endpoint"]).status_code == 401
     token = wait_until(lambda: receiver.tokens, timeout=30, what="the logout token")[0]
-    assert (
-        jwt.decode(
-            token,
-            KeySet.import_key_set(requests.get(provider.metadata()["jwks_uri"], timeout=5).json()),
-            algorithms=["ES256"],
-        ).claims["aud"]
-        == client.client_id
-    )
+    claims = jwt.decode(token, provider.jwks(), algorithms=["ES256"]).claims
+    assert claims["aud"] == client.client_id
+    assert "sid" not in claims, "every session ends, so the token names the account alone"
 
 
 def test_an_employee_disabled_by_the_office_is_signed_out_of_every_client(
@@ -295,6 +291,76 @@ def test_the_logout_token_never_enters_workflow_history(
     for secret in (token, signin.token["refresh_token"], client.client_secret):
         assert secret.encode() not in stored
     assert token.split(".")[1].encode() not in stored
+
+
+@pytest.mark.dialects
+def test_ending_one_session_logs_out_only_its_sid_and_the_other_session_keeps_working(
+    provider_with_worker, receiver
+):
+    provider = provider_with_worker
+    receiver.up = True
+    provider.add_user()
+    client = provider.add_client(backchannel_logout_uri=receiver.url)
+    laptop, phone = provider.browser(), provider.browser()
+    on_laptop = provider.sign_in(client, laptop)
+    on_phone = provider.sign_in(client, phone)
+    laptop_claims = provider.validate_id_token(
+        on_laptop.token["id_token"], client, on_laptop.nonce
+    ).claims
+    phone_claims = provider.validate_id_token(
+        on_phone.token["id_token"], client, on_phone.nonce
+    ).claims
+    assert laptop_claims["sub"] == phone_claims["sub"]
+    assert laptop_claims["sid"] and laptop_claims["sid"] != phone_claims["sid"]
+
+    ended = laptop.get(
+        provider.metadata()["end_session_endpoint"],
+        params={"id_token_hint": on_laptop.token["id_token"]},
+        allow_redirects=False,
+    )
+
+    assert ended.status_code == 200 and not signed_in_home(laptop, provider)
+    token = wait_until(lambda: receiver.tokens, timeout=30, what="the logout token")[0]
+    claims = jwt.decode(token, provider.jwks(), algorithms=["ES256"]).claims
+    assert (claims["sid"], claims["sub"]) == (laptop_claims["sid"], laptop_claims["sub"])
+    with provider.session_factory() as session:
+        owed = session.scalars(select(OutboxMessage)).all()
+    assert [m.workflow for m in owed] == ["LogoutDeliveryWorkflow"]
+
+    meta = provider.metadata()
+    assert on_laptop.oauth.get(meta["userinfo_endpoint"]).status_code == 401
+    with pytest.raises(OAuthError):
+        on_laptop.oauth.refresh_token(
+            meta["token_endpoint"], refresh_token=on_laptop.token["refresh_token"]
+        )
+    assert signed_in_home(phone, provider)
+    assert on_phone.oauth.get(meta["userinfo_endpoint"]).status_code == 200
+    refreshed = on_phone.oauth.refresh_token(
+        meta["token_endpoint"], refresh_token=on_phone.token["refresh_token"]
+    )
+    assert (
+        jwt.decode(refreshed["id_token"], provider.jwks(), algorithms=["ES256"]).claims["sid"]
+        == (phone_claims["sid"])
+    )
+
+
+def test_an_rs256_clients_logout_token_is_signed_with_rs256(provider_with_worker, receiver):
+    provider = provider_with_worker
+    receiver.up = True
+    provider.add_user()
+    client = provider.add_client(backchannel_logout_uri=receiver.url, signing_alg="RS256")
+    browser = provider.browser()
+    signin = provider.sign_in(client, browser)
+
+    browser.submit(browser.get(provider.metadata()["end_session_endpoint"]), {})
+
+    token = wait_until(lambda: receiver.tokens, timeout=30, what="the logout token")[0]
+    decoded = jwt.decode(token, provider.jwks(), algorithms=["RS256"])
+    id_claims = provider.validate_id_token(
+        signin.token["id_token"], client, signin.nonce, alg="RS256"
+    ).claims
+    assert decoded.header["alg"] == "RS256"
+    assert decoded.claims["sid"] == id_claims["sid"]
 
 
 def test_an_applied_e_mail_change_signs_the_account_out_of_every_client(

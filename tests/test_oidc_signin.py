@@ -37,7 +37,8 @@ def test_third_party_client_asks_for_consent_listing_the_claims(provider):
     allowed = browser.submit(consent, {"decision": "allow"})
     assert "code" in callback_params(allowed.headers["Location"])
 
-    url, _, _ = provider.start_signin(oauth)
+    # Consent is remembered now; `prompt=consent` asks again, and a "no" is heard.
+    url, _, _ = provider.start_signin(oauth, prompt="consent")
     denied = browser.submit(browser.walk(url), {"decision": "deny"})
     got = callback_params(denied.headers["Location"])
     assert got["error"] == "access_denied" and "code" not in got

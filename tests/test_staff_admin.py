@@ -314,3 +314,66 @@ def test_a_double_clicked_invitation_invites_once(console):
     assert second.headers["Location"] == first.headers["Location"]
     with session_factory() as session:
         assert len(session.scalars(select(StaffInvitation)).all()) == 1
+
+
+def test_an_admin_cancels_a_pending_invitation_and_its_link_and_process_end(stack):
+    add_staff(stack.session_factory, "ada", PASSWORD, roles="admin")
+    admin = stack.new_client()
+    sign_in_staff(admin, stack.session_factory, "ada", PASSWORD)
+    submit(
+        admin,
+        "/staff/admin/invite",
+        {
+            "username": "ana",
+            "full_name": "Ana Soporte",
+            "email": "ana@acceso.example",
+            "roles": ["support"],
+        },
+    )
+    link = link_in(stack.mailbox.wait_for("ana@acceso.example", "Invitación"), "/staff/invitation/")
+    path = link.split("acceso.test", 1)[1]
+    assert stack.new_client().get(path).status_code == 200
+    invited = staff_named(stack.session_factory, "ana")
+    with stack.session_factory() as session:
+        workflow_id = session.scalar(select(StaffInvitation.workflow_id))
+
+    page = f"/staff/admin/{invited.id}"
+    assert "Cancelar la invitación" in admin.get(page).get_data(as_text=True)
+    answer = submit(admin, f"{page}/cancel-invitation", {}, form_page=page)
+    assert answer.headers["Location"].endswith("/staff/admin/")
+    assert "Cancelamos la invitación" in admin.get("/staff/admin/").get_data(as_text=True)
+
+    assert stack.new_client().get(path).status_code == 404
+    assert staff_named(stack.session_factory, "ana") is None
+    with stack.session_factory() as session:
+        assert session.scalar(select(StaffInvitation.status)) == "revoked"
+        assert session.scalar(select(EmailToken.revoked_at)) is not None
+    assert ("staff:ada", "staff.invitation_revoked") in actions(stack.session_factory)
+    temporal = stack.app.extensions["acceso.temporal"]
+    outcome = temporal.call(lambda c: c.get_workflow_handle(workflow_id).result(), timeout=30)
+    assert outcome["status"] == "revoked"
+
+
+def test_an_invitation_accepted_first_cannot_be_cancelled(console):
+    from processes.staff_invitation import service
+
+    app, client, session_factory = console
+    with session_factory() as session:
+        invitation = service.invite(
+            session,
+            actor="staff:ada",
+            username="pronto",
+            full_name="Pronto",
+            email="pronto@acceso.example",
+            roles=["support"],
+            portals=[],
+        )
+        session.commit()
+        invitation.status = "accepted"
+        session.commit()
+        staff_id = invitation.staff_id
+    page = f"/staff/admin/{staff_id}"
+    assert "Cancelar la invitación" not in client.get(page).get_data(as_text=True)
+    answer = submit(client, f"{page}/cancel-invitation", {}, form_page=page)
+    assert answer.headers["Location"].endswith(page)
+    assert staff_named(session_factory, "pronto") is not None

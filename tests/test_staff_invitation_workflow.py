@@ -1,5 +1,6 @@
 """The staff invitation on the time-skipping server, activities mocked: the link is mailed,
-an acceptance ends the wait, and an unanswered invitation lapses after its lifetime."""
+an acceptance or a revocation ends the wait, and an unanswered invitation lapses after its
+lifetime."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from processes.staff_invitation.vocabulary import (
     EndInvitation,
     InvitationEnded,
     InvitationLinkSent,
+    RevokeInvitation,
     SendInvitationLink,
     StaffInvitationStart,
 )
@@ -33,7 +35,7 @@ def fake_activities(mails: list, ended: list):
     return [send_staff_invitation, end_staff_invitation]
 
 
-async def run_invitation(env, accept: bool):
+async def run_invitation(env, accept: bool, revoke: bool = False):
     mails, ended = [], []
     queue = f"staff-invitation-{uuid.uuid4().hex[:8]}"
     async with Worker(
@@ -50,6 +52,10 @@ async def run_invitation(env, accept: bool):
         )
         if accept:
             await handle.signal(StaffInvitationWorkflow.accept, AcceptInvitation(staff_id=9))
+        if revoke:
+            await handle.signal(
+                StaffInvitationWorkflow.revoke, RevokeInvitation(revoked_by="staff:ada")
+            )
         outcome = await handle.result()
     return outcome, mails, ended
 
@@ -65,3 +71,9 @@ async def test_an_unanswered_invitation_lapses_after_its_lifetime(time_skipping_
     outcome, mails, ended = await run_invitation(time_skipping_env, accept=False)
     assert outcome.status == "expired"
     assert [e.status for e in ended] == ["expired"]
+
+
+async def test_a_revoked_invitation_ends_at_once_without_ending_it_again(time_skipping_env):
+    outcome, _mails, ended = await run_invitation(time_skipping_env, accept=False, revoke=True)
+    assert outcome.status == "revoked"
+    assert ended == [], "the console already voided the link and the account"

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.models import AuditEvent, LoginThrottle, RecoveryCode, SecondFactor, StaffUser
+from tests.fixtures.codec import plain_secret
 from tests.fixtures.stack import submit
 from tests.fixtures.staff import add_staff
 from web import create_app
@@ -39,13 +40,14 @@ def password_step(client, username="lucia", password=PASSWORD):
     return submit(client, "/staff/login", {"username": username, "password": password})
 
 
-def secret_of(session_factory, username="lucia") -> str:
+def secret_of(session_factory, username="lucia") -> str | None:
     with session_factory() as session:
-        return session.scalar(
+        stored = session.scalar(
             select(SecondFactor.secret)
             .join(StaffUser, StaffUser.id == SecondFactor.staff_id)
             .where(StaffUser.username == username)
         )
+    return plain_secret(stored) if stored else None
 
 
 def code(secret: str, at: float) -> str:
@@ -160,6 +162,7 @@ def test_wrong_codes_count_toward_the_staff_lockout(console):
         assert "no es correcto" in answer.get_data(as_text=True)
     locked = submit(client, "/staff/login/code", {"code": "123456"})
     assert "bloqueado" in locked.get_data(as_text=True)
+    assert "Pida a un administrador" in locked.get_data(as_text=True), "staff cannot self-recover"
 
     retry = app.test_client()
     assert "Usuario o contraseña incorrectos" in password_step(retry).get_data(as_text=True)

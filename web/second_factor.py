@@ -9,6 +9,7 @@ from flask import current_app, session
 from flask_babel import lazy_gettext as _l
 from wtforms import StringField
 
+from portal.codec import at_rest_keys
 from web.forms import CheckedForm, required, strip
 
 PENDING_KEY = "second_factor"
@@ -22,6 +23,11 @@ LOCKED_MESSAGE = _l(
     "Su usuario está bloqueado por múltiples intentos fallidos. Para desbloquearlo use la opción "
     "“Recuperar contraseña”."
 )
+STAFF_LOCKED_MESSAGE = _l(
+    "Su usuario está bloqueado por múltiples intentos fallidos. Pida a un administrador de la "
+    "consola que lo desbloquee."
+)
+"""Staff have no self-service recovery: an admin unlocks them (and the e-mail says so)."""
 WRONG_CODE = _l("El código no es correcto o ya fue usado. Pruebe con el código que muestra ahora.")
 
 
@@ -43,6 +49,11 @@ class EnrolForm(CheckedForm):
         validators=[required()],
         description=_l("Los 6 dígitos que muestra ahora la aplicación."),
     )
+
+
+def keys() -> tuple[tuple[str, bytes], ...]:
+    """The keys authenticator secrets are sealed with at rest (the payload-encryption keys)."""
+    return at_rest_keys(current_app.config["SETTINGS"])
 
 
 def now() -> float:

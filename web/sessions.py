@@ -14,8 +14,9 @@ from sqlalchemy import delete, select
 
 from portal.audit import add_event
 from portal.models import AccountStatus, StaffUser, User, UserSession, utcnow
+from portal.oidc import session_sid
 from portal.tokens import token_hash
-from processes.logout_delivery.service import sign_out_everywhere
+from processes.logout_delivery.service import sign_out_everywhere, sign_out_session
 from web.db import get_db
 
 REMEMBER_DAYS = 30
@@ -96,7 +97,9 @@ def keep_alive() -> int | None:
     return int(limit.total_seconds()) if limit else None
 
 
-def start_session(account: User | StaffUser, remember: bool) -> None:
+def start_session(
+    account: User | StaffUser, remember: bool, device_hash: str | None = None
+) -> None:
     """Writes the session row, then hands its id to Flask-Login (and its remember cookie)."""
     session_id = secrets.token_urlsafe(32)
     lifetime = timedelta(days=REMEMBER_DAYS) if remember else timedelta(hours=BROWSER_SESSION_HOURS)
@@ -114,6 +117,8 @@ def start_session(account: User | StaffUser, remember: bool) -> None:
             created_at=now,
             last_seen_at=now,
             expires_at=now + lifetime,
+            user_agent=(request.headers.get("User-Agent") or "")[:400],
+            device_hash=device_hash,
         )
     )
     db.commit()
@@ -124,11 +129,12 @@ def end_session() -> None:
     if current_user.is_authenticated:
         db = get_db()
         account = current_user.account
-        db.execute(delete(UserSession).where(UserSession.id == token_hash(current_user.session_id)))
+        row_id = token_hash(current_user.session_id)
+        db.execute(delete(UserSession).where(UserSession.id == row_id))
         if current_user.is_staff:
             add_event(db, actor=f"staff:{account.username}", action="staff.logout")
         else:
-            sign_out_everywhere(db, account.id)
+            sign_out_session(db, account.id, session_sid(row_id))
             add_event(
                 db,
                 actor=f"user:{account.id}",
@@ -146,6 +152,18 @@ def end_other_sessions(user_id: int) -> None:
     keep = token_hash(current_user.session_id)
     db.execute(delete(UserSession).where(UserSession.user_id == user_id, UserSession.id != keep))
     sign_out_everywhere(db, user_id)
+
+
+def current_session_row_id() -> str | None:
+    """The row id of the session making this request, or None when nobody is signed in."""
+    if not current_user.is_authenticated:
+        return None
+    return token_hash(current_user.session_id)
+
+
+def end_one_session(row: UserSession) -> None:
+    """Deleting the row is enough: its next request finds nothing and is signed out."""
+    get_db().delete(row)
 
 
 def end_all_sessions(user_id: int) -> None:

@@ -6,8 +6,14 @@ import secrets
 
 from sqlalchemy.orm import Session
 
-from portal.models import User, utcnow
-from processes.account_notice.vocabulary import WORKFLOW, AccountNotice, NoticeKind
+from portal.models import StaffUser, User, utcnow
+from processes.account_notice.vocabulary import (
+    SIGN_IN_NOTICE_WORKFLOW,
+    WORKFLOW,
+    AccountNotice,
+    NewDeviceNotice,
+    NoticeKind,
+)
 from temporal.outbox import enqueue_start
 
 
@@ -29,6 +35,24 @@ def notify_account_owner(session: Session, user: User, kind: NoticeKind, **conte
     )
 
 
+def notify_staff(session: Session, staff: StaffUser, kind: NoticeKind, **context: str) -> None:
+    """A staff member hears of a change to their sign-in as applicants do, at their address."""
+    enqueue_start(
+        session,
+        workflow=WORKFLOW,
+        workflow_id=f"account-notice/staff/{secrets.token_hex(10)}",
+        payload=AccountNotice(
+            portal="staff",
+            user_id=None,
+            staff_id=staff.id,
+            kind=str(kind),
+            occurred_at=utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+            context=context,
+        ),
+        summary=f"notice: staff {kind}",
+    )
+
+
 def notify_address(
     session: Session, portal: str, email: str, locale: str, kind: NoticeKind, **context: str
 ) -> None:
@@ -47,4 +71,31 @@ def notify_address(
             locale=locale,
         ),
         summary=f"notice: {kind}",
+    )
+
+
+def notify_new_device(
+    session: Session,
+    user: User,
+    *,
+    workflow_id: str,
+    browser: str,
+    system: str,
+    link_hours: int,
+) -> None:
+    """The "Nuevo inicio de sesión" e-mail with its "this was not me" link; the caller commits,
+    so the sign-in that owes it never waits on Temporal."""
+    enqueue_start(
+        session,
+        workflow=SIGN_IN_NOTICE_WORKFLOW,
+        workflow_id=workflow_id,
+        payload=NewDeviceNotice(
+            portal=user.portal,
+            user_id=user.id,
+            occurred_at=utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+            browser=browser,
+            system=system,
+            link_hours=link_hours,
+        ),
+        summary=f"notice: {NoticeKind.NEW_DEVICE_SIGN_IN}",
     )

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from portal import lockout
 from portal.audit import add_event
 from portal.config import Portal
-from portal.lockout import count_failure, is_locked
-from portal.models import EmailChange, EmailToken, LoginThrottle, User, UserSession, utcnow
+from portal.models import EmailChange, EmailToken, User, UserSession, utcnow
 from portal.passwords import verify_password
 from portal.tokens import new_reference, token_hash
 from processes.account_notice.service import notify_account_owner, notify_address
@@ -64,27 +64,21 @@ def pending_change(session: Session, user: User) -> EmailChange | None:
     )
 
 
-def _wrong_password(session: Session, portal: Portal, user: User) -> Requested:
-    """Counts toward the lockout like a wrong password at sign-in; the lock is told by e-mail."""
-    threshold = portal.policy.login_lockout_threshold
-    failures = count_failure(session, portal.slug, user.username)
-    if failures == threshold:
-        session.execute(
-            update(LoginThrottle)
-            .where(LoginThrottle.portal == portal.slug)
-            .where(LoginThrottle.username_key == user.username.lower())
-            .values(locked_at=utcnow())
-        )
+def _wrong_password(session: Session, user: User, attempt: lockout.Attempt) -> Requested:
+    """Counted (claimed before the check) like a wrong password at sign-in; the attempt that
+    reaches the threshold locks, and the lock is told by e-mail."""
+    if attempt.locks_if_wrong:
+        lockout.mark_locked(session, attempt)
         add_event(
             session,
             actor=f"user:{user.id}",
             action="login.locked",
-            portal=portal.slug,
+            portal=attempt.portal,
             user_id=user.id,
         )
         notify_account_owner(session, user, NoticeKind.ACCOUNT_LOCKED)
     session.commit()
-    return Requested.LOCKED if failures >= threshold else Requested.WRONG_PASSWORD
+    return Requested.LOCKED if attempt.locks_if_wrong else Requested.WRONG_PASSWORD
 
 
 def _replace_waiting(session: Session, user_id: int, by_change_id: int) -> None:
@@ -130,11 +124,18 @@ def request_change(
     with its row, replacing any change still waiting. An address another account uses, where
     the portal does not share addresses, is answered the same and that mailbox is told."""
     if request.password is not None:
-        if is_locked(session, portal.slug, user.username, portal.policy.login_lockout_threshold):
+        attempt = lockout.claim(
+            session,
+            portal.slug,
+            lockout.username_key(user.username),
+            portal.policy.login_lockout_threshold,
+        )
+        if attempt.refused:
             verify_password(None, request.password)
             return Requested.LOCKED
         if not verify_password(user.password_hash, request.password):
-            return _wrong_password(session, portal, user)
+            return _wrong_password(session, user, attempt)
+        lockout.release(session, attempt)
     if request.new_email.lower() == user.email.lower():
         return Requested.SAME_ADDRESS
     session.scalar(select(User.id).where(User.id == user.id).with_for_update())

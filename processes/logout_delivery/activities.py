@@ -41,19 +41,19 @@ class LogoutDeliveryActivities:
             if client is None or not client.backchannel_logout_uri:
                 return LogoutAnswered(outcome=DeliveryOutcome.CLIENT_GONE)
             now = int(time.time())
-            token = sign(
-                signing_key(session, self.sealing_keys),
-                {
-                    "iss": issuer_for(self.base_url, attempt.portal),
-                    "aud": client.client_id,
-                    "iat": now,
-                    "exp": now + LOGOUT_TOKEN_SECONDS,
-                    "jti": secrets.token_urlsafe(16),
-                    "sub": subject_for(session, attempt.user_id),
-                    "events": {BACKCHANNEL_EVENT: {}},
-                },
-                typ="logout+jwt",
-            )
+            key = signing_key(session, self.sealing_keys, client.signing_alg)
+            claims = {
+                "iss": issuer_for(self.base_url, attempt.portal),
+                "aud": client.client_id,
+                "iat": now,
+                "exp": now + LOGOUT_TOKEN_SECONDS,
+                "jti": secrets.token_urlsafe(16),
+                "sub": subject_for(session, attempt.user_id),
+                "events": {BACKCHANNEL_EVENT: {}},
+            }
+            if attempt.sid:
+                claims["sid"] = attempt.sid
+            token = sign(key, claims, typ="logout+jwt")
             session.commit()
             uri = client.backchannel_logout_uri
             client_name = client.name

@@ -23,12 +23,14 @@ class DeliveryOutcome(StrEnum):
 
 @dataclass
 class LogoutNotice:
-    """The workflow's input: one account's sessions ended; tell one client."""
+    """The workflow's input: one account's session (`sid`), or all its sessions (no sid), ended;
+    tell one client."""
 
     portal: str
     client_pk: int
     user_id: int
     deadline_seconds: int = DEFAULT_DEADLINE_SECONDS
+    sid: str | None = None
 
 
 @dataclass
@@ -36,6 +38,7 @@ class LogoutAttempt:
     portal: str
     client_pk: int
     user_id: int
+    sid: str | None = None
 
 
 @dataclass

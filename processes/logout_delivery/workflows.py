@@ -35,7 +35,10 @@ class LogoutDeliveryWorkflow:
             answered = await workflow.execute_activity_method(
                 LogoutDeliveryActivities.post_logout_token,
                 LogoutAttempt(
-                    portal=notice.portal, client_pk=notice.client_pk, user_id=notice.user_id
+                    portal=notice.portal,
+                    client_pk=notice.client_pk,
+                    user_id=notice.user_id,
+                    sid=notice.sid,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 schedule_to_close_timeout=timedelta(seconds=notice.deadline_seconds),

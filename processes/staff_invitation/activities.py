@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from mail.mailer import Mailer
 from mail.once import LinkMessage, send_link_once
-from portal.audit import add_event
-from portal.models import EmailToken, StaffInvitation, StaffUser, utcnow
+from portal.models import StaffInvitation, StaffUser
+from processes.staff_invitation.service import end_pending
 from processes.staff_invitation.vocabulary import (
     LINK_PORTAL,
     LINK_PURPOSE,
@@ -64,39 +63,12 @@ class StaffInvitationActivities:
 
     @activity.defn
     def end_staff_invitation(self, request: EndInvitation) -> InvitationEnded:
-        """Lapsed or revoked: the link stops working and the account that never started goes.
-
-        Only a still-pending invitation changes, so an acceptance that won the race stands.
-        """
+        """A lapsed invitation ends (service.end_pending); one accepted or revoked first stands."""
         with self.session_factory() as session:
-            now = utcnow()
-            ended = session.execute(
-                update(StaffInvitation)
-                .where(StaffInvitation.id == request.invitation_id)
-                .where(StaffInvitation.status == InvitationStatus.PENDING)
-                .values(status=request.status, ended_at=now)
-            ).rowcount
-            invitation = session.get(StaffInvitation, request.invitation_id)
-            if not ended:
+            status = InvitationStatus(request.status)
+            if not end_pending(session, request.invitation_id, status, actor="system"):
+                invitation = session.get(StaffInvitation, request.invitation_id)
                 session.commit()
                 return InvitationEnded(status=invitation.status if invitation else "gone")
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.used_at.is_(None))
-                .where(EmailToken.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-            staff = session.get(StaffUser, invitation.staff_id) if invitation.staff_id else None
-            username = staff.username if staff else ""
-            if staff is not None and not staff.password_hash:
-                session.delete(staff)
-            add_event(
-                session,
-                actor="system",
-                action=f"staff.invitation_{request.status}",
-                workflow_id=request.workflow_id,
-                username=username,
-            )
             session.commit()
             return InvitationEnded(status=request.status)

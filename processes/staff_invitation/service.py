@@ -17,10 +17,11 @@ from processes.staff_invitation.vocabulary import (
     WORKFLOW,
     AcceptInvitation,
     InvitationStatus,
+    RevokeInvitation,
     Signal,
     StaffInvitationStart,
 )
-from temporal.outbox import enqueue_start
+from temporal.outbox import enqueue_signal, enqueue_start
 
 LIFETIME_HOURS = 72
 
@@ -130,5 +131,67 @@ def accept(
         action="staff.invitation_accepted",
         workflow_id=invitation.workflow_id,
         username=staff.username,
+    )
+    return True
+
+
+def end_pending(session: Session, invitation_id: int, status: InvitationStatus, actor: str) -> bool:
+    """Lapsed or revoked: the link stops working and the account that never started goes.
+
+    Only a still-pending invitation changes, so an acceptance that won the race stands; says
+    whether this call ended it. The caller commits.
+    """
+    now = utcnow()
+    ended = session.execute(
+        update(StaffInvitation)
+        .where(StaffInvitation.id == invitation_id)
+        .where(StaffInvitation.status == InvitationStatus.PENDING)
+        .values(status=status, ended_at=now)
+    ).rowcount
+    if not ended:
+        return False
+    invitation = session.get(StaffInvitation, invitation_id)
+    session.execute(
+        update(EmailToken)
+        .where(EmailToken.workflow_id == invitation.workflow_id)
+        .where(EmailToken.used_at.is_(None))
+        .where(EmailToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    staff = session.get(StaffUser, invitation.staff_id) if invitation.staff_id else None
+    username = staff.username if staff else ""
+    if staff is not None and not staff.password_hash:
+        session.delete(staff)
+    add_event(
+        session,
+        actor=actor,
+        action=f"staff.invitation_{status}",
+        workflow_id=invitation.workflow_id,
+        username=username,
+    )
+    return True
+
+
+def pending_invitation(session: Session, staff: StaffUser) -> StaffInvitation | None:
+    """The invitation a console admin may still cancel for this account, if any."""
+    return session.scalar(
+        select(StaffInvitation).where(
+            StaffInvitation.staff_id == staff.id,
+            StaffInvitation.status == InvitationStatus.PENDING,
+        )
+    )
+
+
+def revoke(session: Session, invitation: StaffInvitation, actor: str) -> bool:
+    """An admin cancels a pending invitation: the link stops working in this transaction, and
+    the process hears of it through the outbox; False if it was accepted or lapsed first."""
+    workflow_id = invitation.workflow_id
+    if not end_pending(session, invitation.id, InvitationStatus.REVOKED, actor):
+        return False
+    enqueue_signal(
+        session,
+        workflow_id=workflow_id,
+        signal=Signal.REVOKE,
+        payload=RevokeInvitation(revoked_by=actor),
     )
     return True

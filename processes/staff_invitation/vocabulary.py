@@ -14,6 +14,7 @@ class Signal(StrEnum):
     """The staff invitation's signals, by the workflow method names the outbox delivers them to."""
 
     ACCEPT = "accept"
+    REVOKE = "revoke"
 
 
 class InvitationStatus(StrEnum):
@@ -40,6 +41,13 @@ class AcceptInvitation:
     """The web tier already stored the password and consumed the link; this ends the wait."""
 
     staff_id: int
+
+
+@dataclass
+class RevokeInvitation:
+    """The web tier already ended the invitation and voided its link; this ends the wait."""
+
+    revoked_by: str
 
 
 @dataclass

@@ -11,6 +11,7 @@ from processes.staff_invitation.vocabulary import (
     AcceptInvitation,
     EndInvitation,
     InvitationStatus,
+    RevokeInvitation,
     SendInvitationLink,
     StaffInvitationOutcome,
     StaffInvitationStart,
@@ -28,11 +29,14 @@ class StaffInvitationWorkflow:
     @workflow.init
     def __init__(self, start: StaffInvitationStart) -> None:
         self.accepted_by: int | None = None
+        self.revoked_by = ""
         self.step = "started"
 
     @workflow.run
     async def run(self, start: StaffInvitationStart) -> StaffInvitationOutcome:
         workflow_id = workflow.info().workflow_id
+        if self.revoked_by:
+            return self.revoked()
         self.enter("sending", "E-mailing the invitation link")
         await workflow.execute_activity_method(
             StaffInvitationActivities.send_staff_invitation,
@@ -49,13 +53,15 @@ class StaffInvitationWorkflow:
         self.enter("pending", "Waiting for the invitee to set a password")
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: self.accepted_by is not None,
+                lambda: self.accepted_by is not None or bool(self.revoked_by),
                 timeout=timedelta(hours=start.lifetime_hours),
                 timeout_summary=f"invitation lifetime ({start.lifetime_hours} h)",
             )
         if self.accepted_by is not None:
             self.enter("accepted", "Accepted: the staff member set a password")
             return StaffInvitationOutcome(status=InvitationStatus.ACCEPTED)
+        if self.revoked_by:
+            return self.revoked()
         ended = await workflow.execute_activity_method(
             StaffInvitationActivities.end_staff_invitation,
             EndInvitation(
@@ -74,6 +80,16 @@ class StaffInvitationWorkflow:
     def accept(self, request: AcceptInvitation) -> None:
         """Sent by the outbox in the transaction that stored the invitee's password."""
         self.accepted_by = request.staff_id
+
+    @workflow.signal
+    def revoke(self, request: RevokeInvitation) -> None:
+        """Sent by the outbox in the transaction where an admin cancelled the invitation (its
+        link was voided there); the process ends without waiting out the lifetime."""
+        self.revoked_by = request.revoked_by or "unknown"
+
+    def revoked(self) -> StaffInvitationOutcome:
+        self.enter(InvitationStatus.REVOKED, "Revoked by an administrator")
+        return StaffInvitationOutcome(status=InvitationStatus.REVOKED)
 
     def enter(self, step: str, details: str) -> None:
         self.step = step

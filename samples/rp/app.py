@@ -71,7 +71,8 @@ def create_app() -> Flask:
         server_metadata_url=f"{issuer}/.well-known/openid-configuration",
         client_kwargs={"scope": "openid profile email roles", "code_challenge_method": "S256"},
     )
-    ended_subjects: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    """When Acceso said a session ended: by its `sid`, or by `sub` for every session of a person."""
     ended_lock = threading.Lock()
 
     def current_user():
@@ -79,7 +80,9 @@ def create_app() -> Flask:
         if not user:
             return None
         with ended_lock:
-            ended_at = ended_subjects.get(user["sub"], 0)
+            ended_at = max(
+                ended.get(f"sub:{user['sub']}", 0), ended.get(f"sid:{session.get('sid')}", 0)
+            )
         if ended_at >= session.get("signed_in_at", 0):
             session.clear()
             return None
@@ -103,6 +106,7 @@ def create_app() -> Flask:
         shown = ("sub", "preferred_username", "name", "email", "email_verified", "locale")
         session["user"] = {k: claims[k] for k in (*shown, "portal", "roles") if k in claims}
         session["id_token"] = token["id_token"]
+        session["sid"] = token["userinfo"].get("sid")
         session["signed_in_at"] = time.time()
         return redirect(url_for("home"))
 
@@ -118,7 +122,8 @@ def create_app() -> Flask:
 
     @app.post("/backchannel-logout")
     def backchannel_logout():
-        """Acceso says this person's sessions ended: end ours too (OIDC Back-Channel Logout)."""
+        """Acceso says one session (`sid`) or all of this person's sessions ended: end ours too
+        (OIDC Back-Channel Logout)."""
         raw = request.form.get("logout_token", "")
         jwks_uri = oauth.acceso.load_server_metadata()["jwks_uri"]
         keys = KeySet.import_key_set(requests.get(jwks_uri, timeout=5).json())
@@ -134,8 +139,9 @@ def create_app() -> Flask:
             abort(400)
         if BACKCHANNEL_EVENT not in decoded.claims.get("events", {}):
             abort(400)
+        sid = decoded.claims.get("sid")
         with ended_lock:
-            ended_subjects[decoded.claims["sub"]] = time.time()
+            ended[f"sid:{sid}" if sid else f"sub:{decoded.claims['sub']}"] = time.time()
         return "", 200, {"Cache-Control": "no-store"}
 
     return app

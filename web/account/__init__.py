@@ -10,11 +10,12 @@ from flask_login import current_user
 from wtforms import PasswordField
 from wtforms.validators import EqualTo
 
+from portal import lockout
 from portal.audit import add_event
 from portal.passwords import hash_password, verify_password
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
-from web.auth import AFTER_PASSWORD_CHANGE
+from web.auth import AFTER_PASSWORD_CHANGE, claim_attempt, locked_out
 from web.db import get_db
 from web.forms import CheckedForm, PortalPassword, required
 from web.portals import portal_blueprint
@@ -22,7 +23,12 @@ from web.sessions import end_other_sessions, portal_login_required
 
 bp = portal_blueprint("account", __name__)
 
-ALLOWED_WHILE_PASSWORD_MUST_CHANGE = {"account.change_password", "auth.logout", "static"}
+ALLOWED_WHILE_PASSWORD_MUST_CHANGE = {
+    "account.change_password",
+    "account.not_me",
+    "auth.logout",
+    "static",
+}
 
 
 @bp.before_app_request
@@ -56,14 +62,22 @@ def change_password():
     user = current_user.account
     form = ChangePasswordForm()
     if form.validate_on_submit():
+        db = get_db()
+        attempt = claim_attempt(user.username)
+        if attempt.refused:
+            return locked_out(user, attempt)
         if not verify_password(user.password_hash, form.current_password.data):
+            if attempt.locks_if_wrong:
+                return locked_out(user, attempt)
             form.current_password.errors.append(_("La contraseña actual no es correcta."))
         elif form.new_password.data == form.current_password.data:
+            lockout.release(db, attempt)
+            db.commit()
             form.new_password.errors.append(
                 _("La nueva contraseña debe ser distinta de la actual.")
             )
         else:
-            db = get_db()
+            lockout.release(db, attempt)
             user.password_hash = hash_password(form.new_password.data)
             user.must_change_password = False
             user.password_expires_at = None
@@ -85,8 +99,11 @@ def change_password():
 
 
 from web.account import (  # noqa: E402  (area modules add their routes to bp)
+    activity,  # noqa: E402,F401  (sessions, connected applications, security events)
     email,  # noqa: E402,F401  (changing the e-mail address, and its two links)
     employees,  # noqa: E402,F401  (provider office employees and invitations)
+    not_me,  # noqa: E402,F401  (the new-device notice's "this was not me" link)
+    profile,  # noqa: E402,F401  (phone and preferred language)
     proxies,  # noqa: E402,F401  (people who act for me, people I act for)
     security,  # noqa: E402,F401  (authenticator-app second factor)
 )

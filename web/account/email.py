@@ -14,16 +14,13 @@ from portal.tokens import token_hash
 from processes.email_change import service
 from processes.email_change.vocabulary import LinkPurpose, LinkState, Requested
 from web.account import bp
+from web.auth import locked_out
 from web.db import get_db
 from web.forms import CheckedForm, email_field, required
 from web.sessions import portal_login_required
 
 SAME_ADDRESS = _l("Esa ya es su dirección de correo electrónico. Escriba otra.")
 WRONG_PASSWORD = _l("La contraseña actual no es correcta.")
-LOCKED = _l(
-    "Su usuario está bloqueado por demasiados intentos fallidos. Recupere su contraseña para "
-    "desbloquearlo."
-)
 
 
 class ChangeEmailForm(CheckedForm):
@@ -71,7 +68,7 @@ def change_email():
         if answer == Requested.SAME_ADDRESS:
             form.new_email.errors.append(SAME_ADDRESS)
         elif answer == Requested.LOCKED:
-            form.form_errors.append(LOCKED)
+            return locked_out(user)
         else:
             form.current_password.errors.append(WRONG_PASSWORD)
     return render_template(

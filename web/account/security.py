@@ -6,12 +6,13 @@ from flask import flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from web import second_factor
 from web.account import bp
+from web.auth import claim_attempt, locked_out
 from web.auth.signin import confirm_enrolment, enrolment_page
 from web.db import get_db
 from web.sessions import portal_login_required
@@ -33,9 +34,19 @@ def security():
                 form.code.errors.append(
                     _("Su portal exige la verificación en dos pasos para su usuario.")
                 )
-            elif two_factor.check_code(db, user, form.code.data, second_factor.now()) is None:
+            elif (attempt := claim_attempt(user.username)).refused:
+                return locked_out(user, attempt)
+            elif (
+                two_factor.check_code(
+                    db, user, form.code.data, second_factor.now(), second_factor.keys()
+                )
+                is None
+            ):
+                if attempt.locks_if_wrong:
+                    return locked_out(user, attempt)
                 form.code.errors.append(second_factor.WRONG_CODE)
             else:
+                lockout.release(db, attempt)
                 two_factor.remove(db, user)
                 add_event(
                     db,

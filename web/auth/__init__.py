@@ -7,23 +7,25 @@ from urllib.parse import urlsplit
 from flask import flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
+from flask_login import current_user, logout_user
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
-from portal import two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
 from portal.metrics import count_login
-from portal.models import AccountStatus, LoginThrottle, utcnow
+from portal.models import AccountStatus, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from web import second_factor
 from web.db import get_db
+from web.devices import device_sign_in
 from web.forms import CheckedForm, required, strip
 from web.oidc import allow_return_to_client
 from web.portals import portal_blueprint
 from web.sessions import (
     active_user_by_username,
+    end_all_sessions,
     end_session,
     keep_alive,
     portal_login_required,
@@ -61,17 +63,9 @@ STATUS_MESSAGES = {
     ),
 }
 BAD_CREDENTIALS = _l("Usuario o contraseña incorrectos.")
+LOCKED_MESSAGE = second_factor.LOCKED_MESSAGE
 AFTER_PASSWORD_CHANGE = "after_password_change"
 """Where a forced change of a temporary password goes next (an application waiting on sign-in)."""
-
-
-def _throttle(key: str) -> LoginThrottle:
-    db = get_db()
-    throttle = db.get(LoginThrottle, (g.portal.slug, key))
-    if throttle is None:
-        throttle = LoginThrottle(portal=g.portal.slug, username_key=key, failures=0)
-        db.add(throttle)
-    return throttle
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -88,11 +82,22 @@ def _safe_next(target: str | None) -> str | None:
     return seen
 
 
-def lock_account(throttle: LoginThrottle, user) -> None:
+def claim_attempt(username: str) -> lockout.Attempt:
+    """Counts one try at this portal's account `username` before its secret is checked."""
+    return lockout.claim(
+        get_db(),
+        g.portal.slug,
+        lockout.username_key(username),
+        g.portal.policy.login_lockout_threshold,
+    )
+
+
+def lock_account(attempt: lockout.Attempt, user) -> None:
     """The screen keeps saying "wrong username or password" (it must not tell a stranger the
-    account exists); the owner learns of the lock by e-mail, once, with the way to unlock it."""
+    account exists); the owner learns of the lock by e-mail, once, with the way to unlock it.
+    Only the attempt numbered at the threshold calls this, so concurrent guesses lock once."""
     db = get_db()
-    throttle.locked_at = utcnow()
+    lockout.mark_locked(db, attempt)
     add_event(
         db,
         actor="anonymous",
@@ -104,6 +109,20 @@ def lock_account(throttle: LoginThrottle, user) -> None:
         notify_account_owner(db, user, NoticeKind.ACCOUNT_LOCKED)
 
 
+def locked_out(user, attempt: lockout.Attempt | None = None):
+    """A signed-in page's secret check hit the lock: as at sign-in the account locks (once, with
+    its e-mail; pass the attempt unless the caller's service locked it already), and every
+    session of it ends, so a stolen session cannot keep guessing."""
+    db = get_db()
+    if attempt is not None and attempt.locks_if_wrong:
+        lock_account(attempt, user)
+    end_all_sessions(user.id)
+    db.commit()
+    logout_user()
+    flash(LOCKED_MESSAGE, "error")
+    return redirect(url_for("auth.login"))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
@@ -113,20 +132,24 @@ def login():
         form.username.data = request.args["login_hint"][:64]
     if form.validate_on_submit():
         db = get_db()
-        key = form.username.data.lower()
-        throttle = db.get(LoginThrottle, (g.portal.slug, key))
-        threshold = g.portal.policy.login_lockout_threshold
-        if throttle is not None and throttle.failures >= threshold:
+        attempt = claim_attempt(form.username.data)
+        if attempt.refused:
             verify_password(None, form.password.data)
             form.form_errors.append(BAD_CREDENTIALS)
             count_login(g.portal.slug, "locked")
             return render_template("auth/login.html", form=form), 200
         user = active_user_by_username(g.portal.slug, form.username.data)
         if not verify_password(user.password_hash if user else None, form.password.data):
-            throttle = _throttle(key)
-            throttle.failures += 1
-            if throttle.failures == threshold:
-                lock_account(throttle, user)
+            if user is not None:
+                add_event(
+                    db,
+                    actor="anonymous",
+                    action="login.failed",
+                    portal=g.portal.slug,
+                    user_id=user.id,
+                )
+            if attempt.locks_if_wrong:
+                lock_account(attempt, user)
                 count_login(g.portal.slug, "locked")
             else:
                 count_login(g.portal.slug, "failed")
@@ -137,8 +160,10 @@ def login():
             two_factor.factor_of(db, user) is not None
             or user.role in g.portal.policy.require_second_factor
         )
-        if throttle is not None and not needs_factor:
-            db.delete(throttle)
+        if needs_factor:
+            lockout.release(db, attempt)
+        else:
+            lockout.reset(db, attempt.portal, attempt.key)
         if (
             user.must_change_password
             and user.password_expires_at
@@ -184,7 +209,7 @@ def finish_login(user, remember: bool, next_url: str) -> str:
     if user.must_change_password:
         user.password_expires_at = utcnow()
     add_event(db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id)
-    start_session(user, remember=remember)
+    start_session(user, remember=remember, device_hash=device_sign_in(user))
     count_login(g.portal.slug, "ok")
     if user.must_change_password:
         if next_url:

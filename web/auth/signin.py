@@ -6,13 +6,13 @@ from __future__ import annotations
 from flask import flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 
-from portal import two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
-from portal.models import AccountStatus, LoginThrottle, User
+from portal.models import AccountStatus, User
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from web import second_factor
-from web.auth import bp, finish_login, lock_account
+from web.auth import bp, claim_attempt, finish_login, lock_account
 from web.db import get_db
 
 
@@ -32,42 +32,35 @@ def _back_to_password():
     return redirect(url_for("auth.login"))
 
 
-def _throttle(db, user: User) -> LoginThrottle:
-    key = user.username.lower()
-    throttle = db.get(LoginThrottle, (g.portal.slug, key))
-    if throttle is None:
-        throttle = LoginThrottle(portal=g.portal.slug, username_key=key, failures=0)
-        db.add(throttle)
-    return throttle
+def refuse_locked(form) -> None:
+    second_factor.clear()
+    form.form_errors.append(second_factor.LOCKED_MESSAGE)
 
 
-def _locked(db, user: User) -> bool:
-    throttle = db.get(LoginThrottle, (g.portal.slug, user.username.lower()))
-    return throttle is not None and throttle.failures >= g.portal.policy.login_lockout_threshold
-
-
-def _wrong_code(db, user: User, form) -> bool:
-    """A wrong code counts toward the portal's lockout like a wrong password."""
-    throttle = _throttle(db, user)
-    throttle.failures += 1
-    locked = throttle.failures >= g.portal.policy.login_lockout_threshold
-    if locked:
-        if throttle.locked_at is None:
-            lock_account(throttle, user)
-        second_factor.clear()
-        form.form_errors.append(second_factor.LOCKED_MESSAGE)
+def wrong_code(db, user: User, attempt: lockout.Attempt, form) -> bool:
+    """A wrong code counted like a wrong password (the attempt was claimed before the check);
+    says whether this one locked the account."""
+    add_event(
+        db,
+        actor="anonymous",
+        action="login.failed",
+        portal=g.portal.slug,
+        user_id=user.id,
+        step="code",
+    )
+    if attempt.locks_if_wrong:
+        lock_account(attempt, user)
+        refuse_locked(form)
     else:
         form.code.errors.append(second_factor.WRONG_CODE)
     db.commit()
-    return locked
+    return attempt.locks_if_wrong
 
 
 def _finish(user: User, state: dict) -> str:
     db = get_db()
     second_factor.clear()
-    throttle = db.get(LoginThrottle, (g.portal.slug, user.username.lower()))
-    if throttle is not None:
-        db.delete(throttle)
+    lockout.reset(db, g.portal.slug, lockout.username_key(user.username))
     return finish_login(user, remember=bool(state.get("remember")), next_url=state.get("next", ""))
 
 
@@ -87,13 +80,15 @@ def second_step():
         return redirect(url_for("auth.enrol"))
     form = second_factor.CodeForm()
     if form.validate_on_submit():
-        if _locked(db, user):
-            second_factor.clear()
-            form.form_errors.append(second_factor.LOCKED_MESSAGE)
+        attempt = claim_attempt(user.username)
+        if attempt.refused:
+            refuse_locked(form)
             return _code_page(form, locked=True)
-        method = two_factor.check_code(db, user, form.code.data, second_factor.now())
+        method = two_factor.check_code(
+            db, user, form.code.data, second_factor.now(), second_factor.keys()
+        )
         if method is None:
-            return _code_page(form, locked=_wrong_code(db, user, form))
+            return _code_page(form, locked=wrong_code(db, user, attempt, form))
         if method == "recovery":
             left = two_factor.recovery_codes_left(db, user)
             add_event(
@@ -123,7 +118,7 @@ def enrolment_page(form, secret: str, user: User, required: bool, action: str = 
 
 def confirm_enrolment(db, user: User, secret: str, step: int) -> list[str]:
     """Saves the factor, audits it and e-mails the owner; the caller commits."""
-    codes = two_factor.enrol(db, user, secret, step)
+    codes = two_factor.enrol(db, user, secret, step, second_factor.keys())
     add_event(
         db,
         actor=f"user:{user.id}",
@@ -147,9 +142,13 @@ def enrol():
     secret = second_factor.enrol_secret(two_factor.new_secret)
     form = second_factor.EnrolForm()
     if form.validate_on_submit():
+        attempt = claim_attempt(user.username)
+        if attempt.refused:
+            refuse_locked(form)
+            return _code_page(form, locked=True)
         step = two_factor.matching_step(secret, form.code.data, second_factor.now(), 0)
         if step is None:
-            if _wrong_code(db, user, form):
+            if wrong_code(db, user, attempt, form):
                 return _code_page(form, locked=True)
         else:
             codes = confirm_enrolment(db, user, secret, step)

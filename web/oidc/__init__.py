@@ -32,7 +32,9 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select, update
+from werkzeug.datastructures import MultiDict
 
+from portal.access import consent_covers, remember_consent
 from portal.models import (
     AccountStatus,
     OidcAccessToken,
@@ -46,17 +48,22 @@ from portal.models import (
 )
 from portal.oidc import (
     ACCESS_TOKEN_SECONDS,
-    ALG,
     CODE_SECONDS,
     ID_TOKEN_SECONDS,
     REFRESH_TOKEN_DAYS,
+    SigningAlg,
     claims_for,
+    client_origins,
     decode,
+    ensure_signing_keys,
     grant_is_live,
     issuer_for,
     jwks,
+    origin_of,
+    redirect_uri_registered,
     revoke_grant,
     sealing_keys,
+    session_sid,
     sign,
     signing_key,
     subject_for,
@@ -141,7 +148,7 @@ def discovery():
         response_modes_supported=["query"],
         grant_types_supported=["authorization_code", "refresh_token"],
         subject_types_supported=["public"],
-        id_token_signing_alg_values_supported=[ALG],
+        id_token_signing_alg_values_supported=list(SigningAlg),
         token_endpoint_auth_methods_supported=[
             "client_secret_basic",
             "client_secret_post",
@@ -162,6 +169,8 @@ def discovery():
             "iat",
             "auth_time",
             "nonce",
+            "azp",
+            "sid",
             "preferred_username",
             "name",
             "email",
@@ -173,8 +182,12 @@ def discovery():
             *(["member_client_id"] if g.portal.flow == "member" else []),
         ],
         prompt_values_supported=["none", "login", "consent"],
+        request_parameter_supported=False,
+        request_uri_parameter_supported=False,
+        claims_parameter_supported=False,
         backchannel_logout_supported=True,
-        backchannel_logout_session_supported=False,
+        backchannel_logout_session_supported=True,
+        frontchannel_logout_supported=False,
         authorization_response_iss_parameter_supported=True,
     )
     response.headers["Cache-Control"] = "public, max-age=300"
@@ -183,8 +196,52 @@ def discovery():
 
 @bp.get("/jwks")
 def keys():
-    response = jsonify(jwks(get_db()))
+    """Every algorithm's current key, made here if `acceso migrate` did not make it: a relying
+    party that loads the set before the first sign-in must find the key of its first ID token."""
+    db = get_db()
+    ensure_signing_keys(db, sealing_keys(current_app.config["SETTINGS"]))
+    response = jsonify(jwks(db))
     response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+# --- CORS for browser apps (public clients) ------------------------------------------------
+
+CORS_METHODS = {
+    "oidc.discovery": "GET",
+    "oidc.keys": "GET",
+    "oidc.token": "POST",
+    "oidc.userinfo": "GET, POST",
+    "oidc.revoke": "POST",
+}
+CORS_MAX_AGE_SECONDS = 600
+
+
+def _registered_origins() -> set[str]:
+    clients = get_db().scalars(
+        select(OidcClient).where(OidcClient.portal == g.portal.slug, OidcClient.public.is_(True))
+    )
+    return set().union(*(client_origins(client) for client in clients))
+
+
+@bp.after_request
+def allow_registered_origins(response):
+    """A browser app of a public client may read these endpoints' answers from its registered
+    origins (preflight included); any other origin gets no CORS headers, so its browser refuses."""
+    methods = CORS_METHODS.get(request.endpoint or "")
+    if methods is None:
+        return response
+    response.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    if not origin or origin.lower() not in _registered_origins():
+        return response
+    response.headers["Access-Control-Allow-Origin"] = origin
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = methods
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
+    else:
+        response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
     return response
 
 
@@ -200,9 +257,9 @@ def _client_by_id(client_id: str | None) -> OidcClient | None:
     return client
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+def _form_source(url: str) -> str:
+    """The CSP source for a redirect target: its origin, or `scheme:` for a native app's URI."""
+    return origin_of(url) or f"{urlsplit(url).scheme}:"
 
 
 def allow_return_to_client(next_url: str | None) -> None:
@@ -217,12 +274,13 @@ def allow_return_to_client(next_url: str | None) -> None:
     query = parse_qs(parts.query)
     client = _client_by_id((query.get("client_id") or [""])[0])
     redirect_uri = (query.get("redirect_uri") or [""])[0]
-    if client is not None and redirect_uri in client.redirect_uris:
-        allow_form_redirect_to(_origin(redirect_uri))
+    if client is not None and redirect_uri_registered(client, redirect_uri):
+        allow_form_redirect_to(_form_source(redirect_uri))
 
 
-def _signed_in_user() -> tuple[User, datetime] | None:
-    """The account signed in to this portal and when it signed in; other portals' do not count."""
+def _signed_in_user() -> tuple[User, datetime, str] | None:
+    """The account signed in to this portal, when it signed in and the session's `sid`; other
+    portals' sessions do not count."""
     if not current_user.is_authenticated or current_user.is_staff:
         return None
     user: User = current_user.account
@@ -231,7 +289,7 @@ def _signed_in_user() -> tuple[User, datetime] | None:
     row = get_db().get(UserSession, token_hash(current_user.session_id))
     if row is None:
         return None
-    return user, row.created_at
+    return user, row.created_at, session_sid(row.id)
 
 
 def _send_to_login(args, fresh: bool):
@@ -253,14 +311,25 @@ def _send_to_login(args, fresh: bool):
     return redirect(url_for("auth.login", next=next_url, login_hint=login_hint))
 
 
+def _present(params: MultiDict) -> MultiDict:
+    """The parameters that have a value: RFC 6749 3.1 treats an empty one as omitted."""
+    return MultiDict([(k, v) for k, v in params.items(multi=True) if v != ""])
+
+
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize():
-    args = request.args
+    """GET, or POST with the parameters form-encoded (OIDC Core 3.1.2.1), which continues as the
+    same request by GET so the browser sends its (SameSite=Lax) session cookie. The only other
+    POST here is the consent form's, which carries its own CSRF token."""
+    if request.method == "POST" and "client_id" in request.form:
+        params = list(_present(request.form).items(multi=True))
+        return redirect(f"{url_for('oidc.authorize')}?{urlencode(params)}", 303)
+    args = _present(request.args)
     client = _client_by_id(args.get("client_id"))
     if client is None:
         return _error_page(_l("Esta aplicación no está registrada en este portal."))
     redirect_uri = args.get("redirect_uri", "")
-    if redirect_uri not in client.redirect_uris:
+    if not redirect_uri_registered(client, redirect_uri):
         return _error_page(
             _l("La dirección de retorno que envió la aplicación no está registrada.")
         )
@@ -269,15 +338,18 @@ def authorize():
     def back(**params):
         return redirect(_with_params(redirect_uri, {**params, "state": state, "iss": _issuer()}))
 
+    if "request_uri" in args:
+        return back(error="request_uri_not_supported", error_description="no request_uri")
+    if "request" in args:
+        return back(error="request_not_supported", error_description="no request objects")
     if args.get("response_type") != "code":
         return back(error="unsupported_response_type", error_description="only response_type=code")
-    scopes = args.get("scope", "").split()
-    unknown = sorted(set(scopes) - set(supported_scopes(g.portal.flow)))
-    if "openid" not in scopes or unknown:
-        return back(
-            error="invalid_scope",
-            error_description=f"unsupported scope: {' '.join(unknown)}" if unknown else "openid",
-        )
+    if args.get("response_mode", "query") != "query":
+        return back(error="invalid_request", error_description="only response_mode=query")
+    offered = supported_scopes(g.portal.flow)
+    scopes = [s for s in dict.fromkeys(args.get("scope", "").split()) if s in offered]
+    if "openid" not in scopes:
+        return back(error="invalid_scope", error_description="openid")
     challenge = args.get("code_challenge")
     if challenge:
         if args.get("code_challenge_method") != "S256" or not PKCE_VERIFIER.match(challenge):
@@ -290,6 +362,8 @@ def authorize():
     if len(args.get("nonce") or "") > NONCE_MAX:
         return back(error="invalid_request", error_description=f"nonce over {NONCE_MAX} chars")
     prompts = set(args.get("prompt", "").split())
+    if "none" in prompts and len(prompts) > 1:
+        return back(error="invalid_request", error_description="prompt=none stands alone")
 
     signed_in = _signed_in_user()
     reauth_after = session.get(REAUTH_KEY)
@@ -305,23 +379,27 @@ def authorize():
     if reauth_after is not None and signed_in[1].timestamp() < reauth_after:
         return _send_to_login(args, fresh=True)
     session.pop(REAUTH_KEY, None)
-    user, auth_time = signed_in
+    user, auth_time, sid = signed_in
 
-    if not client.first_party:
+    db = get_db()
+    remembered = "consent" not in prompts and (
+        client.first_party or consent_covers(db, user.id, client.id, scopes)
+    )
+    if not remembered:
         form = DecisionForm()
         if request.method == "GET" or not form.validate_on_submit():
             if "none" in prompts:
                 return back(error="consent_required", error_description="consent needed")
             described = [SCOPE_DESCRIPTIONS[s] for s in scopes if s in SCOPE_DESCRIPTIONS]
-            allow_form_redirect_to(_origin(redirect_uri))
+            allow_form_redirect_to(_form_source(redirect_uri))
             return render_template(
                 "oidc/consent.html", client=client, user=user, described=described, form=form
             )
         if request.form.get("decision") != "allow":
             return back(error="access_denied", error_description="the person declined")
+        remember_consent(db, user, client, scopes)
 
     raw = new_token()
-    db = get_db()
     acting = g.get("acting")
     db.add(
         OidcAuthorizationCode(
@@ -330,9 +408,10 @@ def authorize():
             user_id=user.id,
             portal=g.portal.slug,
             redirect_uri=redirect_uri,
-            scope=" ".join(dict.fromkeys(scopes)),
+            scope=" ".join(scopes),
             nonce=args.get("nonce"),
             code_challenge=challenge,
+            sid=sid,
             auth_time=auth_time,
             expires_at=utcnow() + timedelta(seconds=CODE_SECONDS),
             acting_for=acting.grant.reference if "proxy" in scopes and acting else None,
@@ -437,6 +516,8 @@ def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: s
     }
     if nonce:
         id_claims["nonce"] = nonce
+    if grant.sid:
+        id_claims["sid"] = grant.sid
     id_token = sign(key, id_claims)
     db.commit()
     return _no_store(
@@ -504,6 +585,7 @@ def _exchange_code(db, client: OidcClient):
         portal=g.portal.slug,
         scope=row.scope,
         code_hash=row.code_hash,
+        sid=row.sid,
         auth_time=row.auth_time,
         acting_for=row.acting_for,
     )
@@ -551,7 +633,8 @@ def token():
     if refused is not None:
         return refused
     db = get_db()
-    g.oidc_signing_key = signing_key(db, sealing_keys(current_app.config["SETTINGS"]))
+    keys = sealing_keys(current_app.config["SETTINGS"])
+    g.oidc_signing_key = signing_key(db, keys, client.signing_alg)
     grant_type = request.form.get("grant_type")
     if grant_type == "authorization_code":
         return _exchange_code(db, client)
@@ -574,7 +657,7 @@ def _live_access_token(db, raw: str) -> tuple[dict, OidcGrant] | None:
     if not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time():
         return None
     row = db.get(OidcAccessToken, claims.get("jti", ""))
-    if row is None or row.revoked_at is not None:
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
     grant = grant_is_live(db, row.grant_id)
     if grant is None or grant.portal != g.portal.slug:
@@ -668,5 +751,5 @@ def end_session_endpoint():
     if request.method == "POST":
         abort(400)
     if target:
-        allow_form_redirect_to(_origin(target))
+        allow_form_redirect_to(_form_source(target))
     return render_template("oidc/logout.html", client=client, form=DecisionForm())

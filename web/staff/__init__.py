@@ -21,19 +21,19 @@ from sqlalchemy import func, literal_column, or_, select, union_all
 from wtforms import DateField, PasswordField, SelectField, StringField
 from wtforms.validators import Length, Optional
 
-from portal import two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
 from portal.models import (
     AuditEvent,
-    LoginThrottle,
     Passkey,
     Registration,
     StaffRole,
     StaffUser,
     SupportCase,
-    utcnow,
 )
 from portal.passwords import verify_password
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 from processes.registration.vocabulary import AWAITING_REVIEW, CaseStatus
 from web import second_factor
 from web.auth import BAD_CREDENTIALS, _safe_next
@@ -82,23 +82,24 @@ PUBLIC_ENDPOINTS = {"staff.login", "staff.logout"}
 """Staff pages open without a session (each module adds its own); every other one checks roles."""
 
 
-def count_failure(db, key: str) -> bool:
-    """One more wrong password or code for this username; says whether it is now locked."""
-    throttle = db.get(LoginThrottle, ("staff", key))
-    if throttle is None:
-        throttle = LoginThrottle(portal="staff", username_key=key, failures=0)
-        db.add(throttle)
-    throttle.failures += 1
-    if throttle.failures >= STAFF_LOCKOUT:
-        throttle.locked_at = throttle.locked_at or utcnow()
-        add_event(db, actor="anonymous", action="staff.locked", username=key)
+def claim_attempt(username: str) -> lockout.Attempt:
+    """Counts one try at the staff account `username` before its secret is checked."""
+    return lockout.claim(
+        get_db(), lockout.STAFF_PORTAL, lockout.username_key(username), STAFF_LOCKOUT
+    )
+
+
+def count_failure(db, attempt: lockout.Attempt) -> bool:
+    """The claimed attempt's secret was wrong; says whether this one locked the account (only
+    the attempt numbered at the threshold does, so concurrent guesses lock and audit once)."""
+    if attempt.locks_if_wrong:
+        lockout.mark_locked(db, attempt)
+        add_event(db, actor="anonymous", action="staff.locked", username=attempt.key)
+        staff = db.scalar(select(StaffUser).where(func.lower(StaffUser.username) == attempt.key))
+        if staff is not None:
+            notify_staff(db, staff, NoticeKind.ACCOUNT_LOCKED)
     db.commit()
-    return throttle.failures >= STAFF_LOCKOUT
-
-
-def is_locked(db, key: str) -> bool:
-    throttle = db.get(LoginThrottle, ("staff", key))
-    return throttle is not None and throttle.failures >= STAFF_LOCKOUT
+    return attempt.locks_if_wrong
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -107,20 +108,22 @@ def login():
     form = StaffLoginForm()
     if form.validate_on_submit():
         db = get_db()
-        key = form.username.data.lower()
-        if is_locked(db, key):
+        attempt = claim_attempt(form.username.data)
+        if attempt.refused:
             verify_password(None, form.password.data)
             form.form_errors.append(BAD_CREDENTIALS)
             return render_template("staff/login.html", form=form)
-        staff = db.scalar(select(StaffUser).where(func.lower(StaffUser.username) == key))
+        staff = db.scalar(select(StaffUser).where(func.lower(StaffUser.username) == attempt.key))
         if (
             staff is None
             or not staff.active
             or not verify_password(staff.password_hash if staff else None, form.password.data)
         ):
-            count_failure(db, key)
+            count_failure(db, attempt)
             form.form_errors.append(BAD_CREDENTIALS)
             return render_template("staff/login.html", form=form)
+        lockout.release(db, attempt)
+        db.commit()
         second_factor.begin("staff", staff.id, next=_safe_next(request.args.get("next")) or "")
         if two_factor.factor_of(db, staff) is None and not staff_passkeys(db, staff):
             return redirect(url_for("staff.enrol"))
@@ -257,6 +260,7 @@ def staff_passkeys(db, staff: StaffUser) -> list[Passkey]:
 
 
 from web.staff import (  # noqa: E402  (area modules add their routes to bp)
+    account_access,  # noqa: E402,F401  (an applicant's sessions, applications, events, status)
     admin,  # noqa: E402,F401  (staff administration)
     cases,  # noqa: E402,F401  (member help-desk cases)
     email_change,  # noqa: E402,F401  (the help desk changes an applicant's e-mail address)

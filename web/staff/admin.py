@@ -25,7 +25,10 @@ from portal.models import (
     StaffUser,
 )
 from portal.passwords import hash_password
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 from processes.staff_invitation import service as invitations
+from processes.staff_invitation.vocabulary import InvitationStatus
 from web import once, second_factor
 from web.db import get_db
 from web.forms import CheckedForm, EmailAddress, required, strip
@@ -258,6 +261,7 @@ def admin_member(staff_id: int):
         form=form,
         action=ActionForm(),
         invitation=invitation,
+        pending=invitation is not None and invitation.status == InvitationStatus.PENDING,
         has_totp=two_factor.factor_of(db, staff) is not None,
         passkeys=len(db.scalars(select(Passkey.id).where(Passkey.staff_id == staff.id)).all()),
         locked=throttle is not None and throttle.failures >= STAFF_LOCKOUT,
@@ -317,6 +321,7 @@ def admin_reset_factor(staff_id: int):
             return _("La cuenta no tenía un segundo factor."), "info"
         end_all_staff_sessions(staff.id)
         add_event(db, actor=_actor(), action="staff.second_factor.reset", username=staff.username)
+        notify_staff(db, staff, NoticeKind.SECOND_FACTOR_REMOVED)
         return (
             _("Quitamos el segundo factor: lo activará de nuevo al iniciar sesión."),
             "success",
@@ -337,6 +342,26 @@ def admin_unlock(staff_id: int):
         return _("Desbloqueamos la cuenta."), "success"
 
     return _act(staff_id, change)
+
+
+@bp.post("/admin/<int:staff_id>/cancel-invitation")
+@staff_required("admin")
+def admin_cancel_invitation(staff_id: int):
+    """The invitation's link stops working now and its process ends; the account that never
+    started goes with it, so the list returns rather than to a page that no longer exists."""
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    staff = _managed(staff_id)
+    db = get_db()
+    invitation = invitations.pending_invitation(db, staff)
+    if invitation is None or not invitations.revoke(db, invitation, actor=_actor()):
+        db.rollback()
+        flash(_("La invitación ya no estaba pendiente."), "info")
+        return redirect(url_for("staff.admin_member", staff_id=staff_id))
+    db.commit()
+    flash(_("Cancelamos la invitación de %(username)s.", username=staff.username), "success")
+    return redirect(url_for("staff.admin_staff"))
 
 
 @bp.route("/invitation/<token>", methods=["GET", "POST"])

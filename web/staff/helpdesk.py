@@ -89,10 +89,23 @@ def accounts():
 @bp.get("/accounts/<int:user_id>")
 @staff_required(StaffRole.SUPPORT)
 def account(user_id: int):
-    return _refresh(_visible_user(user_id), NoteForm(), NoteForm())
+    """Looking at someone's account is itself an audit line: who opened it, and when."""
+    user = _visible_user(user_id)
+    db = get_db()
+    add_event(
+        db,
+        actor=f"staff:{current_user.account.username}",
+        action="staff.account_viewed",
+        portal=user.portal,
+        user_id=user.id,
+    )
+    db.commit()
+    return _refresh(user, NoteForm(), NoteForm())
 
 
-def _refresh(user: User, unlock_form: NoteForm, reset_form: NoteForm):
+def _refresh(user: User, unlock_form: NoteForm, reset_form: NoteForm, **refused: NoteForm):
+    from web.staff.account_access import access_context, note_forms
+
     reset_form.note.id = "reset_note"
     return render_template(
         "staff/account.html",
@@ -101,6 +114,8 @@ def _refresh(user: User, unlock_form: NoteForm, reset_form: NoteForm):
         has_factor=two_factor.factor_of(get_db(), user) is not None,
         unlock_form=unlock_form,
         reset_form=reset_form,
+        **note_forms(**refused),
+        **access_context(user),
     )
 
 

@@ -24,9 +24,11 @@ from webauthn.helpers.structs import PublicKeyCredentialDescriptor
 from portal import two_factor
 from portal.audit import add_event
 from portal.models import Passkey, StaffUser
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 from web.db import get_db
 from web.sessions import staff_required
-from web.staff import CONSOLE_PAGES, PUBLIC_ENDPOINTS, bp, count_failure, is_locked
+from web.staff import CONSOLE_PAGES, PUBLIC_ENDPOINTS, bp, claim_attempt, count_failure
 from web.staff.signin import ISSUER, finish_sign_in, pending_staff
 
 PUBLIC_ENDPOINTS.update({"staff.passkey_login_options", "staff.passkey_login"})
@@ -130,6 +132,7 @@ def passkey_register():
         action="staff.second_factor.enrolled",
         kind="passkey",
     )
+    notify_staff(db, staff, NoticeKind.SECOND_FACTOR_ADDED, factor="passkey")
     db.commit()
     return jsonify(redirect=url_for("staff.security"))
 
@@ -157,7 +160,8 @@ def passkey_login():
     if staff is None:
         return jsonify(redirect=url_for("staff.login")), 401
     db = get_db()
-    if is_locked(db, staff.username.lower()):
+    attempt = claim_attempt(staff.username)
+    if attempt.refused:
         return jsonify(redirect=url_for("staff.login")), 403
     credential = _credential()
     challenge = _challenge("login")
@@ -179,7 +183,7 @@ def passkey_login():
             credential_current_sign_count=passkey.sign_count,
         )
     except InvalidAuthenticationResponse:
-        count_failure(db, staff.username.lower())
+        count_failure(db, attempt)
         return jsonify(error=_("La llave de acceso no fue aceptada.")), 400
     passkey.sign_count = verified.new_sign_count
     return jsonify(redirect=finish_sign_in(staff, "passkey"))

@@ -6,13 +6,15 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
-from portal import two_factor
+from portal import lockout, two_factor
 from portal.audit import add_event
-from portal.models import LoginThrottle, StaffUser, utcnow
+from portal.models import StaffUser, utcnow
+from processes.account_notice.service import notify_staff
+from processes.account_notice.vocabulary import NoticeKind
 from web import second_factor
 from web.db import get_db
 from web.sessions import start_session
-from web.staff import PUBLIC_ENDPOINTS, bp, count_failure, is_locked, staff_passkeys
+from web.staff import PUBLIC_ENDPOINTS, bp, claim_attempt, count_failure, staff_passkeys
 
 PUBLIC_ENDPOINTS.update({"staff.second_step", "staff.enrol"})
 
@@ -41,21 +43,27 @@ def finish_sign_in(staff: StaffUser, method: str) -> str:
     db = get_db()
     next_url = (second_factor.pending("staff") or {}).get("next") or ""
     second_factor.clear()
-    throttle = db.get(LoginThrottle, ("staff", staff.username.lower()))
-    if throttle is not None:
-        db.delete(throttle)
+    lockout.reset(db, lockout.STAFF_PORTAL, lockout.username_key(staff.username))
     staff.last_login_at = utcnow()
     add_event(db, actor=f"staff:{staff.username}", action="staff.login", method=method)
     start_session(staff, remember=False)
     return next_url or url_for("staff.home")
 
 
-def _wrong_code(staff: StaffUser, form) -> bool:
-    """Counts the wrong code toward the lockout; says whether the account is now locked."""
-    locked = count_failure(get_db(), staff.username.lower())
+def _refuse_locked(form):
+    second_factor.clear()
+    form.form_errors.append(second_factor.STAFF_LOCKED_MESSAGE)
+    return render_template(
+        "second_factor/code.html", form=form, locked=True, login_url=url_for("staff.login")
+    )
+
+
+def _wrong_code(attempt: lockout.Attempt, form) -> bool:
+    """Counts the wrong code toward the lockout; says whether this one locked the account."""
+    locked = count_failure(get_db(), attempt)
     if locked:
         second_factor.clear()
-        form.form_errors.append(second_factor.LOCKED_MESSAGE)
+        form.form_errors.append(second_factor.STAFF_LOCKED_MESSAGE)
     else:
         form.code.errors.append(second_factor.WRONG_CODE)
     return locked
@@ -71,15 +79,14 @@ def second_step():
         return redirect(url_for("staff.enrol"))
     form = second_factor.CodeForm()
     if form.validate_on_submit():
-        if is_locked(db, staff.username.lower()):
-            second_factor.clear()
-            form.form_errors.append(second_factor.LOCKED_MESSAGE)
-            return render_template(
-                "second_factor/code.html", form=form, locked=True, login_url=url_for("staff.login")
-            )
-        method = two_factor.check_code(db, staff, form.code.data, second_factor.now())
+        attempt = claim_attempt(staff.username)
+        if attempt.refused:
+            return _refuse_locked(form)
+        method = two_factor.check_code(
+            db, staff, form.code.data, second_factor.now(), second_factor.keys()
+        )
         if method is None:
-            locked = _wrong_code(staff, form)
+            locked = _wrong_code(attempt, form)
             return render_template(
                 "second_factor/code.html",
                 form=form,
@@ -87,12 +94,14 @@ def second_step():
                 login_url=url_for("staff.login"),
             )
         if method == "recovery":
+            left = two_factor.recovery_codes_left(db, staff)
             add_event(
                 db,
                 actor=f"staff:{staff.username}",
                 action="staff.recovery_code_used",
-                left=two_factor.recovery_codes_left(db, staff),
+                left=left,
             )
+            notify_staff(db, staff, NoticeKind.RECOVERY_CODE_USED, left=str(left))
         return redirect(finish_sign_in(staff, method))
     return render_template(
         "second_factor/code.html",
@@ -115,9 +124,12 @@ def enrol():
     secret = second_factor.enrol_secret(two_factor.new_secret)
     form = second_factor.EnrolForm()
     if form.validate_on_submit():
+        attempt = claim_attempt(staff.username)
+        if attempt.refused:
+            return _refuse_locked(form)
         step = two_factor.matching_step(secret, form.code.data, second_factor.now(), 0)
         if step is None:
-            if _wrong_code(staff, form):
+            if _wrong_code(attempt, form):
                 return render_template(
                     "second_factor/code.html",
                     form=form,
@@ -125,13 +137,14 @@ def enrol():
                     login_url=url_for("staff.login"),
                 )
         else:
-            codes = two_factor.enrol(db, staff, secret, step)
+            codes = two_factor.enrol(db, staff, secret, step, second_factor.keys())
             add_event(
                 db,
                 actor=f"staff:{staff.username}",
                 action="staff.second_factor.enrolled",
                 kind="totp",
             )
+            notify_staff(db, staff, NoticeKind.SECOND_FACTOR_ADDED, factor="totp")
             next_url = finish_sign_in(staff, "totp")
             return render_template(
                 "second_factor/recovery_codes.html", codes=codes, next_url=next_url
