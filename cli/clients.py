@@ -52,6 +52,7 @@ def cmd_client_add(args) -> int:
                 backchannel_logout_uri=args.backchannel_logout_uri,
                 signing_alg=args.signing_alg,
                 allowed_origins=args.allowed_origin or [],
+                approved_scopes=" ".join(args.scope).split() if args.scope else None,
             )
         except ClientError as error:
             print(f"acceso client add: {error}", file=sys.stderr)
@@ -81,6 +82,8 @@ def cmd_client_list(args) -> int:
                 print(f"  back-channel logout: {client.backchannel_logout_uri}")
             for origin in client.allowed_origins:
                 print(f"  allowed origin: {origin}")
+            if client.approved_scopes is not None:
+                print(f"  scopes: {' '.join(client.approved_scopes)}")
         if not clients:
             print("no clients registered")
     return 0
@@ -192,6 +195,13 @@ def add_parsers(commands) -> None:
         action="append",
         metavar="ORIGIN",
         help="a public client's browser origin besides its redirect URIs' (CORS)",
+    )
+    add.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPES",
+        help="the scopes it may ask for, e.g. 'openid fhirUser launch/patient patient/*.rs "
+        "offline_access' for a SMART health app (default: the portal's OpenID Connect scopes)",
     )
     add.set_defaults(handler=cmd_client_add)
     actions.add_parser("list", help="list registered clients").set_defaults(handler=cmd_client_list)

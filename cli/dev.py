@@ -364,6 +364,75 @@ def register_sample_app(settings: Settings, rp_url: str) -> SampleApp:
         engine.dispose()
 
 
+FHIR_SERVER_NAME = "Sample FHIR server"
+SMART_APP_NAME = "Mis Datos de Salud (sample SMART app)"
+SMART_APP_SCOPES = [
+    "openid",
+    "fhirUser",
+    "launch/patient",
+    "offline_access",
+    "patient/Patient.r",
+    "patient/Observation.rs",
+]
+
+
+@dataclass
+class HealthSamples:
+    """The sample FHIR server (a confidential client that introspects) and the SMART app (a
+    public third-party client) on the patient portal."""
+
+    fhir_url: str
+    fhir_client_id: str
+    fhir_client_secret: str
+    smart_url: str
+    smart_client_id: str
+
+
+def register_health_samples(settings: Settings, fhir_url: str, smart_url: str) -> HealthSamples:
+    """Both as clients of the patient portal at this run's ports; the FHIR server's secret is
+    rotated on every start, like the sample app's."""
+    from portal.models import OidcClient
+    from portal.oidc import add_client, rotate_client_secret
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            named = {
+                client.name: client
+                for client in session.scalars(
+                    select(OidcClient).where(
+                        OidcClient.name.in_([FHIR_SERVER_NAME, SMART_APP_NAME])
+                    )
+                )
+            }
+            if FHIR_SERVER_NAME not in named:
+                add_client(
+                    session, FHIR_SERVER_NAME, portal="patient", redirect_uris=[f"{fhir_url}/"]
+                )
+            smart = (
+                named.get(SMART_APP_NAME)
+                or add_client(
+                    session,
+                    SMART_APP_NAME,
+                    portal="patient",
+                    public=True,
+                    redirect_uris=[f"{smart_url}/callback"],
+                    approved_scopes=SMART_APP_SCOPES,
+                ).client
+            )
+            smart.redirect_uris = [f"{smart_url}/callback"]
+            fhir_secret = rotate_client_secret(session, FHIR_SERVER_NAME)
+            fhir_client_id = session.scalar(
+                select(OidcClient.client_id).where(OidcClient.name == FHIR_SERVER_NAME)
+            )
+            session.commit()
+            return HealthSamples(
+                f"{fhir_url}/fhir", fhir_client_id, fhir_secret, smart_url, smart.client_id
+            )
+    finally:
+        engine.dispose()
+
+
 def child_env(settings: Settings, args, smtp: tuple[str, int]) -> dict[str, str]:
     env = dict(os.environ)
     ui_url = f"http://{HOST}:{args.ui_port}"
@@ -398,6 +467,8 @@ def run(args) -> int:
         (args.ui_port, "Temporal UI", "--ui-port"),
         (args.worker_metrics_port, "worker metrics", "--worker-metrics-port"),
         (args.rp_port, "sample app", "--rp-port"),
+        (args.fhir_port, "sample FHIR server", "--fhir-port"),
+        (args.smart_port, "sample SMART app", "--smart-port"),
     ]
     if external_smtp is None:
         wanted.append((args.smtp_port, "SMTP capture", "--smtp-port"))
@@ -429,6 +500,9 @@ def run(args) -> int:
     smtp = external_smtp or (HOST, args.smtp_port)
     env = child_env(settings, args, smtp)
     sample = register_sample_app(settings, f"http://{HOST}:{args.rp_port}")
+    health = register_health_samples(
+        settings, f"http://{HOST}:{args.fhir_port}", f"http://{HOST}:{args.smart_port}"
+    )
 
     stack = DevStack()
     previous = {
@@ -437,7 +511,7 @@ def run(args) -> int:
     code = 1
     try:
         code = _start_and_supervise(
-            stack, settings, args, env, smtp, external_smtp, password, sample
+            stack, settings, args, env, smtp, external_smtp, password, sample, health
         )
     except Interrupted:
         code = 0
@@ -451,7 +525,9 @@ def run(args) -> int:
     return code
 
 
-def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, password, sample) -> int:
+def _start_and_supervise(
+    stack, settings, args, env, smtp, external_smtp, password, sample, health
+) -> int:
     deadline = time.monotonic() + STARTUP_SECONDS
     temporal_log = open(settings.data_dir / "temporal.log", "ab")  # noqa: SIM115 (child's stdout)
     temporal = stack.start(
@@ -529,6 +605,45 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
         None,
     )
     stack.wait_for_http(rp, f"{sample.url}/", deadline)
+    fhir = stack.start(
+        "fhir-server",
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "samples" / "fhir" / "app.py"),
+            "--host",
+            HOST,
+            "--port",
+            str(args.fhir_port),
+        ],
+        {
+            **env,
+            "FHIR_ISSUER": f"{env['ACCESO_PUBLIC_BASE_URL']}/patient",
+            "FHIR_CLIENT_ID": health.fhir_client_id,
+            "FHIR_CLIENT_SECRET": health.fhir_client_secret,
+            "FHIR_BASE_URL": health.fhir_url,
+        },
+        None,
+    )
+    stack.wait_for_http(fhir, f"{health.fhir_url}/metadata", deadline)
+    smart = stack.start(
+        "smart-app",
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "samples" / "smart" / "app.py"),
+            "--host",
+            HOST,
+            "--port",
+            str(args.smart_port),
+        ],
+        {
+            **env,
+            "SMART_FHIR_BASE": health.fhir_url,
+            "SMART_CLIENT_ID": health.smart_client_id,
+            "SMART_BASE_URL": health.smart_url,
+        },
+        None,
+    )
+    stack.wait_for_http(smart, f"{health.smart_url}/", deadline)
 
     web_url = f"http://{HOST}:{args.port}"
     smtp_note = (
@@ -550,6 +665,8 @@ def _start_and_supervise(stack, settings, args, env, smtp, external_smtp, passwo
         f"(Authorization: Bearer {env['ACCESO_METRICS_TOKEN']})",
         f"  Worker metrics     http://{env['ACCESO_WORKER_METRICS_ADDRESS']}/metrics",
         f"  {SAMPLE_APP_NAME}  {sample.url}/",
+        f"  {SMART_APP_NAME}  {health.smart_url}/",
+        f"  {FHIR_SERVER_NAME}  {health.fhir_url}",
         "Press Ctrl-C to stop everything.",
         "",
     ]
@@ -588,5 +705,14 @@ def add_parser(subparsers) -> None:
         type=int,
         default=5050,
         help="port of the sample app, Mi Historia Clínica (5050)",
+    )
+    parser.add_argument(
+        "--fhir-port", type=int, default=5060, help="port of the sample FHIR server (5060)"
+    )
+    parser.add_argument(
+        "--smart-port",
+        type=int,
+        default=5070,
+        help="port of the sample SMART app, Mis Datos de Salud (5070)",
     )
     parser.set_defaults(handler=run)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal.audit import add_event
 from portal.models import ClinicalRecord, MemberRecord
+from portal.smart import FHIR_ID
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -43,6 +44,12 @@ class RecordKind:
         return tuple(column.name for column in self.columns)
 
 
+FHIR_PATIENT_ID = Column(
+    "fhir_patient_id", 64, required=False, kind="fhir_id", optional_column=True
+)
+"""The FHIR Patient id a SMART app gets; empty, it is the record's key (record number or
+client ID)."""
+
 KINDS = {
     "patients": RecordKind(
         name="patients",
@@ -54,6 +61,7 @@ KINDS = {
             Column("email", 254, kind="email"),
             Column("record_number", 64),
             Column("date_of_birth", 10, required=False, kind="date", optional_column=True),
+            FHIR_PATIENT_ID,
         ),
     ),
     "members": RecordKind(
@@ -68,6 +76,7 @@ KINDS = {
             Column("suffix", 16, required=False),
             Column("date_of_birth", 10, kind="date"),
             Column("email", 254, required=False, kind="email"),
+            FHIR_PATIENT_ID,
         ),
     ),
 }
@@ -116,6 +125,8 @@ def _check_value(column: Column, raw: str) -> tuple[str, str | None]:
             return value, "not a date in YYYY-MM-DD form"
         if born > date.today():
             return value, "is in the future"
+    if column.kind == "fhir_id" and not FHIR_ID.match(value):
+        return value, "not a FHIR id (letters, digits, '-' and '.', at most 64)"
     return value, None
 
 
@@ -168,6 +179,11 @@ def parse_file(path: Path, kind: RecordKind) -> ParsedFile:
                 parsed.errors.append(f"line {line}: {column.name}: {problem}")
             row[column.name] = value
         key = row[kind.key]
+        if "fhir_patient_id" in row and not row["fhir_patient_id"]:
+            _, problem = _check_value(FHIR_PATIENT_ID, key)
+            if problem:
+                parsed.errors.append(f"line {line}: fhir_patient_id: {problem} (from {kind.key})")
+            row["fhir_patient_id"] = key
         if key:
             if key in first_seen:
                 parsed.errors.append(
@@ -205,7 +221,7 @@ def import_records(
         for row in parsed.rows:
             record = existing.get(row[kind.key])
             if record is None:
-                session.add(model(portal=portal, **row))
+                session.add(model(portal=portal, **{"fhir_patient_id": row[kind.key], **row}))
                 result.created += 1
             elif not update_existing:
                 result.skipped += 1

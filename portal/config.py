@@ -118,6 +118,13 @@ class Policy:
     """How long the old address may undo an e-mail change (its notice's link, a workflow timer)."""
     shared_email_addresses: bool = False
     """Whether several accounts may use one address (a family's patient records often do)."""
+    offline_access_days: int = 90
+    """How long a health app's offline access lasts unused; every refresh starts it again."""
+    password_reset_ends_offline_access: bool = True
+    """Whether a password reset or change also ends health apps' offline access."""
+    fhir_base_urls: tuple[str, ...] = ()
+    """The FHIR servers this portal authorizes for: a SMART request's `aud` must name one.
+    Empty: any `aud` is accepted (a demo whose FHIR server's port changes)."""
     proxy_adolescent_age: int = 12
     """At this birthday a parent's or guardian's grant becomes `limited`; both are told."""
     proxy_majority_age: int = 18
@@ -176,8 +183,9 @@ def _build(cls, data: dict):
 
 def _policy_from(data: dict) -> Policy:
     data = dict(data)
-    if "require_second_factor" in data:
-        data["require_second_factor"] = tuple(data["require_second_factor"])
+    for listed in ("require_second_factor", "fhir_base_urls"):
+        if listed in data:
+            data[listed] = tuple(data[listed])
     return _build(Policy, data)
 
 

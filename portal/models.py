@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -289,6 +290,9 @@ class ClinicalRecord(Base):
     full_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254))
     date_of_birth: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    fhir_patient_id: Mapped[str | None] = mapped_column(String(64))
+    """The FHIR Patient id a SMART app gets as its patient context (the import defaults it to
+    the record number)."""
 
 
 class MemberRecord(Base):
@@ -305,6 +309,9 @@ class MemberRecord(Base):
     suffix: Mapped[str] = mapped_column(String(16), default="")
     date_of_birth: Mapped[str] = mapped_column(String(10))
     email: Mapped[str] = mapped_column(String(254), default="")
+    fhir_patient_id: Mapped[str | None] = mapped_column(String(64))
+    """The FHIR Patient id a SMART app gets as its patient context (the import defaults it to
+    the client ID)."""
 
 
 class Office(Base):
@@ -595,6 +602,9 @@ class OidcClient(Base):
         JSON, default=list, server_default=text("'[]'")
     )
     """Browser origins besides its redirect URIs' that may call the token endpoints (CORS)."""
+    approved_scopes: Mapped[list[str] | None] = mapped_column(JSON)
+    """The scopes it may ask for (SMART apps are approved for theirs); None: the portal's
+    OpenID Connect scopes, as before SMART."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -644,6 +654,14 @@ class OidcGrant(Base):
     auth_time: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    patient: Mapped[str | None] = mapped_column(String(64))
+    """The FHIR Patient id the app may read (SMART `launch/patient`)."""
+    fhir_user: Mapped[str | None] = mapped_column(String(100))
+    """Who signed in, as a FHIR reference (`Patient/<id>`)."""
+    offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A third-party app's offline access: it outlives the portal session that granted it."""
+    expires_at: Mapped[datetime | None]
+    """When an offline grant lapses unless used; each refresh pushes it back."""
     acting_for: Mapped[str | None] = mapped_column(String(16))
     """With the `proxy` scope: the proxy grant the tokens' `acting_for` claim describes."""
 

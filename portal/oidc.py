@@ -38,6 +38,7 @@ from portal.models import (
 )
 from portal.passwords import hash_password
 from portal.settings import Settings
+from portal.smart import check_scopes
 
 
 class SigningAlg(StrEnum):
@@ -167,8 +168,11 @@ def add_client(
     backchannel_logout_uri: str | None = None,
     signing_alg: str = ALG,
     allowed_origins: list[str] | None = None,
+    approved_scopes: list[str] | None = None,
 ) -> NewClient:
-    """Registers a client; a confidential one gets a secret shown once and stored as argon2id."""
+    """Registers a client; a confidential one gets a secret shown once and stored as argon2id.
+
+    `approved_scopes` (a SMART app's) lists every scope it may ask for, OpenID ones included."""
     if session.scalar(select(OidcClient).where(OidcClient.name == name)):
         raise ClientError(f"a client named {name!r} already exists")
     if not redirect_uris:
@@ -177,6 +181,11 @@ def add_client(
         raise ClientError(f"signing algorithm must be one of {', '.join(SigningAlg)}")
     if allowed_origins and not public:
         raise ClientError("only a public client (a browser app) has allowed origins")
+    if approved_scopes is not None:
+        approved_scopes = list(dict.fromkeys(approved_scopes))
+        problem = check_scopes(approved_scopes)
+        if problem:
+            raise ClientError(problem)
     secret = None if public else secrets.token_urlsafe(32)
     client = OidcClient(
         name=name,
@@ -188,6 +197,7 @@ def add_client(
         redirect_uris=[_check_uri(u, public) for u in redirect_uris],
         signing_alg=SigningAlg(signing_alg),
         allowed_origins=sorted({_check_origin(o) for o in allowed_origins or []}),
+        approved_scopes=approved_scopes,
         post_logout_redirect_uris=[_check_uri(u, public) for u in post_logout_redirect_uris or []],
         backchannel_logout_uri=_check_uri(backchannel_logout_uri)
         if backchannel_logout_uri
@@ -411,12 +421,19 @@ def revoke_grant(session: Session, grant_id: str, now: datetime | None = None) -
 
 
 def revoke_user_grants(
-    session: Session, user_id: int, *, acting_for: str | None = None
+    session: Session,
+    user_id: int,
+    keep_offline: bool = False,
+    *,
+    acting_for: str | None = None,
 ) -> list[OidcClient]:
-    """Ends every token family of the account (only those signed in under the proxy grant
-    `acting_for`, if given); returns the clients it had signed in to."""
+    """Ends every token family of the account (but health apps' offline access when
+    `keep_offline`; only those signed in under the proxy grant `acting_for`, if given);
+    returns the clients it had signed in to."""
     now = utcnow()
     query = select(OidcGrant).where(OidcGrant.user_id == user_id, OidcGrant.revoked_at.is_(None))
+    if keep_offline:
+        query = query.where(OidcGrant.offline.is_(False))
     if acting_for is not None:
         query = query.where(OidcGrant.acting_for == acting_for)
     grants = session.scalars(query).all()
@@ -453,12 +470,14 @@ def revoke_session_grants(
     session: Session, user_id: int, sid: str
 ) -> list[tuple[OidcClient, str | None]]:
     """Ends the token families one sign-in session started (and any made before grants had a
-    `sid`); returns each client with the sid its logout token names (None: every session)."""
+    `sid`), except offline access, which outlives the session by design; returns each client
+    with the sid its logout token names (None: every session)."""
     now = utcnow()
     grants = session.scalars(
         select(OidcGrant).where(
             OidcGrant.user_id == user_id,
             OidcGrant.revoked_at.is_(None),
+            OidcGrant.offline.is_(False),
             or_(OidcGrant.sid == sid, OidcGrant.sid.is_(None)),
         )
     ).all()
@@ -477,7 +496,10 @@ def revoke_session_grants(
 
 
 def grant_is_live(session: Session, grant_id: str) -> OidcGrant | None:
+    """The grant if it is neither revoked nor, for offline access, lapsed."""
     grant = session.get(OidcGrant, grant_id)
     if grant is None or grant.revoked_at is not None:
+        return None
+    if grant.expires_at is not None and grant.expires_at <= utcnow():
         return None
     return grant

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from urllib.parse import urlencode
 
 import pytest
 
+from portal.oidc import add_client
 from tests.fixtures.browser import chromium, serving
 from tests.fixtures.showcase import (
     EMAIL_CHANGE_TOKEN,
@@ -427,3 +429,35 @@ def _start_member_identity(walk: Walk, lang: str) -> None:
     walk.page.goto(f"{walk.base}/member/register?lang={lang}")
     walk.page.click("button[value=accept]")
     walk.page.wait_for_selector("#first_name")
+
+
+def test_the_consent_page_of_a_health_app(walk, session_factory):
+    with session_factory() as session:
+        client_id = add_client(
+            session,
+            "Mis Datos de Salud",
+            portal="patient",
+            public=True,
+            redirect_uris=["http://app.test/callback"],
+            approved_scopes=[
+                "openid",
+                "fhirUser",
+                "launch/patient",
+                "offline_access",
+                "patient/*.rs",
+            ],
+        ).client.client_id
+        session.commit()
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": "http://app.test/callback",
+            "scope": "openid fhirUser launch/patient offline_access patient/Patient.r "
+            "patient/Observation.rs patient/MedicationRequest.rs",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
+    )
+    sign_in(walk.page, walk.base, "/patient/login", "ana.perez", PASSWORD)
+    walk.visit(f"/patient/authorize?{query}", "health app consent")

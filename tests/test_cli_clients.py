@@ -131,3 +131,26 @@ def test_keys_rotate_needs_the_key_that_seals_signing_keys(database_url, monkeyp
     monkeypatch.delenv("ACCESO_DEV_MODE", raising=False)
     assert main(["keys", "rotate"]) == 1
     assert "ACCESO_CODEC_KEYS" in capsys.readouterr().err
+
+
+def test_a_smart_app_is_approved_for_its_scopes_and_a_bad_one_is_refused(
+    database_url, session_factory, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    add = ["client", "add", "mis-datos", "--portal", "patient", "--public"]
+    add += ["--redirect-uri", "https://app.example/cb"]
+
+    assert main([*add, "--scope", "openid fhirUser launch/patient", "--scope", "patient/*.rs"]) == 0
+    assert client(session_factory, "mis-datos").approved_scopes == [
+        "openid",
+        "fhirUser",
+        "launch/patient",
+        "patient/*.rs",
+    ]
+    main(["client", "list"])
+    assert "scopes: openid fhirUser launch/patient patient/*.rs" in capsys.readouterr().out
+
+    add[2] = "otra"
+    assert main([*add, "--scope", "patient/Observation.read"]) == 1
+    assert "not a SMART v2 patient scope" in capsys.readouterr().err
+    assert client(session_factory, "otra") is None

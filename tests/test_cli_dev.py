@@ -54,7 +54,7 @@ def answers_200(url: str) -> bool:
 def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_sigint(
     tmp_path, spawn
 ):
-    web, frontend, ui, smtp, worker_metrics, rp = (free_port() for _ in range(6))
+    web, frontend, ui, smtp, worker_metrics, rp, fhir, smart = (free_port() for _ in range(8))
     data_dir = tmp_path / "var"
     process, output = spawn(
         python_command(
@@ -71,6 +71,10 @@ def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_
             str(worker_metrics),
             "--rp-port",
             str(rp),
+            "--fhir-port",
+            str(fhir),
+            "--smart-port",
+            str(smart),
             "--data-dir",
             str(data_dir),
         ),
@@ -114,6 +118,12 @@ def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_
     assert "Iniciar sesión con Acceso" in sample.text
     to_acceso = requests.get(f"http://127.0.0.1:{rp}/login", timeout=10)
     assert to_acceso.url.startswith(f"{base}/patient/login")
+    assert f"Mis Datos de Salud (sample SMART app)  http://127.0.0.1:{smart}/" in text
+    assert "Conectar con Acceso" in requests.get(f"http://127.0.0.1:{smart}/", timeout=10).text
+    smart_launch = requests.get(f"http://127.0.0.1:{smart}/launch", timeout=10)
+    assert smart_launch.url.startswith(f"{base}/patient/login")
+    capability = requests.get(f"http://127.0.0.1:{fhir}/fhir/metadata", timeout=10).json()
+    assert capability["resourceType"] == "CapabilityStatement"
 
     message = EmailMessage()
     message["From"] = "no-reply@acceso.localhost"
@@ -125,7 +135,15 @@ def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_
     assert "Hola desde la prueba" in requests.get(f"{base}/dev/inbox/", timeout=10).text
 
     children = {name: int(pid) for name, pid in re.findall(r"started ([\w-]+) \(pid (\d+)\)", text)}
-    assert set(children) == {"temporal", "mailcatcher", "worker", "web", "sample-app"}
+    assert set(children) == {
+        "temporal",
+        "mailcatcher",
+        "worker",
+        "web",
+        "sample-app",
+        "fhir-server",
+        "smart-app",
+    }
 
     second, second_output = spawn(
         python_command("dev", "--port", str(free_port()), "--data-dir", str(data_dir)),
@@ -170,6 +188,10 @@ def test_a_port_already_in_use_is_named_and_dev_exits_non_zero(tmp_path, spawn):
                 "--worker-metrics-port",
                 str(free_port()),
                 "--rp-port",
+                str(free_port()),
+                "--fhir-port",
+                str(free_port()),
+                "--smart-port",
                 str(free_port()),
             ),
             env=clean_env(),

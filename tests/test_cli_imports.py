@@ -160,3 +160,45 @@ def test_a_patient_file_may_carry_dates_of_birth_and_one_without_keeps_them(
         "full_name,email,record_number,date_of_birth\nAna Pérez,ana@example.com,HC-1,02/01/1980\n",
     )
     assert main(["import", "patients", str(bad), "--portal", "patient"]) == 1
+
+
+def test_fhir_patient_id_defaults_to_the_record_key_and_may_be_given(
+    tmp_path, database_url, session_factory, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    patients = write(
+        tmp_path / "patients.csv",
+        "full_name,email,record_number,fhir_patient_id\n"
+        "Ana Pérez,ana@example.com,HC-1,pat-ana\n"
+        "Luis Gómez,luis@example.com,HC-2,\n",
+    )
+    members = write(
+        tmp_path / "members.csv",
+        "client_id,first_name,last_name,suffix,date_of_birth,email\n"
+        "100200300,Ana,Rodríguez,,1985-04-12,\n",
+    )
+
+    assert main(["import", "patients", str(patients), "--portal", "patient"]) == 0
+    assert main(["import", "members", str(members), "--portal", "member"]) == 0
+
+    clinical = records(session_factory, ClinicalRecord)
+    assert (clinical["HC-1"].fhir_patient_id, clinical["HC-2"].fhir_patient_id) == (
+        "pat-ana",
+        "HC-2",
+    )
+    assert records(session_factory, MemberRecord)["100200300"].fhir_patient_id == "100200300"
+
+
+def test_a_fhir_patient_id_that_is_not_a_fhir_id_is_reported_by_line(
+    tmp_path, database_url, session_factory, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    csv = write(
+        tmp_path / "patients.csv",
+        "full_name,email,record_number,fhir_patient_id\nAna Pérez,ana@example.com,HC-1,pat ana\n",
+    )
+
+    assert main(["import", "patients", str(csv), "--portal", "patient"]) == 1
+
+    assert "line 2: fhir_patient_id: not a FHIR id" in capsys.readouterr().err
+    assert records(session_factory, ClinicalRecord) == {}

@@ -89,7 +89,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(staff.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(oidc.bp)
-    for view in (oidc.authorize, oidc.token, oidc.userinfo, oidc.revoke):
+    for view in (oidc.authorize, oidc.token, oidc.userinfo, oidc.revoke, oidc.introspect):
         csrf.exempt(view)
     app.register_blueprint(csrf.exempt(codec.bp))
     web_metrics.init_app(app)

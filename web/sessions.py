@@ -147,11 +147,14 @@ def end_session() -> None:
 
 
 def end_other_sessions(user_id: int) -> None:
-    """After a password change only the session that made it survives; clients sign out."""
+    """After a password change only the session that made it survives; clients sign out, and
+    health apps' offline access too if the portal's policy says so."""
     db = get_db()
     keep = token_hash(current_user.session_id)
     db.execute(delete(UserSession).where(UserSession.user_id == user_id, UserSession.id != keep))
-    sign_out_everywhere(db, user_id)
+    sign_out_everywhere(
+        db, user_id, keep_offline=not g.portal.policy.password_reset_ends_offline_access
+    )
 
 
 def current_session_row_id() -> str | None:

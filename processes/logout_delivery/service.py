@@ -1,7 +1,8 @@
 """What the web tier and the activities call when an account's sessions end.
 
-In the caller's transaction: the token families of the ended session (or of every session) are
-revoked at once, and one back-channel logout per client with a logout URI is owed to the outbox.
+In the caller's transaction: the token families of the ended session (or of every session, or
+of one application) are revoked at once, and one back-channel logout per client with a logout
+URI is owed to the outbox.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ def sign_out_everywhere(
     session: Session,
     user_id: int,
     deadline_seconds: int = DEFAULT_DEADLINE_SECONDS,
+    keep_offline: bool = False,
     *,
     acting_for: str | None = None,
 ) -> int:
     """Every session of the account (or, with `acting_for`, only the sign-ins made under that
-    proxy grant): its logout tokens name no `sid`, so each client ends them all. Returns how
-    many clients will be told; the caller commits."""
+    proxy grant): its logout tokens name no `sid`, so each client ends them all; health apps'
+    offline access too unless `keep_offline` (the portal's policy after a password change).
+    Returns how many clients will be told; the caller commits."""
     owed = [
-        (client, None) for client in revoke_user_grants(session, user_id, acting_for=acting_for)
+        (client, None)
+        for client in revoke_user_grants(session, user_id, keep_offline, acting_for=acting_for)
     ]
     return _tell(session, user_id, owed, deadline_seconds)
 
@@ -46,8 +50,8 @@ def sign_out_of_client(
     client_pk: int,
     deadline_seconds: int = DEFAULT_DEADLINE_SECONDS,
 ) -> bool:
-    """One application loses the account's tokens and hears of it; returns whether it held any
-    live token. The caller commits."""
+    """One application loses the account's tokens (offline access included) and hears of it,
+    for every session; returns whether it held any live token. The caller commits."""
     client = revoke_client_grants(session, user_id, client_pk)
     if client is None:
         return False

@@ -12,6 +12,7 @@ from temporalio import activity
 from mail.mailer import Mailer
 from mail.once import already_sent, deliver_once
 from portal.audit import add_event
+from portal.config import load_portals
 from portal.models import EmailToken, LoginThrottle, User, UserSession, utcnow
 from portal.passwords import hash_password
 from portal.tokens import derived_temporary_password
@@ -78,7 +79,10 @@ class RecoveryActivities:
                 .where(LoginThrottle.username_key == user.username.lower())
             )
             session.execute(delete(UserSession).where(UserSession.user_id == user.id))
-            sign_out_everywhere(session, user.id)
+            policy = load_portals(self.mailer.settings.portals_file)[user.portal].policy
+            sign_out_everywhere(
+                session, user.id, keep_offline=not policy.password_reset_ends_offline_access
+            )
             add_event(
                 session,
                 actor=f"user:{user.id}",

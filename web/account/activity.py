@@ -17,6 +17,7 @@ from web.account import bp
 from web.db import get_db
 from web.forms import CheckedForm, required
 from web.oidc import SCOPE_DESCRIPTIONS
+from web.oidc.smart import describe_resource_scope
 from web.sessions import (
     current_session_row_id,
     end_one_session,
@@ -61,7 +62,7 @@ def event_label(event: AuditEvent) -> str:
 
 def scope_label(scope: str) -> str:
     """What a scope releases, as the consent screen said it."""
-    return str(SCOPE_DESCRIPTIONS.get(scope, scope))
+    return describe_resource_scope(scope) or str(SCOPE_DESCRIPTIONS.get(scope, scope))
 
 
 class EndSessionForm(CheckedForm):

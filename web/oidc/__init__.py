@@ -70,9 +70,20 @@ from portal.oidc import (
     supported_scopes,
 )
 from portal.passwords import verify_password
+from portal.smart import (
+    SMART_FLOWS,
+    Capability,
+    ContextScope,
+    approved,
+    is_smart_scope,
+    patient_id_for,
+    resource_scope,
+    supported_smart_scopes,
+)
 from portal.tokens import new_token, token_hash
 from processes.proxy_grant import service as proxy_service
 from web.db import get_db
+from web.oidc.smart import CONTEXT_WORDS, resource_choices
 from web.portals import portal_blueprint
 from web.ratelimit import rate_limited
 from web.security import allow_form_redirect_to
@@ -94,7 +105,12 @@ SCOPE_DESCRIPTIONS = {
     "member_id": _l("Su número de cliente (Client ID)"),
     "proxy": _l("Por quién actúa usted, si eligió a alguien, y con qué acceso"),
     "offline_access": _l("Mantener el acceso de la aplicación mientras usted no cierre sesión"),
+    **CONTEXT_WORDS,
 }
+OFFLINE_WORDS = _l(
+    "Mantener el acceso aunque usted cierre sesión en el portal, hasta que lo quite en "
+    "su actividad o deje de usarla por %(days)s días"
+)
 
 
 class DecisionForm(FlaskForm):
@@ -143,6 +159,11 @@ def discovery():
         userinfo_endpoint=f"{issuer}/userinfo",
         jwks_uri=f"{issuer}/jwks",
         revocation_endpoint=f"{issuer}/revoke",
+        introspection_endpoint=f"{issuer}/introspect",
+        introspection_endpoint_auth_methods_supported=[
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         end_session_endpoint=f"{issuer}/end-session",
         response_types_supported=["code"],
         response_modes_supported=["query"],
@@ -160,7 +181,7 @@ def discovery():
             "none",
         ],
         code_challenge_methods_supported=["S256"],
-        scopes_supported=list(supported_scopes(g.portal.flow)),
+        scopes_supported=_scopes_supported(),
         claims_supported=[
             "sub",
             "iss",
@@ -180,6 +201,7 @@ def discovery():
             "roles",
             *(["office"] if g.portal.flow == "provider" else []),
             *(["member_client_id"] if g.portal.flow == "member" else []),
+            *(["fhirUser"] if _smart_portal() else []),
         ],
         prompt_values_supported=["none", "login", "consent"],
         request_parameter_supported=False,
@@ -189,6 +211,46 @@ def discovery():
         backchannel_logout_session_supported=True,
         frontchannel_logout_supported=False,
         authorization_response_iss_parameter_supported=True,
+    )
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def _smart_portal() -> bool:
+    return g.portal.flow in SMART_FLOWS
+
+
+def _scopes_supported() -> list[str]:
+    extra = supported_smart_scopes() if _smart_portal() else []
+    return list(supported_scopes(g.portal.flow)) + extra
+
+
+@bp.get("/.well-known/smart-configuration")
+def smart_configuration():
+    """SMART App Launch 2.0 discovery, on the portals whose people have a FHIR Patient record.
+    Strict clients read it literally, so it lists only what the provider does."""
+    if not _smart_portal():
+        abort(404)
+    issuer = _issuer()
+    response = jsonify(
+        issuer=issuer,
+        jwks_uri=f"{issuer}/jwks",
+        authorization_endpoint=f"{issuer}/authorize",
+        token_endpoint=f"{issuer}/token",
+        userinfo_endpoint=f"{issuer}/userinfo",
+        introspection_endpoint=f"{issuer}/introspect",
+        revocation_endpoint=f"{issuer}/revoke",
+        grant_types_supported=["authorization_code", "refresh_token"],
+        token_endpoint_auth_methods_supported=[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        response_types_supported=["code"],
+        scopes_supported=_scopes_supported(),
+        code_challenge_methods_supported=["S256"],
+        capabilities=list(Capability),
+        management_endpoint=f"{issuer}/account/activity",
     )
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
@@ -209,6 +271,7 @@ def keys():
 
 CORS_METHODS = {
     "oidc.discovery": "GET",
+    "oidc.smart_configuration": "GET",
     "oidc.keys": "GET",
     "oidc.token": "POST",
     "oidc.userinfo": "GET, POST",
@@ -311,6 +374,41 @@ def _send_to_login(args, fresh: bool):
     return redirect(url_for("auth.login", next=next_url, login_hint=login_hint))
 
 
+def _requested_scopes(client: OidcClient, raw: str) -> tuple[list[str], str | None]:
+    """The scopes of the request this portal offers (others are ignored, as before SMART), or
+    why the request is refused: a scope the client was not approved for, a `patient/` scope
+    without the `launch/patient` context it needs, or neither `openid` nor a FHIR scope."""
+    offered = set(supported_scopes(g.portal.flow))
+    scopes = []
+    for scope in dict.fromkeys(raw.split()):
+        if scope not in offered and not (_smart_portal() and is_smart_scope(scope)):
+            continue
+        if not approved(client.approved_scopes, scope):
+            return [], f"the client is not approved for {scope}"
+        scopes.append(scope)
+    resources = [s for s in scopes if resource_scope(s)]
+    if resources and ContextScope.LAUNCH_PATIENT not in scopes:
+        return [], "patient/ scopes need launch/patient"
+    if "openid" not in scopes and not resources:
+        return [], "openid"
+    return scopes, None
+
+
+def _audience_protected(aud: str | None) -> bool:
+    """SMART's `aud` names the FHIR server the token is for; when the portal lists its FHIR
+    servers, a token is never issued for another (a token leaked to one cannot be replayed)."""
+    listed = g.portal.policy.fhir_base_urls
+    if not listed:
+        return True
+    return aud is not None and aud.rstrip("/") in {url.rstrip("/") for url in listed}
+
+
+def _granted(scopes: list[str], form) -> list[str]:
+    """What the person allowed: every scope asked for but the resource types they unticked."""
+    kept = set(form.getlist("resource"))
+    return [s for s in scopes if resource_scope(s) is None or s in kept]
+
+
 def _present(params: MultiDict) -> MultiDict:
     """The parameters that have a value: RFC 6749 3.1 treats an empty one as omitted."""
     return MultiDict([(k, v) for k, v in params.items(multi=True) if v != ""])
@@ -346,15 +444,17 @@ def authorize():
         return back(error="unsupported_response_type", error_description="only response_type=code")
     if args.get("response_mode", "query") != "query":
         return back(error="invalid_request", error_description="only response_mode=query")
-    offered = supported_scopes(g.portal.flow)
-    scopes = [s for s in dict.fromkeys(args.get("scope", "").split()) if s in offered]
-    if "openid" not in scopes:
-        return back(error="invalid_scope", error_description="openid")
+    scopes, refusal = _requested_scopes(client, args.get("scope", ""))
+    if refusal:
+        return back(error="invalid_scope", error_description=refusal)
+    smart = any(is_smart_scope(s) for s in scopes)
+    if smart and not _audience_protected(args.get("aud")):
+        return back(error="invalid_request", error_description="aud is not a FHIR server here")
     challenge = args.get("code_challenge")
     if challenge:
         if args.get("code_challenge_method") != "S256" or not PKCE_VERIFIER.match(challenge):
             return back(error="invalid_request", error_description="PKCE must use S256")
-    elif client.public:
+    elif client.public or smart:
         return back(error="invalid_request", error_description="PKCE (S256) is required")
     max_age = args.get("max_age")
     if max_age is not None and not (max_age.isdigit() and len(max_age) <= 9):
@@ -390,13 +490,29 @@ def authorize():
         if request.method == "GET" or not form.validate_on_submit():
             if "none" in prompts:
                 return back(error="consent_required", error_description="consent needed")
-            described = [SCOPE_DESCRIPTIONS[s] for s in scopes if s in SCOPE_DESCRIPTIONS]
+            offline_days = g.portal.policy.offline_access_days
+            described = [
+                OFFLINE_WORDS % {"days": offline_days}
+                if s == "offline_access" and smart
+                else SCOPE_DESCRIPTIONS[s]
+                for s in scopes
+                if s in SCOPE_DESCRIPTIONS
+            ]
             allow_form_redirect_to(_form_source(redirect_uri))
             return render_template(
-                "oidc/consent.html", client=client, user=user, described=described, form=form
+                "oidc/consent.html",
+                client=client,
+                user=user,
+                described=described,
+                resources=resource_choices(scopes),
+                form=form,
             )
         if request.form.get("decision") != "allow":
             return back(error="access_denied", error_description="the person declined")
+        scopes = _granted(scopes, request.form)
+    if ContextScope.LAUNCH_PATIENT in scopes and patient_id_for(db, user) is None:
+        return back(error="access_denied", error_description="no patient record for this account")
+    if not remembered:
         remember_consent(db, user, client, scopes)
 
     raw = new_token()
@@ -456,20 +572,6 @@ def _authenticated_client():
     return client, None
 
 
-def _claims(db, user: User, grant: OidcGrant) -> dict:
-    """The scopes' claims, and with `proxy` the person the signed-in proxy chose, while the
-    proxy grant is in force: the proxy's own `sub` stays the token's subject."""
-    scopes = set(grant.scope.split())
-    claims = claims_for(db, user, scopes)
-    if "proxy" in scopes and grant.acting_for:
-        acting = proxy_service.acting_claim(
-            db, user, grant.acting_for, current_app.config["SECRET_KEY"]
-        )
-        if acting is not None:
-            claims["acting_for"] = acting
-    return claims
-
-
 def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: str | None):
     now = int(time.time())
     key = g.oidc_signing_key
@@ -487,6 +589,7 @@ def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: s
             "iat": now,
             "exp": now + ACCESS_TOKEN_SECONDS,
             "jti": jti,
+            **({"patient": grant.patient} if grant.patient else {}),
         },
         typ="at+jwt",
     )
@@ -498,38 +601,59 @@ def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: s
         )
     )
     refresh_token = new_token()
+    if grant.offline:
+        grant.expires_at = utcnow() + timedelta(days=g.portal.policy.offline_access_days)
     db.add(
         OidcRefreshToken(
             token_hash=token_hash(refresh_token),
             grant_id=grant.id,
-            expires_at=utcnow() + timedelta(days=REFRESH_TOKEN_DAYS),
+            expires_at=grant.expires_at or utcnow() + timedelta(days=REFRESH_TOKEN_DAYS),
         )
     )
-    id_claims = {
-        **_claims(db, user, grant),
-        "iss": issuer,
-        "aud": client.client_id,
-        "azp": client.client_id,
-        "iat": now,
-        "exp": now + ID_TOKEN_SECONDS,
-        "auth_time": int(grant.auth_time.timestamp()),
+    answer = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "refresh_token": refresh_token,
+        "scope": grant.scope,
     }
-    if nonce:
-        id_claims["nonce"] = nonce
-    if grant.sid:
-        id_claims["sid"] = grant.sid
-    id_token = sign(key, id_claims)
+    scopes = set(grant.scope.split())
+    if "openid" in scopes:
+        id_claims = {
+            **_claims(db, user, grant),
+            "iss": issuer,
+            "aud": client.client_id,
+            "azp": client.client_id,
+            "iat": now,
+            "exp": now + ID_TOKEN_SECONDS,
+            "auth_time": int(grant.auth_time.timestamp()),
+        }
+        if nonce:
+            id_claims["nonce"] = nonce
+        if grant.sid:
+            id_claims["sid"] = grant.sid
+        answer["id_token"] = sign(key, id_claims)
+    if grant.patient:
+        answer["patient"] = grant.patient
     db.commit()
-    return _no_store(
-        jsonify(
-            access_token=access_token,
-            token_type="Bearer",
-            expires_in=ACCESS_TOKEN_SECONDS,
-            refresh_token=refresh_token,
-            id_token=id_token,
-            scope=grant.scope,
+    return _no_store(jsonify(answer))
+
+
+def _claims(db, user: User, grant: OidcGrant) -> dict:
+    """What the granted scopes release about the person, `fhirUser` included; with `proxy`, the
+    person the signed-in proxy chose, while the proxy grant is in force (the proxy's own `sub`
+    stays the token's subject)."""
+    scopes = set(grant.scope.split())
+    claims = claims_for(db, user, scopes)
+    if grant.fhir_user and ContextScope.FHIR_USER in scopes:
+        claims["fhirUser"] = grant.fhir_user
+    if "proxy" in scopes and grant.acting_for:
+        acting = proxy_service.acting_claim(
+            db, user, grant.acting_for, current_app.config["SECRET_KEY"]
         )
-    )
+        if acting is not None:
+            claims["acting_for"] = acting
+    return claims
 
 
 def _pkce_matches(verifier: str | None, challenge: str) -> bool:
@@ -578,6 +702,10 @@ def _exchange_code(db, client: OidcClient):
     user = db.get(User, row.user_id)
     if user is None or user.status != AccountStatus.ACTIVE:
         return refuse("the account can no longer sign in")
+    scopes = row.scope.split()
+    patient = patient_id_for(db, user) if ContextScope.LAUNCH_PATIENT in scopes else None
+    own_patient = patient_id_for(db, user) if ContextScope.FHIR_USER in scopes else None
+    offline = "offline_access" in scopes and not client.first_party
     grant = OidcGrant(
         id=secrets.token_urlsafe(24),
         client_pk=client.id,
@@ -588,6 +716,9 @@ def _exchange_code(db, client: OidcClient):
         sid=row.sid,
         auth_time=row.auth_time,
         acting_for=row.acting_for,
+        patient=patient,
+        fhir_user=f"Patient/{own_patient}" if own_patient else None,
+        offline=offline,
     )
     db.add(grant)
     db.flush()
@@ -602,6 +733,8 @@ def _refresh(db, client: OidcClient):
         return _oauth_error("invalid_grant", "unknown refresh token")
     if grant.revoked_at is not None:
         return _oauth_error("invalid_grant", "refresh token revoked")
+    if grant.expires_at is not None and grant.expires_at <= utcnow():
+        return _oauth_error("invalid_grant", "offline access lapsed unused")
     now = utcnow()
     rotated = db.execute(
         update(OidcRefreshToken)
@@ -709,6 +842,59 @@ def revoke():
         )
         db.commit()
     return _no_store(current_app.response_class(status=200))
+
+
+@bp.post("/introspect")
+def introspect():
+    """RFC 7662 for resource servers, which authenticate as confidential clients of this portal:
+    an access or refresh token's scope, patient context and expiry while it is live; anything
+    revoked, rotated out, lapsed, expired, of a disabled account or unknown is only inactive."""
+    client, refused = _authenticated_client()
+    if refused is not None:
+        return refused
+    if client.public:
+        return _oauth_error("invalid_client", "introspection needs a client secret", 401)
+    raw = request.form.get("token", "")
+    if not raw:
+        return _oauth_error("invalid_request", "token is required")
+    db = get_db()
+    found = _introspected(db, raw)
+    if found is None:
+        return _no_store(jsonify(active=False))
+    grant, expires, token_type = found
+    user = db.get(User, grant.user_id)
+    owner = db.get(OidcClient, grant.client_pk)
+    if user is None or user.status != AccountStatus.ACTIVE or owner is None:
+        return _no_store(jsonify(active=False))
+    answer = {
+        "active": True,
+        "scope": grant.scope,
+        "client_id": owner.client_id,
+        "sub": subject_for(db, user.id),
+        "exp": expires,
+        "iss": _issuer(),
+        "token_type": token_type,
+    }
+    if grant.patient:
+        answer["patient"] = grant.patient
+    if grant.fhir_user and ContextScope.FHIR_USER in grant.scope.split():
+        answer["fhirUser"] = grant.fhir_user
+    return _no_store(jsonify(answer))
+
+
+def _introspected(db, raw: str) -> tuple[OidcGrant, int, str] | None:
+    """The live grant behind an access token or an unused refresh token, its expiry (epoch
+    seconds) and its kind."""
+    live = _live_access_token(db, raw)
+    if live is not None:
+        return live[1], int(live[0]["exp"]), "Bearer"
+    row = db.get(OidcRefreshToken, token_hash(raw))
+    if row is None or row.used_at is not None or row.expires_at <= utcnow():
+        return None
+    grant = grant_is_live(db, row.grant_id)
+    if grant is None or grant.portal != g.portal.slug:
+        return None
+    return grant, int(row.expires_at.timestamp()), "refresh_token"
 
 
 # --- RP-initiated logout --------------------------------------------------------------------
