@@ -38,6 +38,8 @@ from processes.invitation.activities import InvitationActivities
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery.activities import LogoutDeliveryActivities
 from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
+from processes.proxy_grant.activities import ProxyGrantActivities
+from processes.proxy_grant.workflows import ProxyGrantWorkflow
 from processes.recovery.activities import RecoveryActivities
 from processes.recovery.workflows import PasswordResetWorkflow, UsernameReminderWorkflow
 from processes.registration.activities import RecordActivities, RegistrationActivities
@@ -58,6 +60,7 @@ WORKFLOWS = [
     LogoutDeliveryWorkflow,
     EmailChangeWorkflow,
     CleanupWorkflow,
+    ProxyGrantWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -78,6 +81,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     logout_delivery = LogoutDeliveryActivities(session_factory, settings)
     email_change = EmailChangeActivities(session_factory, mailer, portals)
     cleanup = CleanupActivities(session_factory)
+    proxy_grants = ProxyGrantActivities(session_factory, mailer, portals)
     return [
         registrations.record_step,
         registrations.close_confirmation,
@@ -100,6 +104,8 @@ def activities_for(settings: Settings, session_factory) -> list:
         email_change.apply_change,
         email_change.end_change,
         cleanup.delete_expired_batch,
+        proxy_grants.settle_grant,
+        proxy_grants.send_grant_mail,
     ]
 
 

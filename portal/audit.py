@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from portal.models import AuditEvent
+
+ACTING: ContextVar[dict[str, str] | None] = ContextVar("acceso_acting", default=None)
+"""Who acts for whom in the current request (a proxy acting for someone): every audit line
+written meanwhile names both people, whatever code writes it."""
 
 
 def add_event(
@@ -19,6 +24,9 @@ def add_event(
     user_id: int | None = None,
     **detail: Any,
 ) -> None:
+    acting = ACTING.get()
+    if acting:
+        detail = {**acting, **detail}
     session.add(
         AuditEvent(
             actor=actor,

@@ -125,6 +125,17 @@ class Policy:
     fhir_base_urls: tuple[str, ...] = ()
     """The FHIR servers this portal authorizes for: a SMART request's `aud` must name one.
     Empty: any `aud` is accepted (a demo whose FHIR server's port changes)."""
+    proxy_adolescent_age: int = 12
+    """At this birthday a parent's or guardian's grant becomes `limited`; both are told."""
+    proxy_majority_age: int = 18
+    """At this birthday a grant for a child ends and the new adult is invited to register."""
+    proxy_renewal_months: int = 12
+    """An adult subject renews a grant this often (reminders 30 and 7 days before) or it lapses."""
+    proxy_link_hours: int = 72
+    """How long a proxy invitation, or an adult's approval link, waits for an answer."""
+    proxy_review_sla_hours: int = 24
+    proxy_review_final_hours: int = 120
+    """Staff review of a request for a child: overdue (reviewers e-mailed), then it expires."""
 
 
 FLOW_STEPS = {

@@ -662,6 +662,8 @@ class OidcGrant(Base):
     """A third-party app's offline access: it outlives the portal session that granted it."""
     expires_at: Mapped[datetime | None]
     """When an offline grant lapses unless used; each refresh pushes it back."""
+    acting_for: Mapped[str | None] = mapped_column(String(16))
+    """With the `proxy` scope: the proxy grant the tokens' `acting_for` claim describes."""
 
 
 class OidcAuthorizationCode(Base):
@@ -684,6 +686,8 @@ class OidcAuthorizationCode(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    acting_for: Mapped[str | None] = mapped_column(String(16))
+    """The proxy grant (its reference) the person was acting under when they signed in."""
 
 
 class OidcRefreshToken(Base):
@@ -757,3 +761,45 @@ class EmailChange(Base):
     applied_at: Mapped[datetime | None]
     undo_until: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+
+
+class ProxyGrant(Base):
+    """One person's permission to act for another, and its process's read model.
+
+    `status` (a proxy_grant Step) is claimed by conditional updates, so an acceptance, a
+    decision, a revoke and a timer (birthday, end date, renewal) each win or lose exactly once.
+    The subject is an account, a clinical record, or both (a child has a record, not an
+    account); the proxy is an account once the invitation is accepted.
+    """
+
+    __tablename__ = "proxy_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    portal: Mapped[str] = mapped_column(String(32), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    origin: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    subject_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    subject_record_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clinical_records.id", ondelete="SET NULL"), index=True
+    )
+    proxy_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    invite_email: Mapped[str] = mapped_column(String(254), default="")
+    relationship: Mapped[str] = mapped_column(String(24))
+    access: Mapped[str] = mapped_column(String(16))
+    ends_on: Mapped[str] = mapped_column(String(10), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]
+    renew_by: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    ended_by: Mapped[str | None] = mapped_column(String(100))
+    end_note: Mapped[str | None] = mapped_column(Text)

@@ -61,7 +61,11 @@ RETIRED_KEY_PUBLISHED = timedelta(hours=1)
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 BASE_SCOPES = ("openid", "profile", "email", "roles", "offline_access")
-FLOW_SCOPES = {"provider": ("office", "office_identifiers"), "member": ("member_id",)}
+FLOW_SCOPES = {
+    "provider": ("office", "office_identifiers"),
+    "member": ("member_id",),
+    "patient": ("proxy",),
+}
 
 
 def supported_scopes(flow: str) -> tuple[str, ...]:
@@ -417,14 +421,21 @@ def revoke_grant(session: Session, grant_id: str, now: datetime | None = None) -
 
 
 def revoke_user_grants(
-    session: Session, user_id: int, keep_offline: bool = False
+    session: Session,
+    user_id: int,
+    keep_offline: bool = False,
+    *,
+    acting_for: str | None = None,
 ) -> list[OidcClient]:
     """Ends every token family of the account (but health apps' offline access when
-    `keep_offline`); returns the clients it had signed in to."""
+    `keep_offline`; only those signed in under the proxy grant `acting_for`, if given);
+    returns the clients it had signed in to."""
     now = utcnow()
     query = select(OidcGrant).where(OidcGrant.user_id == user_id, OidcGrant.revoked_at.is_(None))
     if keep_offline:
         query = query.where(OidcGrant.offline.is_(False))
+    if acting_for is not None:
+        query = query.where(OidcGrant.acting_for == acting_for)
     grants = session.scalars(query).all()
     client_pks = {grant.client_pk for grant in grants}
     for grant in grants:

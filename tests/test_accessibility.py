@@ -22,6 +22,9 @@ from tests.fixtures.showcase import (
     INVITATION_TOKEN,
     NOT_ME_TOKEN,
     PASSWORD,
+    PROXY_ACCEPT_TOKEN,
+    PROXY_CONSENT_TOKEN,
+    PROXY_REVIEW_REFERENCE,
     RESET_TOKEN,
     STAFF_PASSWORD,
     second_step_in_browser,
@@ -107,7 +110,9 @@ class Walk:
             self.page.goto(f"{self.base}{path}{'&' if '?' in path else '?'}lang={lang}")
             self.check(label or path)
 
-    def refuse(self, path: str, fill: dict[str, str], label: str, button="button[type=submit]"):
+    def refuse(
+        self, path: str, fill: dict[str, str], label: str, button="main button[type=submit]"
+    ):
         """The form refused (in each language): errors beside fields and a summary on top
         that has the focus."""
         for lang in LANGUAGES:
@@ -206,6 +211,9 @@ def test_every_public_page_of_every_portal(walk):
     walk.visit(f"/patient/account/email/confirm/{EMAIL_CHANGE_TOKEN}", "confirm a new e-mail")
     walk.visit(f"/patient/account/email/undo/{EMAIL_UNDO_TOKEN}", "undo an e-mail change")
     walk.visit("/patient/account/email/confirm/no-such-token", "e-mail change link invalid")
+    walk.visit(f"/patient/proxy/accept/{PROXY_ACCEPT_TOKEN}", "accept a proxy invitation")
+    walk.visit(f"/patient/proxy/consent/{PROXY_CONSENT_TOKEN}", "approve a proxy request")
+    walk.visit("/patient/proxy/consent/no-such-token", "proxy link invalid")
 
 
 def test_every_page_of_the_provider_wizard(walk):
@@ -240,6 +248,21 @@ def test_every_signed_in_page_of_every_portal(walk):
         walk.refuse(f"/{portal}/account/email", {"#new_email": "no-es-correo"}, "change e-mail")
         if portal == "patient":
             walk.visit("/staff/", "forbidden")
+            walk.visit("/patient/account/proxies", "people who can act for me")
+            walk.refuse(
+                "/patient/account/proxies",
+                {"#email": "no-es-correo"},
+                "invite a proxy",
+                button="form:has(#email) button[type=submit]",
+            )
+            walk.visit("/patient/proxy/request", "ask to act for someone")
+            walk.refuse("/patient/proxy/request", {"#record_number": "HC-3"}, "ask to act")
+            walk.visit(f"/patient/proxy/accept/{PROXY_ACCEPT_TOKEN}", "invitation, signed in")
+            page.select_option("#acting-reference", "XSHOW0001")
+            page.click(".acting button[type=submit]")
+            page.wait_for_load_state()
+            walk.visit("/patient/", "acting for someone")
+            assert "Sofía Pérez" in page.inner_text(".acting strong")
         if portal == "provider":
             walk.visit("/provider/account/employees")
             walk.refuse(
@@ -278,6 +301,14 @@ def test_every_page_of_the_staff_console(walk, site):
         button="form:has(#status_note) button[type=submit]",
     )
     walk.visit(f"/staff/accounts/{showcase.patient_id}/email", "help desk e-mail change")
+    walk.visit("/staff/proxies", "proxy requests")
+    walk.visit(f"/staff/proxies/{PROXY_REVIEW_REFERENCE}", "proxy request")
+    walk.refuse(
+        f"/staff/proxies/{PROXY_REVIEW_REFERENCE}",
+        {"#decision": "decline"},
+        "deny a proxy request without a reason",
+        button="form:has(#decision) button[type=submit]",
+    )
     walk.refuse(
         f"/staff/accounts/{showcase.patient_id}/email",
         {"#new_email": "ana.nueva@example.org"},

@@ -26,6 +26,7 @@ EXPECTED_KINDS = {
     "AccountNoticeWorkflow",
     "StaffInvitationWorkflow",
     "EmailChangeWorkflow",
+    "ProxyGrantWorkflow",
 }
 
 

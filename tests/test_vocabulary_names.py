@@ -15,6 +15,8 @@ from processes.invitation import vocabulary as invitation
 from processes.invitation.workflows import InvitationWorkflow
 from processes.logout_delivery import vocabulary as logout_delivery
 from processes.logout_delivery.workflows import LogoutDeliveryWorkflow
+from processes.proxy_grant import vocabulary as proxy_grant
+from processes.proxy_grant.workflows import ProxyGrantWorkflow
 from processes.recovery import vocabulary as recovery
 from processes.recovery.workflows import PasswordResetWorkflow, UsernameReminderWorkflow
 from processes.registration import vocabulary as registration
@@ -36,6 +38,7 @@ def definition(cls) -> workflow._Definition:
         (staff_invitation.WORKFLOW, StaffInvitationWorkflow),
         (account_notice.WORKFLOW, AccountNoticeWorkflow),
         (logout_delivery.WORKFLOW, LogoutDeliveryWorkflow),
+        (proxy_grant.WORKFLOW, ProxyGrantWorkflow),
         (recovery.Workflow.PASSWORD_RESET, PasswordResetWorkflow),
         (recovery.Workflow.USERNAME_REMINDER, UsernameReminderWorkflow),
     ],
@@ -49,6 +52,7 @@ def test_each_named_workflow_type_is_the_workflows_own(name, cls):
     [
         (registration.Signal, [RegistrationWorkflow]),
         (email_change.Signal, [EmailChangeWorkflow]),
+        (proxy_grant.Signal, [ProxyGrantWorkflow]),
         (invitation.Signal, [InvitationWorkflow]),
         (staff_invitation.Signal, [StaffInvitationWorkflow]),
         (recovery.Signal, [PasswordResetWorkflow, UsernameReminderWorkflow]),

@@ -22,11 +22,17 @@ def sign_out_everywhere(
     user_id: int,
     deadline_seconds: int = DEFAULT_DEADLINE_SECONDS,
     keep_offline: bool = False,
+    *,
+    acting_for: str | None = None,
 ) -> int:
-    """Every session of the account: its logout tokens name no `sid`, so each client ends them
-    all; health apps' offline access too unless `keep_offline` (the portal's policy after a
-    password change). Returns how many clients will be told; the caller commits."""
-    owed = [(client, None) for client in revoke_user_grants(session, user_id, keep_offline)]
+    """Every session of the account (or, with `acting_for`, only the sign-ins made under that
+    proxy grant): its logout tokens name no `sid`, so each client ends them all; health apps'
+    offline access too unless `keep_offline` (the portal's policy after a password change).
+    Returns how many clients will be told; the caller commits."""
+    owed = [
+        (client, None)
+        for client in revoke_user_grants(session, user_id, keep_offline, acting_for=acting_for)
+    ]
     return _tell(session, user_id, owed, deadline_seconds)
 
 

@@ -28,6 +28,7 @@ from portal.models import (
     ClinicalRecord,
     MemberRecord,
     OutboxMessage,
+    ProxyGrant,
     Registration,
     User,
 )
@@ -578,6 +579,53 @@ def email_change_with_a_worker_crash(
     assert 500 not in applicant.statuses + clicker.statuses
 
 
+CHILD_RECORD = ("HC-FNINO", "Niña Falla", "2018-03-09")
+
+
+def proxy_review_with_a_worker_crash(
+    stack: DevStack, sink: MailSink, sessions, reviewer: Reviewer, parent: Applicant
+) -> None:
+    """A signed-in parent asks for their child; the worker is killed, then staff approve: the
+    decision is in the database with the process's signal, and the restarted worker mails it
+    once. The grant is active once, never twice, never lost."""
+    number, _name, born = CHILD_RECORD
+    asked = post_until_answered(
+        stack,
+        parent,
+        "/patient/proxy/request",
+        {"record_number": number, "date_of_birth": born, "relationship": "parent", "note": ""},
+    )
+    assert asked.endswith("/patient/account/proxies"), asked[:500]
+    with sessions() as session:
+        reference = session.scalar(select(ProxyGrant.reference))
+    stack.kill("worker")
+    path = f"/staff/proxies/{reference}"
+    decided = sent_until_answered(
+        stack.base,
+        reviewer.http,
+        reviewer.statuses,
+        f"{path}/decision",
+        reviewer.form(path),
+        {"decision": "approve", "reason": ""},
+    )
+    assert decided.endswith(path), decided[:500]
+
+    def active_notices() -> list:
+        return [m for m in sink.to(parent.email) if "está activo" in str(m["Subject"])]
+
+    wait_until(active_notices, SETTLE_SECONDS, "the parent's 'access active' e-mail")
+    with sessions() as session:
+        assert session.scalar(select(ProxyGrant.status)) == "active"
+        approvals = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "proxy.review_approved")
+        )
+    assert approvals == 1
+    assert len(active_notices()) == 1
+    assert 500 not in parent.statuses + reviewer.statuses
+
+
 def test_registrations_survive_every_kind_of_crash(tmp_path, spawn, sink):
     data_dir = tmp_path / "var"
     data_dir.mkdir()
@@ -587,6 +635,18 @@ def test_registrations_survive_every_kind_of_crash(tmp_path, spawn, sink):
     sessions = make_session_factory(engine)
     people = [Applicant(n) for n in range(5 * BATCH)]
     seed_records(sessions, people)
+    with sessions() as session:
+        number, name, born = CHILD_RECORD
+        session.add(
+            ClinicalRecord(
+                portal="patient",
+                record_number=number,
+                full_name=name,
+                email="familia.falla@example.org",
+                date_of_birth=born,
+            )
+        )
+        session.commit()
     providers = [p for p in people if p.portal == "provider"]
 
     stack = DevStack(spawn, data_dir, sink.port)
@@ -679,6 +739,9 @@ def test_registrations_survive_every_kind_of_crash(tmp_path, spawn, sink):
 
     # An e-mail change with the worker killed between the confirmation and the apply.
     email_change_with_a_worker_crash(stack, sink, sessions, people[2])
+
+    # A parent's request for a child, with the worker killed before the staff decision.
+    proxy_review_with_a_worker_crash(stack, sink, sessions, reviewer, people[6])
 
     with sessions() as session:
         unfinished = session.execute(

@@ -81,6 +81,7 @@ from portal.smart import (
     supported_smart_scopes,
 )
 from portal.tokens import new_token, token_hash
+from processes.proxy_grant import service as proxy_service
 from web.db import get_db
 from web.oidc.smart import CONTEXT_WORDS, resource_choices
 from web.portals import portal_blueprint
@@ -102,6 +103,7 @@ SCOPE_DESCRIPTIONS = {
     "office": _l("Su oficina y si usted es el registrante principal o un empleado"),
     "office_identifiers": _l("El NPI y el Tax ID de su oficina"),
     "member_id": _l("Su número de cliente (Client ID)"),
+    "proxy": _l("Por quién actúa usted, si eligió a alguien, y con qué acceso"),
     "offline_access": _l("Mantener el acceso de la aplicación mientras usted no cierre sesión"),
     **CONTEXT_WORDS,
 }
@@ -514,6 +516,7 @@ def authorize():
         remember_consent(db, user, client, scopes)
 
     raw = new_token()
+    acting = g.get("acting")
     db.add(
         OidcAuthorizationCode(
             code_hash=token_hash(raw),
@@ -527,6 +530,7 @@ def authorize():
             sid=sid,
             auth_time=auth_time,
             expires_at=utcnow() + timedelta(seconds=CODE_SECONDS),
+            acting_for=acting.grant.reference if "proxy" in scopes and acting else None,
         )
     )
     db.commit()
@@ -636,11 +640,19 @@ def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: s
 
 
 def _claims(db, user: User, grant: OidcGrant) -> dict:
-    """What the granted scopes release about the person, `fhirUser` included."""
+    """What the granted scopes release about the person, `fhirUser` included; with `proxy`, the
+    person the signed-in proxy chose, while the proxy grant is in force (the proxy's own `sub`
+    stays the token's subject)."""
     scopes = set(grant.scope.split())
     claims = claims_for(db, user, scopes)
     if grant.fhir_user and ContextScope.FHIR_USER in scopes:
         claims["fhirUser"] = grant.fhir_user
+    if "proxy" in scopes and grant.acting_for:
+        acting = proxy_service.acting_claim(
+            db, user, grant.acting_for, current_app.config["SECRET_KEY"]
+        )
+        if acting is not None:
+            claims["acting_for"] = acting
     return claims
 
 
@@ -703,6 +715,7 @@ def _exchange_code(db, client: OidcClient):
         code_hash=row.code_hash,
         sid=row.sid,
         auth_time=row.auth_time,
+        acting_for=row.acting_for,
         patient=patient,
         fhir_user=f"Patient/{own_patient}" if own_patient else None,
         offline=offline,

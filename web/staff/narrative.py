@@ -91,6 +91,28 @@ SENTENCES = {
     "email_change.expired": _l("El pedido de cambio de correo electrónico venció."),
     "email_change.replaced": _l("Un pedido más nuevo reemplazó el cambio de correo electrónico."),
     "email_change.kept": _l("Terminó el plazo para deshacer el cambio de correo electrónico."),
+    "proxy.invited": _l("%(who)s invitó a una persona a actuar en su nombre."),
+    "proxy.requested": _l("%(who)s pidió actuar en nombre de otra persona."),
+    "proxy.request_mismatch": _l(
+        "%(who)s pidió actuar por otra persona con datos que no coinciden (intento n.º %(strikes)s)."
+    ),
+    "proxy.accepted": _l("%(who)s aceptó la invitación para actuar en nombre de otra persona."),
+    "proxy.approved": _l("%(who)s aprobó que otra persona actúe en su nombre."),
+    "proxy.declined": _l("%(who)s rechazó que otra persona actúe en su nombre."),
+    "proxy.review_approved": _l("%(who)s aprobó el pedido de acceso."),
+    "proxy.review_denied": _l("%(who)s rechazó el pedido de acceso."),
+    "proxy.review_overdue": _l("La revisión del pedido de acceso venció sin decisión."),
+    "proxy.active": _l("El acceso en nombre de otra persona quedó activo."),
+    "proxy.limited": _l("El acceso quedó limitado: la persona cumplió la edad de la política."),
+    "proxy.majority": _l("El acceso terminó: la persona cumplió la mayoría de edad."),
+    "proxy.renewed": _l("%(who)s renovó el acceso de quien actúa en su nombre."),
+    "proxy.lapsed": _l("El acceso venció sin renovación."),
+    "proxy.ended": _l("El acceso terminó en su fecha de fin."),
+    "proxy.expired": _l("El pedido o la invitación venció sin respuesta."),
+    "proxy.revoked": _l("%(who)s quitó el acceso."),
+    "proxy.left": _l("%(who)s dejó de actuar en nombre de la otra persona."),
+    "proxy.acting_started": _l("%(who)s empezó a actuar en nombre de otra persona."),
+    "proxy.acting_stopped": _l("%(who)s dejó de actuar en nombre de otra persona."),
 }
 """Sentences by action; %(who)s is the actor, other placeholders come from the event's detail."""
 
@@ -114,6 +136,7 @@ EMAILS = {
     "email_change_requested": _l("aviso de un pedido de cambio de correo electrónico"),
     "email_change_applied": _l("aviso de cambio de correo electrónico, con enlace para deshacerlo"),
     "email_address_in_use": _l("aviso de dirección de correo electrónico ya usada"),
+    "proxy_notice": _l("aviso sobre un acceso en nombre de otra persona"),
 }
 """The e-mails by template, as the audit log names them."""
 
@@ -126,6 +149,7 @@ ACTION_GROUPS = {
     "login": _l("Inicios de sesión"),
     "password": _l("Contraseñas"),
     "email_change": _l("Cambios de correo electrónico"),
+    "proxy": _l("Accesos en nombre de otra persona"),
     "recovery": _l("Recuperación de cuenta"),
     "invitation": _l("Invitaciones"),
     "employee": _l("Empleados"),
@@ -144,6 +168,8 @@ def who(actor: str) -> str:
         return _("El sistema")
     if actor.startswith("user:"):
         return _("El usuario %(id)s", id=actor.removeprefix("user:"))
+    if actor.startswith("record:"):
+        return _("la historia clínica %(id)s", id=actor.removeprefix("record:"))
     return actor or _("Alguien")
 
 
@@ -175,9 +201,12 @@ def sentence(event: AuditEvent) -> str:
             return _("%(who)s importó registros.", who=values["who"])
         return f"{values['who']}: {event.action}"
     try:
-        return str(template) % values
+        said = str(template) % values
     except (KeyError, ValueError, TypeError):
-        return f"{values['who']}: {event.action}"
+        said = f"{values['who']}: {event.action}"
+    if detail.get("acting_for"):
+        said += " " + _("(actuando en nombre de %(whom)s)", whom=who(detail["acting_for"]))
+    return said
 
 
 def reason(event: AuditEvent) -> str:

@@ -1,0 +1,649 @@
+"""The proxy grant's door for the web tier and the staff console: every invitation, request,
+acceptance, decision, revoke and renewal is one transaction that claims the grant's `status`
+with a conditional update and carries what the process must hear (an outbox start or signal)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from portal.audit import add_event
+from portal.config import Portal
+from portal.models import (
+    AccountStatus,
+    AuditEvent,
+    ClinicalRecord,
+    EmailToken,
+    IdentityStrikes,
+    ProxyGrant,
+    User,
+    utcnow,
+)
+from portal.oidc import subject_for
+from portal.tokens import new_reference, token_hash
+from processes.proxy_grant.activities import end_proxy_sign_ins, subject_name
+from processes.proxy_grant.steps import age_on
+from processes.proxy_grant.vocabulary import (
+    AGE_BOUND,
+    IN_FORCE,
+    LIVE,
+    WAITING,
+    WORKFLOW,
+    Access,
+    Decision,
+    GrantAccepted,
+    GrantRenewed,
+    GrantRevoked,
+    Invited,
+    LinkPurpose,
+    LinkState,
+    Origin,
+    ProxyGrantStart,
+    Relationship,
+    Requested,
+    ReviewDecision,
+    Signal,
+    Step,
+    SubjectDecision,
+)
+from temporal import search_attributes
+from temporal.outbox import enqueue_signal, enqueue_start
+
+NEEDS_STAFF = (Relationship.LEGAL_GUARDIAN, Relationship.HEALTHCARE_AGENT)
+"""A representative of an adult who cannot consent: staff review, not the adult's own link."""
+
+
+def proxy_grant_id(portal: Portal, reference: str) -> str:
+    return f"proxy/{portal.slug}/{reference}"
+
+
+def _start(session: Session, portal: Portal, grant: ProxyGrant, **fields) -> None:
+    policy = portal.policy
+    enqueue_start(
+        session,
+        workflow=WORKFLOW,
+        workflow_id=grant.workflow_id,
+        payload=ProxyGrantStart(
+            portal=portal.slug,
+            grant_id=grant.id,
+            origin=Origin(grant.origin),
+            ends_on=grant.ends_on,
+            link_hours=policy.proxy_link_hours,
+            review_sla_hours=policy.proxy_review_sla_hours,
+            review_final_hours=policy.proxy_review_final_hours,
+            adolescent_age=policy.proxy_adolescent_age,
+            majority_age=policy.proxy_majority_age,
+            renewal_months=policy.proxy_renewal_months,
+            **fields,
+        ),
+        summary=f"{portal.name.source}: proxy grant {grant.reference}",
+        search_attributes={
+            search_attributes.PORTAL.name: portal.slug,
+            search_attributes.REFERENCE.name: grant.reference,
+            search_attributes.STEP.name: grant.status,
+        },
+    )
+
+
+def _new_grant(portal: Portal, **fields) -> ProxyGrant:
+    reference = new_reference()
+    return ProxyGrant(
+        reference=reference,
+        portal=portal.slug,
+        workflow_id=proxy_grant_id(portal, reference),
+        **fields,
+    )
+
+
+def _birth_date(session: Session, user: User) -> str:
+    record = (
+        session.get(ClinicalRecord, user.clinical_record_id) if user.clinical_record_id else None
+    )
+    return record.date_of_birth if record else ""
+
+
+@dataclass
+class Invitation:
+    email: str
+    access: Access
+    ends_on: date | None = None
+
+
+AcceptedWith = Callable[[Session], None]
+"""What the caller adds to the transaction of an accepted form (its remembered outcome)."""
+
+
+def invite(
+    session: Session,
+    portal: Portal,
+    subject: User,
+    invitation: Invitation,
+    accepted_with: AcceptedWith | None = None,
+) -> Invited:
+    """The subject names someone by e-mail; they accept with an account of the same portal."""
+    email = invitation.email.strip()
+    if email.lower() == subject.email.lower():
+        return Invited.SELF
+    waiting = session.scalar(
+        select(ProxyGrant.id)
+        .outerjoin(User, User.id == ProxyGrant.proxy_user_id)
+        .where(ProxyGrant.subject_user_id == subject.id)
+        .where(ProxyGrant.status.in_(list(LIVE)))
+        .where(
+            or_(
+                func.lower(ProxyGrant.invite_email) == email.lower(),
+                func.lower(User.email) == email.lower(),
+            )
+        )
+        .limit(1)
+    )
+    if waiting is not None:
+        return Invited.DUPLICATE
+    grant = _new_grant(
+        portal,
+        origin=Origin.INVITATION,
+        status=Step.INVITED,
+        subject_user_id=subject.id,
+        subject_record_id=subject.clinical_record_id,
+        invite_email=email,
+        relationship=Relationship.CHOSEN,
+        access=invitation.access,
+        ends_on=invitation.ends_on.isoformat() if invitation.ends_on else "",
+    )
+    session.add(grant)
+    session.flush()
+    add_event(
+        session,
+        actor=f"user:{subject.id}",
+        action="proxy.invited",
+        portal=portal.slug,
+        workflow_id=grant.workflow_id,
+        user_id=subject.id,
+        grant=grant.reference,
+        access=str(invitation.access),
+    )
+    _start(session, portal, grant, adult_subject=True, birth_date=_birth_date(session, subject))
+    if accepted_with is not None:
+        accepted_with(session)
+    session.commit()
+    return Invited.SENT
+
+
+def _count_strike(session: Session, portal: Portal, key: str) -> int:
+    """One atomic upsert (SQLite and PostgreSQL alike): concurrent wrong guesses each count."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(IdentityStrikes).values(
+        portal=portal.slug, client_id=key, strikes=1, updated_at=utcnow()
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[IdentityStrikes.portal, IdentityStrikes.client_id],
+        set_={"strikes": IdentityStrikes.strikes + 1, "updated_at": utcnow()},
+    ).returning(IdentityStrikes.strikes)
+    return session.execute(statement).scalar_one()
+
+
+def strike_key(proxy: User) -> str:
+    """Strikes are the asking account's: a guess from anywhere under it counts."""
+    return f"PROXY:{proxy.id}"
+
+
+@dataclass
+class AccessRequest:
+    record_number: str
+    date_of_birth: date
+    relationship: Relationship
+    note: str = ""
+
+
+def request_access(
+    session: Session,
+    portal: Portal,
+    proxy: User,
+    request: AccessRequest,
+    accepted_with: AcceptedWith | None = None,
+) -> Requested:
+    """Checks the record number and birth date together (a mismatch counts a strike and never
+    says which field), then sends the request to the adult subject's own link or to staff."""
+    key = strike_key(proxy)
+    limit = portal.policy.identity_strike_limit
+    strikes = session.scalar(
+        select(IdentityStrikes.strikes)
+        .where(IdentityStrikes.portal == portal.slug)
+        .where(IdentityStrikes.client_id == key)
+    )
+    if strikes is not None and strikes >= limit:
+        return Requested.BLOCKED
+    record = session.scalar(
+        select(ClinicalRecord)
+        .where(ClinicalRecord.portal == portal.slug)
+        .where(func.upper(ClinicalRecord.record_number) == request.record_number.strip().upper())
+        .where(ClinicalRecord.date_of_birth == request.date_of_birth.isoformat())
+    )
+    if record is None:
+        counted = _count_strike(session, portal, key)
+        add_event(
+            session,
+            actor=f"user:{proxy.id}",
+            action="proxy.request_mismatch",
+            portal=portal.slug,
+            user_id=proxy.id,
+            strikes=counted,
+        )
+        session.commit()
+        return Requested.BLOCKED if counted >= limit else Requested.NO_MATCH
+    session.execute(
+        update(IdentityStrikes)
+        .where(IdentityStrikes.portal == portal.slug)
+        .where(IdentityStrikes.client_id == key)
+        .values(strikes=0, updated_at=utcnow())
+    )
+    if proxy.clinical_record_id == record.id:
+        session.commit()
+        return Requested.SELF
+    session.scalar(select(User.id).where(User.id == proxy.id).with_for_update())
+    pending = session.scalar(
+        select(ProxyGrant.id)
+        .where(ProxyGrant.subject_record_id == record.id)
+        .where(ProxyGrant.proxy_user_id == proxy.id)
+        .where(ProxyGrant.status.in_(list(LIVE)))
+        .limit(1)
+    )
+    if pending is not None:
+        session.commit()
+        return Requested.DUPLICATE
+    subject = session.scalar(
+        select(User)
+        .where(User.clinical_record_id == record.id)
+        .where(User.status == AccountStatus.ACTIVE)
+    )
+    minor = bool(record.date_of_birth) and (
+        age_on(record.date_of_birth, utcnow().date()) < portal.policy.proxy_majority_age
+    )
+    review = minor or subject is None or request.relationship in NEEDS_STAFF
+    grant = _new_grant(
+        portal,
+        origin=Origin.REQUEST,
+        status=Step.IN_REVIEW if review else Step.AWAITING_SUBJECT,
+        subject_user_id=subject.id if subject else None,
+        subject_record_id=record.id,
+        proxy_user_id=proxy.id,
+        relationship=request.relationship,
+        access=Access.VIEW if request.relationship == Relationship.OTHER else Access.MANAGE,
+        note=request.note,
+    )
+    session.add(grant)
+    session.flush()
+    add_event(
+        session,
+        actor=f"user:{proxy.id}",
+        action="proxy.requested",
+        portal=portal.slug,
+        workflow_id=grant.workflow_id,
+        user_id=subject.id if subject else None,
+        grant=grant.reference,
+        relationship=str(request.relationship),
+        review=review,
+    )
+    _start(
+        session,
+        portal,
+        grant,
+        review=review,
+        birth_date=record.date_of_birth,
+        adult_subject=not minor,
+        age_bound=request.relationship in AGE_BOUND,
+    )
+    if accepted_with is not None:
+        accepted_with(session)
+    session.commit()
+    return Requested.SENT_TO_STAFF if review else Requested.SENT_TO_SUBJECT
+
+
+@dataclass
+class Link:
+    state: LinkState
+    token: EmailToken | None = None
+    grant: ProxyGrant | None = None
+
+
+def read_link(session: Session, portal: Portal, raw: str, purpose: LinkPurpose) -> Link:
+    """What a link's page may say, read without changing anything."""
+    token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
+    if token is None or token.portal != portal.slug or token.purpose != purpose:
+        return Link(LinkState.UNKNOWN)
+    grant = session.scalar(select(ProxyGrant).where(ProxyGrant.workflow_id == token.workflow_id))
+    if grant is None:
+        return Link(LinkState.UNKNOWN)
+    if token.used_at is not None:
+        return Link(LinkState.USED, token, grant)
+    if not token.usable(utcnow()) or grant.status not in WAITING:
+        return Link(LinkState.EXPIRED, token, grant)
+    return Link(LinkState.USABLE, token, grant)
+
+
+def _claim(session: Session, link: Link, source: Step, **values) -> bool:
+    now = utcnow()
+    return bool(
+        session.execute(
+            update(EmailToken)
+            .where(EmailToken.id == link.token.id)
+            .where(EmailToken.used_at.is_(None))
+            .where(EmailToken.revoked_at.is_(None))
+            .where(EmailToken.expires_at > now)
+            .values(used_at=now)
+        ).rowcount
+        and session.execute(
+            update(ProxyGrant)
+            .where(ProxyGrant.id == link.grant.id)
+            .where(ProxyGrant.status == source)
+            .values(**values)
+        ).rowcount
+    )
+
+
+def accept(session: Session, portal: Portal, raw: str, proxy: User) -> Link:
+    """The invitee's button, pressed signed in: that account becomes the proxy."""
+    link = read_link(session, portal, raw, LinkPurpose.ACCEPT)
+    if link.state != LinkState.USABLE:
+        return link
+    if proxy.id == link.grant.subject_user_id or proxy.portal != portal.slug:
+        return Link(LinkState.WRONG_PERSON, link.token, link.grant)
+    if not _claim(
+        session,
+        link,
+        Step.INVITED,
+        status=Step.ACTIVE,
+        proxy_user_id=proxy.id,
+        activated_at=utcnow(),
+    ):
+        session.rollback()
+        return read_link(session, portal, raw, LinkPurpose.ACCEPT)
+    add_event(
+        session,
+        actor=f"user:{proxy.id}",
+        action="proxy.accepted",
+        portal=portal.slug,
+        workflow_id=link.grant.workflow_id,
+        user_id=link.grant.subject_user_id,
+        grant=link.grant.reference,
+    )
+    enqueue_signal(
+        session,
+        workflow_id=link.grant.workflow_id,
+        signal=Signal.ACCEPT,
+        payload=GrantAccepted(proxy_user_id=proxy.id),
+    )
+    session.commit()
+    return Link(LinkState.DONE_NOW, link.token, link.grant)
+
+
+def decide_as_subject(
+    session: Session, portal: Portal, raw: str, decision: Decision, signed_in: User | None
+) -> Link:
+    """The adult subject's approval or refusal from their e-mailed link; anyone signed in as
+    another account is refused, so a shared computer cannot answer for them."""
+    link = read_link(session, portal, raw, LinkPurpose.CONSENT)
+    if link.state != LinkState.USABLE:
+        return link
+    if signed_in is not None and signed_in.id != link.grant.subject_user_id:
+        return Link(LinkState.WRONG_PERSON, link.token, link.grant)
+    approved = decision == Decision.APPROVE
+    now = utcnow()
+    values = {"status": Step.ACTIVE, "activated_at": now} if approved else {"status": Step.DECLINED}
+    if not approved:
+        values.update(ended_at=now, ended_by=f"user:{link.grant.subject_user_id}")
+    if not _claim(session, link, Step.AWAITING_SUBJECT, **values):
+        session.rollback()
+        return read_link(session, portal, raw, LinkPurpose.CONSENT)
+    add_event(
+        session,
+        actor=f"user:{link.grant.subject_user_id}",
+        action="proxy.approved" if approved else "proxy.declined",
+        portal=portal.slug,
+        workflow_id=link.grant.workflow_id,
+        user_id=link.grant.subject_user_id,
+        grant=link.grant.reference,
+        proxy=f"user:{link.grant.proxy_user_id}",
+    )
+    enqueue_signal(
+        session,
+        workflow_id=link.grant.workflow_id,
+        signal=Signal.SUBJECT_DECISION,
+        payload=SubjectDecision(decision=decision),
+    )
+    session.commit()
+    return Link(LinkState.DONE_NOW, link.token, link.grant)
+
+
+def review(
+    session: Session, grant: ProxyGrant, reviewer: str, decision: Decision, reason: str
+) -> bool:
+    """A reviewer's decision on a request waiting for staff; False if it was no longer waiting."""
+    approved = decision == Decision.APPROVE
+    now = utcnow()
+    values = {"status": Step.ACTIVE, "activated_at": now} if approved else {"status": Step.DENIED}
+    if not approved:
+        values.update(ended_at=now, ended_by=reviewer)
+    claimed = session.execute(
+        update(ProxyGrant)
+        .where(ProxyGrant.id == grant.id)
+        .where(ProxyGrant.status == Step.IN_REVIEW)
+        .values(decided_by=reviewer, decision_reason=reason, **values)
+    ).rowcount
+    if not claimed:
+        session.rollback()
+        return False
+    add_event(
+        session,
+        actor=reviewer,
+        action="proxy.review_approved" if approved else "proxy.review_denied",
+        portal=grant.portal,
+        workflow_id=grant.workflow_id,
+        user_id=grant.subject_user_id,
+        grant=grant.reference,
+        reason=reason,
+    )
+    enqueue_signal(
+        session,
+        workflow_id=grant.workflow_id,
+        signal=Signal.REVIEW_DECISION,
+        payload=ReviewDecision(decision=decision, reviewer=reviewer, reason=reason),
+    )
+    session.commit()
+    return True
+
+
+def end_grant(
+    session: Session, grant: ProxyGrant, by: str, status: Step = Step.REVOKED, note: str = ""
+) -> bool:
+    """Revoked by the subject or staff, or left by the proxy: the proxy's sign-ins end (every
+    client told) in the same transaction; False if the grant had already ended."""
+    now = utcnow()
+    claimed = session.execute(
+        update(ProxyGrant)
+        .where(ProxyGrant.id == grant.id)
+        .where(ProxyGrant.status.in_(list(LIVE)))
+        .values(status=status, ended_at=now, ended_by=by, end_note=note or None)
+    ).rowcount
+    if not claimed:
+        session.rollback()
+        return False
+    session.execute(
+        update(EmailToken)
+        .where(EmailToken.workflow_id == grant.workflow_id)
+        .where(EmailToken.used_at.is_(None))
+        .where(EmailToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    end_proxy_sign_ins(session, grant)
+    add_event(
+        session,
+        actor=by,
+        action=f"proxy.{status}",
+        portal=grant.portal,
+        workflow_id=grant.workflow_id,
+        user_id=grant.subject_user_id,
+        grant=grant.reference,
+        proxy=f"user:{grant.proxy_user_id}" if grant.proxy_user_id else "",
+        note=note,
+    )
+    enqueue_signal(
+        session,
+        workflow_id=grant.workflow_id,
+        signal=Signal.REVOKE,
+        payload=GrantRevoked(by=by, status=status),
+    )
+    session.commit()
+    return True
+
+
+def renew(session: Session, grant: ProxyGrant, subject: User) -> bool:
+    """The adult subject keeps the grant for another term; the process moves its timers."""
+    if grant.subject_user_id != subject.id or grant.status not in IN_FORCE:
+        return False
+    add_event(
+        session,
+        actor=f"user:{subject.id}",
+        action="proxy.renewed",
+        portal=grant.portal,
+        workflow_id=grant.workflow_id,
+        user_id=subject.id,
+        grant=grant.reference,
+    )
+    enqueue_signal(
+        session,
+        workflow_id=grant.workflow_id,
+        signal=Signal.RENEW,
+        payload=GrantRenewed(by=f"user:{subject.id}"),
+    )
+    session.commit()
+    return True
+
+
+@dataclass
+class GrantView:
+    """A grant as a page shows it: the names are looked up here, not stored on the grant."""
+
+    grant: ProxyGrant
+    subject_name: str
+    proxy_name: str
+
+
+def _view(session: Session, grant: ProxyGrant) -> GrantView:
+    proxy = session.get(User, grant.proxy_user_id) if grant.proxy_user_id else None
+    return GrantView(
+        grant=grant,
+        subject_name=subject_name(session, grant),
+        proxy_name=proxy.display_name if proxy else grant.invite_email,
+    )
+
+
+def grants_for_subject(session: Session, subject: User) -> list[GrantView]:
+    """The people who act, or asked or were invited to act, for this account."""
+    grants = session.scalars(
+        select(ProxyGrant)
+        .where(
+            or_(
+                ProxyGrant.subject_user_id == subject.id,
+                ProxyGrant.subject_record_id == subject.clinical_record_id,
+            )
+            if subject.clinical_record_id
+            else ProxyGrant.subject_user_id == subject.id
+        )
+        .where(ProxyGrant.status.in_(list(LIVE)))
+        .order_by(ProxyGrant.id)
+    )
+    return [_view(session, grant) for grant in grants]
+
+
+def grants_as_proxy(session: Session, proxy: User, in_force_only: bool = False) -> list[GrantView]:
+    """The people this account acts for (and, for its page, the requests it is waiting on)."""
+    statuses = IN_FORCE if in_force_only else LIVE
+    grants = session.scalars(
+        select(ProxyGrant)
+        .where(ProxyGrant.proxy_user_id == proxy.id)
+        .where(ProxyGrant.status.in_(list(statuses)))
+        .order_by(ProxyGrant.id)
+    )
+    return [_view(session, grant) for grant in grants]
+
+
+def grant_by_reference(session: Session, reference: str) -> ProxyGrant | None:
+    return session.scalar(select(ProxyGrant).where(ProxyGrant.reference == reference))
+
+
+def acting_grant(session: Session, proxy: User, reference: str) -> GrantView | None:
+    """The grant under which `proxy` acts now, or None if it is no longer in force."""
+    grant = grant_by_reference(session, reference)
+    if grant is None or grant.proxy_user_id != proxy.id or grant.status not in IN_FORCE:
+        return None
+    return _view(session, grant)
+
+
+def waiting_for_review(session: Session, portals: list[str]) -> list[GrantView]:
+    grants = session.scalars(
+        select(ProxyGrant)
+        .where(ProxyGrant.portal.in_(portals))
+        .where(ProxyGrant.status == Step.IN_REVIEW)
+        .order_by(ProxyGrant.created_at)
+    )
+    return [_view(session, grant) for grant in grants]
+
+
+def recent_grants(session: Session, portals: list[str], limit: int = 50) -> list[GrantView]:
+    grants = session.scalars(
+        select(ProxyGrant)
+        .where(ProxyGrant.portal.in_(portals))
+        .where(ProxyGrant.status != Step.IN_REVIEW)
+        .order_by(ProxyGrant.id.desc())
+        .limit(limit)
+    )
+    return [_view(session, grant) for grant in grants]
+
+
+def view_of(session: Session, grant: ProxyGrant) -> GrantView:
+    return _view(session, grant)
+
+
+def timeline(session: Session, grant: ProxyGrant) -> list[AuditEvent]:
+    """Every audit line of the grant's process, oldest first: what staff read before acting."""
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.workflow_id == grant.workflow_id)
+            .order_by(AuditEvent.at, AuditEvent.id)
+        )
+    )
+
+
+def acting_claim(session: Session, proxy: User, reference: str, secret: str) -> dict | None:
+    """The `acting_for` claim of a proxy's tokens while the grant is in force: the subject's
+    own `sub` if they have an account, else a stable pseudonym of their record (never its
+    number), the relationship and the access."""
+    grant = grant_by_reference(session, reference)
+    if grant is None or grant.proxy_user_id != proxy.id or grant.status not in IN_FORCE:
+        return None
+    if grant.subject_user_id is not None:
+        subject = subject_for(session, grant.subject_user_id)
+    else:
+        digest = hmac.new(
+            secret.encode(),
+            f"proxy-record:{grant.portal}:{grant.subject_record_id}".encode(),
+            hashlib.sha256,
+        ).digest()
+        subject = base64.urlsafe_b64encode(digest[:24]).rstrip(b"=").decode()
+    return {
+        "sub": subject,
+        "relationship": grant.relationship,
+        "access": Access.LIMITED if grant.status == Step.LIMITED else grant.access,
+    }
