@@ -33,6 +33,7 @@ from portal.models import (
     User,
 )
 from portal.settings import Settings
+from tests.fixtures.codec import TEST_CODEC_KEYS
 from tests.fixtures.processes import free_port, python_command
 from tests.fixtures.second_factor import KEY_RE, RECOVERY_CODE_RE
 from tests.fixtures.smtp import MailSink, body_text
@@ -122,6 +123,9 @@ class DevStack:
             # Forty people from one loopback address: the per-client limits would stop them.
             env={
                 **clean_env(),
+                # The suite's keys, so the reviewer this test enrols (its authenticator secret
+                # sealed as the database keeps it) signs in to this stack.
+                "ACCESO_CODEC_KEYS": TEST_CODEC_KEYS,
                 "ACCESO_RATE_LIMIT_REGISTRATION": "10000/minute",
                 "ACCESO_RATE_LIMIT_SIGN_IN": "10000/minute",
                 "ACCESO_RATE_LIMIT_RECOVERY": "10000/minute",
