@@ -88,8 +88,8 @@ def test_a_refused_form_puts_the_focus_on_its_summary_whose_links_lead_to_the_fi
     page.goto(f"{site}/patient/register?lang=es")
     page.focus("#email")
     page.keyboard.type("ana@example.org")
-    page.keyboard.press("Enter")
-    page.wait_for_selector(".error-summary")
+    with page.expect_navigation(wait_until="load"):
+        page.keyboard.press("Enter")
 
     assert page.evaluate("document.activeElement.matches('.error-summary')")
     assert page.input_value("#email") == "ana@example.org"
