@@ -104,13 +104,22 @@ def test_the_form_is_spanish_by_default_and_english_on_request(web):
     assert "Redirect URIs" in english
 
 
-def test_a_good_application_is_stored_with_its_process_start_and_answered_with_a_reference(
+def test_a_good_application_is_stored_once_with_its_process_start_and_answered_with_a_reference(
     web, session_factory
 ):
-    answer = submit(web.test_client(), "/developers/apps/new", GOOD)
-    page = answer.get_data(as_text=True)
+    client = web.test_client()
+    page = client.get("/developers/apps/new").get_data(as_text=True)
+    fields = {
+        name: re.search(rf'name="{name}" type="hidden" value="([^"]+)"', page).group(1)
+        for name in ("csrf_token", "form_key")
+    }
+    answers = [client.post("/developers/apps/new", data={**fields, **GOOD}) for _ in range(2)]
+    assert [a.status_code for a in answers] == [302, 302]
+    assert answers[1].headers["Location"] == answers[0].headers["Location"]
+    answer = client.get(answers[0].headers["Location"])
     assert answer.status_code == 200
-    reference = re.search(r'class="reference">([A-Z0-9]+)<', page).group(1)
+    reference = re.search(r'class="reference">([A-Z0-9]+)<', answer.get_data(as_text=True))[1]
+    assert stored(session_factory) == 1
     with session_factory() as session:
         row = service.application_by_reference(session, reference)
         assert row.status == Step.CHECKING
@@ -264,7 +273,9 @@ def test_an_app_is_submitted_checked_approved_by_staff_and_its_new_secret_authen
     stack, privacy_page
 ):
     developer = stack.new_client()
-    answer = submit(developer, "/developers/apps/new", {**GOOD, "privacy_url": privacy_page})
+    answer = submit(
+        developer, "/developers/apps/new", {**GOOD, "privacy_url": privacy_page}, follow=True
+    )
     reference = re.search(r'class="reference">([A-Z0-9]+)<', answer.get_data(as_text=True))[1]
     assert reference in body_text(stack.mailbox.wait_for(DEVELOPER, "Recibimos"))
 

@@ -5,6 +5,7 @@ then is a confidential client's secret minted, shown in that one answer and stor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -68,8 +69,14 @@ class Application:
     locale: str = "es"
 
 
-def submit(session: Session, portal: Portal, application: Application) -> str:
-    """Stores the application and owes its process a start, in one commit; the reference."""
+def submit(
+    session: Session,
+    portal: Portal,
+    application: Application,
+    accepted_with: Callable[[Session, str], None] | None = None,
+) -> str:
+    """Stores the application and owes its process a start, in one commit (with whatever
+    `accepted_with` adds for the reference, e.g. the form's answer for a double click)."""
     reference = new_reference()
     row = AppRegistration(
         reference=reference,
@@ -114,6 +121,8 @@ def submit(session: Session, portal: Portal, application: Application) -> str:
             search_attributes.STEP.name: Step.CHECKING,
         },
     )
+    if accepted_with is not None:
+        accepted_with(session, reference)
     session.commit()
     return reference
 

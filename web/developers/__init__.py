@@ -3,7 +3,7 @@ page that shows an approved app's credentials. Anyone may apply; nothing here si
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, redirect, render_template, url_for
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField, SelectMultipleField, StringField, TextAreaField
@@ -13,6 +13,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from processes.app_registration import service
 from processes.app_registration.vocabulary import ClientType, LinkState
+from web import once
 from web.db import get_db
 from web.forms import CheckedForm, email_field, required, strip
 from web.ratelimit import limit_endpoint
@@ -61,7 +62,7 @@ class WebAddress:
             raise ValidationError(_l("Escriba una dirección web completa, con https://."))
 
 
-class AppForm(CheckedForm):
+class AppForm(once.SubmitOnceForm):
     app_name = StringField(
         _l("Nombre de la aplicación"),
         filters=[strip],
@@ -122,6 +123,8 @@ def _app_form() -> AppForm:
 @bp.route("/apps/new", methods=["GET", "POST"])
 def new_app():
     form = _app_form()
+    if earlier := once.earlier():
+        return redirect(earlier)
     if form.validate_on_submit():
         portal = current_app.extensions["acceso.portals"][form.portal.data]
         reference = service.submit(
@@ -137,11 +140,18 @@ def new_app():
                 contact_email=form.contact_email.data,
                 locale=str(get_locale() or "es"),
             ),
+            accepted_with=lambda db, reference: once.remember(
+                db, url_for("developers.submitted", reference=reference)
+            ),
         )
-        return render_template(
-            "developers/submitted.html", reference=reference, email=form.contact_email.data
-        )
+        return redirect(url_for("developers.submitted", reference=reference))
     return render_template("developers/new.html", form=form), 422 if form.errors else 200
+
+
+@bp.get("/apps/submitted/<reference>")
+def submitted(reference: str):
+    """The answer: the reference, and nothing of what was typed (the URL may be shared)."""
+    return render_template("developers/submitted.html", reference=reference[:16])
 
 
 limit_endpoint("developers.new_app", "registration")
