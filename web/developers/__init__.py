@@ -16,6 +16,7 @@ from processes.app_registration.vocabulary import ClientType, LinkState
 from web import once
 from web.db import get_db
 from web.forms import CheckedForm, email_field, required, strip
+from web.oidc.smart import describe_resource_scope
 from web.ratelimit import limit_endpoint
 
 bp = Blueprint("developers", __name__, url_prefix="/developers")
@@ -116,7 +117,10 @@ def _app_form() -> AppForm:
     form.portal.choices = [SelectChoice("", _l("Elija el portal"))] + [
         SelectChoice(portal.slug, portal.name) for portal in portals
     ]
-    form.scopes.choices = [(scope, scope) for scope in service.requestable_scopes()]
+    form.scopes.choices = [
+        (scope, f"{scope}: {words}" if (words := describe_resource_scope(scope)) else scope)
+        for scope in service.requestable_scopes()
+    ]
     return form
 
 
