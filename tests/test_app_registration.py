@@ -20,8 +20,10 @@ from portal.models import (
     EmailToken,
     OidcClient,
     OutboxMessage,
+    User,
     utcnow,
 )
+from portal.passwords import hash_password
 from processes.app_registration import service
 from processes.app_registration.activities import (
     AppClientRequest,
@@ -29,6 +31,8 @@ from processes.app_registration.activities import (
     AppRegistrationActivities,
 )
 from processes.app_registration.vocabulary import ClientType, Decision, Mail, Step
+from tests.fixtures.patients import PASSWORD as PATIENT_PASSWORD
+from tests.fixtures.patients import login
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.stack import csrf_token, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
@@ -134,7 +138,7 @@ def test_a_good_application_is_stored_once_with_its_process_start_and_answered_w
         assert start.payload["review_sla_hours"] == 72
 
 
-def test_the_staff_pages_refuse_anonymous_people_and_staff_without_the_reviewer_role(
+def test_the_staff_pages_refuse_anonymous_people_portal_accounts_and_staff_without_the_role(
     web, session_factory
 ):
     with session_factory() as session:
@@ -156,6 +160,24 @@ def test_the_staff_pages_refuse_anonymous_people_and_staff_without_the_reviewer_
         answer = anonymous.get(path)
         assert answer.status_code == 302 and "/staff/login" in answer.headers["Location"]
     assert anonymous.post(f"/staff/apps/{reference}/decision").status_code in (302, 400)
+    with session_factory() as session:
+        session.add(
+            User(
+                portal="patient",
+                username="ana.perez",
+                email="ana@example.org",
+                full_name="Ana Pérez",
+                password_hash=hash_password(PATIENT_PASSWORD),
+                status="active",
+                role="patient",
+                activated_at=utcnow(),
+            )
+        )
+        session.commit()
+    patient = web.test_client()
+    assert login(patient).status_code == 302
+    assert patient.get("/staff/apps").status_code == 403
+    assert patient.get(f"/staff/apps/{reference}").status_code == 403
     add_staff(session_factory, "sara", STAFF_PASSWORD, roles="support")
     support = web.test_client()
     sign_in_staff(support, session_factory, "sara", STAFF_PASSWORD)
