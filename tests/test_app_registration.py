@@ -89,6 +89,20 @@ def test_bad_input_is_refused_beside_each_field_and_the_rest_is_kept(web, sessio
     assert stored(session_factory) == 0
 
 
+def test_a_ticked_scope_stays_ticked_when_another_field_is_refused(web, session_factory):
+    answer = submit(
+        web.test_client(),
+        "/developers/apps/new",
+        {**GOOD, "scopes": ["openid", "patient/*.rs"], "client_type": ""},
+    )
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and 'id="client_type-error"' in page
+    assert re.search(r'<input[^>]*checked[^>]*value="patient/\*\.rs"', page)
+    assert re.search(r'<input[^>]*checked[^>]*value="openid"', page)
+    assert not re.search(r'<input[^>]*checked[^>]*value="fhirUser"', page)
+    assert stored(session_factory) == 0
+
+
 def test_a_submission_without_its_csrf_token_stores_nothing(web, session_factory):
     client = web.test_client()
     answer = client.post("/developers/apps/new", data=GOOD)
@@ -190,7 +204,9 @@ def test_the_staff_pages_refuse_anonymous_people_portal_accounts_and_staff_witho
     assert other_portal.get(f"/staff/apps/{reference}").status_code == 404
 
 
-def approved_with_link(settings, session_factory, mailbox, client_type=ClientType.CONFIDENTIAL):
+def approved_with_link(
+    settings, session_factory, mailbox, client_type=ClientType.CONFIDENTIAL, locale="es"
+):
     """An approved application whose client and credentials e-mail the real activities made;
     returns its row's reference and the e-mailed link."""
     portals = load_portals(settings.portals_file)
@@ -206,6 +222,7 @@ def approved_with_link(settings, session_factory, mailbox, client_type=ClientTyp
                 privacy_url="https://app.example/privacy",
                 contact_name="Dana Dev",
                 contact_email=DEVELOPER,
+                locale=locale,
             ),
         )
         session.execute(
@@ -226,7 +243,8 @@ def approved_with_link(settings, session_factory, mailbox, client_type=ClientTyp
             lifetime_hours=72,
         )
     )
-    return reference, link_in(mailbox.wait_for(DEVELOPER, "aprobada"), "/credentials/")
+    subject = "was approved" if locale == "en" else "fue aprobada"
+    return reference, link_in(mailbox.wait_for(DEVELOPER, subject), "/credentials/")
 
 
 def path_of(link: str) -> str:
@@ -266,10 +284,10 @@ def test_the_credentials_link_shows_a_page_and_only_its_post_shows_the_secret_on
     assert developer.get(path_of(link)).status_code == 410
 
 
-def test_a_public_client_s_link_shows_its_client_id_and_no_secret(
+def test_a_public_client_s_link_in_english_shows_its_client_id_and_no_secret(
     web, settings, session_factory, mailbox
 ):
-    _, link = approved_with_link(settings, session_factory, mailbox, ClientType.PUBLIC)
+    _, link = approved_with_link(settings, session_factory, mailbox, ClientType.PUBLIC, "en")
     text = submit(web.test_client(), path_of(link), {}).get_data(as_text=True)
     assert 'class="client-id"' in text and "client-secret" not in text
 
