@@ -803,3 +803,40 @@ class ProxyGrant(Base):
     ended_at: Mapped[datetime | None]
     ended_by: Mapped[str | None] = mapped_column(String(100))
     end_note: Mapped[str | None] = mapped_column(Text)
+
+
+class AppRegistration(Base):
+    """A third-party health app asking to become a SMART client, and its process's read model.
+
+    `status` (an app_registration Step) is claimed by conditional updates, so a reviewer's
+    decision and the final deadline each win or lose exactly once. `checks` holds the automatic
+    checks' results as staff see them; `client_pk` is the client approval made (never a secret).
+    """
+
+    __tablename__ = "app_registrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    portal: Mapped[str] = mapped_column(String(32), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    app_name: Mapped[str] = mapped_column(String(80))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    client_type: Mapped[str] = mapped_column(String(16))
+    privacy_url: Mapped[str] = mapped_column(String(500))
+    contact_name: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str] = mapped_column(String(254))
+    locale: Mapped[str] = mapped_column(String(8), default="es")
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    review_due_at: Mapped[datetime | None]
+    review_final_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None]
+    client_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("oidc_clients.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]

@@ -262,6 +262,7 @@ def staff_passkeys(db, staff: StaffUser) -> list[Passkey]:
 from web.staff import (  # noqa: E402  (area modules add their routes to bp)
     account_access,  # noqa: E402,F401  (an applicant's sessions, applications, events, status)
     admin,  # noqa: E402,F401  (staff administration)
+    apps,  # noqa: E402,F401  (third-party health apps: review queue and decisions)
     cases,  # noqa: E402,F401  (member help-desk cases)
     email_change,  # noqa: E402,F401  (the help desk changes an applicant's e-mail address)
     helpdesk,  # noqa: E402,F401  (applicant accounts: unlock, reset second factor)
