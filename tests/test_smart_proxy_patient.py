@@ -6,16 +6,20 @@ refused and introspection says inactive at once."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from temporalio.worker import Worker
 
 from mail.mailer import Mailer
+from portal.config import load_portals
 from portal.models import ClinicalRecord, OidcGrant, ProxyGrant, User, utcnow
 from processes.proxy_grant import service
 from processes.proxy_grant.activities import GrantSettling, ProxyGrantActivities
-from processes.proxy_grant.vocabulary import Step
+from processes.proxy_grant.vocabulary import GrantAccepted, Origin, ProxyGrantStart, Step
+from processes.proxy_grant.workflows import ProxyGrantWorkflow
 from tests.fixtures.oidc import REDIRECT_URI, callback_params
 from tests.test_smart_on_fhir import (
     SMART_SCOPES,
@@ -232,6 +236,8 @@ def test_revoking_the_proxy_grant_ends_the_app_s_access_to_the_child_at_once(fam
     with family.session_factory() as session:
         grant = service.grant_by_reference(session, CHILD)
         assert service.end_grant(session, grant, by="staff:ana")
+        ended = session.scalars(select(OidcGrant).where(OidcGrant.acting_for == CHILD)).all()
+        assert ended and all(row.revoked_at is not None for row in ended), "in the same commit"
 
     refused = refresh(family, family.app_client, child["refresh_token"])
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
@@ -287,3 +293,46 @@ def test_a_code_exchanged_after_the_grant_ended_gives_nothing(family):
     }
     refused = token_call(family, family.app_client, data)
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+
+async def test_the_grant_s_end_date_on_the_real_process_ends_the_app_s_access(
+    family, time_skipping_env, settings, session_factory, task_queue
+):
+    """The ProxyGrantWorkflow with its real activities on the time-skipping server: the end date
+    passes, the grant ends, and the app's tokens for the child end in the same commit."""
+    child, _ = launch_for(family, CHILD)
+    env = time_skipping_env
+    ends = ((await env.get_current_time()) + timedelta(days=3)).date().isoformat()
+    with session_factory() as session:
+        grant = service.grant_by_reference(session, CHILD)
+        grant.ends_on = ends
+        session.commit()
+        grant_id, workflow_id = grant.id, grant.workflow_id
+    real = ProxyGrantActivities(
+        session_factory, Mailer(settings), load_portals(settings.portals_file)
+    )
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[ProxyGrantWorkflow],
+        activities=[real.settle_grant, real.send_grant_mail],
+        activity_executor=ThreadPoolExecutor(2),
+    ):
+        handle = await env.client.start_workflow(
+            ProxyGrantWorkflow.run,
+            ProxyGrantStart(
+                portal="patient", grant_id=grant_id, origin=Origin.INVITATION, ends_on=ends
+            ),
+            id=workflow_id,
+            task_queue=task_queue,
+        )
+        await handle.signal(ProxyGrantWorkflow.accept, GrantAccepted(proxy_user_id=family.luis))
+        assert (await handle.result()).status == Step.ENDED
+
+    with session_factory() as session:
+        revoked = session.scalar(select(OidcGrant.revoked_at).where(OidcGrant.acting_for == CHILD))
+    assert revoked is not None, "revoked by the activity that ended the grant"
+    assert active(family, child["access_token"]) == {"active": False}
+    assert active(family, child["refresh_token"]) == {"active": False}
+    refused = refresh(family, family.app_client, child["refresh_token"])
+    assert refused.json()["error"] == "invalid_grant"
