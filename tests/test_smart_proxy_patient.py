@@ -140,6 +140,10 @@ def test_the_picker_is_in_english_for_an_english_reader(family):
     english = browser.get(page.url + "&lang=en")
     assert "Whose record will this app use?" in english.text
     assert "Me (Luis Gómez)" in english.text
+    consent = browser.submit(english, {"choose_patient": "1", "record": CHILD})
+    assert "The record it will use: Sofía" in consent.text
+    spanish = browser.get(consent.url.replace("&lang=en", "") + "&lang=es")
+    assert "Expediente que usará: el de Sofía" in spanish.text, "the choice outlives the language"
 
 
 def test_choosing_the_child_gives_her_patient_id_and_names_the_proxy_a_related_person(family):

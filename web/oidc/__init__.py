@@ -427,8 +427,9 @@ def _audience_protected(aud: str | None) -> bool:
 
 
 def _launch_key(args: MultiDict) -> str:
-    """Names one authorize request, so a choice of record made for it is read by no other."""
-    canonical = urlencode(sorted(args.items(multi=True)))
+    """Names one authorize request, so a choice of record made for it is read by no other; the
+    page's language is not part of the request."""
+    canonical = urlencode(sorted((k, v) for k, v in args.items(multi=True) if k != "lang"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -452,7 +453,8 @@ def _choose_patient(db, client: OidcClient, user: User, args: MultiDict, scopes:
     if request.method == "POST" and request.form.get("choose_patient"):
         if form.validate_on_submit():
             session[PICKED_KEY] = {"for": key, "record": form.record.data}
-            return None, redirect(f"{url_for('oidc.authorize')}?{urlencode(args)}", 303)
+            params = urlencode(list(args.items(multi=True)))
+            return None, redirect(f"{url_for('oidc.authorize')}?{params}", 303)
         if form.csrf_token.errors:
             abort(400)
         return None, (render_template("oidc/patient.html", client=client, form=form), 400)
