@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from mail.mailer import Mailer
 from portal.config import load_portals
-from portal.models import ClinicalRecord, OidcGrant, ProxyGrant, User, utcnow
+from portal.models import AuditEvent, ClinicalRecord, OidcGrant, ProxyGrant, User, utcnow
 from processes.proxy_grant import service
 from processes.proxy_grant.activities import GrantSettling, ProxyGrantActivities
 from processes.proxy_grant.vocabulary import GrantAccepted, Origin, ProxyGrantStart, Step
@@ -160,6 +160,11 @@ def test_choosing_the_child_gives_her_patient_id_and_names_the_proxy_a_related_p
         assert seen["fhirUser"] == f"RelatedPerson/{CHILD}"
     renewed = refresh(family, family.app_client, token["refresh_token"]).json()
     assert renewed["patient"] == "pat-sofia"
+    with family.session_factory() as session:
+        given = session.scalar(
+            select(AuditEvent).where(AuditEvent.workflow_id == f"proxy/patient/{CHILD}")
+        )
+    assert given.action == "proxy.app_given" and given.detail["client"] == "mis-datos"
 
 
 def test_choosing_oneself_gives_one_s_own_record_and_patient_fhir_user(family):

@@ -710,6 +710,22 @@ def patient_choices(session: Session, proxy: User, write: bool) -> list[PatientC
     return [choice for choice in choices if choice is not None]
 
 
+def record_app_given(session: Session, proxy: User, choice: PatientChoice, client: str) -> None:
+    """The audit line of a health app given a person's record by their proxy, on the grant's
+    timeline where staff and the subject's history see it; the caller commits."""
+    grant = grant_by_reference(session, choice.reference)
+    add_event(
+        session,
+        actor=f"user:{proxy.id}",
+        action="proxy.app_given",
+        portal=proxy.portal,
+        workflow_id=grant.workflow_id,
+        user_id=grant.subject_user_id,
+        grant=grant.reference,
+        client=client,
+    )
+
+
 def patient_under(
     session: Session, proxy: User, reference: str, write: bool
 ) -> PatientChoice | None:

@@ -608,6 +608,8 @@ def authorize():
             acting_for=acting_for,
         )
     )
+    if chosen is not None:
+        proxy_service.record_app_given(db, user, chosen, client.name)
     session.pop(PICKED_KEY, None)
     db.commit()
     return back(code=raw)

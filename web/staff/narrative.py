@@ -113,6 +113,9 @@ SENTENCES = {
     "proxy.left": _l("%(who)s dejó de actuar en nombre de la otra persona."),
     "proxy.acting_started": _l("%(who)s empezó a actuar en nombre de otra persona."),
     "proxy.acting_stopped": _l("%(who)s dejó de actuar en nombre de otra persona."),
+    "proxy.app_given": _l(
+        "%(who)s dio a la aplicación %(client)s el expediente de la persona por la que actúa."
+    ),
 }
 """Sentences by action; %(who)s is the actor, other placeholders come from the event's detail."""
 
