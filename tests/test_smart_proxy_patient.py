@@ -6,6 +6,7 @@ refused and introspection says inactive at once."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -76,7 +77,7 @@ def family(provider):
         session.get(User, luis).clinical_record_id = own.id
         hers = record(session, "HC-M", "Marta Ruiz", "pat-marta", "marta.ruiz@example.org")
         session.get(User, marta).clinical_record_id = hers.id
-        child = record(session, "HC-S", CHILD_NAME, "pat-sofia", "luis.gomez@example.org")
+        child = record(session, "HC-S", CHILD_NAME, "pat-sofia", "familia@example.org")
         other = record(session, "HC-O", "Otra Persona", "pat-otra", "otra@example.org")
         proxy_grant(session, CHILD, luis, child.id)
         proxy_grant(session, OTHERS, marta, other.id, relationship="other", access="view")
@@ -175,6 +176,31 @@ def test_choosing_oneself_gives_one_s_own_record_and_patient_fhir_user(family):
     assert id_token.claims["fhirUser"] == "Patient/pat-luis"
     seen = active(family, token["access_token"])
     assert seen["patient"] == "pat-luis" and seen["fhirUser"] == "Patient/pat-luis"
+
+
+def test_a_proxy_without_a_record_of_their_own_is_offered_only_the_people_they_act_for(family):
+    with family.session_factory() as session:
+        session.get(User, family.luis).clinical_record_id = None
+        session.scalar(
+            select(ClinicalRecord).where(ClinicalRecord.record_number == "HC-L")
+        ).email = "archivo@example.org"
+        session.commit()
+    page, _, _ = signed_in_to_picker(family)
+    assert f'value="{CHILD}"' in page.text and 'value="self"' not in page.text
+
+
+def test_the_person_a_proxy_is_acting_for_in_the_portal_is_chosen_already(family):
+    browser = family.browser()
+    browser.sign_in(browser.walk(f"{family.base_url}/patient/login"), "luis.gomez")
+    home = browser.get(f"{family.base_url}/patient/account/proxies")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', home.text).group(1)
+    browser.post(
+        f"{family.base_url}/patient/proxy/act",
+        data={"csrf_token": token, "reference": CHILD},
+        allow_redirects=False,
+    )
+    page, _ = authorize(family, family.app_client, browser)
+    assert re.search(rf'value="{CHILD}"[^>]*checked|checked[^>]*value="{CHILD}"', page.text)
 
 
 def test_a_forged_or_missing_choice_is_refused_beside_the_list_and_nothing_is_issued(family):

@@ -870,8 +870,8 @@ def token():
 
 def _proxy_context_holds(db, grant: OidcGrant) -> bool:
     """Whether a health app's patient context given by a proxy still rests on a grant that
-    allows it. Ending the proxy grant revokes these at once; this catches anything that slipped
-    past, such as a code exchanged just before the end was written."""
+    allows it. Ending the proxy grant revokes these at once; this catches a grant that slipped
+    past, such as one made from a code exchanged while the end was being committed."""
     if not grant.acting_for or not grant.patient:
         return True
     user = db.get(User, grant.user_id)
