@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import select
 from temporalio.worker import Worker
 
@@ -159,6 +160,12 @@ def test_choosing_the_child_gives_her_patient_id_and_names_the_proxy_a_related_p
         assert seen["active"] is True
         assert seen["patient"] == "pat-sofia"
         assert seen["fhirUser"] == f"RelatedPerson/{CHILD}"
+    userinfo = requests.get(
+        f"{family.issuer()}/userinfo",
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+        timeout=5,
+    ).json()
+    assert userinfo["fhirUser"] == f"RelatedPerson/{CHILD}"
     renewed = refresh(family, family.app_client, token["refresh_token"]).json()
     assert renewed["patient"] == "pat-sofia"
     with family.session_factory() as session:
