@@ -680,8 +680,9 @@ def _subject_patient_id(session: Session, grant: ProxyGrant) -> str | None:
 
 def _gives_apps_the_record(grant: ProxyGrant, write: bool) -> bool:
     """Only a grant at full access lets a health app in: not a `limited` one (a parent's after
-    the child's adolescent birthday, which the portal's own pages restrict), and a `view` one
-    only to an app that asks to read and search, never to create, update or delete."""
+    the child's adolescent birthday, when the teenager's whole record is no longer the parent's
+    to hand over), and a `view` one only to an app that reads and searches, never to one that
+    may create, update or delete."""
     if grant.status != Step.ACTIVE:
         return False
     return grant.access == Access.MANAGE or (grant.access == Access.VIEW and not write)
