@@ -657,13 +657,16 @@ class OidcGrant(Base):
     patient: Mapped[str | None] = mapped_column(String(64))
     """The FHIR Patient id the app may read (SMART `launch/patient`)."""
     fhir_user: Mapped[str | None] = mapped_column(String(100))
-    """Who signed in, as a FHIR reference (`Patient/<id>`)."""
+    """Who signed in, as a FHIR reference: `Patient/<id>`, or `RelatedPerson/<proxy grant
+    reference>` for a proxy who gave the app someone else's record."""
     offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """A third-party app's offline access: it outlives the portal session that granted it."""
     expires_at: Mapped[datetime | None]
     """When an offline grant lapses unless used; each refresh pushes it back."""
     acting_for: Mapped[str | None] = mapped_column(String(16))
-    """With the `proxy` scope: the proxy grant the tokens' `acting_for` claim describes."""
+    """The proxy grant (its reference) the tokens rest on: with `launch/patient`, the one that
+    gave the app `patient`; otherwise, with the `proxy` scope, the one the `acting_for` claim
+    describes. Ending that proxy grant revokes this one."""
 
 
 class OidcAuthorizationCode(Base):
@@ -687,7 +690,8 @@ class OidcAuthorizationCode(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     acting_for: Mapped[str | None] = mapped_column(String(16))
-    """The proxy grant (its reference) the person was acting under when they signed in."""
+    """The proxy grant (its reference) the code's tokens will rest on: the person chosen on the
+    SMART record picker, or the one acted for when signing in with the `proxy` scope."""
 
 
 class OidcRefreshToken(Base):

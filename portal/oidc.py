@@ -445,6 +445,22 @@ def revoke_user_grants(
     return list(session.scalars(select(OidcClient).where(OidcClient.id.in_(client_pks))).all())
 
 
+def revoke_patient_grants(session: Session, user_id: int, acting_for: str) -> int:
+    """Ends the health apps' token families whose patient context rests on the proxy grant
+    `acting_for` (its reference), leaving the account's other sign-ins under it alone; a repeat
+    ends nothing more. Returns how many ended; the caller commits."""
+    return session.execute(
+        update(OidcGrant)
+        .where(
+            OidcGrant.user_id == user_id,
+            OidcGrant.acting_for == acting_for,
+            OidcGrant.patient.is_not(None),
+            OidcGrant.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    ).rowcount
+
+
 def revoke_client_grants(session: Session, user_id: int, client_pk: int) -> OidcClient | None:
     """Ends the account's token families with one client; returns the client if any was live."""
     revoked = session.execute(

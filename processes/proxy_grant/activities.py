@@ -16,6 +16,7 @@ from mail.once import deliver_once, sent_link
 from portal.audit import add_event
 from portal.config import Portal
 from portal.models import ClinicalRecord, EmailToken, ProxyGrant, User, utcnow
+from portal.oidc import revoke_patient_grants
 from portal.tokens import link_for_send
 from processes.logout_delivery.service import sign_out_everywhere
 from processes.proxy_grant.vocabulary import IN_FORCE, Audience, LinkPurpose, Mail, Step
@@ -65,9 +66,10 @@ class GrantMailed:
 
 
 def end_proxy_sign_ins(session: Session, grant: ProxyGrant) -> None:
-    """The proxy's sign-ins made under this grant carry `acting_for`: they end and each of
-    their clients is told (back-channel logout); the proxy's own sign-ins go on. The caller
-    commits."""
+    """The proxy's sign-ins made under this grant carry `acting_for`, and so do the health apps
+    given the person's record under it (their offline access included): they end and each of
+    their clients is told (back-channel logout); the proxy's own sign-ins go on. Only grants not
+    yet revoked are touched, so a retried activity ends nothing twice. The caller commits."""
     if grant.proxy_user_id is not None:
         sign_out_everywhere(session, grant.proxy_user_id, acting_for=grant.reference)
 
@@ -90,7 +92,8 @@ class ProxyGrantActivities:
     @activity.defn
     def settle_grant(self, request: GrantSettling) -> GrantState:
         """A timer's change, unless a click or a revoke claimed the grant first: the answer is
-        what the database says now. Ending a grant ends the proxy's sign-ins in the same commit."""
+        what the database says now. Ending a grant ends the proxy's sign-ins in the same commit;
+        limiting it ends the health apps given the child's record under it."""
         with self.session_factory() as session:
             now = utcnow()
             values: dict = {"status": request.status}
@@ -121,6 +124,8 @@ class ProxyGrantActivities:
                         .values(revoked_at=now)
                     )
                     end_proxy_sign_ins(session, grant)
+                elif request.status == Step.LIMITED and grant.proxy_user_id is not None:
+                    revoke_patient_grants(session, grant.proxy_user_id, grant.reference)
                 add_event(
                     session,
                     actor="system",

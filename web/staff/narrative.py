@@ -122,6 +122,9 @@ SENTENCES = {
     "app_registration.registered": _l("Se enviaron al desarrollador las credenciales."),
     "app_registration.lapsed": _l("La solicitud venció sin revisión."),
     "app_registration.credentials_shown": _l("El desarrollador vio las credenciales."),
+    "proxy.app_given": _l(
+        "%(who)s dio a la aplicación %(client)s el expediente de la persona por la que actúa."
+    ),
 }
 """Sentences by action; %(who)s is the actor, other placeholders come from the event's detail."""
 
