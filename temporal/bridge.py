@@ -7,6 +7,7 @@ per process owns the client; it starts on first use, which is after a gunicorn f
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,16 @@ class TemporalBridge:
 
         future = asyncio.run_coroutine_threadsafe(run(), loop)
         return future.result(timeout or self.timeout)
+
+    def submit(self, action: Callable[[Client], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Run `action(client)` on the bridge's loop without waiting: for work whose outcome
+        the request does not answer for (relaying what it just committed)."""
+        loop = self._ensure_loop()
+
+        async def run() -> T:
+            return await action(await self._get_client())
+
+        return asyncio.run_coroutine_threadsafe(run(), loop)
 
     def close(self) -> None:
         if self._loop is not None:

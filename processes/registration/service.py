@@ -95,6 +95,7 @@ def begin(
             steps=list(portal.steps),
             policy=portal.policy,
             user_id=user.id if user else None,
+            recorded_step=registration.status,
         ),
         summary=f"{portal.name.source}: registration {registration.reference}",
         search_attributes={

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -46,6 +46,7 @@ class Registration(Protocol):
     policy: Policy
     user_id: int | None
     step: Step
+    lean: bool
 
     def at(self, *steps: Step) -> bool: ...
 
@@ -64,6 +65,8 @@ class Registration(Protocol):
     ) -> None: ...
 
     async def audit(self, action: str, actor: str = "system", **detail: str) -> None: ...
+
+    async def mail(self, activity: Callable, request: Any, summary: str) -> Any: ...
 
 
 class IdentityStep:
@@ -270,21 +273,26 @@ class ConfirmationStep:
     async def send_link(self) -> None:
         registration = self.registration
         self.links_sent += 1
+        link = LinkEmail(
+            template="confirm_email",
+            purpose=TokenPurpose.CONFIRM_EMAIL,
+            path="confirm",
+            portal=registration.start.portal,
+            workflow_id=workflow.info().workflow_id,
+            user_id=registration.user_id,
+            lifetime_hours=registration.policy.email_link_hours,
+            send_key=f"{workflow.info().workflow_id}/confirm/{self.links_sent}",
+        )
+        summary = f"e-mail confirmation link #{self.links_sent}"
+        if registration.lean:
+            await registration.mail(MailActivities.send_link, link, summary)
+            return
         await workflow.execute_activity_method(
             MailActivities.send_link,
-            LinkEmail(
-                template="confirm_email",
-                purpose=TokenPurpose.CONFIRM_EMAIL,
-                path="confirm",
-                portal=registration.start.portal,
-                workflow_id=workflow.info().workflow_id,
-                user_id=registration.user_id,
-                lifetime_hours=registration.policy.email_link_hours,
-                send_key=f"{workflow.info().workflow_id}/confirm/{self.links_sent}",
-            ),
+            link,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=MAIL_RETRY,
-            summary=f"e-mail confirmation link #{self.links_sent}",
+            summary=summary,
         )
 
     async def close(self) -> bool:

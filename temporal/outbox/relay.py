@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributeKey,
@@ -44,8 +47,10 @@ def _refused(error: Exception) -> bool:
 class OutboxRelay:
     """Polls for unrelayed rows, oldest first, and starts each one's workflow.
 
-    Several relays (one per worker) may run at once: on PostgreSQL each takes its rows with
-    `SKIP LOCKED`; anywhere, a row started twice is refused by Temporal as already started.
+    Several relays (one per worker, and the web process that just committed a row, see
+    `temporal.outbox.prompt`) may run at once: on PostgreSQL each takes its rows with
+    `SKIP LOCKED`; anywhere, a row started twice is refused by Temporal as already started, and
+    a row signalled twice is one signal (the row's ID is the signal's request ID).
     """
 
     def __init__(
@@ -53,7 +58,7 @@ class OutboxRelay:
         client: Client,
         session_factory: sessionmaker[Session],
         task_queue: str,
-        poll_seconds: float = 0.25,
+        poll_seconds: float = 1.0,
         batch: int = 50,
     ) -> None:
         self.client = client
@@ -74,18 +79,20 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
-    async def relay_once(self) -> int:
-        """Starts what is pending; the number started, or -1 when Temporal could not be reached.
+    async def relay_once(self, workflow_ids: Collection[str] | None = None) -> int:
+        """Starts what is pending (only these processes' rows, when given); the number started,
+        or -1 when Temporal could not be reached.
 
         A row Temporal refuses outright (a bad search attribute, say) waits with its error and
         is tried again next pass, without holding up the rows behind it; only that process's
         later rows wait behind it, so a signal never overtakes the start it needs."""
         with self.session_factory() as session:
+            pending = select(OutboxMessage).where(OutboxMessage.relayed_at.is_(None))
+            if workflow_ids is not None:
+                pending = pending.where(OutboxMessage.workflow_id.in_(list(workflow_ids)))
             rows = list(
                 session.scalars(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.relayed_at.is_(None))
-                    .order_by(OutboxMessage.id)
+                    pending.order_by(OutboxMessage.id)
                     .limit(self.batch)
                     .with_for_update(skip_locked=True)
                 )
@@ -152,11 +159,21 @@ class OutboxRelay:
         )
 
     async def _signal(self, row: OutboxMessage) -> None:
-        """Signals are idempotent in the receiving workflows, so a repeat after a crash is safe."""
+        """The row's ID is the signal's request ID, so Temporal keeps one signal however many
+        relays send it (a crash before marking the row, a web process and a worker racing);
+        the receiving workflows ignore repeats anyway."""
+        request = SignalWorkflowExecutionRequest(
+            namespace=self.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=row.workflow_id),
+            signal_name=row.signal,
+            identity=self.client.identity,
+            request_id=f"outbox-{row.id}",
+        )
+        request.input.payloads.extend(
+            await self.client.data_converter.encode([row.signal_payload or {}])
+        )
         try:
-            await self.client.get_workflow_handle(row.workflow_id).signal(
-                row.signal, row.signal_payload or {}
-            )
+            await self.client.workflow_service.signal_workflow_execution(request, retry=True)
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
