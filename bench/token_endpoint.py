@@ -82,7 +82,7 @@ def mint_codes(database_url: str, client_pk: int, user_id: int, count: int):
     return pairs
 
 
-def setup(database_url: str):
+def setup(database_url: str, secret_key: bytes):
     from portal.db import make_engine, make_session_factory, migrate
     from portal.models import User, utcnow
     from portal.oidc import add_client
@@ -103,7 +103,11 @@ def setup(database_url: str):
         )
         session.add(user)
         confidential = add_client(
-            session, f"bench-c-{secrets.token_hex(3)}", portal="patient", redirect_uris=[REDIRECT]
+            session,
+            f"bench-c-{secrets.token_hex(3)}",
+            portal="patient",
+            redirect_uris=[REDIRECT],
+            secret_key=secret_key,
         )
         public = add_client(
             session,

@@ -21,6 +21,7 @@ from portal.oidc import (
     rotate_keys,
     sealing_keys,
 )
+from portal.server_keys import ServerKeyError, client_secret_key
 from portal.settings import load_settings
 
 
@@ -28,6 +29,20 @@ def _sessions():
     from portal.db import make_engine, make_session_factory
 
     return make_session_factory(make_engine(load_settings().database_url))
+
+
+def _client_secret_key(command: str) -> bytes | None:
+    """The key client secrets are hashed with (ACCESO_SECRET_KEY's, as the web tier derives
+    it), or None after saying what to set."""
+    try:
+        return client_secret_key(load_settings())
+    except ServerKeyError as error:
+        print(
+            f"acceso client {command}: {error}: client secrets are hashed with a key derived "
+            "from it (or from ACCESO_CLIENT_SECRET_KEY), the same one the web tier uses",
+            file=sys.stderr,
+        )
+        return None
 
 
 def cmd_client_add(args) -> int:
@@ -39,6 +54,11 @@ def cmd_client_add(args) -> int:
             file=sys.stderr,
         )
         return 1
+    key = None
+    if not args.public:
+        key = _client_secret_key("add")
+        if key is None:
+            return 1
     with _sessions()() as session:
         try:
             made = add_client(
@@ -46,6 +66,7 @@ def cmd_client_add(args) -> int:
                 args.name,
                 portal=args.portal,
                 redirect_uris=args.redirect_uri,
+                secret_key=key,
                 public=args.public,
                 first_party=args.first_party,
                 post_logout_redirect_uris=args.post_logout_redirect_uri or [],
@@ -102,9 +123,12 @@ def cmd_client_remove(args) -> int:
 
 
 def cmd_client_rotate_secret(args) -> int:
+    key = _client_secret_key("rotate-secret")
+    if key is None:
+        return 1
     with _sessions()() as session:
         try:
-            secret = rotate_client_secret(session, args.name)
+            secret = rotate_client_secret(session, args.name, key)
         except ClientError as error:
             print(f"acceso client rotate-secret: {error}", file=sys.stderr)
             return 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -36,7 +37,7 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.passwords import hash_password
+from portal.passwords import verify_password
 from portal.settings import Settings
 from portal.smart import check_scopes
 
@@ -84,6 +85,38 @@ class ClientError(Exception):
 class NewClient:
     client: OidcClient
     secret: str | None
+
+
+CLIENT_SECRET_HMAC = "hmac-sha256$"
+"""How a client secret is stored: a keyed SHA-256. A secret is 256 random bits, so a slow hash
+adds nothing to it; the key (portal.server_keys) means a copied table alone tests no guess."""
+LEGACY_ARGON2 = "$argon2"
+
+
+def hash_client_secret(key: bytes, secret: str) -> str:
+    return CLIENT_SECRET_HMAC + hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+
+
+def client_secret_matches(session: Session, key: bytes, client: OidcClient, secret: str) -> bool:
+    """Whether `secret` is the client's. A secret still stored as argon2id (before keyed hashes)
+    is checked that way once and, when it matches, rewritten as the keyed hash; the rewrite is
+    conditional on the stored value, so concurrent first uses all pass and only one writes."""
+    stored = client.secret_hash
+    typed = hash_client_secret(key, secret)
+    if stored is None or not secret:
+        return False
+    if stored.startswith(CLIENT_SECRET_HMAC):
+        return hmac.compare_digest(stored, typed)
+    if not stored.startswith(LEGACY_ARGON2) or not verify_password(stored, secret):
+        return False
+    session.execute(
+        update(OidcClient)
+        .where(OidcClient.id == client.id, OidcClient.secret_hash == stored)
+        .values(secret_hash=typed)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return True
 
 
 def _is_private_use_scheme(scheme: str) -> bool:
@@ -162,6 +195,7 @@ def add_client(
     *,
     portal: str,
     redirect_uris: list[str],
+    secret_key: bytes | None = None,
     public: bool = False,
     first_party: bool = False,
     post_logout_redirect_uris: list[str] | None = None,
@@ -170,7 +204,8 @@ def add_client(
     allowed_origins: list[str] | None = None,
     approved_scopes: list[str] | None = None,
 ) -> NewClient:
-    """Registers a client; a confidential one gets a secret shown once and stored as argon2id.
+    """Registers a client; a confidential one gets a secret shown once and stored as an HMAC with
+    `secret_key` (portal.server_keys.client_secret_key), which a confidential client needs.
 
     `approved_scopes` (a SMART app's) lists every scope it may ask for, OpenID ones included."""
     if session.scalar(select(OidcClient).where(OidcClient.name == name)):
@@ -191,7 +226,7 @@ def add_client(
         name=name,
         portal=portal,
         client_id=secrets.token_urlsafe(18),
-        secret_hash=hash_password(secret) if secret else None,
+        secret_hash=None,
         public=public,
         first_party=first_party,
         redirect_uris=[_check_uri(u, public) for u in redirect_uris],
@@ -203,19 +238,23 @@ def add_client(
         if backchannel_logout_uri
         else None,
     )
+    if secret is not None:
+        if secret_key is None:
+            raise TypeError("a confidential client's secret is hashed with the client-secret key")
+        client.secret_hash = hash_client_secret(secret_key, secret)
     session.add(client)
     session.flush()
     return NewClient(client, secret)
 
 
-def rotate_client_secret(session: Session, name: str) -> str:
+def rotate_client_secret(session: Session, name: str, secret_key: bytes) -> str:
     client = session.scalar(select(OidcClient).where(OidcClient.name == name))
     if client is None:
         raise ClientError(f"no client named {name!r}")
     if client.public:
         raise ClientError(f"{name!r} is a public client: it has no secret")
     secret = secrets.token_urlsafe(32)
-    client.secret_hash = hash_password(secret)
+    client.secret_hash = hash_client_secret(secret_key, secret)
     return secret
 
 

@@ -54,9 +54,11 @@ from portal.oidc import (
     SigningAlg,
     claims_for,
     client_origins,
+    client_secret_matches,
     decode,
     ensure_signing_keys,
     grant_is_live,
+    hash_client_secret,
     issuer_for,
     jwks,
     origin_of,
@@ -69,7 +71,7 @@ from portal.oidc import (
     subject_for,
     supported_scopes,
 )
-from portal.passwords import verify_password
+from portal.server_keys import client_secret_key
 from portal.smart import (
     SMART_FLOWS,
     Capability,
@@ -562,12 +564,13 @@ def _authenticated_client():
         401,
         {"WWW-Authenticate": 'Basic realm="acceso"'} if basic else None,
     )
+    key = client_secret_key(current_app.config["SETTINGS"])
     if client is None:
-        verify_password(None, secret or "")
+        hash_client_secret(key, secret or "")
         return None, refused
     if client.public:
         return (client, None) if not secret else (None, refused)
-    if not secret or not verify_password(client.secret_hash, secret):
+    if not secret or not client_secret_matches(get_db(), key, client, secret):
         return None, refused
     return client, None
 
