@@ -123,6 +123,20 @@ def _issuer() -> str:
     return issuer_for(current_app.config["SETTINGS"].public_base_url, g.portal.slug)
 
 
+DISCOVERY_MAX_AGE = 3600
+"""Discovery changes only with a deployment's settings: an hour of caching is safe."""
+JWKS_MAX_AGE = 300
+"""A rotated key signs at once, so a relying party's cached set must not outlive a few minutes
+(libraries also fetch again on an unknown `kid`)."""
+
+
+def _cacheable(response, max_age: int):
+    """Public caching for `max_age` seconds, with an ETag so a revalidation is a 304."""
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    response.add_etag()
+    return response.make_conditional(request)
+
+
 def _no_store(response):
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
@@ -214,8 +228,7 @@ def discovery():
         frontchannel_logout_supported=False,
         authorization_response_iss_parameter_supported=True,
     )
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return _cacheable(response, DISCOVERY_MAX_AGE)
 
 
 def _smart_portal() -> bool:
@@ -254,8 +267,7 @@ def smart_configuration():
         capabilities=list(Capability),
         management_endpoint=f"{issuer}/account/activity",
     )
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return _cacheable(response, DISCOVERY_MAX_AGE)
 
 
 @bp.get("/jwks")
@@ -264,9 +276,7 @@ def keys():
     party that loads the set before the first sign-in must find the key of its first ID token."""
     db = get_db()
     ensure_signing_keys(db, sealing_keys(current_app.config["SETTINGS"]))
-    response = jsonify(jwks(db))
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return _cacheable(jsonify(jwks(db)), JWKS_MAX_AGE)
 
 
 # --- CORS for browser apps (public clients) ------------------------------------------------
