@@ -340,8 +340,9 @@ class Shared:
             return next(self.items)
 
 
-def run(seconds: float = 10, concurrency: int = 4, database_url: str | None = None) -> list[Figure]:
-    """Every front-door figure, measured on a worker started for it; returns them in GOALS order."""
+def run(seconds: float = 10, concurrency: int = 4, database_url: str | None = None):
+    """Every front-door figure, measured on a worker started for it, in GOALS order; and the
+    floor: GET /healthz, which touches nothing, per CPU-second (what Flask and gunicorn cost)."""
     with tempfile.TemporaryDirectory(prefix="acceso-front-door-") as tmp:
         data_dir = Path(tmp)
         database_url = database_url or f"sqlite:///{data_dir}/acceso.db"
@@ -456,6 +457,14 @@ def _phases(web: Web, made: Setup, database_url: str, seconds: float, concurrenc
     callers = [introspection(token) for token in access]
     figures["introspection"] = measure(web, "introspection", callers, seconds, warm=callers)
 
+    def probe():
+        session = requests.Session()
+        return lambda: session.get(f"{web.base}/healthz", timeout=30).status_code == 200
+
+    callers = [probe() for _ in range(concurrency)]
+    floor = measure(web, "healthz", callers, seconds, warm=callers)
+    figures["floor"] = floor
+
     verifications = argon2_per_cpu_second(min(seconds, 5))
 
     def signer(username: str):
@@ -487,7 +496,7 @@ def _phases(web: Web, made: Setup, database_url: str, seconds: float, concurrenc
         note=f"{logins.per_cpu_second:.1f} logins vs {verifications:.1f} argon2id verifications",
         extra={"logins_per_cpu_second": logins.per_cpu_second, "argon2": verifications},
     )
-    return [figures[key] for key in GOALS]
+    return [figures[key] for key in GOALS], figures["floor"]
 
 
 def report(figures: list[Figure]) -> list[str]:
@@ -520,8 +529,10 @@ def main() -> int:
     parser.add_argument("--postgres", metavar="URL", help="application database URL")
     args = parser.parse_args()
     print("one gunicorn worker (4 threads), no Temporal running at all", flush=True)
-    for line in report(run(args.seconds, args.concurrency, args.postgres)):
+    figures, floor = run(args.seconds, args.concurrency, args.postgres)
+    for line in report(figures):
         print(line, flush=True)
+    print(f"for scale, GET /healthz (no database): {floor.per_cpu_second:.0f} per CPU-second")
     return 0
 
 

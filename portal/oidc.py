@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -371,21 +372,64 @@ def signing_key(session: Session, keys: SealingKeys, alg: str = ALG) -> SigningK
     return key
 
 
-def published_keys(session: Session) -> KeySet:
+def _published_rows(session: Session) -> list[OidcSigningKey]:
     since = utcnow() - RETIRED_KEY_PUBLISHED
-    rows = session.scalars(
-        select(OidcSigningKey)
-        .where(or_(OidcSigningKey.retired_at.is_(None), OidcSigningKey.retired_at > since))
-        .order_by(OidcSigningKey.created_at.desc())
-    ).all()
-    for row in rows:
-        if row.kid not in _PUBLIC:
-            _PUBLIC[row.kid] = JWKRegistry.import_key(row.jwk["public"])
-    return KeySet([_PUBLIC[row.kid] for row in rows])
+    return list(
+        session.scalars(
+            select(OidcSigningKey)
+            .where(or_(OidcSigningKey.retired_at.is_(None), OidcSigningKey.retired_at > since))
+            .order_by(OidcSigningKey.created_at.desc())
+        ).all()
+    )
+
+
+def _public_key(row: OidcSigningKey) -> SigningKey:
+    key = _PUBLIC.get(row.kid)
+    if key is None:
+        key = _PUBLIC[row.kid] = JWKRegistry.import_key(row.jwk["public"])
+    return key
+
+
+def published_keys(session: Session) -> KeySet:
+    return KeySet([_public_key(row) for row in _published_rows(session)])
 
 
 def jwks(session: Session) -> dict[str, Any]:
     return {"keys": [key.as_dict(private=False) for key in published_keys(session).keys]}
+
+
+VERIFYING_KEYS_SECONDS = 60.0
+"""How long a process trusts its list of published keys before reading it again. A key another
+process made is read at once (an unknown `kid` reloads the list); a retirement is seen within
+this long, far inside the hour a retired key stays published anyway."""
+
+
+@dataclass(frozen=True)
+class _Verifying:
+    keys: dict[str, tuple[SigningKey, datetime | None]]
+    loaded_at: float
+
+
+_verifying = _Verifying({}, float("-inf"))
+
+
+def _verifying_key(session: Session, kid: str) -> SigningKey | None:
+    """The published key named `kid`, from the process's list, which is read again when older
+    than VERIFYING_KEYS_SECONDS or when it lacks the kid: checking a token costs no query."""
+    global _verifying
+    known = _verifying
+    if kid not in known.keys or time.monotonic() - known.loaded_at > VERIFYING_KEYS_SECONDS:
+        rows = _published_rows(session)
+        known = _verifying = _Verifying(
+            {row.kid: (_public_key(row), row.retired_at) for row in rows}, time.monotonic()
+        )
+    entry = known.keys.get(kid)
+    if entry is None:
+        return None
+    key, retired_at = entry
+    if retired_at is not None and retired_at <= utcnow() - RETIRED_KEY_PUBLISHED:
+        return None
+    return key
 
 
 def _alg_of(key: SigningKey) -> str:
@@ -396,13 +440,27 @@ def sign(key: SigningKey, claims: dict[str, Any], typ: str = "JWT") -> str:
     return jwt.encode({"alg": _alg_of(key), "kid": key.kid, "typ": typ}, claims, key)
 
 
+def _kid_of(token: str) -> str | None:
+    try:
+        encoded = token.split(".", 1)[0]
+        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, TypeError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
 def decode(session: Session, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The header and claims of a token this provider signed with a published key, or None.
 
     Only the signature is checked here; callers check `iss`, `exp` and what the token is for.
     """
+    kid = _kid_of(token)
+    key = _verifying_key(session, kid) if kid else None
+    if key is None:
+        return None
     try:
-        decoded = jwt.decode(token, published_keys(session), algorithms=list(SigningAlg))
+        decoded = jwt.decode(token, key, algorithms=[_alg_of(key)])
     except Exception:
         return None
     return decoded.header, decoded.claims

@@ -1,12 +1,16 @@
 """Discovery and JWKS are read by every relying party before every sign-in: they may be cached
-publicly and revalidated with a 304, and a rotated key is never hidden behind an old ETag."""
+publicly and revalidated with a 304, and a rotated key is never hidden behind an old ETag. The
+provider caches its own published keys to check tokens, and a new key is never missed."""
 
 from __future__ import annotations
 
 import pytest
 import requests
+from sqlalchemy import update
 
-from portal.oidc import rotate_keys, sealing_keys
+from portal import oidc
+from portal.models import OidcSigningKey, utcnow
+from portal.oidc import RETIRED_KEY_PUBLISHED, rotate_keys, sealing_keys
 
 CACHED = (
     ("/.well-known/openid-configuration", 3600),
@@ -59,3 +63,44 @@ def test_each_portal_has_its_own_discovery_etag(provider):
     )
     assert member.status_code == 200
     assert member.json()["issuer"].endswith("/member")
+
+
+def userinfo(provider, access_token: str) -> int:
+    return requests.get(
+        provider.metadata()["userinfo_endpoint"],
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=5,
+    ).status_code
+
+
+def test_a_token_signed_with_a_key_made_after_the_keys_were_read_is_accepted_at_once(provider):
+    provider.add_user()
+    client = provider.add_client()
+    before = provider.sign_in(client)
+    assert userinfo(provider, before.token["access_token"]) == 200
+
+    with provider.session_factory() as session:
+        rotate_keys(session, sealing_keys(provider.app.config["SETTINGS"]))
+        session.commit()
+    after = provider.sign_in(client)
+
+    assert userinfo(provider, after.token["access_token"]) == 200
+    assert userinfo(provider, before.token["access_token"]) == 200
+
+
+def test_a_key_retired_past_its_hour_verifies_nothing_once_the_keys_are_read_again(
+    provider, monkeypatch
+):
+    provider.add_user()
+    client = provider.add_client()
+    signin = provider.sign_in(client)
+    assert userinfo(provider, signin.token["access_token"]) == 200
+
+    with provider.session_factory() as session:
+        session.execute(
+            update(OidcSigningKey).values(retired_at=utcnow() - RETIRED_KEY_PUBLISHED * 2)
+        )
+        session.commit()
+    monkeypatch.setattr(oidc, "VERIFYING_KEYS_SECONDS", 0.0)
+
+    assert userinfo(provider, signin.token["access_token"]) == 401

@@ -42,6 +42,7 @@ from portal.models import (
     OidcClient,
     OidcGrant,
     OidcRefreshToken,
+    OidcSubject,
     User,
     UserSession,
     utcnow,
@@ -677,10 +678,43 @@ def _pkce_matches(verifier: str | None, challenge: str) -> bool:
     return secrets.compare_digest(computed, challenge)
 
 
+def _with_grant(db, column, value):
+    """The token row whose `column` is `value` and, in the same query, its grant, the grant's
+    account and that account's subject, so the `db.get`s that follow are answered from the
+    session instead of one query each."""
+    return _preloaded(
+        db,
+        select(column.class_, OidcGrant, User, OidcSubject)
+        .outerjoin(OidcGrant, OidcGrant.id == column.class_.grant_id)
+        .outerjoin(User, User.id == OidcGrant.user_id)
+        .outerjoin(OidcSubject, OidcSubject.user_id == User.id)
+        .where(column == value),
+    )
+
+
+def _preloaded(db, statement):
+    """The first entity of the statement's first row, or None. The row's other entities stay
+    referenced for the request (the session's identity map holds them only weakly), so a later
+    `db.get` of any of them is answered without a query."""
+    found = db.execute(statement).first()
+    g.oidc_preloaded = found
+    return found[0] if found else None
+
+
 def _exchange_code(db, client: OidcClient):
     form = request.form
     code = form.get("code", "")
-    row = db.get(OidcAuthorizationCode, token_hash(code)) if code else None
+    row = (
+        _preloaded(
+            db,
+            select(OidcAuthorizationCode, User, OidcSubject)
+            .outerjoin(User, User.id == OidcAuthorizationCode.user_id)
+            .outerjoin(OidcSubject, OidcSubject.user_id == User.id)
+            .where(OidcAuthorizationCode.code_hash == token_hash(code)),
+        )
+        if code
+        else None
+    )
     if row is None or row.client_pk != client.id or row.portal != g.portal.slug:
         return _oauth_error("invalid_grant", "unknown authorization code")
     now = utcnow()
@@ -740,7 +774,7 @@ def _exchange_code(db, client: OidcClient):
 
 def _refresh(db, client: OidcClient):
     raw = request.form.get("refresh_token", "")
-    row = db.get(OidcRefreshToken, token_hash(raw)) if raw else None
+    row = _with_grant(db, OidcRefreshToken.token_hash, token_hash(raw)) if raw else None
     grant = db.get(OidcGrant, row.grant_id) if row else None
     if grant is None or grant.client_pk != client.id or grant.portal != g.portal.slug:
         return _oauth_error("invalid_grant", "unknown refresh token")
@@ -802,7 +836,8 @@ def _live_access_token(db, raw: str) -> tuple[dict, OidcGrant] | None:
         return None
     if not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time():
         return None
-    row = db.get(OidcAccessToken, claims.get("jti", ""))
+    jti = claims.get("jti")
+    row = _with_grant(db, OidcAccessToken.jti, jti) if isinstance(jti, str) else None
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
     grant = grant_is_live(db, row.grant_id)
@@ -901,7 +936,7 @@ def _introspected(db, raw: str) -> tuple[OidcGrant, int, str] | None:
     live = _live_access_token(db, raw)
     if live is not None:
         return live[1], int(live[0]["exp"]), "Bearer"
-    row = db.get(OidcRefreshToken, token_hash(raw))
+    row = _with_grant(db, OidcRefreshToken.token_hash, token_hash(raw))
     if row is None or row.used_at is not None or row.expires_at <= utcnow():
         return None
     grant = grant_is_live(db, row.grant_id)
