@@ -468,9 +468,12 @@ def _phases(web: Web, made: Setup, database_url: str, seconds: float, concurrenc
     verifications = argon2_per_cpu_second(min(seconds, 5))
 
     def signer(username: str):
+        """A person at a browser that has signed in before (it has its device cookie) but is
+        signed out: every POST carries the signed-out session of the login page it came from."""
         session = requests.Session()
         page = session.get(f"{web.base}/patient/login", timeout=30)
         token = CSRF.search(page.text).group(1)
+        signed_out = dict(session.cookies)
 
         def call() -> bool:
             answer = session.post(
@@ -479,6 +482,11 @@ def _phases(web: Web, made: Setup, database_url: str, seconds: float, concurrenc
                 allow_redirects=False,
                 timeout=30,
             )
+            device = session.cookies.get("acceso_device")
+            session.cookies.clear()
+            for name, value in {**signed_out, "acceso_device": device}.items():
+                if value:
+                    session.cookies.set(name, value)
             return answer.status_code == 302
 
         return call

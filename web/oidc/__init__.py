@@ -569,20 +569,23 @@ def _authenticated_client():
         client_id = request.form.get("client_id")
         secret = request.form.get("client_secret")
     client = _client_by_id(client_id)
-    refused = _oauth_error(
-        "invalid_client",
-        "client authentication failed",
-        401,
-        {"WWW-Authenticate": 'Basic realm="acceso"'} if basic else None,
-    )
+
+    def refused():
+        return None, _oauth_error(
+            "invalid_client",
+            "client authentication failed",
+            401,
+            {"WWW-Authenticate": 'Basic realm="acceso"'} if basic else None,
+        )
+
     key = client_secret_key(current_app.config["SETTINGS"])
     if client is None:
         hash_client_secret(key, secret or "")
-        return None, refused
+        return refused()
     if client.public:
-        return (client, None) if not secret else (None, refused)
+        return (client, None) if not secret else refused()
     if not secret or not client_secret_matches(get_db(), key, client, secret):
-        return None, refused
+        return refused()
     return client, None
 
 
