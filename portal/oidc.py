@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwt
 from joserfc.jwk import ECKey, JWKRegistry, KeySet, RSAKey
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.codec import codec_keys_for
@@ -357,12 +357,37 @@ _PUBLIC: dict[str, SigningKey] = {}
 """Parsed keys by kid: a key never changes once made, and unsealing one costs more than signing."""
 
 
-def signing_key(session: Session, keys: SealingKeys, alg: str = ALG) -> SigningKey:
-    """The newest unretired key of the algorithm, made on first use if the start did not.
+def client_with_signing_key(
+    session: Session, client_id: str
+) -> tuple[OidcClient, OidcSigningKey | None] | None:
+    """A client by its client_id and, in the same query, the newest unretired key of its
+    signing algorithm (None while there is none): the token endpoint needs both every time."""
+    found = session.execute(
+        select(OidcClient, OidcSigningKey)
+        .outerjoin(
+            OidcSigningKey,
+            and_(
+                OidcSigningKey.alg == OidcClient.signing_alg,
+                OidcSigningKey.retired_at.is_(None),
+            ),
+        )
+        .where(OidcClient.client_id == client_id)
+        .order_by(OidcSigningKey.created_at.desc())
+        .limit(1)
+    ).first()
+    return (found[0], found[1]) if found else None
+
+
+def signing_key(
+    session: Session, keys: SealingKeys, alg: str = ALG, current: OidcSigningKey | None = None
+) -> SigningKey:
+    """The newest unretired key of the algorithm (`current`, when the caller loaded it with
+    `client_with_signing_key`), made on first use if the start did not.
 
     Call it before writing anything else in the transaction: making a key commits.
     """
-    row = _current_key_row(session, SigningAlg(alg))
+    row = current if current is not None and current.alg == alg else None
+    row = row or _current_key_row(session, SigningAlg(alg))
     if row is None:
         row = _new_key(session, keys, SigningAlg(alg))
         session.commit()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from portal import oidc
 from portal.models import OidcSigningKey, utcnow
@@ -104,3 +104,16 @@ def test_a_key_retired_past_its_hour_verifies_nothing_once_the_keys_are_read_aga
     monkeypatch.setattr(oidc, "VERIFYING_KEYS_SECONDS", 0.0)
 
     assert userinfo(provider, signin.token["access_token"]) == 401
+
+
+def test_the_token_endpoint_makes_a_signing_key_when_none_is_left(provider):
+    provider.add_user()
+    rs256 = provider.add_client("rsa-app", signing_alg="RS256")
+    with provider.session_factory() as session:
+        session.execute(delete(OidcSigningKey))
+        session.commit()
+
+    signin = provider.sign_in(rs256)
+
+    provider.validate_id_token(signin.token["id_token"], rs256, signin.nonce, alg="RS256")
+    assert userinfo(provider, signin.token["access_token"]) == 200

@@ -56,6 +56,7 @@ from portal.oidc import (
     claims_for,
     client_origins,
     client_secret_matches,
+    client_with_signing_key,
     decode,
     ensure_signing_keys,
     grant_is_live,
@@ -324,10 +325,16 @@ def allow_registered_origins(response):
 # --- authorize ------------------------------------------------------------------------------
 
 
-def _client_by_id(client_id: str | None) -> OidcClient | None:
+def _client_by_id(client_id: str | None, with_signing_key: bool = False) -> OidcClient | None:
+    """This portal's client named `client_id`; `with_signing_key` also loads, in the same query,
+    its algorithm's current signing key into `g.oidc_key_row` for the token endpoint."""
     if not client_id:
         return None
-    client = get_db().scalar(select(OidcClient).where(OidcClient.client_id == client_id))
+    if with_signing_key:
+        found = client_with_signing_key(get_db(), client_id)
+        client, g.oidc_key_row = found if found else (None, None)
+    else:
+        client = get_db().scalar(select(OidcClient).where(OidcClient.client_id == client_id))
     if client is None or client.portal != g.portal.slug:
         return None
     return client
@@ -553,7 +560,7 @@ def authorize():
 # --- token ----------------------------------------------------------------------------------
 
 
-def _authenticated_client():
+def _authenticated_client(with_signing_key: bool = False):
     """The client named by Basic auth or the form, or an RFC 6749 invalid_client answer."""
     header = request.headers.get("Authorization", "")
     basic = header.startswith("Basic ")
@@ -568,7 +575,7 @@ def _authenticated_client():
     else:
         client_id = request.form.get("client_id")
         secret = request.form.get("client_secret")
-    client = _client_by_id(client_id)
+    client = _client_by_id(client_id, with_signing_key)
 
     def refused():
         return None, _oauth_error(
@@ -812,12 +819,12 @@ def _refresh(db, client: OidcClient):
 @bp.post("/token")
 @rate_limited("token")
 def token():
-    client, refused = _authenticated_client()
+    client, refused = _authenticated_client(with_signing_key=True)
     if refused is not None:
         return refused
     db = get_db()
     keys = sealing_keys(current_app.config["SETTINGS"])
-    g.oidc_signing_key = signing_key(db, keys, client.signing_alg)
+    g.oidc_signing_key = signing_key(db, keys, client.signing_alg, g.pop("oidc_key_row", None))
     grant_type = request.form.get("grant_type")
     if grant_type == "authorization_code":
         return _exchange_code(db, client)
