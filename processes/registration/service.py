@@ -6,10 +6,10 @@ never hears of."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -28,7 +28,10 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.tokens import claim_link, token_hash
+from portal.records import account_of_record, matching_record
+from portal.tokens import claim_link, new_reference, token_hash
+from processes.account_notice.service import notify_address
+from processes.account_notice.vocabulary import NoticeKind
 from processes.registration.vocabulary import (
     AWAITING_REVIEW,
     WORKFLOW,
@@ -329,6 +332,89 @@ def submit_account(
         payload=AccountSubmission(user_id=user.id),
     )
     session.commit()
+    return Submission.SUBMITTED
+
+
+@dataclass
+class PatientAccount:
+    """What the patient's one form creates the account from (the password already hashed)."""
+
+    username: str
+    email: str
+    full_name: str
+    password_hash: str
+    locale: str
+
+
+def submit_patient(
+    session: Session, portal: Portal, account: PatientAccount, remember: Callable[[], None]
+) -> Submission:
+    """One transaction: the account, linked to the clinical record it matched, and its process;
+    or a notice to the address, so the screen answers the same either way (being on a record is
+    health information). `remember` adds the form's outcome to whichever transaction commits."""
+    record = matching_record(session, portal.slug, account.email, account.full_name)
+    if record is None:
+        return _answer_by_mail(
+            session, portal, account, remember, NoticeKind.REGISTRATION_NO_RECORD
+        )
+    if account_of_record(session, record) is not None:
+        return _answer_by_mail(session, portal, account, remember, NoticeKind.REGISTRATION_EXISTING)
+    reference = new_reference()
+    user = User(
+        portal=portal.slug,
+        username=account.username,
+        email=account.email,
+        full_name=account.full_name,
+        password_hash=account.password_hash,
+        status=AccountStatus.UNCONFIRMED,
+        role=Role.PATIENT,
+        locale=account.locale,
+        clinical_record_id=record.id,
+    )
+    registration = Registration(
+        reference=reference,
+        portal=portal.slug,
+        workflow_id=registration_id(portal, reference),
+        status=Step.CONFIRM_EMAIL,
+        user=user,
+    )
+    remember()
+    if begin(session, portal, registration, user=user):
+        return Submission.SUBMITTED
+    if _username_held(session, portal, account.username):
+        return Submission.USERNAME_TAKEN
+    # A concurrent registration took the record: answered as for any record with an account.
+    return _answer_by_mail(session, portal, account, remember, NoticeKind.REGISTRATION_EXISTING)
+
+
+def _username_held(session: Session, portal: Portal, username: str) -> bool:
+    return (
+        session.scalar(
+            select(User.id).where(
+                User.portal == portal.slug, func.lower(User.username) == username.lower()
+            )
+        )
+        is not None
+    )
+
+
+def _answer_by_mail(
+    session: Session,
+    portal: Portal,
+    account: PatientAccount,
+    remember: Callable[[], None],
+    kind: NoticeKind,
+) -> Submission:
+    """The screen's one answer; the address's owner learns the rest by e-mail. Only the form's
+    remembered outcome can collide here: the same form was accepted once already."""
+    notify_address(session, portal.slug, account.email, account.locale, kind)
+    add_event(session, actor="applicant", action="registration.refused_by_mail", portal=portal.slug)
+    remember()
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return Submission.REPEATED
     return Submission.SUBMITTED
 
 

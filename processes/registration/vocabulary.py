@@ -106,12 +106,15 @@ class WizardStep(StrEnum):
 
 
 class Submission(StrEnum):
-    """How the member's Finish ended: the account stored and owed to the workflow, or why not."""
+    """How a member's Finish or a patient's form ended: the account stored and owed to the
+    workflow (or, for a patient, the answer owed by e-mail), or why not; `repeated` is a second
+    post of a form whose first one was accepted."""
 
     SUBMITTED = "submitted"
     INCOMPLETE = "incomplete"
     USERNAME_TAKEN = "username_taken"
     ENDED = "ended"
+    REPEATED = "repeated"
 
 
 @dataclass
