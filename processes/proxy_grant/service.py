@@ -29,7 +29,9 @@ from portal.models import (
     utcnow,
 )
 from portal.oidc import subject_for
-from portal.tokens import new_reference, token_hash
+from portal.tokens import new_reference
+from processes import links
+from processes.links import LinkState
 from processes.proxy_grant.activities import end_proxy_sign_ins, subject_name
 from processes.proxy_grant.steps import age_on
 from processes.proxy_grant.vocabulary import (
@@ -45,7 +47,6 @@ from processes.proxy_grant.vocabulary import (
     GrantRevoked,
     Invited,
     LinkPurpose,
-    LinkState,
     Origin,
     ProxyGrantStart,
     Relationship,
@@ -309,46 +310,18 @@ def request_access(
     return Requested.SENT_TO_STAFF if review else Requested.SENT_TO_SUBJECT
 
 
-@dataclass
-class Link:
-    state: LinkState
-    token: EmailToken | None = None
-    grant: ProxyGrant | None = None
+Link = links.Link[ProxyGrant]
 
 
 def read_link(session: Session, portal: Portal, raw: str, purpose: LinkPurpose) -> Link:
     """What a link's page may say, read without changing anything."""
-    token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if token is None or token.portal != portal.slug or token.purpose != purpose:
-        return Link(LinkState.UNKNOWN)
-    grant = session.scalar(select(ProxyGrant).where(ProxyGrant.workflow_id == token.workflow_id))
-    if grant is None:
-        return Link(LinkState.UNKNOWN)
-    if token.used_at is not None:
-        return Link(LinkState.USED, token, grant)
-    if not token.usable(utcnow()) or grant.status not in WAITING:
-        return Link(LinkState.EXPIRED, token, grant)
-    return Link(LinkState.USABLE, token, grant)
+    return links.read_link(
+        session, portal.slug, raw, purpose, ProxyGrant, lambda grant: grant.status in WAITING
+    )
 
 
 def _claim(session: Session, link: Link, source: Step, **values) -> bool:
-    now = utcnow()
-    return bool(
-        session.execute(
-            update(EmailToken)
-            .where(EmailToken.id == link.token.id)
-            .where(EmailToken.used_at.is_(None))
-            .where(EmailToken.revoked_at.is_(None))
-            .where(EmailToken.expires_at > now)
-            .values(used_at=now)
-        ).rowcount
-        and session.execute(
-            update(ProxyGrant)
-            .where(ProxyGrant.id == link.grant.id)
-            .where(ProxyGrant.status == source)
-            .values(**values)
-        ).rowcount
-    )
+    return links.claim(session, link, ProxyGrant.status == source, **values)
 
 
 def accept(session: Session, portal: Portal, raw: str, proxy: User) -> Link:
@@ -356,8 +329,8 @@ def accept(session: Session, portal: Portal, raw: str, proxy: User) -> Link:
     link = read_link(session, portal, raw, LinkPurpose.ACCEPT)
     if link.state != LinkState.USABLE:
         return link
-    if proxy.id == link.grant.subject_user_id or proxy.portal != portal.slug:
-        return Link(LinkState.WRONG_PERSON, link.token, link.grant)
+    if proxy.id == link.row.subject_user_id or proxy.portal != portal.slug:
+        return Link(LinkState.WRONG_PERSON, link.token, link.row)
     if not _claim(
         session,
         link,
@@ -373,18 +346,18 @@ def accept(session: Session, portal: Portal, raw: str, proxy: User) -> Link:
         actor=f"user:{proxy.id}",
         action="proxy.accepted",
         portal=portal.slug,
-        workflow_id=link.grant.workflow_id,
-        user_id=link.grant.subject_user_id,
-        grant=link.grant.reference,
+        workflow_id=link.row.workflow_id,
+        user_id=link.row.subject_user_id,
+        grant=link.row.reference,
     )
     enqueue_signal(
         session,
-        workflow_id=link.grant.workflow_id,
+        workflow_id=link.row.workflow_id,
         signal=Signal.ACCEPT,
         payload=GrantAccepted(proxy_user_id=proxy.id),
     )
     session.commit()
-    return Link(LinkState.DONE_NOW, link.token, link.grant)
+    return link.done_now()
 
 
 def decide_as_subject(
@@ -395,34 +368,34 @@ def decide_as_subject(
     link = read_link(session, portal, raw, LinkPurpose.CONSENT)
     if link.state != LinkState.USABLE:
         return link
-    if signed_in is not None and signed_in.id != link.grant.subject_user_id:
-        return Link(LinkState.WRONG_PERSON, link.token, link.grant)
+    if signed_in is not None and signed_in.id != link.row.subject_user_id:
+        return Link(LinkState.WRONG_PERSON, link.token, link.row)
     approved = decision == Decision.APPROVE
     now = utcnow()
     values = {"status": Step.ACTIVE, "activated_at": now} if approved else {"status": Step.DECLINED}
     if not approved:
-        values.update(ended_at=now, ended_by=f"user:{link.grant.subject_user_id}")
+        values.update(ended_at=now, ended_by=f"user:{link.row.subject_user_id}")
     if not _claim(session, link, Step.AWAITING_SUBJECT, **values):
         session.rollback()
         return read_link(session, portal, raw, LinkPurpose.CONSENT)
     add_event(
         session,
-        actor=f"user:{link.grant.subject_user_id}",
+        actor=f"user:{link.row.subject_user_id}",
         action="proxy.approved" if approved else "proxy.declined",
         portal=portal.slug,
-        workflow_id=link.grant.workflow_id,
-        user_id=link.grant.subject_user_id,
-        grant=link.grant.reference,
-        proxy=f"user:{link.grant.proxy_user_id}",
+        workflow_id=link.row.workflow_id,
+        user_id=link.row.subject_user_id,
+        grant=link.row.reference,
+        proxy=f"user:{link.row.proxy_user_id}",
     )
     enqueue_signal(
         session,
-        workflow_id=link.grant.workflow_id,
+        workflow_id=link.row.workflow_id,
         signal=Signal.SUBJECT_DECISION,
         payload=SubjectDecision(decision=decision),
     )
     session.commit()
-    return Link(LinkState.DONE_NOW, link.token, link.grant)
+    return link.done_now()
 
 
 def review(

@@ -19,7 +19,6 @@ from portal.audit import add_event
 from portal.config import Portal
 from portal.models import (
     AccountStatus,
-    EmailToken,
     MemberRecord,
     Registration,
     Role,
@@ -29,9 +28,11 @@ from portal.models import (
     utcnow,
 )
 from portal.records import account_of_record, matching_record
-from portal.tokens import claim_link, new_reference, token_hash
+from portal.tokens import claim_link, new_reference
+from processes import links
 from processes.account_notice.service import notify_address
 from processes.account_notice.vocabulary import NoticeKind
+from processes.links import LinkState
 from processes.registration.vocabulary import (
     AWAITING_REVIEW,
     WORKFLOW,
@@ -41,7 +42,6 @@ from processes.registration.vocabulary import (
     EmailConfirmed,
     IdentityCheck,
     IdentityResult,
-    LinkStatus,
     Outcome,
     RegistrationStart,
     ResendRequest,
@@ -114,33 +114,22 @@ def begin(
     return True
 
 
-@dataclass
-class LinkState:
+Link = links.Link[Registration]
+
+
+def confirmation_link(session: Session, portal: Portal, raw: str) -> Link:
     """What the confirmation page may say about a link, read without changing anything."""
-
-    status: LinkStatus
-    token: EmailToken | None = None
+    return links.read_link(session, portal.slug, raw, TokenPurpose.CONFIRM_EMAIL, Registration)
 
 
-def confirmation_link(session: Session, portal: Portal, raw: str) -> LinkState:
-    token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if token is None or token.portal != portal.slug or token.purpose != TokenPurpose.CONFIRM_EMAIL:
-        return LinkState(LinkStatus.UNKNOWN)
-    if token.used_at is not None:
-        return LinkState(LinkStatus.CONFIRMED, token)
-    if not token.usable(utcnow()):
-        return LinkState(LinkStatus.EXPIRED, token)
-    return LinkState(LinkStatus.USABLE, token)
-
-
-def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState:
+def redeem_confirmation(session: Session, portal: Portal, raw: str) -> Link:
     """The confirmation click: link, account and read model change in one transaction that also
     owes the workflow its `email_confirmed` signal. Repeated or concurrent clicks are answered
     from the first one's result; the conditional update lets exactly one of them win."""
-    state = confirmation_link(session, portal, raw)
-    if state.status != LinkStatus.USABLE:
-        return state
-    token = state.token
+    link = confirmation_link(session, portal, raw)
+    if link.state != LinkState.USABLE:
+        return link
+    token = link.token
     now = utcnow()
     if not claim_link(session, token.id):
         session.rollback()
@@ -178,7 +167,7 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
         ),
     )
     session.commit()
-    return LinkState(LinkStatus.CONFIRMED_NOW, token)
+    return link.done_now()
 
 
 def start_now(bridge: TemporalBridge, portal: Portal, reference: str) -> None:
@@ -418,47 +407,34 @@ def _answer_by_mail(
     return Submission.SUBMITTED
 
 
-@dataclass
-class RetryLink:
-    """The help desk's e-mailed link to try the identity check again, and its registration."""
-
-    status: LinkStatus
-    registration: Registration | None = None
-    token_id: int = 0
+def _open_to_retry(registration: Registration) -> bool:
+    return registration.status in (Step.IDENTITY, Step.ESCALATED)
 
 
-def retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
-    """What the retry link's page may say, read without changing anything."""
-    row = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if row is None or row.portal != portal.slug or row.purpose != TokenPurpose.IDENTITY_RETRY:
-        return RetryLink(LinkStatus.UNKNOWN)
-    if not row.usable(utcnow()):
-        return RetryLink(LinkStatus.EXPIRED)
-    registration = session.scalar(
-        select(Registration).where(Registration.workflow_id == row.workflow_id)
+def retry_link(session: Session, portal: Portal, raw: str) -> Link:
+    """What the help desk's retry link's page may say, read without changing anything."""
+    return links.read_link(
+        session, portal.slug, raw, TokenPurpose.IDENTITY_RETRY, Registration, _open_to_retry
     )
-    if registration is None or registration.status not in (Step.IDENTITY, Step.ESCALATED):
-        return RetryLink(LinkStatus.EXPIRED)
-    return RetryLink(LinkStatus.USABLE, registration, row.id)
 
 
-def use_retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
+def use_retry_link(session: Session, portal: Portal, raw: str) -> Link:
     """The retry link's POST: a conditional claim, so two clicks use it once."""
     link = retry_link(session, portal, raw)
-    if link.status != LinkStatus.USABLE:
+    if link.state != LinkState.USABLE:
         return link
-    if not claim_link(session, link.token_id):
+    if not claim_link(session, link.token.id):
         session.rollback()
-        return RetryLink(LinkStatus.EXPIRED)
+        return links.Link(LinkState.EXPIRED)
     add_event(
         session,
         actor="applicant",
         action="registration.retry_link_used",
         portal=portal.slug,
-        workflow_id=link.registration.workflow_id,
+        workflow_id=link.row.workflow_id,
     )
     session.commit()
-    return RetryLink(LinkStatus.CONFIRMED_NOW, link.registration)
+    return link.done_now()
 
 
 def decide(

@@ -81,16 +81,6 @@ class TokenPurpose(StrEnum):
     IDENTITY_RETRY = "identity_retry"
 
 
-class LinkStatus(StrEnum):
-    """What the confirmation page may say about a link."""
-
-    USABLE = "usable"
-    CONFIRMED = "confirmed"
-    CONFIRMED_NOW = "confirmed_now"
-    EXPIRED = "expired"
-    UNKNOWN = "unknown"
-
-
 class WizardStep(StrEnum):
     """The member wizard's pages (seed 001) and where it sends the applicant once the
     registration has moved on without them (help desk, expiry, done)."""

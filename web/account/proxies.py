@@ -17,6 +17,7 @@ from wtforms.validators import Length, Optional, ValidationError
 from wtforms.widgets import DateInput
 
 from portal.audit import ACTING, add_event
+from processes.links import LinkState
 from processes.proxy_grant import service
 from processes.proxy_grant.vocabulary import (
     IN_FORCE,
@@ -24,7 +25,6 @@ from processes.proxy_grant.vocabulary import (
     Decision,
     Invited,
     LinkPurpose,
-    LinkState,
     Relationship,
     Requested,
     Step,
@@ -378,8 +378,8 @@ def request_access():
 
 def _link_page(link: service.Link, purpose: LinkPurpose, form):
     context = {"state": link.state, "purpose": purpose, "form": form}
-    if link.grant is not None and link.state == LinkState.USABLE:
-        context["view"] = service.view_of(get_db(), link.grant)
+    if link.row is not None and link.state == LinkState.USABLE:
+        context["view"] = service.view_of(get_db(), link.row)
     if link.state == LinkState.UNKNOWN:
         return render_template("account/proxy_link.html", **context), 404
     if link.state in (LinkState.EXPIRED, LinkState.USED):
@@ -403,7 +403,7 @@ def accept(token: str):
     if user is not None and user.portal == g.portal.slug and form.validate_on_submit():
         link = service.accept(db, g.portal, token, user)
         if link.state == LinkState.DONE_NOW:
-            name = service.view_of(db, link.grant).subject_name
+            name = service.view_of(db, link.row).subject_name
             flash(_("Aceptó la invitación: ya puede actuar por %(name)s.", name=name), "success")
             return redirect(url_for("account.proxies"))
     else:

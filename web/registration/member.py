@@ -50,13 +50,13 @@ from portal.models import (
 )
 from portal.passwords import hash_answer, hash_password
 from portal.tokens import new_reference
+from processes.links import LinkState
 from processes.registration import service
 from processes.registration.service import begin, registration_id
 from processes.registration.vocabulary import (
     CaseStatus,
     IdentityCheck,
     IdentityRefusal,
-    LinkStatus,
     Outcome,
     Step,
     Submission,
@@ -533,13 +533,13 @@ def continue_registration(token: str):
         link = service.use_retry_link(get_db(), g.portal, token)
     else:
         link = service.retry_link(get_db(), g.portal, token)
-    if link.status == LinkStatus.UNKNOWN:
+    if link.state == LinkState.UNKNOWN:
         return render_template("registration/member_link_invalid.html"), 404
-    if link.status == LinkStatus.EXPIRED:
+    if link.state in (LinkState.EXPIRED, LinkState.USED):
         return render_template("registration/member_link_invalid.html", expired=True), 410
-    if link.status == LinkStatus.USABLE:
+    if link.state == LinkState.USABLE:
         return render_template("registration/member_continue.html", form=form)
-    WizardState(g.portal.slug, link.registration.reference).save()
+    WizardState(g.portal.slug, link.row.reference).save()
     flash(_("Puede volver a validar su información personal."), "info")
     return redirect(url_for("registration.register"))
 
