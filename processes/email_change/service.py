@@ -34,6 +34,7 @@ from processes.email_change.vocabulary import (
 from processes.links import LinkState
 from processes.logout_delivery.service import sign_out_everywhere
 from processes.recovery.service import request_password_reset
+from processes.transitions import audit_and_signal
 from temporal import search_attributes
 from temporal.outbox import enqueue_signal, enqueue_start
 
@@ -227,21 +228,16 @@ def confirm(session: Session, portal: Portal, raw: str) -> Link:
     ):
         session.rollback()
         return read_link(session, portal, raw, LinkPurpose.CONFIRM)
-    add_event(
-        session,
-        actor=f"user:{link.row.user_id}",
-        action="email_change.confirmed",
-        portal=portal.slug,
-        workflow_id=link.row.workflow_id,
-        user_id=link.row.user_id,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=link.row.workflow_id,
         signal=Signal.CONFIRM,
         payload=ChangeConfirmed(token_id=link.token.id),
+        actor=f"user:{link.row.user_id}",
+        action="email_change.confirmed",
+        portal=portal.slug,
+        user_id=link.row.user_id,
     )
-    session.commit()
     return link.done_now()
 
 
@@ -269,20 +265,17 @@ def undo(session: Session, secret: str, portal: Portal, raw: str) -> Link:
     session.execute(delete(UserSession).where(UserSession.user_id == change.user_id))
     sign_out_everywhere(session, change.user_id)
     _replace_waiting(session, change.user_id, by_change_id=change.id)
-    add_event(
-        session,
-        actor=f"user:{change.user_id}",
-        action="email_change.undone",
-        portal=portal.slug,
-        workflow_id=change.workflow_id,
-        user_id=change.user_id,
-        via="undo link to the old address",
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=change.workflow_id,
         signal=Signal.UNDO,
         payload=ChangeUndone(token_id=link.token.id),
+        actor=f"user:{change.user_id}",
+        action="email_change.undone",
+        portal=portal.slug,
+        user_id=change.user_id,
+        via="undo link to the old address",
+        commit=False,
     )
     request_password_reset(session, secret, portal, change.user_id)
     return link.done_now()

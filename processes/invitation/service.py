@@ -26,7 +26,8 @@ from processes.invitation.vocabulary import (
     Step,
 )
 from processes.logout_delivery.service import sign_out_everywhere
-from temporal.outbox import enqueue_signal, enqueue_start
+from processes.transitions import audit_and_signal
+from temporal.outbox import enqueue_start
 
 
 def invitation_id(portal: Portal) -> str:
@@ -149,23 +150,18 @@ def accept(session: Session, token: EmailToken, invitation: Invitation, user: Us
     session.execute(
         update(Invitation).where(Invitation.id == invitation.id).values(user_id=user.id)
     )
-    add_event(
-        session,
-        actor=f"user:{user.id}",
-        action="invitation.accepted",
-        portal=invitation.portal,
-        workflow_id=invitation.workflow_id,
-        user_id=user.id,
-        invitation_id=invitation.id,
-        office_id=invitation.office_id,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=invitation.workflow_id,
         signal=Signal.ACCEPT,
         payload=InvitationAcceptance(token_id=token.id, user_id=user.id),
+        actor=f"user:{user.id}",
+        action="invitation.accepted",
+        portal=invitation.portal,
+        user_id=user.id,
+        invitation_id=invitation.id,
+        office_id=invitation.office_id,
     )
-    session.commit()
     return Acceptance.ACCEPTED
 
 
@@ -181,21 +177,16 @@ def revoke(session: Session, invitation: Invitation, actor: str, actor_user_id: 
         .where(EmailToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    add_event(
-        session,
-        actor=actor,
-        action="invitation.revoked",
-        portal=invitation.portal,
-        workflow_id=invitation.workflow_id,
-        user_id=actor_user_id,
-        invitation_id=invitation.id,
-        office_id=invitation.office_id,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=invitation.workflow_id,
         signal=Signal.REVOKE,
         payload=RevokeRequest(revoked_by=actor),
+        actor=actor,
+        action="invitation.revoked",
+        portal=invitation.portal,
+        user_id=actor_user_id,
+        invitation_id=invitation.id,
+        office_id=invitation.office_id,
     )
-    session.commit()
     return True

@@ -56,8 +56,9 @@ from processes.proxy_grant.vocabulary import (
     Step,
     SubjectDecision,
 )
+from processes.transitions import audit_and_signal
 from temporal import search_attributes
-from temporal.outbox import enqueue_signal, enqueue_start
+from temporal.outbox import enqueue_start
 
 NEEDS_STAFF = (Relationship.LEGAL_GUARDIAN, Relationship.HEALTHCARE_AGENT)
 """A representative of an adult who cannot consent: staff review, not the adult's own link."""
@@ -341,22 +342,17 @@ def accept(session: Session, portal: Portal, raw: str, proxy: User) -> Link:
     ):
         session.rollback()
         return read_link(session, portal, raw, LinkPurpose.ACCEPT)
-    add_event(
-        session,
-        actor=f"user:{proxy.id}",
-        action="proxy.accepted",
-        portal=portal.slug,
-        workflow_id=link.row.workflow_id,
-        user_id=link.row.subject_user_id,
-        grant=link.row.reference,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=link.row.workflow_id,
         signal=Signal.ACCEPT,
         payload=GrantAccepted(proxy_user_id=proxy.id),
+        actor=f"user:{proxy.id}",
+        action="proxy.accepted",
+        portal=portal.slug,
+        user_id=link.row.subject_user_id,
+        grant=link.row.reference,
     )
-    session.commit()
     return link.done_now()
 
 
@@ -378,23 +374,18 @@ def decide_as_subject(
     if not _claim(session, link, Step.AWAITING_SUBJECT, **values):
         session.rollback()
         return read_link(session, portal, raw, LinkPurpose.CONSENT)
-    add_event(
-        session,
-        actor=f"user:{link.row.subject_user_id}",
-        action="proxy.approved" if approved else "proxy.declined",
-        portal=portal.slug,
-        workflow_id=link.row.workflow_id,
-        user_id=link.row.subject_user_id,
-        grant=link.row.reference,
-        proxy=f"user:{link.row.proxy_user_id}",
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=link.row.workflow_id,
         signal=Signal.SUBJECT_DECISION,
         payload=SubjectDecision(decision=decision),
+        actor=f"user:{link.row.subject_user_id}",
+        action="proxy.approved" if approved else "proxy.declined",
+        portal=portal.slug,
+        user_id=link.row.subject_user_id,
+        grant=link.row.reference,
+        proxy=f"user:{link.row.proxy_user_id}",
     )
-    session.commit()
     return link.done_now()
 
 
@@ -416,23 +407,18 @@ def review(
     if not claimed:
         session.rollback()
         return False
-    add_event(
-        session,
-        actor=reviewer,
-        action="proxy.review_approved" if approved else "proxy.review_denied",
-        portal=grant.portal,
-        workflow_id=grant.workflow_id,
-        user_id=grant.subject_user_id,
-        grant=grant.reference,
-        reason=reason,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=grant.workflow_id,
         signal=Signal.REVIEW_DECISION,
         payload=ReviewDecision(decision=decision, reviewer=reviewer, reason=reason),
+        actor=reviewer,
+        action="proxy.review_approved" if approved else "proxy.review_denied",
+        portal=grant.portal,
+        user_id=grant.subject_user_id,
+        grant=grant.reference,
+        reason=reason,
     )
-    session.commit()
     return True
 
 
@@ -459,24 +445,19 @@ def end_grant(
         .values(revoked_at=now)
     )
     end_proxy_sign_ins(session, grant)
-    add_event(
+    audit_and_signal(
         session,
+        workflow_id=grant.workflow_id,
+        signal=Signal.REVOKE,
+        payload=GrantRevoked(by=by, status=status),
         actor=by,
         action=f"proxy.{status}",
         portal=grant.portal,
-        workflow_id=grant.workflow_id,
         user_id=grant.subject_user_id,
         grant=grant.reference,
         proxy=f"user:{grant.proxy_user_id}" if grant.proxy_user_id else "",
         note=note,
     )
-    enqueue_signal(
-        session,
-        workflow_id=grant.workflow_id,
-        signal=Signal.REVOKE,
-        payload=GrantRevoked(by=by, status=status),
-    )
-    session.commit()
     return True
 
 
@@ -484,22 +465,17 @@ def renew(session: Session, grant: ProxyGrant, subject: User) -> bool:
     """The adult subject keeps the grant for another term; the process moves its timers."""
     if grant.subject_user_id != subject.id or grant.status not in IN_FORCE:
         return False
-    add_event(
-        session,
-        actor=f"user:{subject.id}",
-        action="proxy.renewed",
-        portal=grant.portal,
-        workflow_id=grant.workflow_id,
-        user_id=subject.id,
-        grant=grant.reference,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=grant.workflow_id,
         signal=Signal.RENEW,
         payload=GrantRenewed(by=f"user:{subject.id}"),
+        actor=f"user:{subject.id}",
+        action="proxy.renewed",
+        portal=grant.portal,
+        user_id=subject.id,
+        grant=grant.reference,
     )
-    session.commit()
     return True
 
 

@@ -51,9 +51,10 @@ from processes.registration.vocabulary import (
     Submission,
     TokenPurpose,
 )
+from processes.transitions import audit_and_signal
 from temporal import search_attributes
 from temporal.bridge import ProcessUnavailable, TemporalBridge, ask
-from temporal.outbox import enqueue_signal, enqueue_start
+from temporal.outbox import enqueue_start
 
 
 def registration_id(portal: Portal, reference: str) -> str:
@@ -146,16 +147,7 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> Link:
         .where(Registration.workflow_id == token.workflow_id)
         .values(status=Step.PENDING_REVIEW if reviewed else Outcome.ACTIVE, updated_at=now)
     )
-    add_event(
-        session,
-        actor=f"user:{user.id}" if user else "applicant",
-        action="registration.email_confirmed",
-        portal=portal.slug,
-        workflow_id=token.workflow_id,
-        user_id=user.id if user else None,
-        status=next_status,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=token.workflow_id,
         signal=Signal.EMAIL_CONFIRMED,
@@ -165,8 +157,12 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> Link:
             user_id=user.id if user else 0,
             next_status=next_status,
         ),
+        actor=f"user:{user.id}" if user else "applicant",
+        action="registration.email_confirmed",
+        portal=portal.slug,
+        user_id=user.id if user else None,
+        status=next_status,
     )
-    session.commit()
     return link.done_now()
 
 
@@ -222,6 +218,30 @@ def resend_confirmation(bridge: TemporalBridge, workflow_id: str) -> None:
             RegistrationWorkflow.resend_confirmation, ResendRequest()
         ),
     )
+
+
+def resend_for_helpdesk(session: Session, user: User, actor: str) -> bool:
+    """The help desk asks the account's registration for a new confirmation link, owed through
+    the outbox with its audit line; False when the account is not waiting for a confirmation."""
+    workflow_id = session.scalar(
+        select(Registration.workflow_id)
+        .where(Registration.user_id == user.id)
+        .order_by(Registration.id.desc())
+        .limit(1)
+    )
+    if user.status != AccountStatus.UNCONFIRMED or workflow_id is None:
+        return False
+    audit_and_signal(
+        session,
+        workflow_id=workflow_id,
+        signal=Signal.RESEND_CONFIRMATION,
+        payload=ResendRequest(requested_by=actor),
+        actor=actor,
+        action="registration.confirmation_resent_by_helpdesk",
+        portal=user.portal,
+        user_id=user.id,
+    )
+    return True
 
 
 def note_existing_account(session: Session, portal: Portal, registration: Registration) -> None:
@@ -306,21 +326,16 @@ def submit_account(
     if not claimed:
         session.rollback()
         return Submission.ENDED
-    add_event(
-        session,
-        actor="applicant",
-        action="registration.submitted",
-        portal=portal.slug,
-        workflow_id=registration.workflow_id,
-        user_id=user.id,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=registration.workflow_id,
         signal=Signal.SUBMIT_ACCOUNT,
         payload=AccountSubmission(user_id=user.id),
+        actor="applicant",
+        action="registration.submitted",
+        portal=portal.slug,
+        user_id=user.id,
     )
-    session.commit()
     return Submission.SUBMITTED
 
 
@@ -454,23 +469,18 @@ def decide(
     if not claimed:
         session.rollback()
         return False
-    add_event(
-        session,
-        actor=reviewer,
-        action="review.decision_sent",
-        portal=registration.portal,
-        workflow_id=registration.workflow_id,
-        user_id=registration.user_id,
-        approved=approved,
-        reason=reason,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=registration.workflow_id,
         signal=Signal.REVIEW_DECISION,
         payload=ReviewDecision(approved=approved, reviewer=reviewer, reason=reason),
+        actor=reviewer,
+        action="review.decision_sent",
+        portal=registration.portal,
+        user_id=registration.user_id,
+        approved=approved,
+        reason=reason,
     )
-    session.commit()
     return True
 
 
@@ -481,17 +491,15 @@ def resolve_case(session: Session, case: SupportCase, resolution: CaseResolution
     already resolved."""
     if case.status != CaseStatus.OPEN:
         return False
-    add_event(
+    audit_and_signal(
         session,
+        workflow_id=case.workflow_id,
+        signal=Signal.RESOLVE_CASE,
+        payload=resolution,
         actor=resolution.agent,
         action="case.resolution_sent",
         portal=case.portal,
-        workflow_id=case.workflow_id,
         case_id=case.id,
         outcome=resolution.outcome,
     )
-    enqueue_signal(
-        session, workflow_id=case.workflow_id, signal=Signal.RESOLVE_CASE, payload=resolution
-    )
-    session.commit()
     return True

@@ -1,0 +1,42 @@
+"""Every change the web tier asks of a running process ends the same way, so it is written once:
+the change's audit line and the signal owed to the process go into the change's transaction,
+which then commits; a crash after the commit still delivers the signal (the outbox relay) and
+one before it leaves nothing done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from portal.audit import add_event
+from temporal.outbox import enqueue_signal
+
+
+def audit_and_signal(
+    session: Session,
+    *,
+    workflow_id: str,
+    signal: str,
+    payload: Any,
+    actor: str,
+    action: str,
+    portal: str,
+    user_id: int | None = None,
+    commit: bool = True,
+    **detail: Any,
+) -> None:
+    """Adds the audit line and the owed signal to the caller's transaction and commits it
+    (unless `commit` is False: the caller has more to add)."""
+    add_event(
+        session,
+        actor=actor,
+        action=action,
+        portal=portal,
+        workflow_id=workflow_id,
+        user_id=user_id,
+        **detail,
+    )
+    enqueue_signal(session, workflow_id=workflow_id, signal=signal, payload=payload)
+    if commit:
+        session.commit()
