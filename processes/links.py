@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.models import EmailToken, utcnow
 from portal.tokens import claim_link, token_hash
+from processes.transitions import claim_row
 
 Row = TypeVar("Row")
 
@@ -69,9 +70,6 @@ def claim(session: Session, link: Link, *where: Any, **values: Any) -> bool:
     """The link and its process's row, claimed together: the row changes to `values` only while
     `where` still holds of it, so a click racing the process (or another click) loses cleanly;
     the caller rolls back on False."""
-    model = type(link.row)
-    return claim_link(session, link.token.id) and bool(
-        session.execute(
-            update(model).where(model.id == link.row.id).where(*where).values(**values)
-        ).rowcount
+    return claim_link(session, link.token.id) and claim_row(
+        session, type(link.row), link.row.id, *where, **values
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from portal.audit import add_event
@@ -40,3 +41,15 @@ def audit_and_signal(
     enqueue_signal(session, workflow_id=workflow_id, signal=signal, payload=payload)
     if commit:
         session.commit()
+
+
+def claim_row(session: Session, model: type, row_id: int, *where: Any, **values: Any) -> bool:
+    """A conditional update of one process row: it changes to `values` only while `where` still
+    holds of it, in one statement, so of a click, a timer and a staff decision racing for the
+    same row exactly one wins, on SQLite and PostgreSQL alike. The caller decides what losing
+    means (usually a rollback)."""
+    return bool(
+        session.execute(
+            update(model).where(model.id == row_id).where(*where).values(**values)
+        ).rowcount
+    )

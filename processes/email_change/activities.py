@@ -15,10 +15,11 @@ from mail.mailer import Mailer
 from mail.once import deliver_once, sent_link
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import LIVE_ACCOUNT, EmailChange, EmailToken, User, UserSession, utcnow
-from portal.tokens import link_for_send
+from portal.models import LIVE_ACCOUNT, EmailChange, User, UserSession, utcnow
+from portal.tokens import link_for_send, revoke_links
 from processes.email_change.vocabulary import LinkPurpose, Mail, Step
 from processes.logout_delivery.service import sign_out_everywhere
+from processes.transitions import claim_row
 
 
 @dataclass
@@ -201,20 +202,15 @@ class EmailChangeActivities:
         purpose = LinkPurpose.UNDO if request.status == Step.KEPT else LinkPurpose.CONFIRM
         with self.session_factory() as session:
             now = utcnow()
-            claimed = session.execute(
-                update(EmailChange)
-                .where(EmailChange.id == request.change_id)
-                .where(EmailChange.status == source)
-                .values(status=request.status, ended_at=now)
-            ).rowcount
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.purpose == purpose)
-                .where(EmailToken.used_at.is_(None))
-                .where(EmailToken.revoked_at.is_(None))
-                .values(revoked_at=now)
+            claimed = claim_row(
+                session,
+                EmailChange,
+                request.change_id,
+                EmailChange.status == source,
+                status=request.status,
+                ended_at=now,
             )
+            revoke_links(session, request.workflow_id, purpose, now)
             change = session.get(EmailChange, request.change_id)
             if change is None:
                 session.commit()

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from portal import lockout
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import EmailChange, EmailToken, User, UserSession, utcnow
+from portal.models import EmailChange, User, UserSession, utcnow
 from portal.passwords import verify_password
-from portal.tokens import new_reference
+from portal.tokens import new_reference, revoke_links
 from processes import links
 from processes.account_notice.service import notify_account_owner, notify_address
 from processes.account_notice.vocabulary import NoticeKind
@@ -34,7 +34,7 @@ from processes.email_change.vocabulary import (
 from processes.links import LinkState
 from processes.logout_delivery.service import sign_out_everywhere
 from processes.recovery.service import request_password_reset
-from processes.transitions import audit_and_signal
+from processes.transitions import audit_and_signal, claim_row
 from temporal import search_attributes
 from temporal.outbox import enqueue_signal, enqueue_start
 
@@ -95,22 +95,17 @@ def _replace_waiting(session: Session, user_id: int, by_change_id: int) -> None:
         )
     )
     for change in waiting:
-        claimed = session.execute(
-            update(EmailChange)
-            .where(EmailChange.id == change.id)
-            .where(EmailChange.status == Step.PENDING)
-            .values(status=Step.REPLACED, ended_at=now)
-        ).rowcount
+        claimed = claim_row(
+            session,
+            EmailChange,
+            change.id,
+            EmailChange.status == Step.PENDING,
+            status=Step.REPLACED,
+            ended_at=now,
+        )
         if not claimed:
             continue
-        session.execute(
-            update(EmailToken)
-            .where(EmailToken.workflow_id == change.workflow_id)
-            .where(EmailToken.purpose == LinkPurpose.CONFIRM)
-            .where(EmailToken.used_at.is_(None))
-            .where(EmailToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+        revoke_links(session, change.workflow_id, LinkPurpose.CONFIRM, now)
         enqueue_signal(
             session,
             workflow_id=change.workflow_id,

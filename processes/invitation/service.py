@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from portal.audit import add_event
 from portal.config import Portal
 from portal.models import AccountStatus, EmailToken, Invitation, Role, User, UserSession, utcnow
-from portal.tokens import claim_link
+from portal.tokens import claim_link, revoke_links
 from processes.invitation.vocabulary import (
     WORKFLOW,
     Acceptance,
@@ -26,7 +26,7 @@ from processes.invitation.vocabulary import (
     Step,
 )
 from processes.logout_delivery.service import sign_out_everywhere
-from processes.transitions import audit_and_signal
+from processes.transitions import audit_and_signal, claim_row
 from temporal.outbox import enqueue_start
 
 
@@ -117,14 +117,14 @@ def set_access(session: Session, primary: User, employee: User, enabled: bool) -
 
 
 def _claim(session: Session, invitation: Invitation, status: Step, actor: str) -> bool:
-    now = utcnow()
-    return bool(
-        session.execute(
-            update(Invitation)
-            .where(Invitation.id == invitation.id)
-            .where(Invitation.status == Step.PENDING)
-            .values(status=status, ended_at=now, ended_by=actor)
-        ).rowcount
+    return claim_row(
+        session,
+        Invitation,
+        invitation.id,
+        Invitation.status == Step.PENDING,
+        status=status,
+        ended_at=utcnow(),
+        ended_by=actor,
     )
 
 
@@ -170,13 +170,7 @@ def revoke(session: Session, invitation: Invitation, actor: str, actor_user_id: 
     if not _claim(session, invitation, Step.REVOKED, actor):
         session.rollback()
         return False
-    session.execute(
-        update(EmailToken)
-        .where(EmailToken.workflow_id == invitation.workflow_id)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    revoke_links(session, invitation.workflow_id)
     audit_and_signal(
         session,
         workflow_id=invitation.workflow_id,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -15,10 +14,11 @@ from mail.mailer import Mailer
 from mail.once import deliver_once, sent_link
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import ClinicalRecord, EmailToken, ProxyGrant, User, utcnow
-from portal.tokens import link_for_send
+from portal.models import ClinicalRecord, ProxyGrant, User, utcnow
+from portal.tokens import link_for_send, revoke_links
 from processes.logout_delivery.service import sign_out_everywhere
 from processes.proxy_grant.vocabulary import IN_FORCE, Audience, LinkPurpose, Mail, Step
+from processes.transitions import claim_row
 
 LINKS = {
     Mail.INVITATION: (LinkPurpose.ACCEPT, "proxy/accept"),
@@ -101,25 +101,20 @@ class ProxyGrantActivities:
             final = request.status not in IN_FORCE and request.status != Step.IN_REVIEW
             if final:
                 values.update(ended_at=now, ended_by="system")
-            claimed = session.execute(
-                update(ProxyGrant)
-                .where(ProxyGrant.id == request.grant_id)
-                .where(ProxyGrant.status.in_(list(request.sources)))
-                .values(**values)
-            ).rowcount
+            claimed = claim_row(
+                session,
+                ProxyGrant,
+                request.grant_id,
+                ProxyGrant.status.in_(list(request.sources)),
+                **values,
+            )
             grant = session.get(ProxyGrant, request.grant_id)
             if grant is None:
                 raise ApplicationError("grant no longer exists", non_retryable=True, type="Gone")
             changed = claimed and request.status not in request.sources
             if changed:
                 if final:
-                    session.execute(
-                        update(EmailToken)
-                        .where(EmailToken.workflow_id == request.workflow_id)
-                        .where(EmailToken.used_at.is_(None))
-                        .where(EmailToken.revoked_at.is_(None))
-                        .values(revoked_at=now)
-                    )
+                    revoke_links(session, request.workflow_id, now=now)
                     end_proxy_sign_ins(session, grant)
                 add_event(
                     session,

@@ -22,14 +22,13 @@ from portal.models import (
     AccountStatus,
     AuditEvent,
     ClinicalRecord,
-    EmailToken,
     IdentityStrikes,
     ProxyGrant,
     User,
     utcnow,
 )
 from portal.oidc import subject_for
-from portal.tokens import new_reference
+from portal.tokens import new_reference, revoke_links
 from processes import links
 from processes.links import LinkState
 from processes.proxy_grant.activities import end_proxy_sign_ins, subject_name
@@ -56,7 +55,7 @@ from processes.proxy_grant.vocabulary import (
     Step,
     SubjectDecision,
 )
-from processes.transitions import audit_and_signal
+from processes.transitions import audit_and_signal, claim_row
 from temporal import search_attributes
 from temporal.outbox import enqueue_start
 
@@ -398,12 +397,15 @@ def review(
     values = {"status": Step.ACTIVE, "activated_at": now} if approved else {"status": Step.DENIED}
     if not approved:
         values.update(ended_at=now, ended_by=reviewer)
-    claimed = session.execute(
-        update(ProxyGrant)
-        .where(ProxyGrant.id == grant.id)
-        .where(ProxyGrant.status == Step.IN_REVIEW)
-        .values(decided_by=reviewer, decision_reason=reason, **values)
-    ).rowcount
+    claimed = claim_row(
+        session,
+        ProxyGrant,
+        grant.id,
+        ProxyGrant.status == Step.IN_REVIEW,
+        decided_by=reviewer,
+        decision_reason=reason,
+        **values,
+    )
     if not claimed:
         session.rollback()
         return False
@@ -428,22 +430,20 @@ def end_grant(
     """Revoked by the subject or staff, or left by the proxy: the proxy's sign-ins end (every
     client told) in the same transaction; False if the grant had already ended."""
     now = utcnow()
-    claimed = session.execute(
-        update(ProxyGrant)
-        .where(ProxyGrant.id == grant.id)
-        .where(ProxyGrant.status.in_(list(LIVE)))
-        .values(status=status, ended_at=now, ended_by=by, end_note=note or None)
-    ).rowcount
+    claimed = claim_row(
+        session,
+        ProxyGrant,
+        grant.id,
+        ProxyGrant.status.in_(list(LIVE)),
+        status=status,
+        ended_at=now,
+        ended_by=by,
+        end_note=note or None,
+    )
     if not claimed:
         session.rollback()
         return False
-    session.execute(
-        update(EmailToken)
-        .where(EmailToken.workflow_id == grant.workflow_id)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    revoke_links(session, grant.workflow_id, now=now)
     end_proxy_sign_ins(session, grant)
     audit_and_signal(
         session,

@@ -27,6 +27,7 @@ from portal.models import (
     User,
     utcnow,
 )
+from portal.tokens import revoke_links
 from processes.registration.vocabulary import (
     CaseOutcome,
     CaseStatus,
@@ -196,14 +197,7 @@ class RegistrationActivities:
         """Revokes the unused confirmation links, then says whether one was redeemed: the
         click's conditional update and this one serialise on the row, so exactly one wins."""
         with self.session_factory() as session:
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.purpose == TokenPurpose.CONFIRM_EMAIL)
-                .where(EmailToken.used_at.is_(None))
-                .where(EmailToken.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
+            revoke_links(session, request.workflow_id, TokenPurpose.CONFIRM_EMAIL)
             redeemed = session.scalar(
                 select(EmailToken.id)
                 .where(EmailToken.workflow_id == request.workflow_id)
@@ -219,12 +213,7 @@ class RegistrationActivities:
         """Expired or closed: revoke its links and, if it never went live, free the username."""
         with self.session_factory() as session:
             now = utcnow()
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.used_at.is_(None))
-                .values(revoked_at=now)
-            )
+            revoke_links(session, request.workflow_id, now=now)
             # Update first: it waits for a web transaction attaching an account to this row,
             # so the read below sees that account and releases it too.
             session.execute(

@@ -51,7 +51,7 @@ from processes.registration.vocabulary import (
     Submission,
     TokenPurpose,
 )
-from processes.transitions import audit_and_signal
+from processes.transitions import audit_and_signal, claim_row
 from temporal import search_attributes
 from temporal.bridge import ProcessUnavailable, TemporalBridge, ask
 from temporal.outbox import enqueue_start
@@ -316,13 +316,15 @@ def submit_account(
     except IntegrityError:
         session.rollback()
         return Submission.USERNAME_TAKEN
-    claimed = session.execute(
-        update(Registration)
-        .where(Registration.id == registration.id)
-        .where(Registration.status == Step.ACCOUNT)
-        .where(Registration.user_id.is_(None))
-        .values(user_id=user.id, details={})
-    ).rowcount
+    claimed = claim_row(
+        session,
+        Registration,
+        registration.id,
+        Registration.status == Step.ACCOUNT,
+        Registration.user_id.is_(None),
+        user_id=user.id,
+        details={},
+    )
     if not claimed:
         session.rollback()
         return Submission.ENDED
@@ -459,13 +461,15 @@ def decide(
     commit together, so a crash after the commit still delivers it (the outbox relay) and one
     before it leaves nothing decided. False when another decision or the process got there
     first."""
-    claimed = session.execute(
-        update(Registration)
-        .where(Registration.id == registration.id)
-        .where(Registration.status.in_(AWAITING_REVIEW))
-        .where(Registration.decided_by.is_(None))
-        .values(decided_by=reviewer, decision_reason=reason or None)
-    ).rowcount
+    claimed = claim_row(
+        session,
+        Registration,
+        registration.id,
+        Registration.status.in_(AWAITING_REVIEW),
+        Registration.decided_by.is_(None),
+        decided_by=reviewer,
+        decision_reason=reason or None,
+    )
     if not claimed:
         session.rollback()
         return False
