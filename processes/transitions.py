@@ -11,7 +11,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from portal.audit import add_event
-from temporal.outbox import enqueue_signal
+from portal.config import Portal
+from temporal import search_attributes
+from temporal.outbox import enqueue_signal, enqueue_start
 
 
 def audit_and_signal(
@@ -52,4 +54,32 @@ def claim_row(session: Session, model: type, row_id: int, *where: Any, **values:
         session.execute(
             update(model).where(model.id == row_id).where(*where).values(**values)
         ).rowcount
+    )
+
+
+def start_process(
+    session: Session,
+    portal: Portal,
+    *,
+    workflow: str,
+    workflow_id: str,
+    payload: Any,
+    what: str,
+    reference: str,
+    step: str,
+) -> None:
+    """A portal's process, owed through the outbox in the caller's transaction; its summary and
+    search attributes name the portal, the opaque reference and the first step (never PII), so
+    an operator finds it in the Temporal UI."""
+    enqueue_start(
+        session,
+        workflow=workflow,
+        workflow_id=workflow_id,
+        payload=payload,
+        summary=f"{portal.name.source}: {what} {reference}",
+        search_attributes={
+            search_attributes.PORTAL.name: portal.slug,
+            search_attributes.REFERENCE.name: reference,
+            search_attributes.STEP.name: step,
+        },
     )

@@ -34,9 +34,8 @@ from processes.email_change.vocabulary import (
 from processes.links import LinkState
 from processes.logout_delivery.service import sign_out_everywhere
 from processes.recovery.service import request_password_reset
-from processes.transitions import audit_and_signal, claim_row
-from temporal import search_attributes
-from temporal.outbox import enqueue_signal, enqueue_start
+from processes.transitions import audit_and_signal, claim_row, start_process
+from temporal.outbox import enqueue_signal
 
 
 def email_change_id(portal: Portal, reference: str) -> str:
@@ -178,8 +177,9 @@ def request_change(
         user_id=user.id,
         note=request.note,
     )
-    enqueue_start(
+    start_process(
         session,
+        portal,
         workflow=WORKFLOW,
         workflow_id=change.workflow_id,
         payload=EmailChangeStart(
@@ -189,12 +189,9 @@ def request_change(
             undo_days=portal.policy.email_change_undo_days,
             shared_addresses=portal.policy.shared_email_addresses,
         ),
-        summary=f"{portal.name.source}: e-mail change {reference}",
-        search_attributes={
-            search_attributes.PORTAL.name: portal.slug,
-            search_attributes.REFERENCE.name: reference,
-            search_attributes.STEP.name: Step.SENDING,
-        },
+        what="e-mail change",
+        reference=reference,
+        step=Step.SENDING,
     )
     session.commit()
     return Requested.SENT

@@ -55,9 +55,7 @@ from processes.proxy_grant.vocabulary import (
     Step,
     SubjectDecision,
 )
-from processes.transitions import audit_and_signal, claim_row
-from temporal import search_attributes
-from temporal.outbox import enqueue_start
+from processes.transitions import audit_and_signal, claim_row, start_process
 
 NEEDS_STAFF = (Relationship.LEGAL_GUARDIAN, Relationship.HEALTHCARE_AGENT)
 """A representative of an adult who cannot consent: staff review, not the adult's own link."""
@@ -69,8 +67,9 @@ def proxy_grant_id(portal: Portal, reference: str) -> str:
 
 def _start(session: Session, portal: Portal, grant: ProxyGrant, **fields) -> None:
     policy = portal.policy
-    enqueue_start(
+    start_process(
         session,
+        portal,
         workflow=WORKFLOW,
         workflow_id=grant.workflow_id,
         payload=ProxyGrantStart(
@@ -86,12 +85,9 @@ def _start(session: Session, portal: Portal, grant: ProxyGrant, **fields) -> Non
             renewal_months=policy.proxy_renewal_months,
             **fields,
         ),
-        summary=f"{portal.name.source}: proxy grant {grant.reference}",
-        search_attributes={
-            search_attributes.PORTAL.name: portal.slug,
-            search_attributes.REFERENCE.name: grant.reference,
-            search_attributes.STEP.name: grant.status,
-        },
+        what="proxy grant",
+        reference=grant.reference,
+        step=grant.status,
     )
 
 

@@ -51,10 +51,9 @@ from processes.registration.vocabulary import (
     Submission,
     TokenPurpose,
 )
-from processes.transitions import audit_and_signal, claim_row
+from processes.transitions import audit_and_signal, claim_row, start_process
 from temporal import search_attributes
 from temporal.bridge import ProcessUnavailable, TemporalBridge, ask
-from temporal.outbox import enqueue_start
 
 
 def registration_id(portal: Portal, reference: str) -> str:
@@ -89,8 +88,9 @@ def begin(
         user_id=user.id if user else None,
         **audit_detail,
     )
-    enqueue_start(
+    start_process(
         session,
+        portal,
         workflow=WORKFLOW,
         workflow_id=registration.workflow_id,
         payload=RegistrationStart(
@@ -100,12 +100,9 @@ def begin(
             policy=portal.policy,
             user_id=user.id if user else None,
         ),
-        summary=f"{portal.name.source}: registration {registration.reference}",
-        search_attributes={
-            search_attributes.PORTAL.name: portal.slug,
-            search_attributes.REFERENCE.name: registration.reference,
-            search_attributes.STEP.name: portal.steps[0],
-        },
+        what="registration",
+        reference=registration.reference,
+        step=portal.steps[0],
     )
     try:
         session.commit()
