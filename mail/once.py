@@ -8,12 +8,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from mail.mailer import Mailer
 from portal.audit import add_event
+from portal.config import Portal
 from portal.models import EmailToken, SentMail
 from portal.tokens import link_for_send
+
+
+class MailingActivities:
+    """What every process's e-mailing activities are built from: the database, the mailer and
+    the portals (an e-mail names its portal); the worker hands the same ones to each process."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        mailer: Mailer | None = None,
+        portals: dict[str, Portal] | None = None,
+    ):
+        self.session_factory = session_factory
+        self.mailer = mailer
+        self.portals = portals or {}
 
 
 def already_sent(session: Session, send_key: str) -> bool:

@@ -7,14 +7,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from mail.mailer import Mailer
-from mail.once import LinkMessage, send_once
+from mail.once import LinkMessage, MailingActivities, send_once
 from portal.audit import add_event
-from portal.config import Portal
 from portal.models import LIVE_ACCOUNT, EmailChange, User, UserSession, utcnow
 from portal.tokens import revoke_links
 from processes.email_change.vocabulary import LinkPurpose, Mail, Step
@@ -83,14 +81,7 @@ def address_taken(session: Session, portal: str, email: str, user_id: int) -> bo
     )
 
 
-class EmailChangeActivities:
-    def __init__(
-        self, session_factory: sessionmaker[Session], mailer: Mailer, portals: dict[str, Portal]
-    ):
-        self.session_factory = session_factory
-        self.mailer = mailer
-        self.portals = portals
-
+class EmailChangeActivities(MailingActivities):
     @activity.defn
     def send_change_mail(self, request: ChangeMail) -> ChangeMailed:
         """The new address's confirmation link, or a notice to the old address (with the undo

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from mail.mailer import Mailer
-from mail.once import LinkMessage, send_link_once
+from mail.once import LinkMessage, MailingActivities, send_link_once
 from portal.audit import add_event
 from portal.models import Invitation, User, utcnow
 from portal.tokens import revoke_links
@@ -49,11 +47,7 @@ class InvitationState:
     user_id: int | None = None
 
 
-class InvitationActivities:
-    def __init__(self, session_factory: sessionmaker[Session], mailer: Mailer):
-        self.session_factory = session_factory
-        self.mailer = mailer
-
+class InvitationActivities(MailingActivities):
     @activity.defn
     def send_invitation(self, request: InvitationMail) -> InvitationMailed:
         with self.session_factory() as session:

@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from mail.mailer import Mailer
-from mail.once import LinkMessage, send_once
+from mail.once import LinkMessage, MailingActivities, send_once
 from portal.audit import add_event
 from portal.config import Portal
 from portal.models import ClinicalRecord, ProxyGrant, User, utcnow
@@ -79,14 +78,7 @@ def subject_name(session: Session, grant: ProxyGrant) -> str:
     return record.full_name if record else ""
 
 
-class ProxyGrantActivities:
-    def __init__(
-        self, session_factory: sessionmaker[Session], mailer: Mailer, portals: dict[str, Portal]
-    ):
-        self.session_factory = session_factory
-        self.mailer = mailer
-        self.portals = portals
-
+class ProxyGrantActivities(MailingActivities):
     @activity.defn
     def settle_grant(self, request: GrantSettling) -> GrantState:
         """A timer's change, unless a click or a revoke claimed the grant first: the answer is

@@ -12,10 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from mail.mailer import Mailer
-from mail.once import LinkMessage, already_sent, deliver_once, send_link_once
+from mail.once import LinkMessage, MailingActivities, already_sent, deliver_once, send_link_once
 from portal.audit import add_event
-from portal.config import Portal
 from portal.models import (
     AccountStatus,
     EmailToken,
@@ -279,17 +277,7 @@ class RegistrationActivities:
             return AccountState(user_id=request.user_id, status=status)
 
 
-class RecordActivities:
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        mailer: Mailer | None = None,
-        portals: dict[str, Portal] | None = None,
-    ):
-        self.session_factory = session_factory
-        self.mailer = mailer
-        self.portals = portals or {}
-
+class RecordActivities(MailingActivities):
     @activity.defn
     def match_member(self, attempt: IdentityAttempt) -> IdentityStrike:
         """Compares one try with the member record and counts it; a retry returns the first
