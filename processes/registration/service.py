@@ -20,7 +20,9 @@ from portal.config import Portal
 from portal.models import (
     AccountStatus,
     MemberRecord,
+    Office,
     Registration,
+    RegistrationDraft,
     Role,
     SecurityAnswer,
     SupportCase,
@@ -336,6 +338,68 @@ def submit_account(
         user_id=user.id,
     )
     return Submission.SUBMITTED
+
+
+APPLICANT_SHOWN = ("first_name", "last_name", "email", "phone", "username")
+"""What a provider's registration keeps of the applicant for the reviewer to read."""
+
+OFFICE_NAMED = ("organization_name", "tax_id", "npi")
+"""The office's own columns; the rest of what the wizard typed about it is its address."""
+
+
+def submit_provider(
+    session: Session,
+    portal: Portal,
+    draft: RegistrationDraft,
+    locale: str,
+    remember: Callable[[str], None],
+) -> str | None:
+    """The provider wizard's Finish: office, account (hashes only) and registration replace the
+    draft in one transaction that owes the workflow its start; `remember` adds the form's
+    outcome for the new reference. The reference, or None when the username was taken by a
+    concurrent registration."""
+    applicant, office_data = draft.data["user"], draft.data["office"]
+    reference = new_reference()
+    office = Office(
+        portal=portal.slug,
+        **{key: office_data[key] for key in OFFICE_NAMED},
+        address={key: value for key, value in office_data.items() if key not in OFFICE_NAMED},
+    )
+    session.add(office)
+    session.flush()
+    user = User(
+        portal=portal.slug,
+        username=applicant["username"],
+        email=applicant["email"],
+        first_name=applicant["first_name"],
+        last_name=applicant["last_name"],
+        phone=applicant["phone"],
+        password_hash=applicant["password_hash"],
+        status=AccountStatus.UNCONFIRMED,
+        role=Role.PROVIDER_PRIMARY,
+        locale=locale,
+        office_id=office.id,
+    )
+    user.security_answers = [
+        SecurityAnswer(question=question, answer_hash=answer)
+        for question, answer in zip(applicant["questions"], applicant["answer_hashes"], strict=True)
+    ]
+    registration = Registration(
+        reference=reference,
+        portal=portal.slug,
+        workflow_id=registration_id(portal, reference),
+        status=Step.CONFIRM_EMAIL,
+        user=user,
+        details={
+            "applicant": {key: applicant[key] for key in APPLICANT_SHOWN},
+            "office": office_data,
+        },
+    )
+    session.delete(draft)
+    remember(reference)
+    if not begin(session, portal, registration, user=user, office_id=office.id):
+        return None
+    return reference
 
 
 @dataclass
