@@ -340,6 +340,21 @@ def submit_account(
     return Submission.SUBMITTED
 
 
+def start_member(session: Session, portal: Portal, remember: Callable[[str], None]) -> str:
+    """The member's accepted agreement: the registration's row and its owed start commit
+    together (with the form's outcome, which `remember` adds for the new reference)."""
+    reference = new_reference()
+    registration = Registration(
+        reference=reference,
+        portal=portal.slug,
+        workflow_id=registration_id(portal, reference),
+        status=Step.IDENTITY,
+    )
+    remember(reference)
+    begin(session, portal, registration, action="registration.agreement_accepted")
+    return reference
+
+
 APPLICANT_SHOWN = ("first_name", "last_name", "email", "phone", "username")
 """What a provider's registration keeps of the applicant for the reviewer to read."""
 

@@ -49,10 +49,8 @@ from portal.models import (
     User,
 )
 from portal.passwords import hash_answer, hash_password
-from portal.tokens import new_reference
 from processes.links import LinkState
 from processes.registration import service
-from processes.registration.service import begin, registration_id
 from processes.registration.vocabulary import (
     CaseStatus,
     IdentityCheck,
@@ -382,15 +380,13 @@ def _start() -> str | None:
     to start it at once (idempotent, by its ID), so the first identity try finds it running.
     If Temporal is away, the outbox relay starts it when it is back."""
     db = get_db()
-    reference = new_reference()
-    registration = Registration(
-        reference=reference,
-        portal=g.portal.slug,
-        workflow_id=registration_id(g.portal, reference),
-        status=Step.IDENTITY,
+    reference = service.start_member(
+        db,
+        g.portal,
+        lambda reference: once.remember(
+            db, url_for("registration.register"), started_reference=reference
+        ),
     )
-    once.remember(db, url_for("registration.register"), started_reference=reference)
-    begin(db, g.portal, registration, action="registration.agreement_accepted")
     service.start_now(get_bridge(), g.portal, reference)
     WizardState(g.portal.slug, reference).save()
     return reference
