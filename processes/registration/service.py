@@ -292,18 +292,17 @@ def submit_account(
         return Submission.INCOMPLETE
     record = account.record
     questions = portal.security_questions
-    user = User(
-        portal=portal.slug,
+    user = _new_account(
+        portal,
+        Role.MEMBER,
         username=account.username,
         email=account.email,
+        password_hash=details["password_hash"],
+        locale=account.locale,
         first_name=record.first_name,
         last_name=record.last_name,
         full_name=" ".join(p for p in (record.first_name, record.last_name, record.suffix) if p),
-        password_hash=details["password_hash"],
-        status=AccountStatus.UNCONFIRMED,
-        role=Role.MEMBER,
         client_id=record.client_id,
-        locale=account.locale,
         security_answers=[
             SecurityAnswer(question=questions[index].source, answer_hash=answer)
             for index, answer in zip(account.question_indexes, answers, strict=False)
@@ -338,6 +337,29 @@ def submit_account(
         user_id=user.id,
     )
     return Submission.SUBMITTED
+
+
+def _new_account(
+    portal: Portal,
+    role: Role,
+    *,
+    username: str,
+    email: str,
+    password_hash: str,
+    locale: str,
+    **fields,
+) -> User:
+    """Every portal's new account waits for its e-mail confirmation, with hashes only."""
+    return User(
+        portal=portal.slug,
+        username=username,
+        email=email,
+        password_hash=password_hash,
+        status=AccountStatus.UNCONFIRMED,
+        role=role,
+        locale=locale,
+        **fields,
+    )
 
 
 def start_member(session: Session, portal: Portal, remember: Callable[[str], None]) -> str:
@@ -382,17 +404,16 @@ def submit_provider(
     )
     session.add(office)
     session.flush()
-    user = User(
-        portal=portal.slug,
+    user = _new_account(
+        portal,
+        Role.PROVIDER_PRIMARY,
         username=applicant["username"],
         email=applicant["email"],
+        password_hash=applicant["password_hash"],
+        locale=locale,
         first_name=applicant["first_name"],
         last_name=applicant["last_name"],
         phone=applicant["phone"],
-        password_hash=applicant["password_hash"],
-        status=AccountStatus.UNCONFIRMED,
-        role=Role.PROVIDER_PRIMARY,
-        locale=locale,
         office_id=office.id,
     )
     user.security_answers = [
@@ -442,15 +463,14 @@ def submit_patient(
     if account_of_record(session, record) is not None:
         return _answer_by_mail(session, portal, account, remember, NoticeKind.REGISTRATION_EXISTING)
     reference = new_reference()
-    user = User(
-        portal=portal.slug,
+    user = _new_account(
+        portal,
+        Role.PATIENT,
         username=account.username,
         email=account.email,
-        full_name=account.full_name,
         password_hash=account.password_hash,
-        status=AccountStatus.UNCONFIRMED,
-        role=Role.PATIENT,
         locale=account.locale,
+        full_name=account.full_name,
         clinical_record_id=record.id,
     )
     registration = Registration(
