@@ -141,6 +141,18 @@ def email_field(label):
     return StringField(label, filters=[strip], validators=[required(), EmailAddress()])
 
 
+def staff_text(label, description="", *, optional: bool = False):
+    """A staff console's free-text note or reason: at most 2,000 characters, kept in the audit
+    or sent on; required unless `optional`."""
+    length = Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000))
+    return TextAreaField(
+        label,
+        filters=[strip],
+        validators=[length] if optional else [required(), length],
+        description=description,
+    )
+
+
 def username_field(label):
     return StringField(
         label,
