@@ -426,16 +426,20 @@ def revoke_user_grants(
     keep_offline: bool = False,
     *,
     acting_for: str | None = None,
+    health_apps_only: bool = False,
 ) -> list[OidcClient]:
     """Ends every token family of the account (but health apps' offline access when
-    `keep_offline`; only those signed in under the proxy grant `acting_for`, if given);
-    returns the clients it had signed in to."""
+    `keep_offline`; only those signed in under the proxy grant `acting_for`, if given; only the
+    health apps given a patient record, if `health_apps_only`); returns the clients it had
+    signed in to. Only live families are touched, so a repeat ends nothing more."""
     now = utcnow()
     query = select(OidcGrant).where(OidcGrant.user_id == user_id, OidcGrant.revoked_at.is_(None))
     if keep_offline:
         query = query.where(OidcGrant.offline.is_(False))
     if acting_for is not None:
         query = query.where(OidcGrant.acting_for == acting_for)
+    if health_apps_only:
+        query = query.where(OidcGrant.patient.is_not(None))
     grants = session.scalars(query).all()
     client_pks = {grant.client_pk for grant in grants}
     for grant in grants:
@@ -443,22 +447,6 @@ def revoke_user_grants(
     if not client_pks:
         return []
     return list(session.scalars(select(OidcClient).where(OidcClient.id.in_(client_pks))).all())
-
-
-def revoke_patient_grants(session: Session, user_id: int, acting_for: str) -> int:
-    """Ends the health apps' token families whose patient context rests on the proxy grant
-    `acting_for` (its reference), leaving the account's other sign-ins under it alone; a repeat
-    ends nothing more. Returns how many ended; the caller commits."""
-    return session.execute(
-        update(OidcGrant)
-        .where(
-            OidcGrant.user_id == user_id,
-            OidcGrant.acting_for == acting_for,
-            OidcGrant.patient.is_not(None),
-            OidcGrant.revoked_at.is_(None),
-        )
-        .values(revoked_at=utcnow())
-    ).rowcount
 
 
 def revoke_client_grants(session: Session, user_id: int, client_pk: int) -> OidcClient | None:

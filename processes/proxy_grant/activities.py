@@ -16,7 +16,6 @@ from mail.once import deliver_once, sent_link
 from portal.audit import add_event
 from portal.config import Portal
 from portal.models import ClinicalRecord, EmailToken, ProxyGrant, User, utcnow
-from portal.oidc import revoke_patient_grants
 from portal.tokens import link_for_send
 from processes.logout_delivery.service import sign_out_everywhere
 from processes.proxy_grant.vocabulary import IN_FORCE, Audience, LinkPurpose, Mail, Step
@@ -125,7 +124,12 @@ class ProxyGrantActivities:
                     )
                     end_proxy_sign_ins(session, grant)
                 elif request.status == Step.LIMITED and grant.proxy_user_id is not None:
-                    revoke_patient_grants(session, grant.proxy_user_id, grant.reference)
+                    sign_out_everywhere(
+                        session,
+                        grant.proxy_user_id,
+                        acting_for=grant.reference,
+                        health_apps_only=True,
+                    )
                 add_event(
                     session,
                     actor="system",
