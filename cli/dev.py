@@ -643,6 +643,7 @@ def _start_and_supervise(
         f"  Temporal frontend  {HOST}:{args.temporal_port}",
         f"  SMTP               {smtp_note}",
         f"  Staff console      {web_url}/staff/login",
+        f"  Register an app    {web_url}/developers/apps/new",
         f"  Demo staff login   {DEMO_STAFF} / {password}",
         f"  Web metrics        {web_url}/metrics "
         f"(Authorization: Bearer {env['ACCESO_METRICS_TOKEN']})",

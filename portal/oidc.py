@@ -426,16 +426,20 @@ def revoke_user_grants(
     keep_offline: bool = False,
     *,
     acting_for: str | None = None,
+    health_apps_only: bool = False,
 ) -> list[OidcClient]:
     """Ends every token family of the account (but health apps' offline access when
-    `keep_offline`; only those signed in under the proxy grant `acting_for`, if given);
-    returns the clients it had signed in to."""
+    `keep_offline`; only those signed in under the proxy grant `acting_for`, if given; only the
+    health apps given a patient record, if `health_apps_only`); returns the clients it had
+    signed in to. Only live families are touched, so a repeat ends nothing more."""
     now = utcnow()
     query = select(OidcGrant).where(OidcGrant.user_id == user_id, OidcGrant.revoked_at.is_(None))
     if keep_offline:
         query = query.where(OidcGrant.offline.is_(False))
     if acting_for is not None:
         query = query.where(OidcGrant.acting_for == acting_for)
+    if health_apps_only:
+        query = query.where(OidcGrant.patient.is_not(None))
     grants = session.scalars(query).all()
     client_pks = {grant.client_pk for grant in grants}
     for grant in grants:

@@ -44,7 +44,7 @@ class Link(Generic[Row]):
 
 def read_link(
     session: Session,
-    portal: str,
+    portal: str | None,
     raw: str,
     purpose: str,
     model: type[Row],
@@ -52,9 +52,10 @@ def read_link(
 ) -> Link[Row]:
     """What a link's page may say, read without changing anything: unknown (another portal's or
     another purpose's link, or one whose process row is gone), used, expired (or its process no
-    longer `waiting` for it) or usable."""
+    longer `waiting` for it) or usable. A link whose page is under no portal is read with
+    `portal` None."""
     token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if token is None or token.portal != portal or token.purpose != purpose:
+    if token is None or portal not in (None, token.portal) or token.purpose != purpose:
         return Link(LinkState.UNKNOWN)
     row = session.scalar(select(model).where(model.workflow_id == token.workflow_id))
     if row is None:

@@ -64,9 +64,10 @@ class GrantMailed:
 
 
 def end_proxy_sign_ins(session: Session, grant: ProxyGrant) -> None:
-    """The proxy's sign-ins made under this grant carry `acting_for`: they end and each of
-    their clients is told (back-channel logout); the proxy's own sign-ins go on. The caller
-    commits."""
+    """The proxy's sign-ins made under this grant carry `acting_for`, and so do the health apps
+    given the person's record under it (their offline access included): they end and each of
+    their clients is told (back-channel logout); the proxy's own sign-ins go on. Only grants not
+    yet revoked are touched, so a retried activity ends nothing twice. The caller commits."""
     if grant.proxy_user_id is not None:
         sign_out_everywhere(session, grant.proxy_user_id, acting_for=grant.reference)
 
@@ -82,7 +83,8 @@ class ProxyGrantActivities(MailingActivities):
     @activity.defn
     def settle_grant(self, request: GrantSettling) -> GrantState:
         """A timer's change, unless a click or a revoke claimed the grant first: the answer is
-        what the database says now. Ending a grant ends the proxy's sign-ins in the same commit."""
+        what the database says now. Ending a grant ends the proxy's sign-ins in the same commit;
+        limiting it ends the health apps given the child's record under it."""
         with self.session_factory() as session:
             now = utcnow()
             values: dict = {"status": request.status}
@@ -108,6 +110,13 @@ class ProxyGrantActivities(MailingActivities):
                 if final:
                     revoke_links(session, request.workflow_id, now=now)
                     end_proxy_sign_ins(session, grant)
+                elif request.status == Step.LIMITED and grant.proxy_user_id is not None:
+                    sign_out_everywhere(
+                        session,
+                        grant.proxy_user_id,
+                        acting_for=grant.reference,
+                        health_apps_only=True,
+                    )
                 add_event(
                     session,
                     actor="system",

@@ -28,6 +28,7 @@ from portal.models import (
     utcnow,
 )
 from portal.oidc import subject_for
+from portal.smart import patient_id_for, record_patient_id
 from portal.tokens import new_reference, revoke_links
 from processes import links
 from processes.links import LinkState
@@ -592,3 +593,91 @@ def acting_claim(session: Session, proxy: User, reference: str, secret: str) -> 
         "relationship": grant.relationship,
         "access": Access.LIMITED if grant.status == Step.LIMITED else grant.access,
     }
+
+
+@dataclass(frozen=True)
+class PatientChoice:
+    """Someone whose record a proxy may give a health app (SMART `launch/patient`): the grant it
+    rests on, their name and their FHIR Patient id."""
+
+    reference: str
+    name: str
+    patient: str
+
+    @property
+    def fhir_user(self) -> str:
+        """The proxy as FHIR sees them in this relationship: a RelatedPerson whose id is the
+        grant's reference, stable for the grant's whole life and naming no one."""
+        return f"RelatedPerson/{self.reference}"
+
+
+def _subject_patient_id(session: Session, grant: ProxyGrant) -> str | None:
+    if grant.subject_record_id is not None:
+        record = session.get(ClinicalRecord, grant.subject_record_id)
+        if record is not None:
+            return record_patient_id(record)
+    if grant.subject_user_id is not None:
+        subject = session.get(User, grant.subject_user_id)
+        if subject is not None:
+            return patient_id_for(session, subject)
+    return None
+
+
+def _gives_apps_the_record(grant: ProxyGrant, write: bool) -> bool:
+    """Only a grant at full access lets a health app in: not a `limited` one (a parent's after
+    the child's adolescent birthday, when the teenager's whole record is no longer the parent's
+    to hand over), and a `view` one only to an app that reads and searches, never to one that
+    may create, update or delete."""
+    if grant.status != Step.ACTIVE:
+        return False
+    return grant.access == Access.MANAGE or (grant.access == Access.VIEW and not write)
+
+
+def _choice(session: Session, grant: ProxyGrant, write: bool) -> PatientChoice | None:
+    if not _gives_apps_the_record(grant, write):
+        return None
+    patient = _subject_patient_id(session, grant)
+    if patient is None:
+        return None
+    return PatientChoice(grant.reference, subject_name(session, grant), patient)
+
+
+def patient_choices(session: Session, proxy: User, write: bool) -> list[PatientChoice]:
+    """The people whose record this account may give a health app now; `write` when the app
+    asks to create, update or delete."""
+    grants = session.scalars(
+        select(ProxyGrant)
+        .where(ProxyGrant.proxy_user_id == proxy.id)
+        .where(ProxyGrant.portal == proxy.portal)
+        .where(ProxyGrant.status == Step.ACTIVE)
+        .order_by(ProxyGrant.id)
+    )
+    choices = (_choice(session, grant, write) for grant in grants)
+    return [choice for choice in choices if choice is not None]
+
+
+def record_app_given(session: Session, proxy: User, choice: PatientChoice, client: str) -> None:
+    """The audit line of a health app given a person's record by their proxy, on the grant's
+    timeline where staff and the subject's history see it; the caller commits."""
+    grant = grant_by_reference(session, choice.reference)
+    add_event(
+        session,
+        actor=f"user:{proxy.id}",
+        action="proxy.app_given",
+        portal=proxy.portal,
+        workflow_id=grant.workflow_id,
+        user_id=grant.subject_user_id,
+        grant=grant.reference,
+        client=client,
+    )
+
+
+def patient_under(
+    session: Session, proxy: User, reference: str, write: bool
+) -> PatientChoice | None:
+    """The person a health app's tokens reach through the grant `reference`, or None once that
+    grant no longer allows it (ended, limited, or not this proxy's)."""
+    grant = grant_by_reference(session, reference)
+    if grant is None or grant.proxy_user_id != proxy.id or grant.portal != proxy.portal:
+        return None
+    return _choice(session, grant, write)
