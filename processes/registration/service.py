@@ -339,6 +339,18 @@ def submit_account(
     return Submission.SUBMITTED
 
 
+def _new_registration(portal: Portal, step: Step, **fields) -> Registration:
+    """A registration's row under a new opaque reference, which also names its process."""
+    reference = new_reference()
+    return Registration(
+        reference=reference,
+        portal=portal.slug,
+        workflow_id=registration_id(portal, reference),
+        status=step,
+        **fields,
+    )
+
+
 def _new_account(
     portal: Portal,
     role: Role,
@@ -365,13 +377,8 @@ def _new_account(
 def start_member(session: Session, portal: Portal, remember: Callable[[str], None]) -> str:
     """The member's accepted agreement: the registration's row and its owed start commit
     together (with the form's outcome, which `remember` adds for the new reference)."""
-    reference = new_reference()
-    registration = Registration(
-        reference=reference,
-        portal=portal.slug,
-        workflow_id=registration_id(portal, reference),
-        status=Step.IDENTITY,
-    )
+    registration = _new_registration(portal, Step.IDENTITY)
+    reference = registration.reference
     remember(reference)
     begin(session, portal, registration, action="registration.agreement_accepted")
     return reference
@@ -396,7 +403,6 @@ def submit_provider(
     outcome for the new reference. The reference, or None when the username was taken by a
     concurrent registration."""
     applicant, office_data = draft.data["user"], draft.data["office"]
-    reference = new_reference()
     office = Office(
         portal=portal.slug,
         **{key: office_data[key] for key in OFFICE_NAMED},
@@ -420,11 +426,9 @@ def submit_provider(
         SecurityAnswer(question=question, answer_hash=answer)
         for question, answer in zip(applicant["questions"], applicant["answer_hashes"], strict=True)
     ]
-    registration = Registration(
-        reference=reference,
-        portal=portal.slug,
-        workflow_id=registration_id(portal, reference),
-        status=Step.CONFIRM_EMAIL,
+    registration = _new_registration(
+        portal,
+        Step.CONFIRM_EMAIL,
         user=user,
         details={
             "applicant": {key: applicant[key] for key in APPLICANT_SHOWN},
@@ -432,6 +436,7 @@ def submit_provider(
         },
     )
     session.delete(draft)
+    reference = registration.reference
     remember(reference)
     if not begin(session, portal, registration, user=user, office_id=office.id):
         return None
@@ -462,7 +467,6 @@ def submit_patient(
         )
     if account_of_record(session, record) is not None:
         return _answer_by_mail(session, portal, account, remember, NoticeKind.REGISTRATION_EXISTING)
-    reference = new_reference()
     user = _new_account(
         portal,
         Role.PATIENT,
@@ -473,11 +477,9 @@ def submit_patient(
         full_name=account.full_name,
         clinical_record_id=record.id,
     )
-    registration = Registration(
-        reference=reference,
-        portal=portal.slug,
-        workflow_id=registration_id(portal, reference),
-        status=Step.CONFIRM_EMAIL,
+    registration = _new_registration(
+        portal,
+        Step.CONFIRM_EMAIL,
         user=user,
     )
     remember()
