@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import g
 from flask_babel import lazy_gettext as _l
@@ -131,6 +132,19 @@ class EmailAddress:
             raise ValidationError(
                 _l("Escriba una dirección de correo electrónico válida.")
             ) from error
+
+
+def e164_phone(raw: str, regions: tuple[str, ...]) -> str | None:
+    """E.164 for a valid number, read in the first of `regions` it is valid in, unless it
+    carries its own +country; None when it is valid in none."""
+    for region in regions:
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None
 
 
 def required():

@@ -11,7 +11,6 @@ import re
 import secrets
 from datetime import timedelta
 
-import phonenumbers
 from flask import abort, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -32,7 +31,15 @@ from portal.tokens import token_hash
 from processes.registration import service
 from web import once
 from web.db import get_db
-from web.forms import CheckedForm, PortalPassword, email_field, required, strip, username_field
+from web.forms import (
+    CheckedForm,
+    PortalPassword,
+    e164_phone,
+    email_field,
+    required,
+    strip,
+    username_field,
+)
 from web.registration import bp, flow_view, username_taken
 
 USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
@@ -43,14 +50,7 @@ PHONE_REGIONS = ("US", "PR")
 
 def normalise_phone(raw: str) -> str | None:
     """E.164 for a valid number, read as US/Puerto Rico unless it carries its own +country."""
-    for region in PHONE_REGIONS:
-        try:
-            number = phonenumbers.parse(raw, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return None
+    return e164_phone(raw, PHONE_REGIONS)
 
 
 def valid_npi(raw: str) -> bool:
