@@ -536,6 +536,51 @@ def acting_grant(session: Session, proxy: User, reference: str) -> GrantView | N
     return _view(session, grant)
 
 
+def both_people(grant: ProxyGrant) -> dict[str, str]:
+    """What every audit line written while acting carries: the proxy, the person, the grant."""
+    return {
+        "acting_as": f"user:{grant.proxy_user_id}",
+        "acting_for": (
+            f"user:{grant.subject_user_id}"
+            if grant.subject_user_id
+            else f"record:{grant.subject_record_id}"
+        ),
+        "proxy_grant": grant.reference,
+    }
+
+
+def start_acting(session: Session, proxy: User, reference: str) -> GrantView | None:
+    """The proxy starts acting for the grant's person: an audit line on the grant's timeline;
+    None (nothing written) when the grant is no longer in force."""
+    acting = acting_grant(session, proxy, reference)
+    if acting is None:
+        return None
+    add_event(
+        session,
+        actor=f"user:{proxy.id}",
+        action="proxy.acting_started",
+        portal=proxy.portal,
+        workflow_id=acting.grant.workflow_id,
+        user_id=acting.grant.subject_user_id,
+        **both_people(acting.grant),
+    )
+    session.commit()
+    return acting
+
+
+def stop_acting(session: Session, proxy: User, grant: ProxyGrant) -> None:
+    """The proxy goes back to their own view: an audit line on the grant's timeline."""
+    add_event(
+        session,
+        actor=f"user:{proxy.id}",
+        action="proxy.acting_stopped",
+        portal=proxy.portal,
+        workflow_id=grant.workflow_id,
+        user_id=proxy.id,
+    )
+    session.commit()
+
+
 def waiting_for_review(session: Session, portals: list[str]) -> list[GrantView]:
     grants = session.scalars(
         select(ProxyGrant)
