@@ -21,9 +21,9 @@ from processes.app_registration.vocabulary import (
     Decided,
     Decision,
     LinkPurpose,
-    LinkState,
     Step,
 )
+from processes.links import LinkState
 
 pytestmark = pytest.mark.dialects
 
@@ -91,8 +91,8 @@ def test_two_presses_of_one_credentials_link_show_one_secret(session_factory):
             return service.reveal_credentials(session, RAW)
 
     links = both(press)
-    assert sorted(link.state for link in links) == sorted([LinkState.SHOWN_NOW, LinkState.USED])
-    secret = next(link.secret for link in links if link.state == LinkState.SHOWN_NOW)
+    assert sorted(link.state for link in links) == sorted([LinkState.DONE_NOW, LinkState.USED])
+    secret = next(link.secret for link in links if link.state == LinkState.DONE_NOW)
     assert all(link.secret is None for link in links if link.state == LinkState.USED)
     with session_factory() as session:
         assert verify_password(session.scalar(select(OidcClient.secret_hash)), secret)
