@@ -58,7 +58,7 @@ lint: $(STAMP)
 # Re-extract the Spanish source strings and merge them into each catalog; translate the new empty msgstr entries.
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o portal/locale/messages.pot --no-location --ignore-dirs=".venv var tests bench build docs" . \
-		&& $(BIN)/pybabel update -i portal/locale/messages.pot -d portal/locale --no-fuzzy-matching
+		&& $(BIN)/pybabel update -i portal/locale/messages.pot -d portal/locale --no-fuzzy-matching --ignore-obsolete
 
 # Re-record tests/histories (replayed by tests/test_replay.py) from real runs of the workflows;
 # see docs/operations.md, "Changing workflow code safely", before committing the result.

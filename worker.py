@@ -29,6 +29,8 @@ from portal.metrics import ACTIVITY_OUTCOMES, WorkerMetricsServer, worker_runtim
 from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
 from processes.account_notice.workflows import AccountNoticeWorkflow, SignInNoticeWorkflow
+from processes.app_registration.activities import AppRegistrationActivities
+from processes.app_registration.workflows import AppRegistrationWorkflow
 from processes.cleanup.activities import CleanupActivities
 from processes.cleanup.service import ensure_cleanup_schedule
 from processes.cleanup.workflows import CleanupWorkflow
@@ -61,6 +63,7 @@ WORKFLOWS = [
     EmailChangeWorkflow,
     CleanupWorkflow,
     ProxyGrantWorkflow,
+    AppRegistrationWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.
@@ -82,6 +85,7 @@ def activities_for(settings: Settings, session_factory) -> list:
     email_change = EmailChangeActivities(session_factory, mailer, portals)
     cleanup = CleanupActivities(session_factory)
     proxy_grants = ProxyGrantActivities(session_factory, mailer, portals)
+    app_registrations = AppRegistrationActivities(session_factory, mailer, portals)
     return [
         registrations.record_step,
         registrations.close_confirmation,
@@ -106,6 +110,10 @@ def activities_for(settings: Settings, session_factory) -> list:
         cleanup.delete_expired_batch,
         proxy_grants.settle_grant,
         proxy_grants.send_grant_mail,
+        app_registrations.run_check,
+        app_registrations.settle_application,
+        app_registrations.create_client,
+        app_registrations.send_app_mail,
     ]
 
 

@@ -593,65 +593,48 @@ def _start_and_supervise(
     prepare_multiprocess_dir(settings, web_env[MULTIPROC_ENV])
     web = stack.start("web", gunicorn_argv(HOST, args.port, workers=2), web_env, None)
     stack.wait_for_http(web, f"http://{HOST}:{args.port}/", deadline)
-    rp = stack.start(
-        "sample-app",
-        [
-            sys.executable,
-            str(SAMPLE_APP_DIR / "app.py"),
-            "--host",
-            HOST,
-            "--port",
-            str(args.rp_port),
-        ],
-        {
-            **env,
-            "RP_ISSUER": f"{env['ACCESO_PUBLIC_BASE_URL']}/patient",
-            "RP_CLIENT_ID": sample.client_id,
-            "RP_CLIENT_SECRET": sample.client_secret,
-            "RP_BASE_URL": sample.url,
-        },
-        None,
-    )
-    stack.wait_for_http(rp, f"{sample.url}/", deadline)
-    fhir = stack.start(
-        "fhir-server",
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "samples" / "fhir" / "app.py"),
-            "--host",
-            HOST,
-            "--port",
-            str(args.fhir_port),
-        ],
-        {
-            **env,
-            "FHIR_ISSUER": f"{env['ACCESO_PUBLIC_BASE_URL']}/patient",
-            "FHIR_CLIENT_ID": health.fhir_client_id,
-            "FHIR_CLIENT_SECRET": health.fhir_client_secret,
-            "FHIR_BASE_URL": health.fhir_url,
-        },
-        None,
-    )
-    stack.wait_for_http(fhir, f"{health.fhir_url}/metadata", deadline)
-    smart = stack.start(
-        "smart-app",
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "samples" / "smart" / "app.py"),
-            "--host",
-            HOST,
-            "--port",
-            str(args.smart_port),
-        ],
-        {
-            **env,
-            "SMART_FHIR_BASE": health.fhir_url,
-            "SMART_CLIENT_ID": health.smart_client_id,
-            "SMART_BASE_URL": health.smart_url,
-        },
-        None,
-    )
-    stack.wait_for_http(smart, f"{health.smart_url}/", deadline)
+    issuer = f"{env['ACCESO_PUBLIC_BASE_URL']}/patient"
+    samples = [
+        (
+            "sample-app",
+            SAMPLE_APP_DIR / "app.py",
+            args.rp_port,
+            {
+                "RP_ISSUER": issuer,
+                "RP_CLIENT_ID": sample.client_id,
+                "RP_CLIENT_SECRET": sample.client_secret,
+                "RP_BASE_URL": sample.url,
+            },
+            f"{sample.url}/",
+        ),
+        (
+            "fhir-server",
+            PROJECT_ROOT / "samples" / "fhir" / "app.py",
+            args.fhir_port,
+            {
+                "FHIR_ISSUER": issuer,
+                "FHIR_CLIENT_ID": health.fhir_client_id,
+                "FHIR_CLIENT_SECRET": health.fhir_client_secret,
+                "FHIR_BASE_URL": health.fhir_url,
+            },
+            f"{health.fhir_url}/metadata",
+        ),
+        (
+            "smart-app",
+            PROJECT_ROOT / "samples" / "smart" / "app.py",
+            args.smart_port,
+            {
+                "SMART_FHIR_BASE": health.fhir_url,
+                "SMART_CLIENT_ID": health.smart_client_id,
+                "SMART_BASE_URL": health.smart_url,
+            },
+            f"{health.smart_url}/",
+        ),
+    ]
+    for name, app, port, app_env, ready_url in samples:
+        argv = [sys.executable, str(app), "--host", HOST, "--port", str(port)]
+        child = stack.start(name, argv, {**env, **app_env}, None)
+        stack.wait_for_http(child, ready_url, deadline)
 
     web_url = f"http://{HOST}:{args.port}"
     smtp_note = (
@@ -668,6 +651,7 @@ def _start_and_supervise(
         f"  Temporal frontend  {HOST}:{args.temporal_port}",
         f"  SMTP               {smtp_note}",
         f"  Staff console      {web_url}/staff/login",
+        f"  Register an app    {web_url}/developers/apps/new",
         f"  Demo staff login   {DEMO_STAFF} / {password}",
         f"  Web metrics        {web_url}/metrics "
         f"(Authorization: Bearer {env['ACCESO_METRICS_TOKEN']})",

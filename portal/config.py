@@ -136,6 +136,12 @@ class Policy:
     proxy_review_sla_hours: int = 24
     proxy_review_final_hours: int = 120
     """Staff review of a request for a child: overdue (reviewers e-mailed), then it expires."""
+    app_review_sla_hours: int = 72
+    app_review_final_hours: int = 336
+    """Staff review of a third-party app's registration: overdue (reviewers e-mailed) at the
+    SLA, lapsed at the final deadline (the developer is told and may apply again)."""
+    app_credentials_link_hours: int = 72
+    """How long an approved app's credentials link works (once)."""
 
 
 FLOW_STEPS = {

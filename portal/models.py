@@ -657,13 +657,16 @@ class OidcGrant(Base):
     patient: Mapped[str | None] = mapped_column(String(64))
     """The FHIR Patient id the app may read (SMART `launch/patient`)."""
     fhir_user: Mapped[str | None] = mapped_column(String(100))
-    """Who signed in, as a FHIR reference (`Patient/<id>`)."""
+    """Who signed in, as a FHIR reference: `Patient/<id>`, or `RelatedPerson/<proxy grant
+    reference>` for a proxy who gave the app someone else's record."""
     offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """A third-party app's offline access: it outlives the portal session that granted it."""
     expires_at: Mapped[datetime | None]
     """When an offline grant lapses unless used; each refresh pushes it back."""
     acting_for: Mapped[str | None] = mapped_column(String(16))
-    """With the `proxy` scope: the proxy grant the tokens' `acting_for` claim describes."""
+    """The proxy grant (its reference) the tokens rest on: with `launch/patient`, the one that
+    gave the app `patient`; otherwise, with the `proxy` scope, the one the `acting_for` claim
+    describes. Ending that proxy grant revokes this one."""
 
 
 class OidcAuthorizationCode(Base):
@@ -687,7 +690,8 @@ class OidcAuthorizationCode(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     acting_for: Mapped[str | None] = mapped_column(String(16))
-    """The proxy grant (its reference) the person was acting under when they signed in."""
+    """The proxy grant (its reference) the code's tokens will rest on: the person chosen on the
+    SMART record picker, or the one acted for when signing in with the `proxy` scope."""
 
 
 class OidcRefreshToken(Base):
@@ -803,3 +807,40 @@ class ProxyGrant(Base):
     ended_at: Mapped[datetime | None]
     ended_by: Mapped[str | None] = mapped_column(String(100))
     end_note: Mapped[str | None] = mapped_column(Text)
+
+
+class AppRegistration(Base):
+    """A third-party health app asking to become a SMART client, and its process's read model.
+
+    `status` (an app_registration Step) is claimed by conditional updates, so a reviewer's
+    decision and the final deadline each win or lose exactly once. `checks` holds the automatic
+    checks' results as staff see them; `client_pk` is the client approval made (never a secret).
+    """
+
+    __tablename__ = "app_registrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    portal: Mapped[str] = mapped_column(String(32), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    app_name: Mapped[str] = mapped_column(String(80))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    client_type: Mapped[str] = mapped_column(String(16))
+    privacy_url: Mapped[str] = mapped_column(String(500))
+    contact_name: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str] = mapped_column(String(254))
+    locale: Mapped[str] = mapped_column(String(8), default="es")
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    review_due_at: Mapped[datetime | None]
+    review_final_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None]
+    client_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("oidc_clients.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]

@@ -206,7 +206,9 @@ def add_client(
     approved_scopes: list[str] | None = None,
 ) -> NewClient:
     """Registers a client; a confidential one gets a secret shown once and stored as an HMAC with
-    `secret_key` (portal.server_keys.client_secret_key), which a confidential client needs.
+    `secret_key` (portal.server_keys.client_secret_key). Without `secret_key` a confidential
+    client has no secret at all until `rotate_client_secret` mints one (an approved app's
+    client is made so, its secret minted only on its credentials page).
 
     `approved_scopes` (a SMART app's) lists every scope it may ask for, OpenID ones included."""
     if session.scalar(select(OidcClient).where(OidcClient.name == name)):
@@ -222,7 +224,7 @@ def add_client(
         problem = check_scopes(approved_scopes)
         if problem:
             raise ClientError(problem)
-    secret = None if public else secrets.token_urlsafe(32)
+    secret = None if public or secret_key is None else secrets.token_urlsafe(32)
     client = OidcClient(
         name=name,
         portal=portal,
@@ -239,9 +241,7 @@ def add_client(
         if backchannel_logout_uri
         else None,
     )
-    if secret is not None:
-        if secret_key is None:
-            raise TypeError("a confidential client's secret is hashed with the client-secret key")
+    if secret is not None and secret_key is not None:
         client.secret_hash = hash_client_secret(secret_key, secret)
     session.add(client)
     session.flush()
@@ -548,16 +548,20 @@ def revoke_user_grants(
     keep_offline: bool = False,
     *,
     acting_for: str | None = None,
+    health_apps_only: bool = False,
 ) -> list[OidcClient]:
     """Ends every token family of the account (but health apps' offline access when
-    `keep_offline`; only those signed in under the proxy grant `acting_for`, if given);
-    returns the clients it had signed in to."""
+    `keep_offline`; only those signed in under the proxy grant `acting_for`, if given; only the
+    health apps given a patient record, if `health_apps_only`); returns the clients it had
+    signed in to. Only live families are touched, so a repeat ends nothing more."""
     now = utcnow()
     query = select(OidcGrant).where(OidcGrant.user_id == user_id, OidcGrant.revoked_at.is_(None))
     if keep_offline:
         query = query.where(OidcGrant.offline.is_(False))
     if acting_for is not None:
         query = query.where(OidcGrant.acting_for == acting_for)
+    if health_apps_only:
+        query = query.where(OidcGrant.patient.is_not(None))
     grants = session.scalars(query).all()
     client_pks = {grant.client_pk for grant in grants}
     for grant in grants:

@@ -130,6 +130,19 @@ def approved(approved_scopes: list[str] | None, scope: str) -> bool:
     )
 
 
+def writes(scopes: list[str]) -> bool:
+    """Whether any `patient/` scope lets the app create, update or delete."""
+    return any(
+        (parsed := resource_scope(scope)) is not None and set(parsed.permissions) & set("cud")
+        for scope in scopes
+    )
+
+
+def record_patient_id(record: ClinicalRecord) -> str:
+    """A clinical record's FHIR Patient id: the imported one, else its record number."""
+    return record.fhir_patient_id or record.record_number
+
+
 def patient_id_for(session: Session, user: User) -> str | None:
     """The FHIR Patient id of the person's own record in their portal, or None if there is none:
     the clinical record the account was registered against (or, for accounts older than that
@@ -137,7 +150,7 @@ def patient_id_for(session: Session, user: User) -> str | None:
     if user.clinical_record_id is not None:
         record = session.get(ClinicalRecord, user.clinical_record_id)
         if record is not None:
-            return record.fhir_patient_id or record.record_number
+            return record_patient_id(record)
     if user.client_id:
         record = session.scalar(
             select(MemberRecord).where(
@@ -156,4 +169,4 @@ def patient_id_for(session: Session, user: User) -> str | None:
     ).all()
     if len(records) != 1:
         return None  # none, or a family's shared address: never guess whose record it is
-    return records[0].fhir_patient_id or records[0].record_number
+    return record_patient_id(records[0])

@@ -13,3 +13,8 @@ MAIL_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
 )
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+CHECK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_attempts=4
+)
+"""An automatic check of something outside (a developer's web site): a few tries over about
+half a minute ride out a blip; a failure after them is a result staff see, not an outage."""

@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.processes",
     "tests.fixtures.oidc",
+    "tests.fixtures.apps",
 ]
 
 

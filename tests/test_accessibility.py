@@ -17,6 +17,7 @@ import pytest
 from portal.oidc import add_client
 from tests.fixtures.browser import chromium, serving
 from tests.fixtures.showcase import (
+    APP_REVIEW_REFERENCE,
     EMAIL_CHANGE_TOKEN,
     EMAIL_UNDO_TOKEN,
     INVITATION_TOKEN,
@@ -214,6 +215,9 @@ def test_every_public_page_of_every_portal(walk):
     walk.visit(f"/patient/proxy/accept/{PROXY_ACCEPT_TOKEN}", "accept a proxy invitation")
     walk.visit(f"/patient/proxy/consent/{PROXY_CONSENT_TOKEN}", "approve a proxy request")
     walk.visit("/patient/proxy/consent/no-such-token", "proxy link invalid")
+    walk.visit("/developers/apps/new", "register a health app")
+    walk.refuse("/developers/apps/new", {"#app_name": "Mi Salud"}, "register a health app")
+    walk.visit("/developers/apps/credentials/no-such-token", "app credentials link invalid")
 
 
 def test_every_page_of_the_provider_wizard(walk):
@@ -313,6 +317,14 @@ def test_every_page_of_the_staff_console(walk, site):
         f"/staff/accounts/{showcase.patient_id}/email",
         {"#new_email": "ana.nueva@example.org"},
         "help desk e-mail change without a note",
+    )
+    walk.visit("/staff/apps", "health apps waiting")
+    walk.visit(f"/staff/apps/{APP_REVIEW_REFERENCE}", "health app application")
+    walk.refuse(
+        f"/staff/apps/{APP_REVIEW_REFERENCE}",
+        {"#decision": "deny"},
+        "deny a health app without a reason",
+        button="form:has(#decision) button[type=submit]",
     )
     walk.visit("/staff/admin/", "staff list")
     walk.visit("/staff/admin/invite", "invite staff")
@@ -460,4 +472,10 @@ def test_the_consent_page_of_a_health_app(walk, session_factory):
         }
     )
     sign_in(walk.page, walk.base, "/patient/login", "ana.perez", PASSWORD)
-    walk.visit(f"/patient/authorize?{query}", "health app consent")
+    # Ana acts for her daughter, so she is first asked whose record the app gets.
+    walk.visit(f"/patient/authorize?{query}", "whose record a health app uses")
+    walk.page.locator("input[name=record]").last.check()
+    walk.page.click("main button[type=submit]")
+    walk.page.wait_for_load_state()
+    assert walk.page.locator("input[name=resource]").count(), walk.page.url
+    walk.check("health app consent")

@@ -1,5 +1,5 @@
 """Activity and access over HTTP on the real stack: a person sees and ends their sessions from
-another browser, removes an application (its refresh token fails and its back-channel URI gets
+another browser (and the applications those sessions signed in to), removes an application (its refresh token fails and its back-channel URI gets
 a logout token), is asked for consent only for scopes not allowed before, hears by e-mail of a
 sign-in from a new browser and ends it with the "not me" link, and keeps a profile whose
 language the e-mails follow; the help desk's account page is reached only within its portals."""
@@ -142,6 +142,38 @@ def test_ending_a_session_from_another_browser_signs_it_out_at_its_next_request(
     assert not signed_in(provider, third)
     assert signed_in(provider, mine)
     assert session_handles(activity_page(provider, mine)) == []
+
+
+def test_ending_a_session_from_the_activity_page_signs_its_applications_out_too(
+    provider_with_worker, receiver
+):
+    provider = provider_with_worker
+    provider.add_user()
+    client = provider.add_client(backchannel_logout_uri=receiver.url)
+    mine, other = browser_of(provider), browser_of(provider, FIREFOX_ON_LINUX)
+    on_mine = provider.sign_in(client, mine)
+    on_other = provider.sign_in(client, other)
+    other_sid = provider.validate_id_token(
+        on_other.token["id_token"], client, on_other.nonce
+    ).claims["sid"]
+
+    page = activity_page(provider, mine)
+    (handle,) = session_handles(page)
+    post_form(
+        mine,
+        page,
+        f"{provider.base_url}/patient/account/activity/sessions/end",
+        {"session": handle},
+    )
+
+    token = wait_until(lambda: receiver.tokens, 30, "the back-channel logout token")[0]
+    keys = KeySet.import_key_set(requests.get(provider.metadata()["jwks_uri"], timeout=5).json())
+    assert jwt.decode(token, keys, algorithms=["ES256"]).claims["sid"] == other_sid
+    endpoint = provider.metadata()["token_endpoint"]
+    with pytest.raises(OAuthError):
+        on_other.oauth.refresh_token(endpoint, refresh_token=on_other.token["refresh_token"])
+    assert on_mine.oauth.refresh_token(endpoint, refresh_token=on_mine.token["refresh_token"])
+    assert signed_in(provider, mine)
 
 
 def test_a_session_of_another_account_cannot_be_ended_by_its_handle(provider):

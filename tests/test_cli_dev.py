@@ -94,6 +94,8 @@ def test_dev_starts_every_part_restarts_a_crashed_one_and_stops_all_children_on_
     assert f"Temporal UI        http://127.0.0.1:{ui}/" in text
     assert f"Temporal frontend  127.0.0.1:{frontend}" in text
     assert f"SMTP               127.0.0.1:{smtp}" in text
+    assert f"Register an app    {base}/developers/apps/new" in text
+    assert answers_200(f"{base}/developers/apps/new")
     password_file = data_dir / "demo-staff-password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert f"Demo staff login   {DEMO_STAFF} / {password_file.read_text().strip()}" in text

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from portal.config import Text, load_portals, load_site
-from portal.models import AuditEvent, MemberRecord, Office, Registration, User
+from portal.models import AppRegistration, AuditEvent, MemberRecord, Office, Registration, User
 from processes.registration.activities import IdentityAttempt, mismatched_fields
 from tests.fixtures.showcase import STAFF_PASSWORD, seed_showcase
 from tests.fixtures.stack import submit
@@ -58,6 +58,22 @@ def test_the_console_home_counts_pending_overdue_and_open_cases_per_portal(conso
     assert '<span class="badge overdue">1</span>' in provider
     member = page.split("Portal Seguro del Miembro")[1].split("</li>")[0]
     assert '<span class="badge warning">1</span>' in member  # one open case
+
+
+def test_the_console_home_counts_proxy_requests_and_health_apps_waiting_for_a_decision(console):
+    app, client, session_factory, _ = console
+    with session_factory() as session:
+        session.execute(update(AppRegistration).values(overdue=True))
+        session.commit()
+    page = client.get("/staff/").get_data(as_text=True)
+    patient = page.split("Portal del Paciente")[1].split("</li>")[0]
+    proxies = patient.split("Accesos en nombre de otra persona por revisar")[1].split("</dd>")[0]
+    apps = patient.split("Aplicaciones de salud por revisar")[1].split("</dd>")[0]
+    assert "1" in proxies and "vencidas" not in proxies
+    assert '1 <span class="badge overdue">1 vencidas</span>' in apps
+    provider_only = staff(app, session_factory, "rita", "reviewer", portals="provider")
+    work = provider_only.get("/staff/").get_data(as_text=True).split("Trabajo pendiente")[1]
+    assert "Aplicaciones de salud" not in work.split("<h2>")[0]
 
 
 def test_the_counts_cost_one_query_whatever_the_number_of_portals(console):

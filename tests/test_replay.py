@@ -27,6 +27,7 @@ EXPECTED_KINDS = {
     "StaffInvitationWorkflow",
     "EmailChangeWorkflow",
     "ProxyGrantWorkflow",
+    "AppRegistrationWorkflow",
 }
 
 

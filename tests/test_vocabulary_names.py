@@ -9,6 +9,8 @@ from temporalio import workflow
 
 from processes.account_notice import vocabulary as account_notice
 from processes.account_notice.workflows import AccountNoticeWorkflow
+from processes.app_registration import vocabulary as app_registration
+from processes.app_registration.workflows import AppRegistrationWorkflow
 from processes.email_change import vocabulary as email_change
 from processes.email_change.workflows import EmailChangeWorkflow
 from processes.invitation import vocabulary as invitation
@@ -39,6 +41,7 @@ def definition(cls) -> workflow._Definition:
         (account_notice.WORKFLOW, AccountNoticeWorkflow),
         (logout_delivery.WORKFLOW, LogoutDeliveryWorkflow),
         (proxy_grant.WORKFLOW, ProxyGrantWorkflow),
+        (app_registration.WORKFLOW, AppRegistrationWorkflow),
         (recovery.Workflow.PASSWORD_RESET, PasswordResetWorkflow),
         (recovery.Workflow.USERNAME_REMINDER, UsernameReminderWorkflow),
     ],
@@ -53,6 +56,7 @@ def test_each_named_workflow_type_is_the_workflows_own(name, cls):
         (registration.Signal, [RegistrationWorkflow]),
         (email_change.Signal, [EmailChangeWorkflow]),
         (proxy_grant.Signal, [ProxyGrantWorkflow]),
+        (app_registration.Signal, [AppRegistrationWorkflow]),
         (invitation.Signal, [InvitationWorkflow]),
         (staff_invitation.Signal, [StaffInvitationWorkflow]),
         (recovery.Signal, [PasswordResetWorkflow, UsernameReminderWorkflow]),

@@ -64,7 +64,18 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_view = None
     formatting.init_app(app)
 
-    from web import account, auth, codec, health, main, oidc, recovery, registration, staff
+    from web import (
+        account,
+        auth,
+        codec,
+        developers,
+        health,
+        main,
+        oidc,
+        recovery,
+        registration,
+        staff,
+    )
 
     app.register_blueprint(main.bp)
     app.register_blueprint(registration.bp)
@@ -74,6 +85,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(staff.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(oidc.bp)
+    app.register_blueprint(developers.bp)
     for view in (oidc.authorize, oidc.token, oidc.userinfo, oidc.revoke, oidc.introspect):
         csrf.exempt(view)
     app.register_blueprint(csrf.exempt(codec.bp))

@@ -165,8 +165,12 @@ def current_session_row_id() -> str | None:
 
 
 def end_one_session(row: UserSession) -> None:
-    """Deleting the row is enough: its next request finds nothing and is signed out."""
-    get_db().delete(row)
+    """Its next request finds no row and is signed out; the applications it signed in to are
+    told by back-channel logout, as when that browser signs out itself. The caller commits."""
+    db = get_db()
+    db.delete(row)
+    if row.user_id is not None:
+        sign_out_session(db, row.user_id, session_sid(row.id))
 
 
 def end_all_sessions(user_id: int) -> None:

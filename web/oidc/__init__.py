@@ -28,11 +28,14 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select, update
 from werkzeug.datastructures import MultiDict
+from wtforms import HiddenField, RadioField
+from wtforms.validators import ValidationError
 
 from portal.access import consent_covers, remember_consent
 from portal.models import (
@@ -83,6 +86,7 @@ from portal.smart import (
     patient_id_for,
     resource_scope,
     supported_smart_scopes,
+    writes,
 )
 from portal.tokens import new_token, token_hash
 from processes.proxy_grant import service as proxy_service
@@ -119,6 +123,25 @@ OFFLINE_WORDS = _l(
 
 class DecisionForm(FlaskForm):
     """Only the CSRF token: the request itself is re-read from the query string."""
+
+
+OWN_RECORD = "self"
+"""The picker's value for the person's own record; the others are proxy grant references."""
+PICKED_KEY = "smart_patient"
+"""The session key holding whose record one authorize request gets, once the person chose."""
+
+
+class PatientForm(FlaskForm):
+    """Whose record a health app gets, for a person who may act for others."""
+
+    choose_patient = HiddenField(default="1")
+    record = RadioField(
+        _l("¿De quién es el expediente que usará esta aplicación?"), validate_choice=False
+    )
+
+    def validate_record(self, field):
+        if field.data not in {value for value, _label in field.choices}:
+            raise ValidationError(_l("Elija una de las personas de la lista."))
 
 
 def _issuer() -> str:
@@ -423,6 +446,47 @@ def _audience_protected(aud: str | None) -> bool:
     return aud is not None and aud.rstrip("/") in {url.rstrip("/") for url in listed}
 
 
+def _launch_key(args: MultiDict) -> str:
+    """Names one authorize request, so a choice of record made for it is read by no other; the
+    page's language is not part of the request."""
+    canonical = urlencode(sorted((k, v) for k, v in args.items(multi=True) if k != "lang"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _choose_patient(db, client: OidcClient, user: User, args: MultiDict, scopes: list[str]):
+    """Whose record a `launch/patient` request gets when the person may act for others: a page
+    listing them (if they have a record) and each person whose grant lets a health app in; its
+    POST is kept in the session for this request only. Returns the chosen person (None: the
+    person's own record) and, until they have chosen, the page or redirect to send instead."""
+    if ContextScope.LAUNCH_PATIENT not in scopes:
+        return None, None
+    choices = proxy_service.patient_choices(db, user, writes(scopes))
+    if not choices:
+        return None, None
+    form = PatientForm()
+    own = [(OWN_RECORD, _("Yo (%(name)s)", name=user.display_name))]
+    form.record.choices = (own if patient_id_for(db, user) else []) + [
+        (choice.reference, choice.name) for choice in choices
+    ]
+    valid = {value for value, _label in form.record.choices}
+    key = _launch_key(args)
+    if request.method == "POST" and request.form.get("choose_patient"):
+        if form.validate_on_submit():
+            session[PICKED_KEY] = {"for": key, "record": form.record.data}
+            params = urlencode(list(args.items(multi=True)))
+            return None, redirect(f"{url_for('oidc.authorize')}?{params}", 303)
+        if form.csrf_token.errors:
+            abort(400)
+        return None, (render_template("oidc/patient.html", client=client, form=form), 400)
+    picked = session.get(PICKED_KEY) or {}
+    if picked.get("for") == key and picked.get("record") in valid:
+        return next((c for c in choices if c.reference == picked["record"]), None), None
+    acting = g.get("acting")
+    if acting is not None and acting.grant.reference in valid:
+        form.record.data = acting.grant.reference
+    return None, render_template("oidc/patient.html", client=client, form=form)
+
+
 def _granted(scopes: list[str], form) -> list[str]:
     """What the person allowed: every scope asked for but the resource types they unticked."""
     kept = set(form.getlist("resource"))
@@ -502,8 +566,13 @@ def authorize():
     user, auth_time, sid = signed_in
 
     db = get_db()
+    chosen, picker = _choose_patient(db, client, user, args, scopes)
+    if picker is not None:
+        if "none" in prompts and request.method == "GET":
+            return back(error="interaction_required", error_description="whose record")
+        return picker
     remembered = "consent" not in prompts and (
-        client.first_party or consent_covers(db, user.id, client.id, scopes)
+        client.first_party or (chosen is None and consent_covers(db, user.id, client.id, scopes))
     )
     if not remembered:
         form = DecisionForm()
@@ -525,18 +594,24 @@ def authorize():
                 user=user,
                 described=described,
                 resources=resource_choices(scopes),
+                record_of=chosen.name if chosen else None,
                 form=form,
             )
         if request.form.get("decision") != "allow":
             return back(error="access_denied", error_description="the person declined")
         scopes = _granted(scopes, request.form)
-    if ContextScope.LAUNCH_PATIENT in scopes and patient_id_for(db, user) is None:
+    context = ContextScope.LAUNCH_PATIENT in scopes
+    if context and chosen is None and patient_id_for(db, user) is None:
         return back(error="access_denied", error_description="no patient record for this account")
     if not remembered:
         remember_consent(db, user, client, scopes)
 
     raw = new_token()
     acting = g.get("acting")
+    if context:
+        acting_for = chosen.reference if chosen else None
+    else:
+        acting_for = acting.grant.reference if "proxy" in scopes and acting else None
     db.add(
         OidcAuthorizationCode(
             code_hash=token_hash(raw),
@@ -550,9 +625,12 @@ def authorize():
             sid=sid,
             auth_time=auth_time,
             expires_at=utcnow() + timedelta(seconds=CODE_SECONDS),
-            acting_for=acting.grant.reference if "proxy" in scopes and acting else None,
+            acting_for=acting_for,
         )
     )
+    if chosen is not None:
+        proxy_service.record_app_given(db, user, chosen, client.name)
+    session.pop(PICKED_KEY, None)
     db.commit()
     return back(code=raw)
 
@@ -762,6 +840,13 @@ def _exchange_code(db, client: OidcClient):
     scopes = row.scope.split()
     patient = patient_id_for(db, user) if ContextScope.LAUNCH_PATIENT in scopes else None
     own_patient = patient_id_for(db, user) if ContextScope.FHIR_USER in scopes else None
+    fhir_user = f"Patient/{own_patient}" if own_patient else None
+    if ContextScope.LAUNCH_PATIENT in scopes and row.acting_for:
+        chosen = proxy_service.patient_under(db, user, row.acting_for, writes(scopes))
+        if chosen is None:
+            return refuse("the proxy access this launch rests on has ended")
+        patient = chosen.patient
+        fhir_user = chosen.fhir_user if ContextScope.FHIR_USER in scopes else None
     offline = "offline_access" in scopes and not client.first_party
     grant = OidcGrant(
         id=secrets.token_urlsafe(24),
@@ -774,7 +859,7 @@ def _exchange_code(db, client: OidcClient):
         auth_time=row.auth_time,
         acting_for=row.acting_for,
         patient=patient,
-        fhir_user=f"Patient/{own_patient}" if own_patient else None,
+        fhir_user=fhir_user,
         offline=offline,
     )
     db.add(grant)
@@ -792,6 +877,10 @@ def _refresh(db, client: OidcClient):
         return _oauth_error("invalid_grant", "refresh token revoked")
     if grant.expires_at is not None and grant.expires_at <= utcnow():
         return _oauth_error("invalid_grant", "offline access lapsed unused")
+    if not _proxy_context_holds(db, grant):
+        revoke_grant(db, grant.id)
+        db.commit()
+        return _oauth_error("invalid_grant", "the proxy access this grant rests on has ended")
     now = utcnow()
     rotated = db.execute(
         update(OidcRefreshToken)
@@ -836,6 +925,27 @@ def token():
 # --- userinfo and revocation ----------------------------------------------------------------
 
 
+def _proxy_context_holds(db, grant: OidcGrant) -> bool:
+    """Whether a health app's patient context given by a proxy still rests on a grant that
+    allows it. Ending the proxy grant revokes these at once; this catches a grant that slipped
+    past, such as one made from a code exchanged while the end was being committed."""
+    if not grant.acting_for or not grant.patient:
+        return True
+    user = db.get(User, grant.user_id)
+    if user is None:
+        return False
+    chosen = proxy_service.patient_under(db, user, grant.acting_for, writes(grant.scope.split()))
+    return chosen is not None and chosen.patient == grant.patient
+
+
+def _live_grant(db, grant_id: str) -> OidcGrant | None:
+    """The grant behind a token if it is live, of this portal, and its proxy context holds."""
+    grant = grant_is_live(db, grant_id)
+    if grant is None or grant.portal != g.portal.slug or not _proxy_context_holds(db, grant):
+        return None
+    return grant
+
+
 def _live_access_token(db, raw: str) -> tuple[dict, OidcGrant] | None:
     """Claims and grant of an access token of this issuer that is unexpired and unrevoked."""
     decoded = decode(db, raw) if raw else None
@@ -850,8 +960,8 @@ def _live_access_token(db, raw: str) -> tuple[dict, OidcGrant] | None:
     row = _with_grant(db, OidcAccessToken.jti, jti) if isinstance(jti, str) else None
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
-    grant = grant_is_live(db, row.grant_id)
-    if grant is None or grant.portal != g.portal.slug:
+    grant = _live_grant(db, row.grant_id)
+    if grant is None:
         return None
     return claims, grant
 
@@ -949,8 +1059,8 @@ def _introspected(db, raw: str) -> tuple[OidcGrant, int, str] | None:
     row = _with_grant(db, OidcRefreshToken.token_hash, token_hash(raw))
     if row is None or row.used_at is not None or row.expires_at <= utcnow():
         return None
-    grant = grant_is_live(db, row.grant_id)
-    if grant is None or grant.portal != g.portal.slug:
+    grant = _live_grant(db, row.grant_id)
+    if grant is None:
         return None
     return grant, int(row.expires_at.timestamp()), "refresh_token"
 

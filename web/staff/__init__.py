@@ -24,8 +24,10 @@ from wtforms.validators import Length, Optional
 from portal import lockout, two_factor
 from portal.audit import add_event
 from portal.models import (
+    AppRegistration,
     AuditEvent,
     Passkey,
+    ProxyGrant,
     Registration,
     StaffRole,
     StaffUser,
@@ -34,6 +36,8 @@ from portal.models import (
 from portal.passwords import verify_password
 from processes.account_notice.service import notify_staff
 from processes.account_notice.vocabulary import NoticeKind
+from processes.app_registration.vocabulary import Step as AppStep
+from processes.proxy_grant.vocabulary import Step as ProxyStep
 from processes.registration.vocabulary import AWAITING_REVIEW, CaseStatus
 from web import second_factor
 from web.auth import BAD_CREDENTIALS, _safe_next
@@ -158,21 +162,34 @@ def home():
 
 
 def work_counts(staff: StaffUser) -> list[dict]:
-    """Per portal this person may work on: applications waiting for review, how many of them
-    are overdue, and open help-desk cases; one grouped query whatever the number of portals."""
+    """Per portal this person may work on: applications, proxy requests and health apps waiting
+    for review, how many of each are overdue, and open help-desk cases; one grouped query
+    whatever the number of portals."""
     portals = current_app.extensions["acceso.portals"]
-    review_in = reviews.review_portals(staff) if staff.has_role(StaffRole.REVIEWER) else []
+    reviewer = staff.has_role(StaffRole.REVIEWER)
+    review_in = reviews.review_portals(staff) if reviewer else []
+    decide_in = visible_portals(staff) if reviewer else []
     cases_in = cases.case_portals(staff) if staff.has_role(StaffRole.SUPPORT) else []
     parts = []
-    awaiting = Registration.status.in_(AWAITING_REVIEW)
+
+    def waiting(kind: str, model, portals_in: list[str], *where) -> None:
+        base = (model.portal.in_(portals_in), *where)
+        parts.append(
+            select(model.portal, literal_column(f"'{kind}'"), func.count())
+            .where(*base)
+            .group_by(model.portal)
+        )
+        parts.append(
+            select(model.portal, literal_column(f"'{kind}_overdue'"), func.count())
+            .where(*base, model.overdue.is_(True))
+            .group_by(model.portal)
+        )
+
     if review_in:
-        waiting = select(Registration.portal, literal_column("'pending'"), func.count()).where(
-            Registration.portal.in_(review_in), awaiting
-        )
-        late = select(Registration.portal, literal_column("'overdue'"), func.count()).where(
-            Registration.portal.in_(review_in), awaiting, Registration.overdue.is_(True)
-        )
-        parts += [waiting.group_by(Registration.portal), late.group_by(Registration.portal)]
+        waiting("pending", Registration, review_in, Registration.status.in_(AWAITING_REVIEW))
+    if decide_in:
+        waiting("proxies", ProxyGrant, decide_in, ProxyGrant.status == ProxyStep.IN_REVIEW)
+        waiting("apps", AppRegistration, decide_in, AppRegistration.status == AppStep.IN_REVIEW)
     if cases_in:
         open_cases = select(SupportCase.portal, literal_column("'cases'"), func.count()).where(
             SupportCase.portal.in_(cases_in), SupportCase.status == CaseStatus.OPEN
@@ -183,7 +200,12 @@ def work_counts(staff: StaffUser) -> list[dict]:
         found = {(portal, kind): n for portal, kind, n in get_db().execute(union_all(*parts))}
     rows = []
     for slug, portal in portals.items():
-        if slug not in review_in and slug not in cases_in:
+        decisions = {
+            kind: (found.get((slug, kind), 0), found.get((slug, f"{kind}_overdue"), 0))
+            for kind in ("proxies", "apps")
+            if found.get((slug, kind))
+        }
+        if slug not in review_in and slug not in cases_in and not decisions:
             continue
         rows.append(
             {
@@ -191,8 +213,10 @@ def work_counts(staff: StaffUser) -> list[dict]:
                 "reviews": slug in review_in,
                 "cases": slug in cases_in,
                 "pending": found.get((slug, "pending"), 0),
-                "overdue": found.get((slug, "overdue"), 0),
+                "overdue": found.get((slug, "pending_overdue"), 0),
                 "open_cases": found.get((slug, "cases"), 0),
+                "proxies": decisions.get("proxies"),
+                "apps": decisions.get("apps"),
             }
         )
     return rows
@@ -262,6 +286,7 @@ def staff_passkeys(db, staff: StaffUser) -> list[Passkey]:
 from web.staff import (  # noqa: E402  (area modules add their routes to bp)
     account_access,  # noqa: E402,F401  (an applicant's sessions, applications, events, status)
     admin,  # noqa: E402,F401  (staff administration)
+    apps,  # noqa: E402,F401  (third-party health apps: review queue and decisions)
     cases,  # noqa: E402,F401  (member help-desk cases)
     email_change,  # noqa: E402,F401  (the help desk changes an applicant's e-mail address)
     helpdesk,  # noqa: E402,F401  (applicant accounts: unlock, reset second factor)

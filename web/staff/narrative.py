@@ -113,6 +113,18 @@ SENTENCES = {
     "proxy.left": _l("%(who)s dejó de actuar en nombre de la otra persona."),
     "proxy.acting_started": _l("%(who)s empezó a actuar en nombre de otra persona."),
     "proxy.acting_stopped": _l("%(who)s dejó de actuar en nombre de otra persona."),
+    "app_registration.submitted": _l("El desarrollador envió la solicitud de la aplicación."),
+    "app_registration.in_review": _l("Terminaron las comprobaciones automáticas; espera revisión."),
+    "app_registration.review_overdue": _l("La revisión de la aplicación venció sin decisión."),
+    "app_registration.approved": _l("%(who)s aprobó la aplicación."),
+    "app_registration.denied": _l("%(who)s rechazó la aplicación."),
+    "app_registration.client_created": _l("Se creó el cliente %(client_id)s."),
+    "app_registration.registered": _l("Se enviaron al desarrollador las credenciales."),
+    "app_registration.lapsed": _l("La solicitud venció sin revisión."),
+    "app_registration.credentials_shown": _l("El desarrollador vio las credenciales."),
+    "proxy.app_given": _l(
+        "%(who)s dio a la aplicación %(client)s el expediente de la persona por la que actúa."
+    ),
 }
 """Sentences by action; %(who)s is the actor, other placeholders come from the event's detail."""
 
@@ -137,6 +149,7 @@ EMAILS = {
     "email_change_applied": _l("aviso de cambio de correo electrónico, con enlace para deshacerlo"),
     "email_address_in_use": _l("aviso de dirección de correo electrónico ya usada"),
     "proxy_notice": _l("aviso sobre un acceso en nombre de otra persona"),
+    "app_registration": _l("aviso sobre la solicitud de una aplicación de salud"),
 }
 """The e-mails by template, as the audit log names them."""
 
@@ -164,6 +177,8 @@ def who(actor: str) -> str:
         return _("%(name)s (personal)", name=actor.removeprefix("staff:"))
     if actor == "applicant":
         return _("El solicitante")
+    if actor == "developer":
+        return _("El desarrollador")
     if actor == "system":
         return _("El sistema")
     if actor.startswith("user:"):

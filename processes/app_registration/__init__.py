@@ -1,0 +1,1 @@
+"""Third-party health apps registering themselves, checked automatically and reviewed by staff."""
