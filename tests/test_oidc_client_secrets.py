@@ -4,6 +4,7 @@ argon2id hash from before that rewritten on its first successful use."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 import requests
@@ -12,6 +13,8 @@ from sqlalchemy import select
 from portal.models import OidcClient
 from portal.oidc import CLIENT_SECRET_HMAC, client_secret_matches
 from portal.passwords import hash_password
+from portal.server_keys import ServerKeyError, client_secret_key
+from portal.settings import Settings
 
 
 def introspect(provider, client_id: str, secret: str) -> requests.Response:
@@ -90,3 +93,24 @@ def test_eight_concurrent_first_uses_of_an_argon2_secret_all_succeed(provider):
     assert [a.status_code for a in answers] == [200] * 8
     assert stored_hash(provider, client.pk).startswith(CLIENT_SECRET_HMAC)
     assert introspect(provider, client.client_id, client.client_secret).status_code == 200
+
+
+def test_the_client_secret_key_follows_the_secret_key_and_can_be_pinned_before_rotating_it(
+    tmp_path,
+):
+    old = Settings(data_dir=tmp_path, secret_key="o" * 40, dev_mode=False)
+    rotated = replace(old, secret_key="n" * 40)
+    pinned = replace(rotated, client_secret_key=old.secret_key)
+
+    assert client_secret_key(old) != client_secret_key(rotated)
+    assert client_secret_key(pinned) == client_secret_key(old)
+    with pytest.raises(ServerKeyError, match="ACCESO_SECRET_KEY must be set"):
+        client_secret_key(replace(old, secret_key=""))
+
+
+def test_in_dev_mode_the_cli_and_the_web_tier_derive_one_key_from_the_data_dir(tmp_path):
+    cli = Settings(data_dir=tmp_path, secret_key="", dev_mode=True)
+    web = Settings(data_dir=tmp_path, secret_key="", dev_mode=True, public_base_url="http://x")
+
+    assert client_secret_key(cli) == client_secret_key(web)
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
