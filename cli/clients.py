@@ -24,6 +24,7 @@ from portal.oidc import (
     rotate_keys,
     sealing_keys,
 )
+from portal.server_keys import ServerKeyError, client_secret_key
 from portal.settings import load_settings
 
 T = TypeVar("T")
@@ -48,6 +49,20 @@ def _commit(command: str, change: Callable[[Session], T]) -> tuple[bool, T | Non
     return True, made
 
 
+def _client_secret_key(command: str) -> bytes | None:
+    """The key client secrets are hashed with (ACCESO_SECRET_KEY's, as the web tier derives
+    it), or None after saying what to set."""
+    try:
+        return client_secret_key(load_settings())
+    except ServerKeyError as error:
+        print(
+            f"acceso client {command}: {error}: client secrets are hashed with a key derived "
+            "from it (or from ACCESO_CLIENT_SECRET_KEY), the same one the web tier uses",
+            file=sys.stderr,
+        )
+        return None
+
+
 def cmd_client_add(args) -> int:
     portals = load_portals(load_settings().portals_file)
     if args.portal not in portals:
@@ -57,6 +72,11 @@ def cmd_client_add(args) -> int:
             file=sys.stderr,
         )
         return 1
+    key = None
+    if not args.public:
+        key = _client_secret_key("add")
+        if key is None:
+            return 1
 
     def add(session: Session) -> tuple[str, str | None]:
         made = add_client(
@@ -64,6 +84,7 @@ def cmd_client_add(args) -> int:
             args.name,
             portal=args.portal,
             redirect_uris=args.redirect_uri,
+            secret_key=key,
             public=args.public,
             first_party=args.first_party,
             post_logout_redirect_uris=args.post_logout_redirect_uri or [],
@@ -118,8 +139,11 @@ def cmd_client_remove(args) -> int:
 
 
 def cmd_client_rotate_secret(args) -> int:
+    key = _client_secret_key("rotate-secret")
+    if key is None:
+        return 1
     ok, secret = _commit(
-        "client rotate-secret", lambda session: rotate_client_secret(session, args.name)
+        "client rotate-secret", lambda session: rotate_client_secret(session, args.name, key)
     )
     if not ok:
         return 1

@@ -31,6 +31,7 @@ from portal.db import make_engine, make_session_factory, migrate
 from portal.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from portal.models import StaffRole
 from portal.safety import DEMO_STAFF
+from portal.server_keys import client_secret_key
 from portal.settings import PROJECT_ROOT, Settings
 from temporal.search_attributes import dev_server_flags
 
@@ -342,6 +343,7 @@ def register_sample_app(settings: Settings, rp_url: str) -> SampleApp:
     from portal.models import OidcClient
     from portal.oidc import add_client, rotate_client_secret
 
+    key = client_secret_key(replace(settings, dev_mode=True))
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
@@ -352,12 +354,13 @@ def register_sample_app(settings: Settings, rp_url: str) -> SampleApp:
                     SAMPLE_APP_NAME,
                     portal="patient",
                     redirect_uris=[f"{rp_url}/callback"],
+                    secret_key=key,
                     first_party=True,
                 ).client
             client.redirect_uris = [f"{rp_url}/callback"]
             client.post_logout_redirect_uris = [f"{rp_url}/?ended=1"]
             client.backchannel_logout_uri = f"{rp_url}/backchannel-logout"
-            secret = rotate_client_secret(session, SAMPLE_APP_NAME)
+            secret = rotate_client_secret(session, SAMPLE_APP_NAME, key)
             session.commit()
             return SampleApp(rp_url, client.client_id, secret)
     finally:
@@ -394,6 +397,7 @@ def register_health_samples(settings: Settings, fhir_url: str, smart_url: str) -
     from portal.models import OidcClient
     from portal.oidc import add_client, rotate_client_secret
 
+    key = client_secret_key(replace(settings, dev_mode=True))
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
@@ -407,7 +411,11 @@ def register_health_samples(settings: Settings, fhir_url: str, smart_url: str) -
             }
             if FHIR_SERVER_NAME not in named:
                 add_client(
-                    session, FHIR_SERVER_NAME, portal="patient", redirect_uris=[f"{fhir_url}/"]
+                    session,
+                    FHIR_SERVER_NAME,
+                    portal="patient",
+                    redirect_uris=[f"{fhir_url}/"],
+                    secret_key=key,
                 )
             smart = (
                 named.get(SMART_APP_NAME)
@@ -421,7 +429,7 @@ def register_health_samples(settings: Settings, fhir_url: str, smart_url: str) -
                 ).client
             )
             smart.redirect_uris = [f"{smart_url}/callback"]
-            fhir_secret = rotate_client_secret(session, FHIR_SERVER_NAME)
+            fhir_secret = rotate_client_secret(session, FHIR_SERVER_NAME, key)
             fhir_client_id = session.scalar(
                 select(OidcClient.client_id).where(OidcClient.name == FHIR_SERVER_NAME)
             )

@@ -201,8 +201,8 @@ class AppRegistrationActivities(MailingActivities):
     @activity.defn
     def create_client(self, request: AppClientRequest) -> AppClientMade:
         """The approved application's client, in one transaction with its link to the row and
-        its audit line; a retry finds the client already made. A confidential client's secret
-        is thrown away here: the credentials page mints the one the developer sees."""
+        its audit line; a retry finds the client already made. A confidential client has no
+        secret yet: the credentials page mints the one the developer sees."""
         with self.session_factory() as session:
             application = session.get(AppRegistration, request.application_id, with_for_update=True)
             if application is None:

@@ -282,9 +282,10 @@ def _page(link: links.Link[AppRegistration]) -> CredentialsLink:
     )
 
 
-def reveal_credentials(session: Session, raw: str) -> CredentialsLink:
+def reveal_credentials(session: Session, raw: str, secret_key: bytes) -> CredentialsLink:
     """The page's button: the link is claimed once; a confidential client gets a new secret,
-    stored hashed, returned here and nowhere else (no log, no history, no e-mail)."""
+    stored hashed with `secret_key` (portal.server_keys.client_secret_key), returned here and
+    nowhere else (no log, no history, no e-mail)."""
     link = _read(session, raw)
     if link.state != LinkState.USABLE:
         return _page(link)
@@ -296,7 +297,7 @@ def reveal_credentials(session: Session, raw: str) -> CredentialsLink:
     if client is None:
         session.rollback()
         return CredentialsLink(LinkState.UNKNOWN)
-    secret = None if client.public else rotate_client_secret(session, client.name)
+    secret = None if client.public else rotate_client_secret(session, client.name, secret_key)
     add_event(
         session,
         actor="developer",
