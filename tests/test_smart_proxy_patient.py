@@ -12,12 +12,21 @@ from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 from temporalio.worker import Worker
 
 from mail.mailer import Mailer
 from portal.config import load_portals
-from portal.models import AuditEvent, ClinicalRecord, OidcGrant, ProxyGrant, User, utcnow
+from portal.models import (
+    AuditEvent,
+    ClinicalRecord,
+    OidcClient,
+    OidcGrant,
+    OutboxMessage,
+    ProxyGrant,
+    User,
+    utcnow,
+)
 from processes.proxy_grant import service
 from processes.proxy_grant.activities import GrantSettling, ProxyGrantActivities
 from processes.proxy_grant.vocabulary import GrantAccepted, Origin, ProxyGrantStart, Step
@@ -294,6 +303,8 @@ def test_revoking_the_proxy_grant_ends_the_app_s_access_to_the_child_at_once(fam
 def test_a_timer_that_ends_or_limits_the_grant_ends_the_app_s_access_once(family, settings, ending):
     child, _ = launch_for(family, CHILD)
     with family.session_factory() as session:
+        session.execute(update(OidcClient).values(backchannel_logout_uri="https://app.test/bye"))
+        session.commit()
         grant = service.grant_by_reference(session, CHILD)
         settling = GrantSettling(
             grant_id=grant.id,
@@ -313,6 +324,11 @@ def test_a_timer_that_ends_or_limits_the_grant_ends_the_app_s_access_once(family
     with family.session_factory() as session:
         again = session.scalar(select(OidcGrant.revoked_at).where(OidcGrant.patient.isnot(None)))
     assert again == revoked_at, "nothing ended twice"
+    with family.session_factory() as session:
+        told = session.scalars(
+            select(OutboxMessage.workflow).where(OutboxMessage.workflow == "LogoutDeliveryWorkflow")
+        ).all()
+    assert len(told) == 1, "the app hears once, by back-channel logout"
 
     assert active(family, child["access_token"]) == {"active": False}
     refused = refresh(family, family.app_client, child["refresh_token"])

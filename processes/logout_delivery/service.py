@@ -24,15 +24,21 @@ def sign_out_everywhere(
     keep_offline: bool = False,
     *,
     acting_for: str | None = None,
+    health_apps_only: bool = False,
 ) -> int:
     """Every session of the account (or, with `acting_for`, only the sign-ins made under that
-    proxy grant): its logout tokens name no `sid`, so each client ends them all; health apps'
-    offline access too unless `keep_offline` (the portal's policy after a password change).
-    Returns how many clients will be told; the caller commits."""
-    owed = [
-        (client, None)
-        for client in revoke_user_grants(session, user_id, keep_offline, acting_for=acting_for)
-    ]
+    proxy grant; with `health_apps_only`, only the apps given a patient record): its logout
+    tokens name no `sid`, so each client ends them all; health apps' offline access too unless
+    `keep_offline` (the portal's policy after a password change). Returns how many clients
+    will be told; the caller commits."""
+    revoked = revoke_user_grants(
+        session,
+        user_id,
+        keep_offline,
+        acting_for=acting_for,
+        health_apps_only=health_apps_only,
+    )
+    owed = [(client, None) for client in revoked]
     return _tell(session, user_id, owed, deadline_seconds)
 
 
