@@ -44,6 +44,13 @@ def _refused(error: Exception) -> bool:
     return isinstance(error, (TypeError, ValueError))
 
 
+def _repeatable(row: OutboxMessage) -> bool:
+    """Relayed twice, still one start or one signal (see `OutboxRelay._signal`)."""
+    if row.kind == "signal":
+        return True
+    return not row.signal and not row.reuse_finished_id
+
+
 class OutboxRelay:
     """Polls for unrelayed rows, oldest first, and starts each one's workflow.
 
@@ -58,7 +65,7 @@ class OutboxRelay:
         client: Client,
         session_factory: sessionmaker[Session],
         task_queue: str,
-        poll_seconds: float = 1.0,
+        poll_seconds: float = 0.25,
         batch: int = 50,
     ) -> None:
         self.client = client
@@ -80,8 +87,13 @@ class OutboxRelay:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
     async def relay_once(self, workflow_ids: Collection[str] | None = None) -> int:
-        """Starts what is pending (only these processes' rows, when given); the number started,
-        or -1 when Temporal could not be reached.
+        """Starts what is pending; the number started, or -1 when Temporal could not be reached.
+
+        Given `workflow_ids` (the prompt relay of the process that just committed them), only
+        those processes' rows, and only rows a second relay may repeat harmlessly: a start of
+        an ID that starts once, ever, and a plain signal. A signal-with-start or a start of a
+        reusable ID could run twice if a polling relay raced it, so those rows, and the rows
+        behind them, are left to the polling relays as before.
 
         A row Temporal refuses outright (a bad search attribute, say) waits with its error and
         is tried again next pass, without holding up the rows behind it; only that process's
@@ -100,6 +112,8 @@ class OutboxRelay:
             started = 0
             held: set[str] = set()
             for row in rows:
+                if workflow_ids is not None and not _repeatable(row):
+                    held.add(row.workflow_id)
                 if row.workflow_id in held:
                     continue
                 try:
