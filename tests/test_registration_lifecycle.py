@@ -192,3 +192,27 @@ async def test_an_e_mail_whose_first_try_fails_is_retried_as_a_visible_activity(
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
     assert scheduled == ["send_notice"]
+
+
+def test_the_prompt_relay_leaves_a_signal_with_start_to_the_polling_relays(
+    session_factory, dev_server, background_loop, task_queue
+):
+    """Temporal cannot tell a repeated signal-with-start from a new request, so only the
+    polling relays send one; a start of an ID that starts once, ever, goes out at once."""
+    from temporal.outbox import enqueue_start
+
+    with session_factory() as session:
+        joined = enqueue_start(
+            session, workflow="Nothing", workflow_id="prompt/joined", payload={}, signal="again"
+        )
+        once = enqueue_start(session, workflow="Nothing", workflow_id="prompt/once", payload={})
+        session.commit()
+        joined_id, once_id = joined.id, once.id
+
+    relay = OutboxRelay(dev_server.client, session_factory, task_queue)
+    started = background_loop.run(relay.relay_once(workflow_ids={"prompt/joined", "prompt/once"}))
+
+    assert started == 1
+    with session_factory() as session:
+        assert session.get(OutboxMessage, joined_id).relayed_at is None
+        assert session.get(OutboxMessage, once_id).relayed_at is not None
