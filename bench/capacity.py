@@ -42,10 +42,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from run import LinkCatcher, csrf, free_port  # noqa: E402
 
 MEMORY_GOAL_MB = 300
-PASSWORD = "Bench12345Clave"
+PASSWORD = "Clave9Segura-Xq"
 REDIRECT = "http://rp.bench/callback"
-AGE = timedelta(days=30)
-"""How far each round of --tables moves every row's ending back: past the sweep's 7-day grace."""
+AGE = timedelta(days=40)
+"""How far each round of --tables moves every row's ending back: past the longest lifetime (a
+refresh token's 30 days) plus the sweep's 7-day grace."""
 
 
 class CountingCatcher(LinkCatcher):
@@ -324,7 +325,8 @@ def lifecycle(stack: Stack, n: int, prefix: str = "bench") -> None:
         timeout=30,
     )
     if answer.status_code != 302:
-        raise RuntimeError(f"registration {n} answered {answer.status_code}")
+        errors = re.findall(r"class=\"[^\"]*error[^\"]*\"[^>]*>([^<]+)", answer.text)
+        raise RuntimeError(f"registration {n} answered {answer.status_code}: {errors}")
     link = stack.catcher.box(f"{prefix}{n}@example.org").get(timeout=120)
     link = re.sub(r"^https?://[^/]+", stack.base, link)
     token = csrf(session, link)
@@ -528,12 +530,9 @@ def bench_tables(args) -> None:
         client = token_client(factory)
         names = list(counted_tables())
         print(f"{per} registrations, {per} logins, {per} code exchanges a round, each from its")
-        print("own client address; rows aged 30 days, then a cleanup sweep (grace 7 days)")
-        print(
-            "round  "
-            + "  ".join(f"{name:>24}" for name in names)
-            + "  (after activity / after sweep)"
-        )
+        print("own client address; rows aged 40 days, then a cleanup sweep (grace 7 days)")
+        print("rows after each round's activity / after its sweep:")
+        print("round  " + "  ".join(names))
         for round_ in range(args.rounds):
             first = round_ * per
             lifecycles(stack, first, per, concurrency=8)
@@ -560,7 +559,7 @@ def bench_tables(args) -> None:
             swept = row_counts(factory)
             print(
                 f"{round_ + 1:>5}  "
-                + "  ".join(f"{after[name]:>11} / {swept[name]:<10}" for name in names),
+                + "  ".join(f"{f'{after[name]} / {swept[name]}':^{len(name)}}" for name in names),
                 flush=True,
             )
 
