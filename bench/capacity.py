@@ -39,9 +39,10 @@ from aiosmtpd.controller import Controller
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from run import LinkCatcher, csrf, free_port  # noqa: E402
+from run import CSRF, LinkCatcher, csrf, free_port  # noqa: E402
 
 MEMORY_GOAL_MB = 300
+FORM_KEY = re.compile(r'name="form_key"[^>]*value="([^"]+)"')
 PASSWORD = "Clave9Segura-Xq"
 REDIRECT = "http://rp.bench/callback"
 AGE = timedelta(days=40)
@@ -310,11 +311,13 @@ def lifecycle(stack: Stack, n: int, prefix: str = "bench") -> None:
     """Submit over HTTP, wait for the link, open its page and press its button."""
     session = requests.Session()
     session.headers.update(client_headers(n))
-    token = csrf(session, f"{stack.base}/patient/register")
+    page = session.get(f"{stack.base}/patient/register", timeout=10).text
+    form_key = FORM_KEY.search(page)
     answer = session.post(
         f"{stack.base}/patient/register",
         data={
-            "csrf_token": token,
+            "csrf_token": CSRF.search(page).group(1),
+            "form_key": form_key.group(1) if form_key else "",
             "email": f"{prefix}{n}@example.org",
             "username": f"{prefix}{n}",
             "password": PASSWORD,
@@ -363,6 +366,7 @@ def bench_memory(args) -> None:
         started = time.monotonic()
         step = max(1, args.memory // 5)
         done = 0
+        first_step = None
         while done < args.memory:
             batch = min(step, args.memory - done)
             enqueue_registrations(stack, done, batch)
@@ -374,17 +378,22 @@ def bench_memory(args) -> None:
                 every=1,
             )
             wait_for(lambda: quiet(worker), "the worker to settle", 600, every=0)
+            if first_step is None:
+                first_step = (done, rss_mb(worker))
             print(
                 f"  {done} waiting for their click: worker RSS {rss_mb(worker):.0f} MB"
                 f" ({time.monotonic() - started:.0f} s)",
                 flush=True,
             )
         rss = rss_mb(worker)
-        slope = (rss - idle) * 1024 / args.memory
+        beyond = ""
+        if done > first_step[0]:
+            slope = (rss - first_step[1]) * 1024 / (done - first_step[0])
+            beyond = f", {slope:.1f} KB per waiting registration past the first {first_step[0]}"
         print(
             f"worker RSS with {args.memory} registrations waiting for their e-mail click: "
-            f"{rss:.0f} MB (goal <= {MEMORY_GOAL_MB} MB); idle {idle:.0f} MB, "
-            f"{slope:.1f} KB per waiting registration; took {time.monotonic() - started:.0f} s",
+            f"{rss:.0f} MB (goal <= {MEMORY_GOAL_MB} MB); idle {idle:.0f} MB, cache {cache}"
+            f"{beyond}; took {time.monotonic() - started:.0f} s",
             flush=True,
         )
 
