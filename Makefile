@@ -12,7 +12,7 @@ TEST_WORKERS ?= 3
 PYTEST := $(BIN)/pytest -p no:cacheprovider -q
 REPORTS := var/test-reports
 
-.PHONY: run test test-fast test-postgres test-system test-faults install lint translations histories screenshots
+.PHONY: run test test-fast test-postgres test-system test-faults install lint translations histories screenshots bench
 
 run: $(STAMP)
 	$(BIN)/acceso dev $(ARGS)
@@ -43,6 +43,11 @@ test-system: $(STAMP)
 # Batches of registrations while workers, web workers, SMTP and Temporal are killed (a few minutes).
 test-faults: $(STAMP)
 	ACCESO_FAULTS=1 $(BIN)/pytest -p no:cacheprovider -q tests/faults
+
+# Every figure of the front door (token endpoint, userinfo, introspection, sign-in) and of
+# registration against its goal (a few minutes; ARGS="--postgres" for PostgreSQL).
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(ARGS)
 
 install: $(STAMP)
 

@@ -4,8 +4,11 @@ a portal, and rotating the keys their tokens are signed with."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from portal.codec import CodecKeyError
 from portal.config import load_portals
@@ -21,13 +24,43 @@ from portal.oidc import (
     rotate_keys,
     sealing_keys,
 )
+from portal.server_keys import ServerKeyError, client_secret_key
 from portal.settings import load_settings
+
+T = TypeVar("T")
 
 
 def _sessions():
     from portal.db import make_engine, make_session_factory
 
     return make_session_factory(make_engine(load_settings().database_url))
+
+
+def _commit(command: str, change: Callable[[Session], T]) -> tuple[bool, T | None]:
+    """One change in its own transaction; a refused one is printed as `acceso <command>: <why>`
+    and nothing is kept. Says whether it was made, and what the change returned."""
+    with _sessions()() as session:
+        try:
+            made = change(session)
+        except ClientError as error:
+            print(f"acceso {command}: {error}", file=sys.stderr)
+            return False, None
+        session.commit()
+    return True, made
+
+
+def _client_secret_key(command: str) -> bytes | None:
+    """The key client secrets are hashed with (ACCESO_SECRET_KEY's, as the web tier derives
+    it), or None after saying what to set."""
+    try:
+        return client_secret_key(load_settings())
+    except ServerKeyError as error:
+        print(
+            f"acceso client {command}: {error}: client secrets are hashed with a key derived "
+            "from it (or from ACCESO_CLIENT_SECRET_KEY), the same one the web tier uses",
+            file=sys.stderr,
+        )
+        return None
 
 
 def cmd_client_add(args) -> int:
@@ -39,28 +72,36 @@ def cmd_client_add(args) -> int:
             file=sys.stderr,
         )
         return 1
-    with _sessions()() as session:
-        try:
-            made = add_client(
-                session,
-                args.name,
-                portal=args.portal,
-                redirect_uris=args.redirect_uri,
-                public=args.public,
-                first_party=args.first_party,
-                post_logout_redirect_uris=args.post_logout_redirect_uri or [],
-                backchannel_logout_uri=args.backchannel_logout_uri,
-                signing_alg=args.signing_alg,
-                allowed_origins=args.allowed_origin or [],
-                approved_scopes=" ".join(args.scope).split() if args.scope else None,
-            )
-        except ClientError as error:
-            print(f"acceso client add: {error}", file=sys.stderr)
+    key = None
+    if not args.public:
+        key = _client_secret_key("add")
+        if key is None:
             return 1
-        session.commit()
-        print(f"client_id: {made.client.client_id}")
-        if made.secret:
-            print(f"client_secret: {made.secret}")
+
+    def add(session: Session) -> tuple[str, str | None]:
+        made = add_client(
+            session,
+            args.name,
+            portal=args.portal,
+            redirect_uris=args.redirect_uri,
+            secret_key=key,
+            public=args.public,
+            first_party=args.first_party,
+            post_logout_redirect_uris=args.post_logout_redirect_uri or [],
+            backchannel_logout_uri=args.backchannel_logout_uri,
+            signing_alg=args.signing_alg,
+            allowed_origins=args.allowed_origin or [],
+            approved_scopes=" ".join(args.scope).split() if args.scope else None,
+        )
+        return made.client.client_id, made.secret
+
+    ok, made = _commit("client add", add)
+    if not ok:
+        return 1
+    client_id, secret = made
+    print(f"client_id: {client_id}")
+    if secret:
+        print(f"client_secret: {secret}")
     return 0
 
 
@@ -90,25 +131,22 @@ def cmd_client_list(args) -> int:
 
 
 def cmd_client_remove(args) -> int:
-    with _sessions()() as session:
-        try:
-            remove_client(session, args.name)
-        except ClientError as error:
-            print(f"acceso client remove: {error}", file=sys.stderr)
-            return 1
-        session.commit()
+    ok, _ = _commit("client remove", lambda session: remove_client(session, args.name))
+    if not ok:
+        return 1
     print(f"client {args.name} removed; its tokens no longer work")
     return 0
 
 
 def cmd_client_rotate_secret(args) -> int:
-    with _sessions()() as session:
-        try:
-            secret = rotate_client_secret(session, args.name)
-        except ClientError as error:
-            print(f"acceso client rotate-secret: {error}", file=sys.stderr)
-            return 1
-        session.commit()
+    key = _client_secret_key("rotate-secret")
+    if key is None:
+        return 1
+    ok, secret = _commit(
+        "client rotate-secret", lambda session: rotate_client_secret(session, args.name, key)
+    )
+    if not ok:
+        return 1
     print(f"client_secret: {secret}")
     return 0
 

@@ -31,6 +31,7 @@ from portal.db import make_engine, make_session_factory, migrate
 from portal.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from portal.models import StaffRole
 from portal.safety import DEMO_STAFF
+from portal.server_keys import client_secret_key
 from portal.settings import PROJECT_ROOT, Settings
 from temporal.search_attributes import dev_server_flags
 
@@ -342,6 +343,7 @@ def register_sample_app(settings: Settings, rp_url: str) -> SampleApp:
     from portal.models import OidcClient
     from portal.oidc import add_client, rotate_client_secret
 
+    key = client_secret_key(replace(settings, dev_mode=True))
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
@@ -352,12 +354,13 @@ def register_sample_app(settings: Settings, rp_url: str) -> SampleApp:
                     SAMPLE_APP_NAME,
                     portal="patient",
                     redirect_uris=[f"{rp_url}/callback"],
+                    secret_key=key,
                     first_party=True,
                 ).client
             client.redirect_uris = [f"{rp_url}/callback"]
             client.post_logout_redirect_uris = [f"{rp_url}/?ended=1"]
             client.backchannel_logout_uri = f"{rp_url}/backchannel-logout"
-            secret = rotate_client_secret(session, SAMPLE_APP_NAME)
+            secret = rotate_client_secret(session, SAMPLE_APP_NAME, key)
             session.commit()
             return SampleApp(rp_url, client.client_id, secret)
     finally:
@@ -394,6 +397,7 @@ def register_health_samples(settings: Settings, fhir_url: str, smart_url: str) -
     from portal.models import OidcClient
     from portal.oidc import add_client, rotate_client_secret
 
+    key = client_secret_key(replace(settings, dev_mode=True))
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
@@ -407,7 +411,11 @@ def register_health_samples(settings: Settings, fhir_url: str, smart_url: str) -
             }
             if FHIR_SERVER_NAME not in named:
                 add_client(
-                    session, FHIR_SERVER_NAME, portal="patient", redirect_uris=[f"{fhir_url}/"]
+                    session,
+                    FHIR_SERVER_NAME,
+                    portal="patient",
+                    redirect_uris=[f"{fhir_url}/"],
+                    secret_key=key,
                 )
             smart = (
                 named.get(SMART_APP_NAME)
@@ -421,7 +429,7 @@ def register_health_samples(settings: Settings, fhir_url: str, smart_url: str) -
                 ).client
             )
             smart.redirect_uris = [f"{smart_url}/callback"]
-            fhir_secret = rotate_client_secret(session, FHIR_SERVER_NAME)
+            fhir_secret = rotate_client_secret(session, FHIR_SERVER_NAME, key)
             fhir_client_id = session.scalar(
                 select(OidcClient.client_id).where(OidcClient.name == FHIR_SERVER_NAME)
             )
@@ -585,65 +593,48 @@ def _start_and_supervise(
     prepare_multiprocess_dir(settings, web_env[MULTIPROC_ENV])
     web = stack.start("web", gunicorn_argv(HOST, args.port, workers=2), web_env, None)
     stack.wait_for_http(web, f"http://{HOST}:{args.port}/", deadline)
-    rp = stack.start(
-        "sample-app",
-        [
-            sys.executable,
-            str(SAMPLE_APP_DIR / "app.py"),
-            "--host",
-            HOST,
-            "--port",
-            str(args.rp_port),
-        ],
-        {
-            **env,
-            "RP_ISSUER": f"{env['ACCESO_PUBLIC_BASE_URL']}/patient",
-            "RP_CLIENT_ID": sample.client_id,
-            "RP_CLIENT_SECRET": sample.client_secret,
-            "RP_BASE_URL": sample.url,
-        },
-        None,
-    )
-    stack.wait_for_http(rp, f"{sample.url}/", deadline)
-    fhir = stack.start(
-        "fhir-server",
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "samples" / "fhir" / "app.py"),
-            "--host",
-            HOST,
-            "--port",
-            str(args.fhir_port),
-        ],
-        {
-            **env,
-            "FHIR_ISSUER": f"{env['ACCESO_PUBLIC_BASE_URL']}/patient",
-            "FHIR_CLIENT_ID": health.fhir_client_id,
-            "FHIR_CLIENT_SECRET": health.fhir_client_secret,
-            "FHIR_BASE_URL": health.fhir_url,
-        },
-        None,
-    )
-    stack.wait_for_http(fhir, f"{health.fhir_url}/metadata", deadline)
-    smart = stack.start(
-        "smart-app",
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "samples" / "smart" / "app.py"),
-            "--host",
-            HOST,
-            "--port",
-            str(args.smart_port),
-        ],
-        {
-            **env,
-            "SMART_FHIR_BASE": health.fhir_url,
-            "SMART_CLIENT_ID": health.smart_client_id,
-            "SMART_BASE_URL": health.smart_url,
-        },
-        None,
-    )
-    stack.wait_for_http(smart, f"{health.smart_url}/", deadline)
+    issuer = f"{env['ACCESO_PUBLIC_BASE_URL']}/patient"
+    samples = [
+        (
+            "sample-app",
+            SAMPLE_APP_DIR / "app.py",
+            args.rp_port,
+            {
+                "RP_ISSUER": issuer,
+                "RP_CLIENT_ID": sample.client_id,
+                "RP_CLIENT_SECRET": sample.client_secret,
+                "RP_BASE_URL": sample.url,
+            },
+            f"{sample.url}/",
+        ),
+        (
+            "fhir-server",
+            PROJECT_ROOT / "samples" / "fhir" / "app.py",
+            args.fhir_port,
+            {
+                "FHIR_ISSUER": issuer,
+                "FHIR_CLIENT_ID": health.fhir_client_id,
+                "FHIR_CLIENT_SECRET": health.fhir_client_secret,
+                "FHIR_BASE_URL": health.fhir_url,
+            },
+            f"{health.fhir_url}/metadata",
+        ),
+        (
+            "smart-app",
+            PROJECT_ROOT / "samples" / "smart" / "app.py",
+            args.smart_port,
+            {
+                "SMART_FHIR_BASE": health.fhir_url,
+                "SMART_CLIENT_ID": health.smart_client_id,
+                "SMART_BASE_URL": health.smart_url,
+            },
+            f"{health.smart_url}/",
+        ),
+    ]
+    for name, app, port, app_env, ready_url in samples:
+        argv = [sys.executable, str(app), "--host", HOST, "--port", str(port)]
+        child = stack.start(name, argv, {**env, **app_env}, None)
+        stack.wait_for_http(child, ready_url, deadline)
 
     web_url = f"http://{HOST}:{args.port}"
     smtp_note = (

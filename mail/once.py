@@ -5,14 +5,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from mail.mailer import Mailer
 from portal.audit import add_event
+from portal.config import Portal
 from portal.models import EmailToken, SentMail
 from portal.tokens import link_for_send
+
+
+class MailingActivities:
+    """What every process's e-mailing activities are built from: the database, the mailer and
+    the portals (an e-mail names its portal); the worker hands the same ones to each process."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        mailer: Mailer | None = None,
+        portals: dict[str, Portal] | None = None,
+    ):
+        self.session_factory = session_factory
+        self.mailer = mailer
+        self.portals = portals or {}
 
 
 def already_sent(session: Session, send_key: str) -> bool:
@@ -66,11 +83,12 @@ def deliver_once(
 
 @dataclass
 class LinkMessage:
-    """One link e-mail: the link's token row (purpose, portal, process, lifetime, account) and
-    the page it opens, `<base URL>/<path>/<raw token>`; the message around it; its audit line
-    (under `audit_portal` when that differs from the token's)."""
+    """One e-mail of a process: the link's token row (purpose, portal, process, lifetime,
+    account; no purpose, no link) and the page it opens, `<base URL>/<path>/<raw token>`; the
+    message around it; its audit line (under `audit_portal` when that differs from the token's).
+    `expires_at` ends a link at a moment the process set instead of after `lifetime_hours`."""
 
-    purpose: str
+    purpose: str | None
     portal: str
     workflow_id: str
     lifetime_hours: int
@@ -82,43 +100,66 @@ class LinkMessage:
     user_id: int | None = None
     audit_portal: str | None = None
     detail: dict = field(default_factory=dict)
+    expires_at: datetime | None = None
 
 
-def send_link_once(
-    session: Session, mailer: Mailer, send_key: str, compose: Callable[[], LinkMessage]
-) -> int:
-    """Mint a link and send it once: a link e-mail the SMTP server already accepted is not sent
-    again (its token's ID is returned); otherwise `compose` builds the message (and may refuse,
-    raising, before anything is minted), the link is minted or found again for this send key,
-    and the message goes out through `deliver_once`. Returns the link's token ID."""
+@dataclass
+class Sent:
+    """What `send_once` did: the link's token ID (0 without a link) and whether the message went
+    out in this call (False: already sent, or nothing to send)."""
+
+    token_id: int = 0
+    now: bool = False
+
+
+def send_once(
+    session: Session, mailer: Mailer, send_key: str, compose: Callable[[], LinkMessage | None]
+) -> Sent:
+    """Mint a link and send it once: an e-mail the SMTP server already accepted is not sent
+    again (its link's token ID is returned); otherwise `compose` builds the message (it may
+    refuse, raising, or return None when there is no one to send it to, before anything is
+    minted), the link is minted or found again for this send key, and the message goes out
+    through `deliver_once`."""
     if (sent := sent_link(session, send_key)) is not None:
-        return sent
+        return Sent(token_id=sent)
     message = compose()
-    token, raw = link_for_send(
-        session,
-        secret=mailer.settings.secret_key,
-        send_key=send_key,
-        purpose=message.purpose,
-        portal=message.portal,
-        workflow_id=message.workflow_id,
-        lifetime_hours=message.lifetime_hours,
-        user_id=message.user_id,
-    )
+    if message is None:
+        return Sent()
     base_url = mailer.settings.public_base_url.rstrip("/")
-    deliver_once(
+    context = {"base_url": base_url, **message.context}
+    token_id = 0
+    if message.purpose is not None:
+        token, raw = link_for_send(
+            session,
+            secret=mailer.settings.secret_key,
+            send_key=send_key,
+            purpose=message.purpose,
+            portal=message.portal,
+            workflow_id=message.workflow_id,
+            lifetime_hours=message.lifetime_hours,
+            user_id=message.user_id,
+        )
+        if message.expires_at is not None:
+            token.expires_at = message.expires_at
+        token_id = token.id
+        context["link"] = f"{base_url}/{message.path}/{raw}"
+    now = deliver_once(
         session,
         mailer,
         send_key,
         to=message.to,
         template=message.template,
         locale=message.locale,
-        context={
-            "base_url": base_url,
-            **message.context,
-            "link": f"{base_url}/{message.path}/{raw}",
-        },
+        context=context,
         portal=message.portal if message.audit_portal is None else message.audit_portal,
         workflow_id=message.workflow_id,
         **message.detail,
     )
-    return token.id
+    return Sent(token_id=token_id, now=now)
+
+
+def send_link_once(
+    session: Session, mailer: Mailer, send_key: str, compose: Callable[[], LinkMessage]
+) -> int:
+    """`send_once` for a message that always carries a link: returns the link's token ID."""
+    return send_once(session, mailer, send_key, compose).token_id

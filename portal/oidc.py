@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwt
 from joserfc.jwk import ECKey, JWKRegistry, KeySet, RSAKey
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.codec import codec_keys_for
@@ -36,7 +38,7 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.passwords import hash_password
+from portal.passwords import verify_password
 from portal.settings import Settings
 from portal.smart import check_scopes
 
@@ -84,6 +86,38 @@ class ClientError(Exception):
 class NewClient:
     client: OidcClient
     secret: str | None
+
+
+CLIENT_SECRET_HMAC = "hmac-sha256$"
+"""How a client secret is stored: a keyed SHA-256. A secret is 256 random bits, so a slow hash
+adds nothing to it; the key (portal.server_keys) means a copied table alone tests no guess."""
+LEGACY_ARGON2 = "$argon2"
+
+
+def hash_client_secret(key: bytes, secret: str) -> str:
+    return CLIENT_SECRET_HMAC + hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+
+
+def client_secret_matches(session: Session, key: bytes, client: OidcClient, secret: str) -> bool:
+    """Whether `secret` is the client's. A secret still stored as argon2id (before keyed hashes)
+    is checked that way once and, when it matches, rewritten as the keyed hash; the rewrite is
+    conditional on the stored value, so concurrent first uses all pass and only one writes."""
+    stored = client.secret_hash
+    typed = hash_client_secret(key, secret)
+    if stored is None or not secret:
+        return False
+    if stored.startswith(CLIENT_SECRET_HMAC):
+        return hmac.compare_digest(stored, typed)
+    if not stored.startswith(LEGACY_ARGON2) or not verify_password(stored, secret):
+        return False
+    session.execute(
+        update(OidcClient)
+        .where(OidcClient.id == client.id, OidcClient.secret_hash == stored)
+        .values(secret_hash=typed)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return True
 
 
 def _is_private_use_scheme(scheme: str) -> bool:
@@ -162,6 +196,7 @@ def add_client(
     *,
     portal: str,
     redirect_uris: list[str],
+    secret_key: bytes | None = None,
     public: bool = False,
     first_party: bool = False,
     post_logout_redirect_uris: list[str] | None = None,
@@ -170,7 +205,10 @@ def add_client(
     allowed_origins: list[str] | None = None,
     approved_scopes: list[str] | None = None,
 ) -> NewClient:
-    """Registers a client; a confidential one gets a secret shown once and stored as argon2id.
+    """Registers a client; a confidential one gets a secret shown once and stored as an HMAC with
+    `secret_key` (portal.server_keys.client_secret_key). Without `secret_key` a confidential
+    client has no secret at all until `rotate_client_secret` mints one (an approved app's
+    client is made so, its secret minted only on its credentials page).
 
     `approved_scopes` (a SMART app's) lists every scope it may ask for, OpenID ones included."""
     if session.scalar(select(OidcClient).where(OidcClient.name == name)):
@@ -186,12 +224,12 @@ def add_client(
         problem = check_scopes(approved_scopes)
         if problem:
             raise ClientError(problem)
-    secret = None if public else secrets.token_urlsafe(32)
+    secret = None if public or secret_key is None else secrets.token_urlsafe(32)
     client = OidcClient(
         name=name,
         portal=portal,
         client_id=secrets.token_urlsafe(18),
-        secret_hash=hash_password(secret) if secret else None,
+        secret_hash=None,
         public=public,
         first_party=first_party,
         redirect_uris=[_check_uri(u, public) for u in redirect_uris],
@@ -203,19 +241,21 @@ def add_client(
         if backchannel_logout_uri
         else None,
     )
+    if secret is not None and secret_key is not None:
+        client.secret_hash = hash_client_secret(secret_key, secret)
     session.add(client)
     session.flush()
     return NewClient(client, secret)
 
 
-def rotate_client_secret(session: Session, name: str) -> str:
+def rotate_client_secret(session: Session, name: str, secret_key: bytes) -> str:
     client = session.scalar(select(OidcClient).where(OidcClient.name == name))
     if client is None:
         raise ClientError(f"no client named {name!r}")
     if client.public:
         raise ClientError(f"{name!r} is a public client: it has no secret")
     secret = secrets.token_urlsafe(32)
-    client.secret_hash = hash_password(secret)
+    client.secret_hash = hash_client_secret(secret_key, secret)
     return secret
 
 
@@ -317,12 +357,37 @@ _PUBLIC: dict[str, SigningKey] = {}
 """Parsed keys by kid: a key never changes once made, and unsealing one costs more than signing."""
 
 
-def signing_key(session: Session, keys: SealingKeys, alg: str = ALG) -> SigningKey:
-    """The newest unretired key of the algorithm, made on first use if the start did not.
+def client_with_signing_key(
+    session: Session, client_id: str
+) -> tuple[OidcClient, OidcSigningKey | None] | None:
+    """A client by its client_id and, in the same query, the newest unretired key of its
+    signing algorithm (None while there is none): the token endpoint needs both every time."""
+    found = session.execute(
+        select(OidcClient, OidcSigningKey)
+        .outerjoin(
+            OidcSigningKey,
+            and_(
+                OidcSigningKey.alg == OidcClient.signing_alg,
+                OidcSigningKey.retired_at.is_(None),
+            ),
+        )
+        .where(OidcClient.client_id == client_id)
+        .order_by(OidcSigningKey.created_at.desc())
+        .limit(1)
+    ).first()
+    return (found[0], found[1]) if found else None
+
+
+def signing_key(
+    session: Session, keys: SealingKeys, alg: str = ALG, current: OidcSigningKey | None = None
+) -> SigningKey:
+    """The newest unretired key of the algorithm (`current`, when the caller loaded it with
+    `client_with_signing_key`), made on first use if the start did not.
 
     Call it before writing anything else in the transaction: making a key commits.
     """
-    row = _current_key_row(session, SigningAlg(alg))
+    row = current if current is not None and current.alg == alg else None
+    row = row or _current_key_row(session, SigningAlg(alg))
     if row is None:
         row = _new_key(session, keys, SigningAlg(alg))
         session.commit()
@@ -332,21 +397,64 @@ def signing_key(session: Session, keys: SealingKeys, alg: str = ALG) -> SigningK
     return key
 
 
-def published_keys(session: Session) -> KeySet:
+def _published_rows(session: Session) -> list[OidcSigningKey]:
     since = utcnow() - RETIRED_KEY_PUBLISHED
-    rows = session.scalars(
-        select(OidcSigningKey)
-        .where(or_(OidcSigningKey.retired_at.is_(None), OidcSigningKey.retired_at > since))
-        .order_by(OidcSigningKey.created_at.desc())
-    ).all()
-    for row in rows:
-        if row.kid not in _PUBLIC:
-            _PUBLIC[row.kid] = JWKRegistry.import_key(row.jwk["public"])
-    return KeySet([_PUBLIC[row.kid] for row in rows])
+    return list(
+        session.scalars(
+            select(OidcSigningKey)
+            .where(or_(OidcSigningKey.retired_at.is_(None), OidcSigningKey.retired_at > since))
+            .order_by(OidcSigningKey.created_at.desc())
+        ).all()
+    )
+
+
+def _public_key(row: OidcSigningKey) -> SigningKey:
+    key = _PUBLIC.get(row.kid)
+    if key is None:
+        key = _PUBLIC[row.kid] = JWKRegistry.import_key(row.jwk["public"])
+    return key
+
+
+def published_keys(session: Session) -> KeySet:
+    return KeySet([_public_key(row) for row in _published_rows(session)])
 
 
 def jwks(session: Session) -> dict[str, Any]:
     return {"keys": [key.as_dict(private=False) for key in published_keys(session).keys]}
+
+
+VERIFYING_KEYS_SECONDS = 60.0
+"""How long a process trusts its list of published keys before reading it again. A key another
+process made is read at once (an unknown `kid` reloads the list); a retirement is seen within
+this long, far inside the hour a retired key stays published anyway."""
+
+
+@dataclass(frozen=True)
+class _Verifying:
+    keys: dict[str, tuple[SigningKey, datetime | None]]
+    loaded_at: float
+
+
+_verifying = _Verifying({}, float("-inf"))
+
+
+def _verifying_key(session: Session, kid: str) -> SigningKey | None:
+    """The published key named `kid`, from the process's list, which is read again when older
+    than VERIFYING_KEYS_SECONDS or when it lacks the kid: checking a token costs no query."""
+    global _verifying
+    known = _verifying
+    if kid not in known.keys or time.monotonic() - known.loaded_at > VERIFYING_KEYS_SECONDS:
+        rows = _published_rows(session)
+        known = _verifying = _Verifying(
+            {row.kid: (_public_key(row), row.retired_at) for row in rows}, time.monotonic()
+        )
+    entry = known.keys.get(kid)
+    if entry is None:
+        return None
+    key, retired_at = entry
+    if retired_at is not None and retired_at <= utcnow() - RETIRED_KEY_PUBLISHED:
+        return None
+    return key
 
 
 def _alg_of(key: SigningKey) -> str:
@@ -357,13 +465,27 @@ def sign(key: SigningKey, claims: dict[str, Any], typ: str = "JWT") -> str:
     return jwt.encode({"alg": _alg_of(key), "kid": key.kid, "typ": typ}, claims, key)
 
 
+def _kid_of(token: str) -> str | None:
+    try:
+        encoded = token.split(".", 1)[0]
+        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, TypeError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
 def decode(session: Session, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The header and claims of a token this provider signed with a published key, or None.
 
     Only the signature is checked here; callers check `iss`, `exp` and what the token is for.
     """
+    kid = _kid_of(token)
+    key = _verifying_key(session, kid) if kid else None
+    if key is None:
+        return None
     try:
-        decoded = jwt.decode(token, published_keys(session), algorithms=list(SigningAlg))
+        decoded = jwt.decode(token, key, algorithms=[_alg_of(key)])
     except Exception:
         return None
     return decoded.header, decoded.claims

@@ -43,6 +43,8 @@ class Settings:
         default_factory=lambda: _env("ACCESO_MAIL_FROM", "Acceso <no-reply@acceso.localhost>")
     )
     secret_key: str = field(default_factory=lambda: _env("ACCESO_SECRET_KEY", ""))
+    client_secret_key: str = field(default_factory=lambda: _env("ACCESO_CLIENT_SECRET_KEY", ""))
+    """Optional: what client secrets' HMAC key is derived from instead of ACCESO_SECRET_KEY."""
     public_base_url: str = field(
         default_factory=lambda: _env("ACCESO_PUBLIC_BASE_URL", "http://127.0.0.1:5000")
     )

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 import string
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -57,14 +57,7 @@ def issue_link(
     else. The caller commits before sending, so the link works the moment the e-mail arrives.
     """
     now = utcnow()
-    session.execute(
-        update(EmailToken)
-        .where(EmailToken.workflow_id == workflow_id)
-        .where(EmailToken.purpose == purpose)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    revoke_links(session, workflow_id, purpose, now)
     raw = new_token()
     token = EmailToken(
         token_hash=token_hash(raw),
@@ -149,6 +142,22 @@ def latest_link_id(session: Session, workflow_id: str, purpose: str) -> int:
         )
         or 0
     )
+
+
+def revoke_links(
+    session: Session, workflow_id: str, purpose: str | None = None, now: datetime | None = None
+) -> None:
+    """Every link of a process (of one purpose, if given) not yet used stops working: a resend
+    replaces them, and a process that ends takes its links with it."""
+    statement = (
+        update(EmailToken)
+        .where(EmailToken.workflow_id == workflow_id)
+        .where(EmailToken.used_at.is_(None))
+        .where(EmailToken.revoked_at.is_(None))
+    )
+    if purpose is not None:
+        statement = statement.where(EmailToken.purpose == purpose)
+    session.execute(statement.values(revoked_at=now or utcnow()))
 
 
 def claim_link(session: Session, token_id: int, **values) -> bool:

@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.models import AppRegistration, EmailToken, OidcClient, OutboxMessage, utcnow
-from portal.oidc import add_client
-from portal.passwords import verify_password
+from portal.oidc import add_client, client_secret_matches
 from portal.tokens import token_hash
 from processes.app_registration import service
 from processes.app_registration.vocabulary import (
@@ -21,13 +20,15 @@ from processes.app_registration.vocabulary import (
     Decided,
     Decision,
     LinkPurpose,
-    LinkState,
     Step,
 )
+from processes.links import LinkState
 
 pytestmark = pytest.mark.dialects
 
 RAW = "a-credentials-link"
+KEY = b"k" * 32
+"""The client-secret key the web tier would pass (portal.server_keys.client_secret_key)."""
 
 
 def application(session, status: Step, reference: str = "APPRACE01") -> AppRegistration:
@@ -88,14 +89,15 @@ def test_two_presses_of_one_credentials_link_show_one_secret(session_factory):
 
     def press():
         with session_factory() as session:
-            return service.reveal_credentials(session, RAW)
+            return service.reveal_credentials(session, RAW, KEY)
 
     links = both(press)
-    assert sorted(link.state for link in links) == sorted([LinkState.SHOWN_NOW, LinkState.USED])
-    secret = next(link.secret for link in links if link.state == LinkState.SHOWN_NOW)
+    assert sorted(link.state for link in links) == sorted([LinkState.DONE_NOW, LinkState.USED])
+    secret = next(link.secret for link in links if link.state == LinkState.DONE_NOW)
     assert all(link.secret is None for link in links if link.state == LinkState.USED)
     with session_factory() as session:
-        assert verify_password(session.scalar(select(OidcClient.secret_hash)), secret)
+        client = session.scalar(select(OidcClient))
+        assert client_secret_matches(session, KEY, client, secret)
 
 
 def test_two_reviewers_deciding_at_once_make_one_decision_and_owe_one_signal(session_factory):

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from cli import main
 from portal.models import OidcClient, OidcSigningKey
-from portal.passwords import verify_password
+from portal.oidc import CLIENT_SECRET_HMAC, client_secret_matches
+from portal.server_keys import client_secret_key
+from portal.settings import load_settings
 from tests.fixtures.codec import TEST_CODEC_KEYS
+
+SECRET_KEY = "cli-test-secret-key-of-at-least-32-characters"
+
+
+@pytest.fixture(autouse=True)
+def server_secret_key(monkeypatch):
+    """The web tier's secret key, which client secrets' HMAC key is derived from."""
+    monkeypatch.setenv("ACCESO_SECRET_KEY", SECRET_KEY)
+    monkeypatch.delenv("ACCESO_CLIENT_SECRET_KEY", raising=False)
+
+
+def verifies(session_factory, name: str, secret: str) -> bool:
+    """Whether the web tier, with the same secret key, accepts `secret` for the client."""
+    key = client_secret_key(load_settings())
+    with session_factory() as session:
+        row = session.scalar(select(OidcClient).where(OidcClient.name == name))
+        return client_secret_matches(session, key, row, secret)
 
 
 def printed(capsys) -> dict[str, str]:
@@ -45,9 +65,9 @@ def test_confidential_client_gets_an_id_and_a_secret_shown_once_and_stored_hashe
     shown = printed(capsys)
     row = client(session_factory, "claims")
     assert row.client_id == shown["client_id"]
-    assert row.secret_hash.startswith("$argon2id$")
+    assert row.secret_hash.startswith(CLIENT_SECRET_HMAC)
     assert shown["client_secret"] not in row.secret_hash
-    assert verify_password(row.secret_hash, shown["client_secret"])
+    assert verifies(session_factory, "claims", shown["client_secret"])
     assert row.redirect_uris == ["https://claims.example.org/cb", "https://claims.example.org/cb2"]
     assert row.post_logout_redirect_uris == ["https://claims.example.org/bye"]
     assert row.backchannel_logout_uri == "https://claims.example.org/logout"
@@ -78,9 +98,8 @@ def test_list_rotate_secret_and_remove(database_url, session_factory, monkeypatc
 
     assert main(["client", "rotate-secret", "app"]) == 0
     second = printed(capsys)["client_secret"]
-    row = client(session_factory, "app")
-    assert verify_password(row.secret_hash, second)
-    assert not verify_password(row.secret_hash, first)
+    assert verifies(session_factory, "app", second)
+    assert not verifies(session_factory, "app", first)
 
     assert main(["client", "remove", "app"]) == 0
     assert client(session_factory, "app") is None
@@ -101,6 +120,20 @@ def test_bad_client_input_is_refused_with_a_message(database_url, monkeypatch, c
         main(["client", "add", "x", "--portal", "patient", "--redirect-uri", "https://x/cb"]) == 1
     )
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_confidential_client_needs_the_server_secret_key_outside_dev_mode(
+    database_url, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.delenv("ACCESO_SECRET_KEY")
+    monkeypatch.delenv("ACCESO_DEV_MODE", raising=False)
+    assert (
+        main(["client", "add", "x", "--portal", "patient", "--redirect-uri", "https://x/cb"]) == 1
+    )
+    assert "ACCESO_SECRET_KEY must be set" in capsys.readouterr().err
+    public = ["client", "add", "p", "--portal", "patient", "--public"]
+    assert main([*public, "--redirect-uri", "https://x/cb"]) == 0
 
 
 def test_keys_rotate_retires_the_old_keys_of_both_algorithms_but_keeps_them(

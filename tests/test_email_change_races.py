@@ -16,7 +16,8 @@ from portal.config import load_portals
 from portal.models import EmailChange, EmailToken, LoginThrottle, OutboxMessage, User, utcnow
 from portal.tokens import token_hash
 from processes.email_change import service
-from processes.email_change.vocabulary import LinkPurpose, LinkState, Step
+from processes.email_change.vocabulary import LinkPurpose, Step
+from processes.links import LinkState
 
 pytestmark = pytest.mark.dialects
 

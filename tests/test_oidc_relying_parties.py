@@ -34,8 +34,10 @@ OTHER_ORIGIN = "https://elsewhere.example"
 
 
 def cli_client(provider, database_url, monkeypatch, capsys, name, *options) -> RegisteredClient:
-    """A client made as an administrator makes one: `acceso client add`."""
+    """A client made as an administrator makes one: `acceso client add`, with the web tier's
+    secret key (its secret is hashed with a key derived from it)."""
     monkeypatch.setenv("ACCESO_DATABASE_URL", database_url)
+    monkeypatch.setenv("ACCESO_SECRET_KEY", provider.app.config["SETTINGS"].secret_key)
     assert main(["client", "add", name, "--portal", "patient", *options]) == 0
     shown = dict(
         line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line

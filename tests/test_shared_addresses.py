@@ -97,7 +97,7 @@ def test_a_record_taken_by_a_concurrent_registration_gets_the_already_registered
     commits; the database's one-account-per-record rule refuses it, and it is answered alike."""
     register(family.client)
     family.mailbox.wait_for("ana@example.org", "Confirme")
-    monkeypatch.setattr("web.registration.patient.account_of_record", lambda db, record: None)
+    monkeypatch.setattr("processes.registration.service.account_of_record", lambda db, record: None)
     again = register(family.new_client(), username="ana.otra")
     assert again.headers["Location"] == "/patient/register/check-mail"
     existing = body_text(family.mailbox.wait_for("ana@example.org", "Sobre su registro"))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
-from pathlib import Path
 
 from flask import Flask, g, request
 from flask_babel import Babel, get_locale
@@ -12,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from portal.config import load_portals, load_site
 from portal.db import make_engine, make_session_factory
+from portal.server_keys import server_secret_key
 from portal.settings import Settings, load_settings
 from portal.translations import TRANSLATIONS_DIR, compile_catalogs
 from temporal.bridge import TemporalBridge
@@ -25,26 +24,12 @@ csrf = CSRFProtect()
 babel = Babel()
 
 
-def _secret_key(settings: Settings) -> str:
-    """Production must set ACCESO_SECRET_KEY; dev keeps a generated one in the data dir."""
-    if settings.secret_key:
-        return settings.secret_key
-    if not settings.dev_mode:
-        raise RuntimeError("ACCESO_SECRET_KEY must be set outside dev mode")
-    path = Path(settings.data_dir) / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__)
     test_config = dict(test_config or {})
     settings: Settings = test_config.pop("SETTINGS", None) or load_settings()
     app.config.from_mapping(
-        SECRET_KEY=_secret_key(settings),
+        SECRET_KEY=server_secret_key(settings),
         SETTINGS=settings,
         DEV_MODE=settings.dev_mode,
         SESSION_COOKIE_HTTPONLY=True,

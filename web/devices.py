@@ -51,7 +51,6 @@ def device_sign_in(user: User) -> str:
     the outbox sends (never this request). The caller commits."""
     db = get_db()
     device_hash = token_hash(_device_token())
-    had_devices = db.scalar(select(exists().where(KnownDevice.user_id == user.id)))
     insert = postgresql_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     table = KnownDevice.__table__
     added = db.execute(
@@ -60,7 +59,14 @@ def device_sign_in(user: User) -> str:
         .on_conflict_do_nothing(index_elements=[table.c.user_id, table.c.device_hash])
         .returning(table.c.id)
     ).scalar()
-    if added is not None and had_devices and g.portal.policy.new_device_notice:
+    if added is None:
+        return device_hash
+    had_devices = db.scalar(
+        select(
+            exists().where(KnownDevice.user_id == user.id, KnownDevice.device_hash != device_hash)
+        )
+    )
+    if had_devices and g.portal.policy.new_device_notice:
         agent = describe_user_agent((request.headers.get("User-Agent") or "")[:400])
         workflow_id = f"sign-in-notice/{user.portal}/{secrets.token_hex(10)}"
         db.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import g
 from flask_babel import lazy_gettext as _l
@@ -133,12 +134,37 @@ class EmailAddress:
             ) from error
 
 
+def e164_phone(raw: str, regions: tuple[str, ...]) -> str | None:
+    """E.164 for a valid number, read in the first of `regions` it is valid in, unless it
+    carries its own +country; None when it is valid in none."""
+    for region in regions:
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
 def required():
     return DataRequired(message=_l("Este campo es obligatorio."))
 
 
 def email_field(label):
     return StringField(label, filters=[strip], validators=[required(), EmailAddress()])
+
+
+def staff_text(label, description="", *, optional: bool = False):
+    """A staff console's free-text note or reason: at most 2,000 characters, kept in the audit
+    or sent on; required unless `optional`."""
+    length = Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000))
+    return TextAreaField(
+        label,
+        filters=[strip],
+        validators=[length] if optional else [required(), length],
+        description=description,
+    )
 
 
 def username_field(label):

@@ -10,17 +10,14 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import update
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from mail.mailer import Mailer
-from mail.once import LinkMessage, deliver_once, send_link_once
+from mail.once import LinkMessage, MailingActivities, send_once
 from portal.audit import add_event
-from portal.config import Portal
-from portal.models import AppRegistration, EmailToken, utcnow
+from portal.models import AppRegistration, utcnow
 from portal.oidc import add_client
+from portal.tokens import revoke_links
 from processes.app_registration.vocabulary import (
     FINAL,
     Check,
@@ -30,6 +27,7 @@ from processes.app_registration.vocabulary import (
     Mail,
     Step,
 )
+from processes.transitions import claim_row
 
 CREDENTIALS_PATH = "developers/apps/credentials"
 """Where the credentials link opens, under the public base URL."""
@@ -120,14 +118,7 @@ def _gone() -> ApplicationError:
     return ApplicationError("application no longer exists", non_retryable=True, type="Gone")
 
 
-class AppRegistrationActivities:
-    def __init__(
-        self, session_factory: sessionmaker[Session], mailer: Mailer, portals: dict[str, Portal]
-    ):
-        self.session_factory = session_factory
-        self.mailer = mailer
-        self.portals = portals
-
+class AppRegistrationActivities(MailingActivities):
     @activity.defn
     def run_check(self, request: AppCheckRequest) -> CheckResult:
         """One automatic check. A bad redirect URI cannot get better, so it is a result at
@@ -174,12 +165,13 @@ class AppRegistrationActivities:
                 values["review_final_at"] = datetime.fromisoformat(request.final_at)
             if request.status in FINAL:
                 values["ended_at"] = now
-            claimed = session.execute(
-                update(AppRegistration)
-                .where(AppRegistration.id == request.application_id)
-                .where(AppRegistration.status.in_(list(request.sources)))
-                .values(**values)
-            ).rowcount
+            claimed = claim_row(
+                session,
+                AppRegistration,
+                request.application_id,
+                AppRegistration.status.in_(list(request.sources)),
+                **values,
+            )
             application = session.get(AppRegistration, request.application_id)
             if application is None:
                 raise _gone()
@@ -202,21 +194,15 @@ class AppRegistrationActivities:
                     **detail,
                 )
             if claimed and request.status == Step.LAPSED:
-                session.execute(
-                    update(EmailToken)
-                    .where(EmailToken.workflow_id == request.workflow_id)
-                    .where(EmailToken.used_at.is_(None))
-                    .where(EmailToken.revoked_at.is_(None))
-                    .values(revoked_at=now)
-                )
+                revoke_links(session, request.workflow_id, now=now)
             session.commit()
             return AppState(status=Step(application.status))
 
     @activity.defn
     def create_client(self, request: AppClientRequest) -> AppClientMade:
         """The approved application's client, in one transaction with its link to the row and
-        its audit line; a retry finds the client already made. A confidential client's secret
-        is thrown away here: the credentials page mints the one the developer sees."""
+        its audit line; a retry finds the client already made. A confidential client has no
+        secret yet: the credentials page mints the one the developer sees."""
         with self.session_factory() as session:
             application = session.get(AppRegistration, request.application_id, with_for_update=True)
             if application is None:
@@ -265,50 +251,38 @@ class AppRegistrationActivities:
         """One of the application's e-mails, sent once; the credentials e-mail's link is minted
         here and a repeat carries the same one."""
         with self.session_factory() as session:
-            application = session.get(AppRegistration, request.application_id)
-            if application is None:
-                raise _gone()
-            if request.kind == Mail.CREDENTIALS:
-                token_id = send_link_once(
-                    session,
-                    self.mailer,
-                    request.send_key,
-                    lambda: LinkMessage(
-                        purpose=LinkPurpose.CREDENTIALS,
-                        portal=application.portal,
-                        workflow_id=request.workflow_id,
-                        lifetime_hours=request.lifetime_hours,
-                        path=CREDENTIALS_PATH,
-                        to=application.contact_email,
-                        template="app_registration",
-                        locale=application.locale,
-                        context={
-                            **self._context(application, request.kind),
-                            "hours": str(request.lifetime_hours),
-                        },
-                        detail={"application": application.reference, "kind": str(request.kind)},
-                    ),
+
+            def compose() -> LinkMessage | None:
+                application = session.get(AppRegistration, request.application_id)
+                if application is None:
+                    raise _gone()
+                context = self._context(application, request.kind)
+                purpose = None
+                if request.kind == Mail.CREDENTIALS:
+                    purpose = LinkPurpose.CREDENTIALS
+                    to, locale = application.contact_email, application.locale
+                    context["hours"] = str(request.lifetime_hours)
+                elif request.kind == Mail.REVIEW_OVERDUE:
+                    portal = self.portals.get(application.portal)
+                    to = (portal.escalation_email or portal.support_email) if portal else ""
+                    locale = "es"
+                else:
+                    to, locale = application.contact_email, application.locale
+                if not to:
+                    return None
+                return LinkMessage(
+                    purpose=purpose,
+                    portal=application.portal,
+                    workflow_id=request.workflow_id,
+                    lifetime_hours=request.lifetime_hours,
+                    path=CREDENTIALS_PATH,
+                    to=to,
+                    template="app_registration",
+                    locale=locale,
+                    context=context,
+                    detail={"application": application.reference, "kind": str(request.kind)},
                 )
-                return AppMailed(token_id=token_id)
-            if request.kind == Mail.REVIEW_OVERDUE:
-                portal = self.portals.get(application.portal)
-                to = (portal.escalation_email or portal.support_email) if portal else ""
-                locale = "es"
-            else:
-                to, locale = application.contact_email, application.locale
-            if not to:
-                return AppMailed()
-            deliver_once(
-                session,
-                self.mailer,
-                request.send_key,
-                to=to,
-                template="app_registration",
-                locale=locale,
-                context=self._context(application, request.kind),
-                portal=application.portal,
-                workflow_id=request.workflow_id,
-                application=application.reference,
-                kind=str(request.kind),
+
+            return AppMailed(
+                token_id=send_once(session, self.mailer, request.send_key, compose).token_id
             )
-            return AppMailed()

@@ -9,15 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import AppRegistration, AuditEvent, EmailToken, OidcClient, utcnow
+from portal.models import AppRegistration, AuditEvent, OidcClient, utcnow
 from portal.oidc import rotate_client_secret
 from portal.smart import SMART_FLOWS, supported_smart_scopes
-from portal.tokens import new_reference, token_hash
+from portal.tokens import claim_link, new_reference
+from processes import links
 from processes.app_registration.activities import redirect_uri_problem
 from processes.app_registration.vocabulary import (
     WORKFLOW,
@@ -27,13 +28,12 @@ from processes.app_registration.vocabulary import (
     Decided,
     Decision,
     LinkPurpose,
-    LinkState,
     ReviewDecision,
     Signal,
     Step,
 )
-from temporal import search_attributes
-from temporal.outbox import enqueue_signal, enqueue_start
+from processes.links import LinkState
+from processes.transitions import audit_and_signal, claim_row, start_process
 
 __all__ = ["redirect_uri_problem"]
 
@@ -103,8 +103,9 @@ def submit(
         application=reference,
     )
     policy = portal.policy
-    enqueue_start(
+    start_process(
         session,
+        portal,
         workflow=WORKFLOW,
         workflow_id=row.workflow_id,
         payload=AppRegistrationStart(
@@ -114,12 +115,9 @@ def submit(
             review_final_hours=policy.app_review_final_hours,
             credentials_link_hours=policy.app_credentials_link_hours,
         ),
-        summary=f"{portal.name.source}: app registration {reference}",
-        search_attributes={
-            search_attributes.PORTAL.name: portal.slug,
-            search_attributes.REFERENCE.name: reference,
-            search_attributes.STEP.name: Step.CHECKING,
-        },
+        what="app registration",
+        reference=reference,
+        step=Step.CHECKING,
     )
     if accepted_with is not None:
         accepted_with(session, reference)
@@ -218,37 +216,31 @@ def decide(
     if approved and insecure:
         return Decided.INSECURE_REDIRECT
     now = utcnow()
-    claimed = session.execute(
-        update(AppRegistration)
-        .where(AppRegistration.id == application.id)
-        .where(AppRegistration.status == Step.IN_REVIEW)
-        .values(
-            status=Step.APPROVED if approved else Step.DENIED,
-            decided_by=reviewer,
-            decision_reason=reason or None,
-            decided_at=now,
-            ended_at=None if approved else now,
-        )
-    ).rowcount
+    claimed = claim_row(
+        session,
+        AppRegistration,
+        application.id,
+        AppRegistration.status == Step.IN_REVIEW,
+        status=Step.APPROVED if approved else Step.DENIED,
+        decided_by=reviewer,
+        decision_reason=reason or None,
+        decided_at=now,
+        ended_at=None if approved else now,
+    )
     if not claimed:
         session.rollback()
         return Decided.NOT_WAITING
-    add_event(
-        session,
-        actor=reviewer,
-        action=f"app_registration.{'approved' if approved else 'denied'}",
-        portal=application.portal,
-        workflow_id=application.workflow_id,
-        application=application.reference,
-        reason=reason,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=application.workflow_id,
         signal=Signal.REVIEW_DECISION,
         payload=ReviewDecision(decision=decision, reviewer=reviewer),
+        actor=reviewer,
+        action=f"app_registration.{'approved' if approved else 'denied'}",
+        portal=application.portal,
+        application=application.reference,
+        reason=reason,
     )
-    session.commit()
     return Decided.DONE
 
 
@@ -266,57 +258,46 @@ class CredentialsLink:
     secret: str | None = None
 
 
-def _find(session: Session, raw: str) -> tuple[EmailToken | None, AppRegistration | None]:
-    token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if token is None or token.purpose != LinkPurpose.CREDENTIALS:
-        return None, None
-    application = session.scalar(
-        select(AppRegistration).where(AppRegistration.workflow_id == token.workflow_id)
-    )
-    return token, application
+def _read(session: Session, raw: str) -> links.Link[AppRegistration]:
+    """The credentials link's page is under no portal; an application without its client yet
+    has no credentials to show."""
+    link = links.read_link(session, None, raw, LinkPurpose.CREDENTIALS, AppRegistration)
+    if link.row is not None and link.row.client_pk is None:
+        return links.Link(LinkState.UNKNOWN)
+    return link
 
 
 def read_credentials_link(session: Session, raw: str) -> CredentialsLink:
     """What the link's page may say, read without changing anything."""
-    token, application = _find(session, raw)
-    if token is None or application is None or application.client_pk is None:
-        return CredentialsLink(LinkState.UNKNOWN)
-    name = application.app_name
-    if token.used_at is not None:
-        return CredentialsLink(LinkState.USED, app_name=name)
-    if not token.usable(utcnow()):
-        return CredentialsLink(LinkState.EXPIRED, app_name=name)
+    return _page(_read(session, raw))
+
+
+def _page(link: links.Link[AppRegistration]) -> CredentialsLink:
+    if link.state != LinkState.USABLE:
+        return CredentialsLink(link.state, app_name=link.row.app_name if link.row else "")
     return CredentialsLink(
         LinkState.USABLE,
-        app_name=name,
-        confidential=application.client_type == ClientType.CONFIDENTIAL,
+        app_name=link.row.app_name,
+        confidential=link.row.client_type == ClientType.CONFIDENTIAL,
     )
 
 
-def reveal_credentials(session: Session, raw: str) -> CredentialsLink:
+def reveal_credentials(session: Session, raw: str, secret_key: bytes) -> CredentialsLink:
     """The page's button: the link is claimed once; a confidential client gets a new secret,
-    stored hashed, returned here and nowhere else (no log, no history, no e-mail)."""
-    link = read_credentials_link(session, raw)
+    stored hashed with `secret_key` (portal.server_keys.client_secret_key), returned here and
+    nowhere else (no log, no history, no e-mail)."""
+    link = _read(session, raw)
     if link.state != LinkState.USABLE:
-        return link
-    token, application = _find(session, raw)
-    now = utcnow()
-    claimed = session.execute(
-        update(EmailToken)
-        .where(EmailToken.id == token.id)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .where(EmailToken.expires_at > now)
-        .values(used_at=now)
-    ).rowcount
-    if not claimed:
+        return _page(link)
+    application = link.row
+    if not claim_link(session, link.token.id):
         session.rollback()
         return read_credentials_link(session, raw)
     client = session.get(OidcClient, application.client_pk)
     if client is None:
         session.rollback()
         return CredentialsLink(LinkState.UNKNOWN)
-    secret = None if client.public else rotate_client_secret(session, client.name)
+    secret = None if client.public else rotate_client_secret(session, client.name, secret_key)
     add_event(
         session,
         actor="developer",
@@ -328,7 +309,7 @@ def reveal_credentials(session: Session, raw: str) -> CredentialsLink:
     )
     session.commit()
     return CredentialsLink(
-        LinkState.SHOWN_NOW,
+        LinkState.DONE_NOW,
         app_name=application.app_name,
         client_id=client.client_id,
         confidential=not client.public,

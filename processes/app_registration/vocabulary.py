@@ -69,16 +69,6 @@ class LinkPurpose(StrEnum):
     CREDENTIALS = "app_credentials"
 
 
-class LinkState(StrEnum):
-    """What the credentials link's page may say, and what pressing its button did."""
-
-    USABLE = "usable"
-    SHOWN_NOW = "shown_now"
-    USED = "used"
-    EXPIRED = "expired"
-    UNKNOWN = "unknown"
-
-
 @dataclass
 class AppRegistrationStart:
     portal: str

@@ -7,18 +7,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from mail.mailer import Mailer
-from mail.once import deliver_once, sent_link
+from mail.once import LinkMessage, MailingActivities, send_once
 from portal.audit import add_event
-from portal.config import Portal
-from portal.models import LIVE_ACCOUNT, EmailChange, EmailToken, User, UserSession, utcnow
-from portal.tokens import link_for_send
+from portal.models import LIVE_ACCOUNT, EmailChange, User, UserSession, utcnow
+from portal.tokens import revoke_links
 from processes.email_change.vocabulary import LinkPurpose, Mail, Step
 from processes.logout_delivery.service import sign_out_everywhere
+from processes.transitions import claim_row
 
 
 @dataclass
@@ -82,65 +81,47 @@ def address_taken(session: Session, portal: str, email: str, user_id: int) -> bo
     )
 
 
-class EmailChangeActivities:
-    def __init__(
-        self, session_factory: sessionmaker[Session], mailer: Mailer, portals: dict[str, Portal]
-    ):
-        self.session_factory = session_factory
-        self.mailer = mailer
-        self.portals = portals
-
+class EmailChangeActivities(MailingActivities):
     @activity.defn
     def send_change_mail(self, request: ChangeMail) -> ChangeMailed:
         """The new address's confirmation link, or a notice to the old address (with the undo
-        link once the change is applied); each is sent once and repeats the same link."""
+        link once the change is applied, lasting as long as the undo window); each is sent once
+        and repeats the same link."""
         purpose, audience, path = TEMPLATES[request.template]
         with self.session_factory() as session:
-            if (sent := sent_link(session, request.send_key)) is not None:
-                return ChangeMailed(token_id=sent)
-            change = session.get(EmailChange, request.change_id)
-            user = session.get(User, change.user_id) if change else None
-            if change is None or user is None:
-                raise ApplicationError("change no longer exists", non_retryable=True, type="Gone")
-            base_url = self.mailer.settings.public_base_url.rstrip("/")
-            context = {
-                "portal": change.portal,
-                "portal_info": self.portals.get(change.portal),
-                "user": user,
-                "change": change,
-                "base_url": base_url,
-                "hours": str(request.lifetime_hours),
-                "days": str(max(request.lifetime_hours // 24, 1)),
-            }
-            token_id = 0
-            if purpose is not None:
-                token, raw = link_for_send(
-                    session,
-                    secret=self.mailer.settings.secret_key,
-                    send_key=request.send_key,
+
+            def compose() -> LinkMessage:
+                change = session.get(EmailChange, request.change_id)
+                user = session.get(User, change.user_id) if change else None
+                if change is None or user is None:
+                    raise ApplicationError(
+                        "change no longer exists", non_retryable=True, type="Gone"
+                    )
+                return LinkMessage(
                     purpose=purpose,
                     portal=change.portal,
                     workflow_id=request.workflow_id,
                     lifetime_hours=request.lifetime_hours,
+                    path=f"{change.portal}/{path}",
+                    to=change.new_email if audience == "new" else change.old_email,
+                    template=request.template,
+                    locale=user.locale,
+                    context={
+                        "portal": change.portal,
+                        "portal_info": self.portals.get(change.portal),
+                        "user": user,
+                        "change": change,
+                        "hours": str(request.lifetime_hours),
+                        "days": str(max(request.lifetime_hours // 24, 1)),
+                    },
                     user_id=user.id,
+                    detail={"user_id": user.id},
+                    expires_at=change.undo_until if purpose == LinkPurpose.UNDO else None,
                 )
-                if purpose == LinkPurpose.UNDO and change.undo_until is not None:
-                    token.expires_at = change.undo_until
-                token_id = token.id
-                context["link"] = f"{base_url}/{change.portal}/{path}/{raw}"
-            deliver_once(
-                session,
-                self.mailer,
-                request.send_key,
-                to=change.new_email if audience == "new" else change.old_email,
-                template=request.template,
-                locale=user.locale,
-                context=context,
-                portal=change.portal,
-                workflow_id=request.workflow_id,
-                user_id=user.id,
+
+            return ChangeMailed(
+                token_id=send_once(session, self.mailer, request.send_key, compose).token_id
             )
-            return ChangeMailed(token_id=token_id)
 
     @activity.defn
     def apply_change(self, request: ChangeApplying) -> ChangeState:
@@ -201,20 +182,15 @@ class EmailChangeActivities:
         purpose = LinkPurpose.UNDO if request.status == Step.KEPT else LinkPurpose.CONFIRM
         with self.session_factory() as session:
             now = utcnow()
-            claimed = session.execute(
-                update(EmailChange)
-                .where(EmailChange.id == request.change_id)
-                .where(EmailChange.status == source)
-                .values(status=request.status, ended_at=now)
-            ).rowcount
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.purpose == purpose)
-                .where(EmailToken.used_at.is_(None))
-                .where(EmailToken.revoked_at.is_(None))
-                .values(revoked_at=now)
+            claimed = claim_row(
+                session,
+                EmailChange,
+                request.change_id,
+                EmailChange.status == source,
+                status=request.status,
+                ended_at=now,
             )
+            revoke_links(session, request.workflow_id, purpose, now)
             change = session.get(EmailChange, request.change_id)
             if change is None:
                 session.commit()

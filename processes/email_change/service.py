@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from portal import lockout
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import EmailChange, EmailToken, User, UserSession, utcnow
+from portal.models import EmailChange, User, UserSession, utcnow
 from portal.passwords import verify_password
-from portal.tokens import new_reference, token_hash
+from portal.tokens import new_reference, revoke_links
+from processes import links
 from processes.account_notice.service import notify_account_owner, notify_address
 from processes.account_notice.vocabulary import NoticeKind
 from processes.email_change.activities import address_taken
@@ -26,15 +27,15 @@ from processes.email_change.vocabulary import (
     ChangeUndone,
     EmailChangeStart,
     LinkPurpose,
-    LinkState,
     Requested,
     Signal,
     Step,
 )
+from processes.links import LinkState
 from processes.logout_delivery.service import sign_out_everywhere
 from processes.recovery.service import request_password_reset
-from temporal import search_attributes
-from temporal.outbox import enqueue_signal, enqueue_start
+from processes.transitions import audit_and_signal, claim_row, start_process
+from temporal.outbox import enqueue_signal
 
 
 def email_change_id(portal: Portal, reference: str) -> str:
@@ -93,22 +94,17 @@ def _replace_waiting(session: Session, user_id: int, by_change_id: int) -> None:
         )
     )
     for change in waiting:
-        claimed = session.execute(
-            update(EmailChange)
-            .where(EmailChange.id == change.id)
-            .where(EmailChange.status == Step.PENDING)
-            .values(status=Step.REPLACED, ended_at=now)
-        ).rowcount
+        claimed = claim_row(
+            session,
+            EmailChange,
+            change.id,
+            EmailChange.status == Step.PENDING,
+            status=Step.REPLACED,
+            ended_at=now,
+        )
         if not claimed:
             continue
-        session.execute(
-            update(EmailToken)
-            .where(EmailToken.workflow_id == change.workflow_id)
-            .where(EmailToken.purpose == LinkPurpose.CONFIRM)
-            .where(EmailToken.used_at.is_(None))
-            .where(EmailToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+        revoke_links(session, change.workflow_id, LinkPurpose.CONFIRM, now)
         enqueue_signal(
             session,
             workflow_id=change.workflow_id,
@@ -181,8 +177,9 @@ def request_change(
         user_id=user.id,
         note=request.note,
     )
-    enqueue_start(
+    start_process(
         session,
+        portal,
         workflow=WORKFLOW,
         workflow_id=change.workflow_id,
         payload=EmailChangeStart(
@@ -192,51 +189,20 @@ def request_change(
             undo_days=portal.policy.email_change_undo_days,
             shared_addresses=portal.policy.shared_email_addresses,
         ),
-        summary=f"{portal.name.source}: e-mail change {reference}",
-        search_attributes={
-            search_attributes.PORTAL.name: portal.slug,
-            search_attributes.REFERENCE.name: reference,
-            search_attributes.STEP.name: Step.SENDING,
-        },
+        what="e-mail change",
+        reference=reference,
+        step=Step.SENDING,
     )
     session.commit()
     return Requested.SENT
 
 
-@dataclass
-class Link:
-    state: LinkState
-    token: EmailToken | None = None
-    change: EmailChange | None = None
+Link = links.Link[EmailChange]
 
 
 def read_link(session: Session, portal: Portal, raw: str, purpose: LinkPurpose) -> Link:
     """What a link's page may say, read without changing anything."""
-    token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if token is None or token.portal != portal.slug or token.purpose != purpose:
-        return Link(LinkState.UNKNOWN)
-    change = session.scalar(select(EmailChange).where(EmailChange.workflow_id == token.workflow_id))
-    if change is None:
-        return Link(LinkState.UNKNOWN)
-    if token.used_at is not None:
-        return Link(LinkState.USED, token, change)
-    if not token.usable(utcnow()):
-        return Link(LinkState.EXPIRED, token, change)
-    return Link(LinkState.USABLE, token, change)
-
-
-def _claim_link(session: Session, token: EmailToken) -> bool:
-    now = utcnow()
-    return bool(
-        session.execute(
-            update(EmailToken)
-            .where(EmailToken.id == token.id)
-            .where(EmailToken.used_at.is_(None))
-            .where(EmailToken.revoked_at.is_(None))
-            .where(EmailToken.expires_at > now)
-            .values(used_at=now)
-        ).rowcount
-    )
+    return links.read_link(session, portal.slug, raw, purpose, EmailChange)
 
 
 def confirm(session: Session, portal: Portal, raw: str) -> Link:
@@ -245,35 +211,26 @@ def confirm(session: Session, portal: Portal, raw: str) -> Link:
     link = read_link(session, portal, raw, LinkPurpose.CONFIRM)
     if link.state != LinkState.USABLE:
         return link
-    now = utcnow()
-    claimed = (
-        _claim_link(session, link.token)
-        and session.execute(
-            update(EmailChange)
-            .where(EmailChange.id == link.change.id)
-            .where(EmailChange.status == Step.PENDING)
-            .values(status=Step.CONFIRMED, confirmed_at=now)
-        ).rowcount
-    )
-    if not claimed:
+    if not links.claim(
+        session,
+        link,
+        EmailChange.status == Step.PENDING,
+        status=Step.CONFIRMED,
+        confirmed_at=utcnow(),
+    ):
         session.rollback()
         return read_link(session, portal, raw, LinkPurpose.CONFIRM)
-    add_event(
+    audit_and_signal(
         session,
-        actor=f"user:{link.change.user_id}",
-        action="email_change.confirmed",
-        portal=portal.slug,
-        workflow_id=link.change.workflow_id,
-        user_id=link.change.user_id,
-    )
-    enqueue_signal(
-        session,
-        workflow_id=link.change.workflow_id,
+        workflow_id=link.row.workflow_id,
         signal=Signal.CONFIRM,
         payload=ChangeConfirmed(token_id=link.token.id),
+        actor=f"user:{link.row.user_id}",
+        action="email_change.confirmed",
+        portal=portal.slug,
+        user_id=link.row.user_id,
     )
-    session.commit()
-    return Link(LinkState.DONE_NOW, link.token, link.change)
+    return link.done_now()
 
 
 def undo(session: Session, secret: str, portal: Portal, raw: str) -> Link:
@@ -284,39 +241,33 @@ def undo(session: Session, secret: str, portal: Portal, raw: str) -> Link:
     if link.state != LinkState.USABLE:
         return link
     now = utcnow()
-    change = link.change
-    claimed = (
-        _claim_link(session, link.token)
-        and session.execute(
-            update(EmailChange)
-            .where(EmailChange.id == change.id)
-            .where(EmailChange.status == Step.APPLIED)
-            .where(EmailChange.undo_until > now)
-            .values(status=Step.UNDONE, ended_at=now)
-        ).rowcount
-    )
-    if not claimed:
+    change = link.row
+    if not links.claim(
+        session,
+        link,
+        EmailChange.status == Step.APPLIED,
+        EmailChange.undo_until > now,
+        status=Step.UNDONE,
+        ended_at=now,
+    ):
         session.rollback()
         link = read_link(session, portal, raw, LinkPurpose.UNDO)
-        return link if link.state != LinkState.USABLE else Link(LinkState.EXPIRED)
+        return link if link.state != LinkState.USABLE else links.Link(LinkState.EXPIRED)
     session.execute(update(User).where(User.id == change.user_id).values(email=change.old_email))
     session.execute(delete(UserSession).where(UserSession.user_id == change.user_id))
     sign_out_everywhere(session, change.user_id)
     _replace_waiting(session, change.user_id, by_change_id=change.id)
-    add_event(
-        session,
-        actor=f"user:{change.user_id}",
-        action="email_change.undone",
-        portal=portal.slug,
-        workflow_id=change.workflow_id,
-        user_id=change.user_id,
-        via="undo link to the old address",
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=change.workflow_id,
         signal=Signal.UNDO,
         payload=ChangeUndone(token_id=link.token.id),
+        actor=f"user:{change.user_id}",
+        action="email_change.undone",
+        portal=portal.slug,
+        user_id=change.user_id,
+        via="undo link to the old address",
+        commit=False,
     )
     request_password_reset(session, secret, portal, change.user_id)
-    return Link(LinkState.DONE_NOW, link.token, change)
+    return link.done_now()

@@ -64,16 +64,6 @@ class Requested(StrEnum):
     SAME_ADDRESS = "same_address"
 
 
-class LinkState(StrEnum):
-    """What a link's page may say, and what pressing its button did."""
-
-    USABLE = "usable"
-    DONE_NOW = "done_now"
-    USED = "used"
-    EXPIRED = "expired"
-    UNKNOWN = "unknown"
-
-
 @dataclass
 class EmailChangeStart:
     portal: str

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from mail.mailer import Mailer
-from mail.once import LinkMessage, send_link_once
+from mail.once import LinkMessage, MailingActivities, send_link_once
 from portal.audit import add_event
-from portal.models import EmailToken, Invitation, User, utcnow
+from portal.models import Invitation, User, utcnow
+from portal.tokens import revoke_links
 from processes.invitation.vocabulary import Step
+from processes.transitions import claim_row
 
 INVITATION_PURPOSE = "invitation"
 
@@ -48,11 +47,7 @@ class InvitationState:
     user_id: int | None = None
 
 
-class InvitationActivities:
-    def __init__(self, session_factory: sessionmaker[Session], mailer: Mailer):
-        self.session_factory = session_factory
-        self.mailer = mailer
-
+class InvitationActivities(MailingActivities):
     @activity.defn
     def send_invitation(self, request: InvitationMail) -> InvitationMailed:
         with self.session_factory() as session:
@@ -95,24 +90,21 @@ class InvitationActivities:
         status is claimed by exactly one of them, and the answer says which."""
         with self.session_factory() as session:
             now = utcnow()
-            claimed = session.execute(
-                update(Invitation)
-                .where(Invitation.id == request.invitation_id)
-                .where(Invitation.status == Step.PENDING)
-                .values(status=request.status, ended_at=now, ended_by=request.actor)
-            ).rowcount
+            claimed = claim_row(
+                session,
+                Invitation,
+                request.invitation_id,
+                Invitation.status == Step.PENDING,
+                status=request.status,
+                ended_at=now,
+                ended_by=request.actor,
+            )
             invitation = session.get(Invitation, request.invitation_id)
             if invitation is None:
                 session.commit()
                 return InvitationState(status=Step.GONE)
             if invitation.status != Step.ACCEPTED:
-                session.execute(
-                    update(EmailToken)
-                    .where(EmailToken.workflow_id == request.workflow_id)
-                    .where(EmailToken.used_at.is_(None))
-                    .where(EmailToken.revoked_at.is_(None))
-                    .values(revoked_at=now)
-                )
+                revoke_links(session, request.workflow_id, now=now)
             if claimed:
                 add_event(
                     session,

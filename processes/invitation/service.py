@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from portal.audit import add_event
 from portal.config import Portal
 from portal.models import AccountStatus, EmailToken, Invitation, Role, User, UserSession, utcnow
-from portal.tokens import claim_link
+from portal.tokens import claim_link, revoke_links
 from processes.invitation.vocabulary import (
     WORKFLOW,
     Acceptance,
@@ -26,7 +26,8 @@ from processes.invitation.vocabulary import (
     Step,
 )
 from processes.logout_delivery.service import sign_out_everywhere
-from temporal.outbox import enqueue_signal, enqueue_start
+from processes.transitions import audit_and_signal, claim_row
+from temporal.outbox import enqueue_start
 
 
 def invitation_id(portal: Portal) -> str:
@@ -116,14 +117,14 @@ def set_access(session: Session, primary: User, employee: User, enabled: bool) -
 
 
 def _claim(session: Session, invitation: Invitation, status: Step, actor: str) -> bool:
-    now = utcnow()
-    return bool(
-        session.execute(
-            update(Invitation)
-            .where(Invitation.id == invitation.id)
-            .where(Invitation.status == Step.PENDING)
-            .values(status=status, ended_at=now, ended_by=actor)
-        ).rowcount
+    return claim_row(
+        session,
+        Invitation,
+        invitation.id,
+        Invitation.status == Step.PENDING,
+        status=status,
+        ended_at=utcnow(),
+        ended_by=actor,
     )
 
 
@@ -149,23 +150,18 @@ def accept(session: Session, token: EmailToken, invitation: Invitation, user: Us
     session.execute(
         update(Invitation).where(Invitation.id == invitation.id).values(user_id=user.id)
     )
-    add_event(
-        session,
-        actor=f"user:{user.id}",
-        action="invitation.accepted",
-        portal=invitation.portal,
-        workflow_id=invitation.workflow_id,
-        user_id=user.id,
-        invitation_id=invitation.id,
-        office_id=invitation.office_id,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=invitation.workflow_id,
         signal=Signal.ACCEPT,
         payload=InvitationAcceptance(token_id=token.id, user_id=user.id),
+        actor=f"user:{user.id}",
+        action="invitation.accepted",
+        portal=invitation.portal,
+        user_id=user.id,
+        invitation_id=invitation.id,
+        office_id=invitation.office_id,
     )
-    session.commit()
     return Acceptance.ACCEPTED
 
 
@@ -174,28 +170,17 @@ def revoke(session: Session, invitation: Invitation, actor: str, actor_user_id: 
     if not _claim(session, invitation, Step.REVOKED, actor):
         session.rollback()
         return False
-    session.execute(
-        update(EmailToken)
-        .where(EmailToken.workflow_id == invitation.workflow_id)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    add_event(
-        session,
-        actor=actor,
-        action="invitation.revoked",
-        portal=invitation.portal,
-        workflow_id=invitation.workflow_id,
-        user_id=actor_user_id,
-        invitation_id=invitation.id,
-        office_id=invitation.office_id,
-    )
-    enqueue_signal(
+    revoke_links(session, invitation.workflow_id)
+    audit_and_signal(
         session,
         workflow_id=invitation.workflow_id,
         signal=Signal.REVOKE,
         payload=RevokeRequest(revoked_by=actor),
+        actor=actor,
+        action="invitation.revoked",
+        portal=invitation.portal,
+        user_id=actor_user_id,
+        invitation_id=invitation.id,
+        office_id=invitation.office_id,
     )
-    session.commit()
     return True

@@ -6,19 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from mail.mailer import Mailer
-from mail.once import deliver_once, sent_link
+from mail.once import LinkMessage, MailingActivities, send_once
 from portal.audit import add_event
 from portal.config import Portal
-from portal.models import ClinicalRecord, EmailToken, ProxyGrant, User, utcnow
-from portal.tokens import link_for_send
+from portal.models import ClinicalRecord, ProxyGrant, User, utcnow
+from portal.tokens import revoke_links
 from processes.logout_delivery.service import sign_out_everywhere
 from processes.proxy_grant.vocabulary import IN_FORCE, Audience, LinkPurpose, Mail, Step
+from processes.transitions import claim_row
 
 LINKS = {
     Mail.INVITATION: (LinkPurpose.ACCEPT, "proxy/accept"),
@@ -80,14 +79,7 @@ def subject_name(session: Session, grant: ProxyGrant) -> str:
     return record.full_name if record else ""
 
 
-class ProxyGrantActivities:
-    def __init__(
-        self, session_factory: sessionmaker[Session], mailer: Mailer, portals: dict[str, Portal]
-    ):
-        self.session_factory = session_factory
-        self.mailer = mailer
-        self.portals = portals
-
+class ProxyGrantActivities(MailingActivities):
     @activity.defn
     def settle_grant(self, request: GrantSettling) -> GrantState:
         """A timer's change, unless a click or a revoke claimed the grant first: the answer is
@@ -103,25 +95,20 @@ class ProxyGrantActivities:
             final = request.status not in IN_FORCE and request.status != Step.IN_REVIEW
             if final:
                 values.update(ended_at=now, ended_by="system")
-            claimed = session.execute(
-                update(ProxyGrant)
-                .where(ProxyGrant.id == request.grant_id)
-                .where(ProxyGrant.status.in_(list(request.sources)))
-                .values(**values)
-            ).rowcount
+            claimed = claim_row(
+                session,
+                ProxyGrant,
+                request.grant_id,
+                ProxyGrant.status.in_(list(request.sources)),
+                **values,
+            )
             grant = session.get(ProxyGrant, request.grant_id)
             if grant is None:
                 raise ApplicationError("grant no longer exists", non_retryable=True, type="Gone")
             changed = claimed and request.status not in request.sources
             if changed:
                 if final:
-                    session.execute(
-                        update(EmailToken)
-                        .where(EmailToken.workflow_id == request.workflow_id)
-                        .where(EmailToken.used_at.is_(None))
-                        .where(EmailToken.revoked_at.is_(None))
-                        .values(revoked_at=now)
-                    )
+                    revoke_links(session, request.workflow_id, now=now)
                     end_proxy_sign_ins(session, grant)
                 elif request.status == Step.LIMITED and grant.proxy_user_id is not None:
                     sign_out_everywhere(
@@ -176,58 +163,48 @@ class ProxyGrantActivities:
     def send_grant_mail(self, request: GrantMail) -> GrantMailed:
         """One of the grant's e-mails, sent once; a repeat carries the same link."""
         with self.session_factory() as session:
-            if (sent := sent_link(session, request.send_key)) is not None:
-                return GrantMailed(sent=False, token_id=sent)
-            grant = session.get(ProxyGrant, request.grant_id)
-            if grant is None:
-                raise ApplicationError("grant no longer exists", non_retryable=True, type="Gone")
-            portal = self.portals.get(grant.portal)
-            to, locale, user_id = self._recipient(session, grant, request, portal)
-            if not to:
-                return GrantMailed(sent=False)
-            proxy = session.get(User, grant.proxy_user_id) if grant.proxy_user_id else None
-            base_url = self.mailer.settings.public_base_url.rstrip("/")
-            context = {
-                "kind": str(request.kind),
-                "audience": str(request.audience),
-                "portal": grant.portal,
-                "portal_info": portal,
-                "grant": grant,
-                "subject_name": subject_name(session, grant),
-                "proxy_name": proxy.display_name if proxy else grant.invite_email,
-                "base_url": base_url,
-                "hours": str(request.lifetime_hours),
-                "reason": (grant.end_note if request.kind == Mail.ENDED else grant.decision_reason)
-                or "",
-                "renew_by": grant.renew_by.date().isoformat() if grant.renew_by else "",
-                "register_url": f"{base_url}/{grant.portal}/register",
-            }
-            token_id = 0
-            if request.kind in LINKS:
-                purpose, path = LINKS[request.kind]
-                token, raw = link_for_send(
-                    session,
-                    secret=self.mailer.settings.secret_key,
-                    send_key=request.send_key,
+
+            def compose() -> LinkMessage | None:
+                grant = session.get(ProxyGrant, request.grant_id)
+                if grant is None:
+                    raise ApplicationError(
+                        "grant no longer exists", non_retryable=True, type="Gone"
+                    )
+                portal = self.portals.get(grant.portal)
+                to, locale, user_id = self._recipient(session, grant, request, portal)
+                if not to:
+                    return None
+                proxy = session.get(User, grant.proxy_user_id) if grant.proxy_user_id else None
+                base_url = self.mailer.settings.public_base_url.rstrip("/")
+                purpose, path = LINKS.get(request.kind, (None, ""))
+                return LinkMessage(
                     purpose=purpose,
                     portal=grant.portal,
                     workflow_id=request.workflow_id,
                     lifetime_hours=request.lifetime_hours,
+                    path=f"{grant.portal}/{path}",
+                    to=to,
+                    template="proxy_notice",
+                    locale=locale,
+                    context={
+                        "kind": str(request.kind),
+                        "audience": str(request.audience),
+                        "portal": grant.portal,
+                        "portal_info": portal,
+                        "grant": grant,
+                        "subject_name": subject_name(session, grant),
+                        "proxy_name": proxy.display_name if proxy else grant.invite_email,
+                        "hours": str(request.lifetime_hours),
+                        "reason": (
+                            grant.end_note if request.kind == Mail.ENDED else grant.decision_reason
+                        )
+                        or "",
+                        "renew_by": grant.renew_by.date().isoformat() if grant.renew_by else "",
+                        "register_url": f"{base_url}/{grant.portal}/register",
+                    },
                     user_id=user_id,
+                    detail={"grant": grant.reference, "kind": str(request.kind)},
                 )
-                token_id = token.id
-                context["link"] = f"{base_url}/{grant.portal}/{path}/{raw}"
-            sent = deliver_once(
-                session,
-                self.mailer,
-                request.send_key,
-                to=to,
-                template="proxy_notice",
-                locale=locale,
-                context=context,
-                portal=grant.portal,
-                workflow_id=request.workflow_id,
-                grant=grant.reference,
-                kind=str(request.kind),
-            )
-            return GrantMailed(sent=sent, token_id=token_id)
+
+            sent = send_once(session, self.mailer, request.send_key, compose)
+            return GrantMailed(sent=sent.now, token_id=sent.token_id)

@@ -22,7 +22,6 @@ from portal.models import (
     AccountStatus,
     AuditEvent,
     ClinicalRecord,
-    EmailToken,
     IdentityStrikes,
     ProxyGrant,
     User,
@@ -30,7 +29,9 @@ from portal.models import (
 )
 from portal.oidc import subject_for
 from portal.smart import patient_id_for, record_patient_id
-from portal.tokens import new_reference, token_hash
+from portal.tokens import new_reference, revoke_links
+from processes import links
+from processes.links import LinkState
 from processes.proxy_grant.activities import end_proxy_sign_ins, subject_name
 from processes.proxy_grant.steps import age_on
 from processes.proxy_grant.vocabulary import (
@@ -46,7 +47,6 @@ from processes.proxy_grant.vocabulary import (
     GrantRevoked,
     Invited,
     LinkPurpose,
-    LinkState,
     Origin,
     ProxyGrantStart,
     Relationship,
@@ -56,8 +56,7 @@ from processes.proxy_grant.vocabulary import (
     Step,
     SubjectDecision,
 )
-from temporal import search_attributes
-from temporal.outbox import enqueue_signal, enqueue_start
+from processes.transitions import audit_and_signal, claim_row, start_process
 
 NEEDS_STAFF = (Relationship.LEGAL_GUARDIAN, Relationship.HEALTHCARE_AGENT)
 """A representative of an adult who cannot consent: staff review, not the adult's own link."""
@@ -69,8 +68,9 @@ def proxy_grant_id(portal: Portal, reference: str) -> str:
 
 def _start(session: Session, portal: Portal, grant: ProxyGrant, **fields) -> None:
     policy = portal.policy
-    enqueue_start(
+    start_process(
         session,
+        portal,
         workflow=WORKFLOW,
         workflow_id=grant.workflow_id,
         payload=ProxyGrantStart(
@@ -86,12 +86,9 @@ def _start(session: Session, portal: Portal, grant: ProxyGrant, **fields) -> Non
             renewal_months=policy.proxy_renewal_months,
             **fields,
         ),
-        summary=f"{portal.name.source}: proxy grant {grant.reference}",
-        search_attributes={
-            search_attributes.PORTAL.name: portal.slug,
-            search_attributes.REFERENCE.name: grant.reference,
-            search_attributes.STEP.name: grant.status,
-        },
+        what="proxy grant",
+        reference=grant.reference,
+        step=grant.status,
     )
 
 
@@ -310,46 +307,18 @@ def request_access(
     return Requested.SENT_TO_STAFF if review else Requested.SENT_TO_SUBJECT
 
 
-@dataclass
-class Link:
-    state: LinkState
-    token: EmailToken | None = None
-    grant: ProxyGrant | None = None
+Link = links.Link[ProxyGrant]
 
 
 def read_link(session: Session, portal: Portal, raw: str, purpose: LinkPurpose) -> Link:
     """What a link's page may say, read without changing anything."""
-    token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if token is None or token.portal != portal.slug or token.purpose != purpose:
-        return Link(LinkState.UNKNOWN)
-    grant = session.scalar(select(ProxyGrant).where(ProxyGrant.workflow_id == token.workflow_id))
-    if grant is None:
-        return Link(LinkState.UNKNOWN)
-    if token.used_at is not None:
-        return Link(LinkState.USED, token, grant)
-    if not token.usable(utcnow()) or grant.status not in WAITING:
-        return Link(LinkState.EXPIRED, token, grant)
-    return Link(LinkState.USABLE, token, grant)
+    return links.read_link(
+        session, portal.slug, raw, purpose, ProxyGrant, lambda grant: grant.status in WAITING
+    )
 
 
 def _claim(session: Session, link: Link, source: Step, **values) -> bool:
-    now = utcnow()
-    return bool(
-        session.execute(
-            update(EmailToken)
-            .where(EmailToken.id == link.token.id)
-            .where(EmailToken.used_at.is_(None))
-            .where(EmailToken.revoked_at.is_(None))
-            .where(EmailToken.expires_at > now)
-            .values(used_at=now)
-        ).rowcount
-        and session.execute(
-            update(ProxyGrant)
-            .where(ProxyGrant.id == link.grant.id)
-            .where(ProxyGrant.status == source)
-            .values(**values)
-        ).rowcount
-    )
+    return links.claim(session, link, ProxyGrant.status == source, **values)
 
 
 def accept(session: Session, portal: Portal, raw: str, proxy: User) -> Link:
@@ -357,8 +326,8 @@ def accept(session: Session, portal: Portal, raw: str, proxy: User) -> Link:
     link = read_link(session, portal, raw, LinkPurpose.ACCEPT)
     if link.state != LinkState.USABLE:
         return link
-    if proxy.id == link.grant.subject_user_id or proxy.portal != portal.slug:
-        return Link(LinkState.WRONG_PERSON, link.token, link.grant)
+    if proxy.id == link.row.subject_user_id or proxy.portal != portal.slug:
+        return Link(LinkState.WRONG_PERSON, link.token, link.row)
     if not _claim(
         session,
         link,
@@ -369,23 +338,18 @@ def accept(session: Session, portal: Portal, raw: str, proxy: User) -> Link:
     ):
         session.rollback()
         return read_link(session, portal, raw, LinkPurpose.ACCEPT)
-    add_event(
+    audit_and_signal(
         session,
+        workflow_id=link.row.workflow_id,
+        signal=Signal.ACCEPT,
+        payload=GrantAccepted(proxy_user_id=proxy.id),
         actor=f"user:{proxy.id}",
         action="proxy.accepted",
         portal=portal.slug,
-        workflow_id=link.grant.workflow_id,
-        user_id=link.grant.subject_user_id,
-        grant=link.grant.reference,
+        user_id=link.row.subject_user_id,
+        grant=link.row.reference,
     )
-    enqueue_signal(
-        session,
-        workflow_id=link.grant.workflow_id,
-        signal=Signal.ACCEPT,
-        payload=GrantAccepted(proxy_user_id=proxy.id),
-    )
-    session.commit()
-    return Link(LinkState.DONE_NOW, link.token, link.grant)
+    return link.done_now()
 
 
 def decide_as_subject(
@@ -396,34 +360,29 @@ def decide_as_subject(
     link = read_link(session, portal, raw, LinkPurpose.CONSENT)
     if link.state != LinkState.USABLE:
         return link
-    if signed_in is not None and signed_in.id != link.grant.subject_user_id:
-        return Link(LinkState.WRONG_PERSON, link.token, link.grant)
+    if signed_in is not None and signed_in.id != link.row.subject_user_id:
+        return Link(LinkState.WRONG_PERSON, link.token, link.row)
     approved = decision == Decision.APPROVE
     now = utcnow()
     values = {"status": Step.ACTIVE, "activated_at": now} if approved else {"status": Step.DECLINED}
     if not approved:
-        values.update(ended_at=now, ended_by=f"user:{link.grant.subject_user_id}")
+        values.update(ended_at=now, ended_by=f"user:{link.row.subject_user_id}")
     if not _claim(session, link, Step.AWAITING_SUBJECT, **values):
         session.rollback()
         return read_link(session, portal, raw, LinkPurpose.CONSENT)
-    add_event(
+    audit_and_signal(
         session,
-        actor=f"user:{link.grant.subject_user_id}",
-        action="proxy.approved" if approved else "proxy.declined",
-        portal=portal.slug,
-        workflow_id=link.grant.workflow_id,
-        user_id=link.grant.subject_user_id,
-        grant=link.grant.reference,
-        proxy=f"user:{link.grant.proxy_user_id}",
-    )
-    enqueue_signal(
-        session,
-        workflow_id=link.grant.workflow_id,
+        workflow_id=link.row.workflow_id,
         signal=Signal.SUBJECT_DECISION,
         payload=SubjectDecision(decision=decision),
+        actor=f"user:{link.row.subject_user_id}",
+        action="proxy.approved" if approved else "proxy.declined",
+        portal=portal.slug,
+        user_id=link.row.subject_user_id,
+        grant=link.row.reference,
+        proxy=f"user:{link.row.proxy_user_id}",
     )
-    session.commit()
-    return Link(LinkState.DONE_NOW, link.token, link.grant)
+    return link.done_now()
 
 
 def review(
@@ -435,32 +394,30 @@ def review(
     values = {"status": Step.ACTIVE, "activated_at": now} if approved else {"status": Step.DENIED}
     if not approved:
         values.update(ended_at=now, ended_by=reviewer)
-    claimed = session.execute(
-        update(ProxyGrant)
-        .where(ProxyGrant.id == grant.id)
-        .where(ProxyGrant.status == Step.IN_REVIEW)
-        .values(decided_by=reviewer, decision_reason=reason, **values)
-    ).rowcount
+    claimed = claim_row(
+        session,
+        ProxyGrant,
+        grant.id,
+        ProxyGrant.status == Step.IN_REVIEW,
+        decided_by=reviewer,
+        decision_reason=reason,
+        **values,
+    )
     if not claimed:
         session.rollback()
         return False
-    add_event(
-        session,
-        actor=reviewer,
-        action="proxy.review_approved" if approved else "proxy.review_denied",
-        portal=grant.portal,
-        workflow_id=grant.workflow_id,
-        user_id=grant.subject_user_id,
-        grant=grant.reference,
-        reason=reason,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=grant.workflow_id,
         signal=Signal.REVIEW_DECISION,
         payload=ReviewDecision(decision=decision, reviewer=reviewer, reason=reason),
+        actor=reviewer,
+        action="proxy.review_approved" if approved else "proxy.review_denied",
+        portal=grant.portal,
+        user_id=grant.subject_user_id,
+        grant=grant.reference,
+        reason=reason,
     )
-    session.commit()
     return True
 
 
@@ -470,41 +427,34 @@ def end_grant(
     """Revoked by the subject or staff, or left by the proxy: the proxy's sign-ins end (every
     client told) in the same transaction; False if the grant had already ended."""
     now = utcnow()
-    claimed = session.execute(
-        update(ProxyGrant)
-        .where(ProxyGrant.id == grant.id)
-        .where(ProxyGrant.status.in_(list(LIVE)))
-        .values(status=status, ended_at=now, ended_by=by, end_note=note or None)
-    ).rowcount
+    claimed = claim_row(
+        session,
+        ProxyGrant,
+        grant.id,
+        ProxyGrant.status.in_(list(LIVE)),
+        status=status,
+        ended_at=now,
+        ended_by=by,
+        end_note=note or None,
+    )
     if not claimed:
         session.rollback()
         return False
-    session.execute(
-        update(EmailToken)
-        .where(EmailToken.workflow_id == grant.workflow_id)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    revoke_links(session, grant.workflow_id, now=now)
     end_proxy_sign_ins(session, grant)
-    add_event(
+    audit_and_signal(
         session,
+        workflow_id=grant.workflow_id,
+        signal=Signal.REVOKE,
+        payload=GrantRevoked(by=by, status=status),
         actor=by,
         action=f"proxy.{status}",
         portal=grant.portal,
-        workflow_id=grant.workflow_id,
         user_id=grant.subject_user_id,
         grant=grant.reference,
         proxy=f"user:{grant.proxy_user_id}" if grant.proxy_user_id else "",
         note=note,
     )
-    enqueue_signal(
-        session,
-        workflow_id=grant.workflow_id,
-        signal=Signal.REVOKE,
-        payload=GrantRevoked(by=by, status=status),
-    )
-    session.commit()
     return True
 
 
@@ -512,22 +462,17 @@ def renew(session: Session, grant: ProxyGrant, subject: User) -> bool:
     """The adult subject keeps the grant for another term; the process moves its timers."""
     if grant.subject_user_id != subject.id or grant.status not in IN_FORCE:
         return False
-    add_event(
-        session,
-        actor=f"user:{subject.id}",
-        action="proxy.renewed",
-        portal=grant.portal,
-        workflow_id=grant.workflow_id,
-        user_id=subject.id,
-        grant=grant.reference,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=grant.workflow_id,
         signal=Signal.RENEW,
         payload=GrantRenewed(by=f"user:{subject.id}"),
+        actor=f"user:{subject.id}",
+        action="proxy.renewed",
+        portal=grant.portal,
+        user_id=subject.id,
+        grant=grant.reference,
     )
-    session.commit()
     return True
 
 
@@ -589,6 +534,51 @@ def acting_grant(session: Session, proxy: User, reference: str) -> GrantView | N
     if grant is None or grant.proxy_user_id != proxy.id or grant.status not in IN_FORCE:
         return None
     return _view(session, grant)
+
+
+def both_people(grant: ProxyGrant) -> dict[str, str]:
+    """What every audit line written while acting carries: the proxy, the person, the grant."""
+    return {
+        "acting_as": f"user:{grant.proxy_user_id}",
+        "acting_for": (
+            f"user:{grant.subject_user_id}"
+            if grant.subject_user_id
+            else f"record:{grant.subject_record_id}"
+        ),
+        "proxy_grant": grant.reference,
+    }
+
+
+def start_acting(session: Session, proxy: User, reference: str) -> GrantView | None:
+    """The proxy starts acting for the grant's person: an audit line on the grant's timeline;
+    None (nothing written) when the grant is no longer in force."""
+    acting = acting_grant(session, proxy, reference)
+    if acting is None:
+        return None
+    add_event(
+        session,
+        actor=f"user:{proxy.id}",
+        action="proxy.acting_started",
+        portal=proxy.portal,
+        workflow_id=acting.grant.workflow_id,
+        user_id=acting.grant.subject_user_id,
+        **both_people(acting.grant),
+    )
+    session.commit()
+    return acting
+
+
+def stop_acting(session: Session, proxy: User, grant: ProxyGrant) -> None:
+    """The proxy goes back to their own view: an audit line on the grant's timeline."""
+    add_event(
+        session,
+        actor=f"user:{proxy.id}",
+        action="proxy.acting_stopped",
+        portal=proxy.portal,
+        workflow_id=grant.workflow_id,
+        user_id=proxy.id,
+    )
+    session.commit()
 
 
 def waiting_for_review(session: Session, portals: list[str]) -> list[GrantView]:

@@ -130,15 +130,6 @@ class Invited(StrEnum):
     DUPLICATE = "duplicate"
 
 
-class LinkState(StrEnum):
-    USABLE = "usable"
-    DONE_NOW = "done_now"
-    USED = "used"
-    EXPIRED = "expired"
-    WRONG_PERSON = "wrong_person"
-    UNKNOWN = "unknown"
-
-
 @dataclass
 class ProxyGrantStart:
     """`birth_date` and `ends_on` are ISO dates ('' for none); the ages and months are policy."""

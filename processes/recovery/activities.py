@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from mail.mailer import Mailer
-from mail.once import already_sent, deliver_once
+from mail.once import MailingActivities, already_sent, deliver_once
 from portal.audit import add_event
 from portal.config import load_portals
 from portal.models import EmailToken, LoginThrottle, User, UserSession, utcnow
@@ -38,11 +36,7 @@ class ResetApplied:
     applied: bool
 
 
-class RecoveryActivities:
-    def __init__(self, session_factory: sessionmaker[Session], mailer: Mailer):
-        self.session_factory = session_factory
-        self.mailer = mailer
-
+class RecoveryActivities(MailingActivities):
     @activity.defn
     def apply_reset(self, request: ResetConfirmed) -> ResetApplied:
         """Consumes the link; a temporary password is derived from the link's row (so a retry

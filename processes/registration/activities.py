@@ -12,10 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from mail.mailer import Mailer
-from mail.once import LinkMessage, already_sent, deliver_once, send_link_once
+from mail.once import LinkMessage, MailingActivities, already_sent, deliver_once, send_link_once
 from portal.audit import add_event
-from portal.config import Portal
 from portal.models import (
     AccountStatus,
     EmailToken,
@@ -27,6 +25,7 @@ from portal.models import (
     User,
     utcnow,
 )
+from portal.tokens import revoke_links
 from processes.registration.vocabulary import (
     CaseOutcome,
     CaseStatus,
@@ -196,14 +195,7 @@ class RegistrationActivities:
         """Revokes the unused confirmation links, then says whether one was redeemed: the
         click's conditional update and this one serialise on the row, so exactly one wins."""
         with self.session_factory() as session:
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.purpose == TokenPurpose.CONFIRM_EMAIL)
-                .where(EmailToken.used_at.is_(None))
-                .where(EmailToken.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
+            revoke_links(session, request.workflow_id, TokenPurpose.CONFIRM_EMAIL)
             redeemed = session.scalar(
                 select(EmailToken.id)
                 .where(EmailToken.workflow_id == request.workflow_id)
@@ -219,12 +211,7 @@ class RegistrationActivities:
         """Expired or closed: revoke its links and, if it never went live, free the username."""
         with self.session_factory() as session:
             now = utcnow()
-            session.execute(
-                update(EmailToken)
-                .where(EmailToken.workflow_id == request.workflow_id)
-                .where(EmailToken.used_at.is_(None))
-                .values(revoked_at=now)
-            )
+            revoke_links(session, request.workflow_id, now=now)
             # Update first: it waits for a web transaction attaching an account to this row,
             # so the read below sees that account and releases it too.
             session.execute(
@@ -290,17 +277,7 @@ class RegistrationActivities:
             return AccountState(user_id=request.user_id, status=status)
 
 
-class RecordActivities:
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        mailer: Mailer | None = None,
-        portals: dict[str, Portal] | None = None,
-    ):
-        self.session_factory = session_factory
-        self.mailer = mailer
-        self.portals = portals or {}
-
+class RecordActivities(MailingActivities):
     @activity.defn
     def match_member(self, attempt: IdentityAttempt) -> IdentityStrike:
         """Compares one try with the member record and counts it; a retry returns the first

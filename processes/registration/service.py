@@ -6,10 +6,10 @@ never hears of."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -19,16 +19,22 @@ from portal.audit import add_event
 from portal.config import Portal
 from portal.models import (
     AccountStatus,
-    EmailToken,
     MemberRecord,
+    Office,
     Registration,
+    RegistrationDraft,
     Role,
     SecurityAnswer,
     SupportCase,
     User,
     utcnow,
 )
-from portal.tokens import claim_link, token_hash
+from portal.records import account_of_record, matching_record
+from portal.tokens import claim_link, new_reference
+from processes import links
+from processes.account_notice.service import notify_address
+from processes.account_notice.vocabulary import NoticeKind
+from processes.links import LinkState
 from processes.registration.vocabulary import (
     AWAITING_REVIEW,
     WORKFLOW,
@@ -38,7 +44,6 @@ from processes.registration.vocabulary import (
     EmailConfirmed,
     IdentityCheck,
     IdentityResult,
-    LinkStatus,
     Outcome,
     RegistrationStart,
     ResendRequest,
@@ -48,9 +53,9 @@ from processes.registration.vocabulary import (
     Submission,
     TokenPurpose,
 )
+from processes.transitions import audit_and_signal, claim_row, start_process
 from temporal import search_attributes
 from temporal.bridge import ProcessUnavailable, TemporalBridge, ask
-from temporal.outbox import enqueue_signal, enqueue_start
 
 
 def registration_id(portal: Portal, reference: str) -> str:
@@ -85,8 +90,9 @@ def begin(
         user_id=user.id if user else None,
         **audit_detail,
     )
-    enqueue_start(
+    start_process(
         session,
+        portal,
         workflow=WORKFLOW,
         workflow_id=registration.workflow_id,
         payload=RegistrationStart(
@@ -96,12 +102,9 @@ def begin(
             policy=portal.policy,
             user_id=user.id if user else None,
         ),
-        summary=f"{portal.name.source}: registration {registration.reference}",
-        search_attributes={
-            search_attributes.PORTAL.name: portal.slug,
-            search_attributes.REFERENCE.name: registration.reference,
-            search_attributes.STEP.name: portal.steps[0],
-        },
+        what="registration",
+        reference=registration.reference,
+        step=portal.steps[0],
     )
     try:
         session.commit()
@@ -111,33 +114,22 @@ def begin(
     return True
 
 
-@dataclass
-class LinkState:
+Link = links.Link[Registration]
+
+
+def confirmation_link(session: Session, portal: Portal, raw: str) -> Link:
     """What the confirmation page may say about a link, read without changing anything."""
-
-    status: LinkStatus
-    token: EmailToken | None = None
+    return links.read_link(session, portal.slug, raw, TokenPurpose.CONFIRM_EMAIL, Registration)
 
 
-def confirmation_link(session: Session, portal: Portal, raw: str) -> LinkState:
-    token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if token is None or token.portal != portal.slug or token.purpose != TokenPurpose.CONFIRM_EMAIL:
-        return LinkState(LinkStatus.UNKNOWN)
-    if token.used_at is not None:
-        return LinkState(LinkStatus.CONFIRMED, token)
-    if not token.usable(utcnow()):
-        return LinkState(LinkStatus.EXPIRED, token)
-    return LinkState(LinkStatus.USABLE, token)
-
-
-def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState:
+def redeem_confirmation(session: Session, portal: Portal, raw: str) -> Link:
     """The confirmation click: link, account and read model change in one transaction that also
     owes the workflow its `email_confirmed` signal. Repeated or concurrent clicks are answered
     from the first one's result; the conditional update lets exactly one of them win."""
-    state = confirmation_link(session, portal, raw)
-    if state.status != LinkStatus.USABLE:
-        return state
-    token = state.token
+    link = confirmation_link(session, portal, raw)
+    if link.state != LinkState.USABLE:
+        return link
+    token = link.token
     now = utcnow()
     if not claim_link(session, token.id):
         session.rollback()
@@ -154,16 +146,7 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
         .where(Registration.workflow_id == token.workflow_id)
         .values(status=Step.PENDING_REVIEW if reviewed else Outcome.ACTIVE, updated_at=now)
     )
-    add_event(
-        session,
-        actor=f"user:{user.id}" if user else "applicant",
-        action="registration.email_confirmed",
-        portal=portal.slug,
-        workflow_id=token.workflow_id,
-        user_id=user.id if user else None,
-        status=next_status,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=token.workflow_id,
         signal=Signal.EMAIL_CONFIRMED,
@@ -173,9 +156,13 @@ def redeem_confirmation(session: Session, portal: Portal, raw: str) -> LinkState
             user_id=user.id if user else 0,
             next_status=next_status,
         ),
+        actor=f"user:{user.id}" if user else "applicant",
+        action="registration.email_confirmed",
+        portal=portal.slug,
+        user_id=user.id if user else None,
+        status=next_status,
     )
-    session.commit()
-    return LinkState(LinkStatus.CONFIRMED_NOW, token)
+    return link.done_now()
 
 
 def start_now(bridge: TemporalBridge, portal: Portal, reference: str) -> None:
@@ -232,6 +219,30 @@ def resend_confirmation(bridge: TemporalBridge, workflow_id: str) -> None:
     )
 
 
+def resend_for_helpdesk(session: Session, user: User, actor: str) -> bool:
+    """The help desk asks the account's registration for a new confirmation link, owed through
+    the outbox with its audit line; False when the account is not waiting for a confirmation."""
+    workflow_id = session.scalar(
+        select(Registration.workflow_id)
+        .where(Registration.user_id == user.id)
+        .order_by(Registration.id.desc())
+        .limit(1)
+    )
+    if user.status != AccountStatus.UNCONFIRMED or workflow_id is None:
+        return False
+    audit_and_signal(
+        session,
+        workflow_id=workflow_id,
+        signal=Signal.RESEND_CONFIRMATION,
+        payload=ResendRequest(requested_by=actor),
+        actor=actor,
+        action="registration.confirmation_resent_by_helpdesk",
+        portal=user.portal,
+        user_id=user.id,
+    )
+    return True
+
+
 def note_existing_account(session: Session, portal: Portal, registration: Registration) -> None:
     """The matched client ID already has an account: the try is audited, nothing else changes."""
     add_event(
@@ -281,18 +292,17 @@ def submit_account(
         return Submission.INCOMPLETE
     record = account.record
     questions = portal.security_questions
-    user = User(
-        portal=portal.slug,
+    user = _new_account(
+        portal,
+        Role.MEMBER,
         username=account.username,
         email=account.email,
+        password_hash=details["password_hash"],
+        locale=account.locale,
         first_name=record.first_name,
         last_name=record.last_name,
         full_name=" ".join(p for p in (record.first_name, record.last_name, record.suffix) if p),
-        password_hash=details["password_hash"],
-        status=AccountStatus.UNCONFIRMED,
-        role=Role.MEMBER,
         client_id=record.client_id,
-        locale=account.locale,
         security_answers=[
             SecurityAnswer(question=questions[index].source, answer_hash=answer)
             for index, answer in zip(account.question_indexes, answers, strict=False)
@@ -304,75 +314,242 @@ def submit_account(
     except IntegrityError:
         session.rollback()
         return Submission.USERNAME_TAKEN
-    claimed = session.execute(
-        update(Registration)
-        .where(Registration.id == registration.id)
-        .where(Registration.status == Step.ACCOUNT)
-        .where(Registration.user_id.is_(None))
-        .values(user_id=user.id, details={})
-    ).rowcount
+    claimed = claim_row(
+        session,
+        Registration,
+        registration.id,
+        Registration.status == Step.ACCOUNT,
+        Registration.user_id.is_(None),
+        user_id=user.id,
+        details={},
+    )
     if not claimed:
         session.rollback()
         return Submission.ENDED
-    add_event(
-        session,
-        actor="applicant",
-        action="registration.submitted",
-        portal=portal.slug,
-        workflow_id=registration.workflow_id,
-        user_id=user.id,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=registration.workflow_id,
         signal=Signal.SUBMIT_ACCOUNT,
         payload=AccountSubmission(user_id=user.id),
+        actor="applicant",
+        action="registration.submitted",
+        portal=portal.slug,
+        user_id=user.id,
     )
-    session.commit()
     return Submission.SUBMITTED
 
 
-@dataclass
-class RetryLink:
-    """The help desk's e-mailed link to try the identity check again, and its registration."""
-
-    status: LinkStatus
-    registration: Registration | None = None
-    token_id: int = 0
-
-
-def retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
-    """What the retry link's page may say, read without changing anything."""
-    row = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
-    if row is None or row.portal != portal.slug or row.purpose != TokenPurpose.IDENTITY_RETRY:
-        return RetryLink(LinkStatus.UNKNOWN)
-    if not row.usable(utcnow()):
-        return RetryLink(LinkStatus.EXPIRED)
-    registration = session.scalar(
-        select(Registration).where(Registration.workflow_id == row.workflow_id)
+def _new_registration(portal: Portal, step: Step, **fields) -> Registration:
+    """A registration's row under a new opaque reference, which also names its process."""
+    reference = new_reference()
+    return Registration(
+        reference=reference,
+        portal=portal.slug,
+        workflow_id=registration_id(portal, reference),
+        status=step,
+        **fields,
     )
-    if registration is None or registration.status not in (Step.IDENTITY, Step.ESCALATED):
-        return RetryLink(LinkStatus.EXPIRED)
-    return RetryLink(LinkStatus.USABLE, registration, row.id)
 
 
-def use_retry_link(session: Session, portal: Portal, raw: str) -> RetryLink:
+def _new_account(
+    portal: Portal,
+    role: Role,
+    *,
+    username: str,
+    email: str,
+    password_hash: str,
+    locale: str,
+    **fields,
+) -> User:
+    """Every portal's new account waits for its e-mail confirmation, with hashes only."""
+    return User(
+        portal=portal.slug,
+        username=username,
+        email=email,
+        password_hash=password_hash,
+        status=AccountStatus.UNCONFIRMED,
+        role=role,
+        locale=locale,
+        **fields,
+    )
+
+
+def start_member(session: Session, portal: Portal, remember: Callable[[str], None]) -> str:
+    """The member's accepted agreement: the registration's row and its owed start commit
+    together (with the form's outcome, which `remember` adds for the new reference)."""
+    registration = _new_registration(portal, Step.IDENTITY)
+    reference = registration.reference
+    remember(reference)
+    begin(session, portal, registration, action="registration.agreement_accepted")
+    return reference
+
+
+APPLICANT_SHOWN = ("first_name", "last_name", "email", "phone", "username")
+"""What a provider's registration keeps of the applicant for the reviewer to read."""
+
+OFFICE_NAMED = ("organization_name", "tax_id", "npi")
+"""The office's own columns; the rest of what the wizard typed about it is its address."""
+
+
+def submit_provider(
+    session: Session,
+    portal: Portal,
+    draft: RegistrationDraft,
+    locale: str,
+    remember: Callable[[str], None],
+) -> str | None:
+    """The provider wizard's Finish: office, account (hashes only) and registration replace the
+    draft in one transaction that owes the workflow its start; `remember` adds the form's
+    outcome for the new reference. The reference, or None when the username was taken by a
+    concurrent registration."""
+    applicant, office_data = draft.data["user"], draft.data["office"]
+    office = Office(
+        portal=portal.slug,
+        **{key: office_data[key] for key in OFFICE_NAMED},
+        address={key: value for key, value in office_data.items() if key not in OFFICE_NAMED},
+    )
+    session.add(office)
+    session.flush()
+    user = _new_account(
+        portal,
+        Role.PROVIDER_PRIMARY,
+        username=applicant["username"],
+        email=applicant["email"],
+        password_hash=applicant["password_hash"],
+        locale=locale,
+        first_name=applicant["first_name"],
+        last_name=applicant["last_name"],
+        phone=applicant["phone"],
+        office_id=office.id,
+    )
+    user.security_answers = [
+        SecurityAnswer(question=question, answer_hash=answer)
+        for question, answer in zip(applicant["questions"], applicant["answer_hashes"], strict=True)
+    ]
+    registration = _new_registration(
+        portal,
+        Step.CONFIRM_EMAIL,
+        user=user,
+        details={
+            "applicant": {key: applicant[key] for key in APPLICANT_SHOWN},
+            "office": office_data,
+        },
+    )
+    session.delete(draft)
+    reference = registration.reference
+    remember(reference)
+    if not begin(session, portal, registration, user=user, office_id=office.id):
+        return None
+    return reference
+
+
+@dataclass
+class PatientAccount:
+    """What the patient's one form creates the account from (the password already hashed)."""
+
+    username: str
+    email: str
+    full_name: str
+    password_hash: str
+    locale: str
+
+
+def submit_patient(
+    session: Session, portal: Portal, account: PatientAccount, remember: Callable[[], None]
+) -> Submission:
+    """One transaction: the account, linked to the clinical record it matched, and its process;
+    or a notice to the address, so the screen answers the same either way (being on a record is
+    health information). `remember` adds the form's outcome to whichever transaction commits."""
+    record = matching_record(session, portal.slug, account.email, account.full_name)
+    if record is None:
+        return _answer_by_mail(
+            session, portal, account, remember, NoticeKind.REGISTRATION_NO_RECORD
+        )
+    if account_of_record(session, record) is not None:
+        return _answer_by_mail(session, portal, account, remember, NoticeKind.REGISTRATION_EXISTING)
+    user = _new_account(
+        portal,
+        Role.PATIENT,
+        username=account.username,
+        email=account.email,
+        password_hash=account.password_hash,
+        locale=account.locale,
+        full_name=account.full_name,
+        clinical_record_id=record.id,
+    )
+    registration = _new_registration(
+        portal,
+        Step.CONFIRM_EMAIL,
+        user=user,
+    )
+    remember()
+    if begin(session, portal, registration, user=user):
+        return Submission.SUBMITTED
+    if _username_held(session, portal, account.username):
+        return Submission.USERNAME_TAKEN
+    # A concurrent registration took the record: answered as for any record with an account.
+    return _answer_by_mail(session, portal, account, remember, NoticeKind.REGISTRATION_EXISTING)
+
+
+def _username_held(session: Session, portal: Portal, username: str) -> bool:
+    return (
+        session.scalar(
+            select(User.id).where(
+                User.portal == portal.slug, func.lower(User.username) == username.lower()
+            )
+        )
+        is not None
+    )
+
+
+def _answer_by_mail(
+    session: Session,
+    portal: Portal,
+    account: PatientAccount,
+    remember: Callable[[], None],
+    kind: NoticeKind,
+) -> Submission:
+    """The screen's one answer; the address's owner learns the rest by e-mail. Only the form's
+    remembered outcome can collide here: the same form was accepted once already."""
+    notify_address(session, portal.slug, account.email, account.locale, kind)
+    add_event(session, actor="applicant", action="registration.refused_by_mail", portal=portal.slug)
+    remember()
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return Submission.REPEATED
+    return Submission.SUBMITTED
+
+
+def _open_to_retry(registration: Registration) -> bool:
+    return registration.status in (Step.IDENTITY, Step.ESCALATED)
+
+
+def retry_link(session: Session, portal: Portal, raw: str) -> Link:
+    """What the help desk's retry link's page may say, read without changing anything."""
+    return links.read_link(
+        session, portal.slug, raw, TokenPurpose.IDENTITY_RETRY, Registration, _open_to_retry
+    )
+
+
+def use_retry_link(session: Session, portal: Portal, raw: str) -> Link:
     """The retry link's POST: a conditional claim, so two clicks use it once."""
     link = retry_link(session, portal, raw)
-    if link.status != LinkStatus.USABLE:
+    if link.state != LinkState.USABLE:
         return link
-    if not claim_link(session, link.token_id):
+    if not claim_link(session, link.token.id):
         session.rollback()
-        return RetryLink(LinkStatus.EXPIRED)
+        return links.Link(LinkState.EXPIRED)
     add_event(
         session,
         actor="applicant",
         action="registration.retry_link_used",
         portal=portal.slug,
-        workflow_id=link.registration.workflow_id,
+        workflow_id=link.row.workflow_id,
     )
     session.commit()
-    return RetryLink(LinkStatus.CONFIRMED_NOW, link.registration)
+    return link.done_now()
 
 
 def decide(
@@ -382,33 +559,30 @@ def decide(
     commit together, so a crash after the commit still delivers it (the outbox relay) and one
     before it leaves nothing decided. False when another decision or the process got there
     first."""
-    claimed = session.execute(
-        update(Registration)
-        .where(Registration.id == registration.id)
-        .where(Registration.status.in_(AWAITING_REVIEW))
-        .where(Registration.decided_by.is_(None))
-        .values(decided_by=reviewer, decision_reason=reason or None)
-    ).rowcount
+    claimed = claim_row(
+        session,
+        Registration,
+        registration.id,
+        Registration.status.in_(AWAITING_REVIEW),
+        Registration.decided_by.is_(None),
+        decided_by=reviewer,
+        decision_reason=reason or None,
+    )
     if not claimed:
         session.rollback()
         return False
-    add_event(
-        session,
-        actor=reviewer,
-        action="review.decision_sent",
-        portal=registration.portal,
-        workflow_id=registration.workflow_id,
-        user_id=registration.user_id,
-        approved=approved,
-        reason=reason,
-    )
-    enqueue_signal(
+    audit_and_signal(
         session,
         workflow_id=registration.workflow_id,
         signal=Signal.REVIEW_DECISION,
         payload=ReviewDecision(approved=approved, reviewer=reviewer, reason=reason),
+        actor=reviewer,
+        action="review.decision_sent",
+        portal=registration.portal,
+        user_id=registration.user_id,
+        approved=approved,
+        reason=reason,
     )
-    session.commit()
     return True
 
 
@@ -419,17 +593,15 @@ def resolve_case(session: Session, case: SupportCase, resolution: CaseResolution
     already resolved."""
     if case.status != CaseStatus.OPEN:
         return False
-    add_event(
+    audit_and_signal(
         session,
+        workflow_id=case.workflow_id,
+        signal=Signal.RESOLVE_CASE,
+        payload=resolution,
         actor=resolution.agent,
         action="case.resolution_sent",
         portal=case.portal,
-        workflow_id=case.workflow_id,
         case_id=case.id,
         outcome=resolution.outcome,
     )
-    enqueue_signal(
-        session, workflow_id=case.workflow_id, signal=Signal.RESOLVE_CASE, payload=resolution
-    )
-    session.commit()
     return True

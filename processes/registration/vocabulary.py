@@ -81,16 +81,6 @@ class TokenPurpose(StrEnum):
     IDENTITY_RETRY = "identity_retry"
 
 
-class LinkStatus(StrEnum):
-    """What the confirmation page may say about a link."""
-
-    USABLE = "usable"
-    CONFIRMED = "confirmed"
-    CONFIRMED_NOW = "confirmed_now"
-    EXPIRED = "expired"
-    UNKNOWN = "unknown"
-
-
 class WizardStep(StrEnum):
     """The member wizard's pages (seed 001) and where it sends the applicant once the
     registration has moved on without them (help desk, expiry, done)."""
@@ -106,12 +96,15 @@ class WizardStep(StrEnum):
 
 
 class Submission(StrEnum):
-    """How the member's Finish ended: the account stored and owed to the workflow, or why not."""
+    """How a member's Finish or a patient's form ended: the account stored and owed to the
+    workflow (or, for a patient, the answer owed by e-mail), or why not; `repeated` is a second
+    post of a form whose first one was accepted."""
 
     SUBMITTED = "submitted"
     INCOMPLETE = "incomplete"
     USERNAME_TAKEN = "username_taken"
     ENDED = "ended"
+    REPEATED = "repeated"
 
 
 @dataclass

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from mail.mailer import Mailer
-from mail.once import LinkMessage, send_link_once
+from mail.once import LinkMessage, MailingActivities, send_link_once
 from portal.models import StaffInvitation, StaffUser
 from processes.staff_invitation.service import end_pending
 from processes.staff_invitation.vocabulary import (
@@ -21,11 +19,7 @@ from processes.staff_invitation.vocabulary import (
 )
 
 
-class StaffInvitationActivities:
-    def __init__(self, session_factory: sessionmaker[Session], mailer: Mailer):
-        self.session_factory = session_factory
-        self.mailer = mailer
-
+class StaffInvitationActivities(MailingActivities):
     @activity.defn
     def send_staff_invitation(self, request: SendInvitationLink) -> InvitationLinkSent:
         """The raw token is derived here for the e-mail only; the database keeps its hash, and a

@@ -6,12 +6,12 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.audit import add_event
 from portal.models import EmailToken, StaffInvitation, StaffUser, utcnow
-from portal.tokens import token_hash
+from portal.tokens import revoke_links, token_hash
 from processes.staff_invitation.vocabulary import (
     LINK_PURPOSE,
     WORKFLOW,
@@ -21,6 +21,7 @@ from processes.staff_invitation.vocabulary import (
     Signal,
     StaffInvitationStart,
 )
+from processes.transitions import claim_row
 from temporal.outbox import enqueue_signal, enqueue_start
 
 LIFETIME_HOURS = 72
@@ -105,12 +106,14 @@ def accept(
 ) -> bool:
     """Consumes the link and stores the password; False when the invitation ended meanwhile."""
     now = utcnow()
-    taken = session.execute(
-        update(StaffInvitation)
-        .where(StaffInvitation.id == invitation.id)
-        .where(StaffInvitation.status == InvitationStatus.PENDING)
-        .values(status=InvitationStatus.ACCEPTED, ended_at=now)
-    ).rowcount
+    taken = claim_row(
+        session,
+        StaffInvitation,
+        invitation.id,
+        StaffInvitation.status == InvitationStatus.PENDING,
+        status=InvitationStatus.ACCEPTED,
+        ended_at=now,
+    )
     if not taken:
         return False
     token.used_at = now
@@ -142,22 +145,18 @@ def end_pending(session: Session, invitation_id: int, status: InvitationStatus, 
     whether this call ended it. The caller commits.
     """
     now = utcnow()
-    ended = session.execute(
-        update(StaffInvitation)
-        .where(StaffInvitation.id == invitation_id)
-        .where(StaffInvitation.status == InvitationStatus.PENDING)
-        .values(status=status, ended_at=now)
-    ).rowcount
+    ended = claim_row(
+        session,
+        StaffInvitation,
+        invitation_id,
+        StaffInvitation.status == InvitationStatus.PENDING,
+        status=status,
+        ended_at=now,
+    )
     if not ended:
         return False
     invitation = session.get(StaffInvitation, invitation_id)
-    session.execute(
-        update(EmailToken)
-        .where(EmailToken.workflow_id == invitation.workflow_id)
-        .where(EmailToken.used_at.is_(None))
-        .where(EmailToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    revoke_links(session, invitation.workflow_id, now=now)
     staff = session.get(StaffUser, invitation.staff_id) if invitation.staff_id else None
     username = staff.username if staff else ""
     if staff is not None and not staff.password_hash:

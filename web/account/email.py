@@ -12,7 +12,8 @@ from wtforms.validators import EqualTo
 
 from portal.tokens import token_hash
 from processes.email_change import service
-from processes.email_change.vocabulary import LinkPurpose, LinkState, Requested
+from processes.email_change.vocabulary import LinkPurpose, Requested
+from processes.links import LinkState
 from web.account import bp
 from web.auth import locked_out
 from web.db import get_db
@@ -82,7 +83,7 @@ def _link_page(link: service.Link, purpose: LinkPurpose, form: LinkForm):
     if link.state in (LinkState.EXPIRED, LinkState.USED):
         return render_template("account/email_link.html", state=link.state, purpose=purpose), 410
     return render_template(
-        "account/email_link.html", state=link.state, purpose=purpose, form=form, change=link.change
+        "account/email_link.html", state=link.state, purpose=purpose, form=form, change=link.row
     )
 
 

@@ -3,7 +3,6 @@ Names stay as verified where the portal checked them against a record (member, p
 
 from __future__ import annotations
 
-import phonenumbers
 from flask import flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -14,7 +13,7 @@ from wtforms.validators import Length, Optional, ValidationError
 from portal.audit import add_event
 from web.account import bp
 from web.db import get_db
-from web.forms import CheckedForm, required, strip
+from web.forms import CheckedForm, e164_phone, required, strip
 from web.i18n import LANGUAGES
 from web.sessions import portal_login_required
 
@@ -26,14 +25,7 @@ LANGUAGE_NAMES = {"es": "Español", "en": "English"}
 
 def normalised_phone(raw: str) -> str | None:
     """E.164 for a valid number, read in the regions the demo serves unless it has +country."""
-    for region in PHONE_REGIONS:
-        try:
-            number = phonenumbers.parse(raw, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return None
+    return e164_phone(raw, PHONE_REGIONS)
 
 
 class Phone:

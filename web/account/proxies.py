@@ -16,7 +16,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional, ValidationError
 from wtforms.widgets import DateInput
 
-from portal.audit import ACTING, add_event
+from portal.audit import ACTING
+from processes.links import LinkState
 from processes.proxy_grant import service
 from processes.proxy_grant.vocabulary import (
     IN_FORCE,
@@ -24,7 +25,6 @@ from processes.proxy_grant.vocabulary import (
     Decision,
     Invited,
     LinkPurpose,
-    LinkState,
     Relationship,
     Requested,
     Step,
@@ -138,22 +138,8 @@ def act_for():
         flash(_("Ya no puede actuar por esa persona: volvió a su propia cuenta."), "info")
         return redirect(url_for("main.home", portal=proxy.portal))
     g.acting = acting
-    g.acting_token = ACTING.set(_both_people(acting))
+    g.acting_token = ACTING.set(service.both_people(acting.grant))
     return None
-
-
-def _both_people(acting: service.GrantView) -> dict[str, str]:
-    """What every audit line written while acting carries: the proxy, the person, the grant."""
-    grant = acting.grant
-    return {
-        "acting_as": f"user:{grant.proxy_user_id}",
-        "acting_for": (
-            f"user:{grant.subject_user_id}"
-            if grant.subject_user_id
-            else f"record:{grant.subject_record_id}"
-        ),
-        "proxy_grant": grant.reference,
-    }
 
 
 @bp.teardown_app_request
@@ -187,33 +173,15 @@ def switch():
     if not form.reference.data:
         session.pop(ACTING_FOR, None)
         if previous is not None:
-            add_event(
-                db,
-                actor=f"user:{proxy.id}",
-                action="proxy.acting_stopped",
-                portal=proxy.portal,
-                workflow_id=previous.grant.workflow_id,
-                user_id=proxy.id,
-            )
-            db.commit()
+            service.stop_acting(db, proxy, previous.grant)
         flash(_("Ahora actúa por usted."), "success")
         return redirect(url_for("main.home"))
-    acting = service.acting_grant(db, proxy, form.reference.data)
+    acting = service.start_acting(db, proxy, form.reference.data)
     if acting is None:
         session.pop(ACTING_FOR, None)
         flash(_("Ya no puede actuar por esa persona: volvió a su propia cuenta."), "info")
         return redirect(url_for("main.home"))
     session[ACTING_FOR] = acting.grant.reference
-    add_event(
-        db,
-        actor=f"user:{proxy.id}",
-        action="proxy.acting_started",
-        portal=proxy.portal,
-        workflow_id=acting.grant.workflow_id,
-        user_id=acting.grant.subject_user_id,
-        **_both_people(acting),
-    )
-    db.commit()
     flash(_("Ahora actúa por %(name)s.", name=acting.subject_name), "success")
     return redirect(url_for("main.home"))
 
@@ -378,8 +346,8 @@ def request_access():
 
 def _link_page(link: service.Link, purpose: LinkPurpose, form):
     context = {"state": link.state, "purpose": purpose, "form": form}
-    if link.grant is not None and link.state == LinkState.USABLE:
-        context["view"] = service.view_of(get_db(), link.grant)
+    if link.row is not None and link.state == LinkState.USABLE:
+        context["view"] = service.view_of(get_db(), link.row)
     if link.state == LinkState.UNKNOWN:
         return render_template("account/proxy_link.html", **context), 404
     if link.state in (LinkState.EXPIRED, LinkState.USED):
@@ -403,7 +371,7 @@ def accept(token: str):
     if user is not None and user.portal == g.portal.slug and form.validate_on_submit():
         link = service.accept(db, g.portal, token, user)
         if link.state == LinkState.DONE_NOW:
-            name = service.view_of(db, link.grant).subject_name
+            name = service.view_of(db, link.row).subject_name
             flash(_("Aceptó la invitación: ya puede actuar por %(name)s.", name=name), "success")
             return redirect(url_for("account.proxies"))
     else:

@@ -11,8 +11,10 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from portal.server_keys import client_secret_key
 from processes.app_registration import service
-from processes.app_registration.vocabulary import ClientType, LinkState
+from processes.app_registration.vocabulary import ClientType
+from processes.links import LinkState
 from web import once
 from web.db import get_db
 from web.forms import CheckedForm, email_field, required, strip
@@ -169,10 +171,11 @@ class RevealForm(CheckedForm):
 def credentials(token: str):
     form = RevealForm()
     if form.validate_on_submit():
-        link = service.reveal_credentials(get_db(), token)
+        key = client_secret_key(current_app.config["SETTINGS"])
+        link = service.reveal_credentials(get_db(), token, key)
     else:
         link = service.read_credentials_link(get_db(), token)
-    status = 200 if link.state in (LinkState.USABLE, LinkState.SHOWN_NOW) else 410
+    status = 200 if link.state in (LinkState.USABLE, LinkState.DONE_NOW) else 410
     if link.state == LinkState.UNKNOWN:
         status = 404
     answer = current_app.make_response(

@@ -45,6 +45,7 @@ from portal.models import (
     OidcClient,
     OidcGrant,
     OidcRefreshToken,
+    OidcSubject,
     User,
     UserSession,
     utcnow,
@@ -57,9 +58,12 @@ from portal.oidc import (
     SigningAlg,
     claims_for,
     client_origins,
+    client_secret_matches,
+    client_with_signing_key,
     decode,
     ensure_signing_keys,
     grant_is_live,
+    hash_client_secret,
     issuer_for,
     jwks,
     origin_of,
@@ -72,7 +76,7 @@ from portal.oidc import (
     subject_for,
     supported_scopes,
 )
-from portal.passwords import verify_password
+from portal.server_keys import client_secret_key
 from portal.smart import (
     SMART_FLOWS,
     Capability,
@@ -142,6 +146,20 @@ class PatientForm(FlaskForm):
 
 def _issuer() -> str:
     return issuer_for(current_app.config["SETTINGS"].public_base_url, g.portal.slug)
+
+
+DISCOVERY_MAX_AGE = 3600
+"""Discovery changes only with a deployment's settings: an hour of caching is safe."""
+JWKS_MAX_AGE = 300
+"""A rotated key signs at once, so a relying party's cached set must not outlive a few minutes
+(libraries also fetch again on an unknown `kid`)."""
+
+
+def _cacheable(response, max_age: int):
+    """Public caching for `max_age` seconds, with an ETag so a revalidation is a 304."""
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 def _no_store(response):
@@ -235,8 +253,7 @@ def discovery():
         frontchannel_logout_supported=False,
         authorization_response_iss_parameter_supported=True,
     )
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return _cacheable(response, DISCOVERY_MAX_AGE)
 
 
 def _smart_portal() -> bool:
@@ -275,8 +292,7 @@ def smart_configuration():
         capabilities=list(Capability),
         management_endpoint=f"{issuer}/account/activity",
     )
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return _cacheable(response, DISCOVERY_MAX_AGE)
 
 
 @bp.get("/jwks")
@@ -285,9 +301,7 @@ def keys():
     party that loads the set before the first sign-in must find the key of its first ID token."""
     db = get_db()
     ensure_signing_keys(db, sealing_keys(current_app.config["SETTINGS"]))
-    response = jsonify(jwks(db))
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return _cacheable(jsonify(jwks(db)), JWKS_MAX_AGE)
 
 
 # --- CORS for browser apps (public clients) ------------------------------------------------
@@ -334,10 +348,16 @@ def allow_registered_origins(response):
 # --- authorize ------------------------------------------------------------------------------
 
 
-def _client_by_id(client_id: str | None) -> OidcClient | None:
+def _client_by_id(client_id: str | None, with_signing_key: bool = False) -> OidcClient | None:
+    """This portal's client named `client_id`; `with_signing_key` also loads, in the same query,
+    its algorithm's current signing key into `g.oidc_key_row` for the token endpoint."""
     if not client_id:
         return None
-    client = get_db().scalar(select(OidcClient).where(OidcClient.client_id == client_id))
+    if with_signing_key:
+        found = client_with_signing_key(get_db(), client_id)
+        client, g.oidc_key_row = found if found else (None, None)
+    else:
+        client = get_db().scalar(select(OidcClient).where(OidcClient.client_id == client_id))
     if client is None or client.portal != g.portal.slug:
         return None
     return client
@@ -618,7 +638,7 @@ def authorize():
 # --- token ----------------------------------------------------------------------------------
 
 
-def _authenticated_client():
+def _authenticated_client(with_signing_key: bool = False):
     """The client named by Basic auth or the form, or an RFC 6749 invalid_client answer."""
     header = request.headers.get("Authorization", "")
     basic = header.startswith("Basic ")
@@ -633,20 +653,24 @@ def _authenticated_client():
     else:
         client_id = request.form.get("client_id")
         secret = request.form.get("client_secret")
-    client = _client_by_id(client_id)
-    refused = _oauth_error(
-        "invalid_client",
-        "client authentication failed",
-        401,
-        {"WWW-Authenticate": 'Basic realm="acceso"'} if basic else None,
-    )
+    client = _client_by_id(client_id, with_signing_key)
+
+    def refused():
+        return None, _oauth_error(
+            "invalid_client",
+            "client authentication failed",
+            401,
+            {"WWW-Authenticate": 'Basic realm="acceso"'} if basic else None,
+        )
+
+    key = client_secret_key(current_app.config["SETTINGS"])
     if client is None:
-        verify_password(None, secret or "")
-        return None, refused
+        hash_client_secret(key, secret or "")
+        return refused()
     if client.public:
-        return (client, None) if not secret else (None, refused)
-    if not secret or not verify_password(client.secret_hash, secret):
-        return None, refused
+        return (client, None) if not secret else refused()
+    if not secret or not client_secret_matches(get_db(), key, client, secret):
+        return refused()
     return client, None
 
 
@@ -742,10 +766,43 @@ def _pkce_matches(verifier: str | None, challenge: str) -> bool:
     return secrets.compare_digest(computed, challenge)
 
 
+def _with_grant(db, column, value):
+    """The token row whose `column` is `value` and, in the same query, its grant, the grant's
+    account and that account's subject, so the `db.get`s that follow are answered from the
+    session instead of one query each."""
+    return _preloaded(
+        db,
+        select(column.class_, OidcGrant, User, OidcSubject)
+        .outerjoin(OidcGrant, OidcGrant.id == column.class_.grant_id)
+        .outerjoin(User, User.id == OidcGrant.user_id)
+        .outerjoin(OidcSubject, OidcSubject.user_id == User.id)
+        .where(column == value),
+    )
+
+
+def _preloaded(db, statement):
+    """The first entity of the statement's first row, or None. The row's other entities stay
+    referenced for the request (the session's identity map holds them only weakly), so a later
+    `db.get` of any of them is answered without a query."""
+    found = db.execute(statement).first()
+    g.oidc_preloaded = found
+    return found[0] if found else None
+
+
 def _exchange_code(db, client: OidcClient):
     form = request.form
     code = form.get("code", "")
-    row = db.get(OidcAuthorizationCode, token_hash(code)) if code else None
+    row = (
+        _preloaded(
+            db,
+            select(OidcAuthorizationCode, User, OidcSubject)
+            .outerjoin(User, User.id == OidcAuthorizationCode.user_id)
+            .outerjoin(OidcSubject, OidcSubject.user_id == User.id)
+            .where(OidcAuthorizationCode.code_hash == token_hash(code)),
+        )
+        if code
+        else None
+    )
     if row is None or row.client_pk != client.id or row.portal != g.portal.slug:
         return _oauth_error("invalid_grant", "unknown authorization code")
     now = utcnow()
@@ -812,7 +869,7 @@ def _exchange_code(db, client: OidcClient):
 
 def _refresh(db, client: OidcClient):
     raw = request.form.get("refresh_token", "")
-    row = db.get(OidcRefreshToken, token_hash(raw)) if raw else None
+    row = _with_grant(db, OidcRefreshToken.token_hash, token_hash(raw)) if raw else None
     grant = db.get(OidcGrant, row.grant_id) if row else None
     if grant is None or grant.client_pk != client.id or grant.portal != g.portal.slug:
         return _oauth_error("invalid_grant", "unknown refresh token")
@@ -851,12 +908,12 @@ def _refresh(db, client: OidcClient):
 @bp.post("/token")
 @rate_limited("token")
 def token():
-    client, refused = _authenticated_client()
+    client, refused = _authenticated_client(with_signing_key=True)
     if refused is not None:
         return refused
     db = get_db()
     keys = sealing_keys(current_app.config["SETTINGS"])
-    g.oidc_signing_key = signing_key(db, keys, client.signing_alg)
+    g.oidc_signing_key = signing_key(db, keys, client.signing_alg, g.pop("oidc_key_row", None))
     grant_type = request.form.get("grant_type")
     if grant_type == "authorization_code":
         return _exchange_code(db, client)
@@ -899,7 +956,8 @@ def _live_access_token(db, raw: str) -> tuple[dict, OidcGrant] | None:
         return None
     if not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time():
         return None
-    row = db.get(OidcAccessToken, claims.get("jti", ""))
+    jti = claims.get("jti")
+    row = _with_grant(db, OidcAccessToken.jti, jti) if isinstance(jti, str) else None
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
     grant = _live_grant(db, row.grant_id)
@@ -998,7 +1056,7 @@ def _introspected(db, raw: str) -> tuple[OidcGrant, int, str] | None:
     live = _live_access_token(db, raw)
     if live is not None:
         return live[1], int(live[0]["exp"]), "Bearer"
-    row = db.get(OidcRefreshToken, token_hash(raw))
+    row = _with_grant(db, OidcRefreshToken.token_hash, token_hash(raw))
     if row is None or row.used_at is not None or row.expires_at <= utcnow():
         return None
     grant = _live_grant(db, row.grant_id)

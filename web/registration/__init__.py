@@ -9,8 +9,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from portal.models import AccountStatus, Registration
+from processes.links import LinkState
 from processes.registration import service
-from processes.registration.vocabulary import LinkStatus
 from temporal.bridge import ProcessRefused, ProcessUnavailable
 from web.auth import ResendForm
 from web.db import get_bridge, get_db
@@ -61,16 +61,16 @@ def confirm(token: str):
     db = get_db()
     form = ConfirmLinkForm()
     if form.validate_on_submit():
-        state = service.redeem_confirmation(db, g.portal, token)
+        link = service.redeem_confirmation(db, g.portal, token)
     else:
-        state = service.confirmation_link(db, g.portal, token)
-    if state.status == LinkStatus.UNKNOWN:
+        link = service.confirmation_link(db, g.portal, token)
+    if link.state == LinkState.UNKNOWN:
         return render_template("registration/link_invalid.html"), 404
-    if state.status == LinkStatus.EXPIRED:
+    if link.state == LinkState.EXPIRED:
         return render_template("registration/link_invalid.html", expired=True), 410
-    if state.status == LinkStatus.USABLE:
+    if link.state == LinkState.USABLE:
         return render_template("registration/confirm.html", form=form)
-    if state.status == LinkStatus.CONFIRMED:
+    if link.state == LinkState.USED:
         flash(_("Su correo electrónico ya estaba confirmado. Puede iniciar sesión."), "info")
     elif "review" in g.portal.steps:
         flash(

@@ -49,14 +49,12 @@ from portal.models import (
     User,
 )
 from portal.passwords import hash_answer, hash_password
-from portal.tokens import new_reference
+from processes.links import LinkState
 from processes.registration import service
-from processes.registration.service import begin, registration_id
 from processes.registration.vocabulary import (
     CaseStatus,
     IdentityCheck,
     IdentityRefusal,
-    LinkStatus,
     Outcome,
     Step,
     Submission,
@@ -382,15 +380,13 @@ def _start() -> str | None:
     to start it at once (idempotent, by its ID), so the first identity try finds it running.
     If Temporal is away, the outbox relay starts it when it is back."""
     db = get_db()
-    reference = new_reference()
-    registration = Registration(
-        reference=reference,
-        portal=g.portal.slug,
-        workflow_id=registration_id(g.portal, reference),
-        status=Step.IDENTITY,
+    reference = service.start_member(
+        db,
+        g.portal,
+        lambda reference: once.remember(
+            db, url_for("registration.register"), started_reference=reference
+        ),
     )
-    once.remember(db, url_for("registration.register"), started_reference=reference)
-    begin(db, g.portal, registration, action="registration.agreement_accepted")
     service.start_now(get_bridge(), g.portal, reference)
     WizardState(g.portal.slug, reference).save()
     return reference
@@ -533,13 +529,13 @@ def continue_registration(token: str):
         link = service.use_retry_link(get_db(), g.portal, token)
     else:
         link = service.retry_link(get_db(), g.portal, token)
-    if link.status == LinkStatus.UNKNOWN:
+    if link.state == LinkState.UNKNOWN:
         return render_template("registration/member_link_invalid.html"), 404
-    if link.status == LinkStatus.EXPIRED:
+    if link.state in (LinkState.EXPIRED, LinkState.USED):
         return render_template("registration/member_link_invalid.html", expired=True), 410
-    if link.status == LinkStatus.USABLE:
+    if link.state == LinkState.USABLE:
         return render_template("registration/member_continue.html", form=form)
-    WizardState(g.portal.slug, link.registration.reference).save()
+    WizardState(g.portal.slug, link.row.reference).save()
     flash(_("Puede volver a validar su información personal."), "info")
     return redirect(url_for("registration.register"))
 

@@ -11,7 +11,6 @@ import re
 import secrets
 from datetime import timedelta
 
-import phonenumbers
 from flask import abort, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -24,22 +23,23 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, Length, Optional, Regexp, ValidationError
 
 from portal.models import (
-    AccountStatus,
-    Office,
-    Registration,
     RegistrationDraft,
-    Role,
-    SecurityAnswer,
-    User,
     utcnow,
 )
 from portal.passwords import hash_answer, hash_password
-from portal.tokens import new_reference, token_hash
-from processes.registration.service import begin, registration_id
-from processes.registration.vocabulary import Step
+from portal.tokens import token_hash
+from processes.registration import service
 from web import once
 from web.db import get_db
-from web.forms import CheckedForm, PortalPassword, email_field, required, strip, username_field
+from web.forms import (
+    CheckedForm,
+    PortalPassword,
+    e164_phone,
+    email_field,
+    required,
+    strip,
+    username_field,
+)
 from web.registration import bp, flow_view, username_taken
 
 USERNAME_TAKEN = _l("Ese nombre de usuario ya existe. Por favor elija otro.")
@@ -50,14 +50,7 @@ PHONE_REGIONS = ("US", "PR")
 
 def normalise_phone(raw: str) -> str | None:
     """E.164 for a valid number, read as US/Puerto Rico unless it carries its own +country."""
-    for region in PHONE_REGIONS:
-        try:
-            number = phonenumbers.parse(raw, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return None
+    return e164_phone(raw, PHONE_REGIONS)
 
 
 def valid_npi(raw: str) -> bool:
@@ -162,7 +155,7 @@ def user_form(draft_user: dict) -> CheckedForm:
     )
 
 
-FORM_KEPT = ("first_name", "last_name", "email", "phone", "username")
+FORM_KEPT = service.APPLICANT_SHOWN
 
 
 def questions_of(draft_user: dict) -> dict:
@@ -374,56 +367,18 @@ def provider_summary():
 def _finish(draft: RegistrationDraft, form: SummaryForm) -> str | None:
     """Stores office, account (hashes only) and read model, then starts the workflow."""
     db = get_db()
-    data, office_data = draft.data["user"], draft.data["office"]
-    if username_taken(data["username"]):
-        form.form_errors.append(
-            _("Ese nombre de usuario ya existe. Vuelva al primer paso y elija otro.")
+    if not username_taken(draft.data["user"]["username"]):
+        reference = service.submit_provider(
+            db,
+            g.portal,
+            draft,
+            str(get_locale() or "es"),
+            lambda reference: once.remember(db, url_for("registration.done", reference=reference)),
         )
-        return None
-    reference = new_reference()
-    office = Office(
-        portal=g.portal.slug,
-        organization_name=office_data["organization_name"],
-        tax_id=office_data["tax_id"],
-        npi=office_data["npi"],
-        address={key: office_data[key] for key in OFFICE_FIELDS[3:]},
+        if reference is not None:
+            session.pop(DRAFT_COOKIE_KEY, None)
+            return reference
+    form.form_errors.append(
+        _("Ese nombre de usuario ya existe. Vuelva al primer paso y elija otro.")
     )
-    db.add(office)
-    db.flush()
-    user = User(
-        portal=g.portal.slug,
-        username=data["username"],
-        email=data["email"],
-        first_name=data["first_name"],
-        last_name=data["last_name"],
-        phone=data["phone"],
-        password_hash=data["password_hash"],
-        status=AccountStatus.UNCONFIRMED,
-        role=Role.PROVIDER_PRIMARY,
-        locale=str(get_locale() or "es"),
-        office_id=office.id,
-    )
-    user.security_answers = [
-        SecurityAnswer(question=q, answer_hash=h)
-        for q, h in zip(data["questions"], data["answer_hashes"], strict=True)
-    ]
-    registration = Registration(
-        reference=reference,
-        portal=g.portal.slug,
-        workflow_id=registration_id(g.portal, reference),
-        status=Step.CONFIRM_EMAIL,
-        user=user,
-        details={
-            "applicant": {key: data[key] for key in FORM_KEPT},
-            "office": office_data,
-        },
-    )
-    db.delete(draft)
-    once.remember(db, url_for("registration.done", reference=reference))
-    if not begin(db, g.portal, registration, user=user, office_id=office.id):
-        form.form_errors.append(
-            _("Ese nombre de usuario ya existe. Vuelva al primer paso y elija otro.")
-        )
-        return None
-    session.pop(DRAFT_COOKIE_KEY, None)
-    return reference
+    return None

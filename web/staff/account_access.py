@@ -7,12 +7,10 @@ from __future__ import annotations
 from flask import flash, redirect, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
 
 from portal.audit import add_event
-from portal.models import AccountStatus, Registration, User
-from processes.registration.vocabulary import ResendRequest
-from temporal.outbox import enqueue_signal
+from portal.models import AccountStatus, User
+from processes.registration import service
 from web.account.activity import activity_context
 from web.db import get_db
 from web.forms import CheckedForm
@@ -110,30 +108,8 @@ def resend_account_confirmation(user_id: int):
     user = _visible_user(user_id)
     if not ResendForm().validate_on_submit():
         return redirect(url_for("staff.account", user_id=user.id))
-    db = get_db()
-    workflow_id = db.scalar(
-        select(Registration.workflow_id)
-        .where(Registration.user_id == user.id)
-        .order_by(Registration.id.desc())
-        .limit(1)
-    )
-    if user.status != AccountStatus.UNCONFIRMED or workflow_id is None:
+    if not service.resend_for_helpdesk(get_db(), user, _actor()):
         flash(_("La cuenta no espera confirmación."), "info")
         return redirect(url_for("staff.account", user_id=user.id))
-    enqueue_signal(
-        db,
-        workflow_id=workflow_id,
-        signal="resend_confirmation",
-        payload=ResendRequest(requested_by=_actor()),
-    )
-    add_event(
-        db,
-        actor=_actor(),
-        action="registration.confirmation_resent_by_helpdesk",
-        portal=user.portal,
-        workflow_id=workflow_id,
-        user_id=user.id,
-    )
-    db.commit()
     flash(_("Pedimos un nuevo enlace de confirmación; el anterior deja de servir."), "success")
     return redirect(url_for("staff.account", user_id=user.id))

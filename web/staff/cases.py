@@ -11,14 +11,14 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import or_, select
-from wtforms import StringField, TextAreaField
-from wtforms.validators import AnyOf, Length
+from wtforms import StringField
+from wtforms.validators import AnyOf
 
 from portal.models import IdentityTry, MemberRecord, Registration, StaffRole, StaffUser, SupportCase
 from processes.registration import service
 from processes.registration.vocabulary import CaseOutcome, CaseResolution, CaseStatus
 from web.db import get_db
-from web.forms import CheckedForm, required, strip
+from web.forms import CheckedForm, required, staff_text
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp
 
@@ -32,11 +32,8 @@ class ResolutionForm(CheckedForm):
             AnyOf(list(CaseOutcome), message=_l("Elija permitir otro intento o cerrar.")),
         ]
     )
-    note = TextAreaField(
-        _l("Nota"),
-        filters=[strip],
-        validators=[Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000))],
-        description=_l("Para el registro interno; no se envía al solicitante."),
+    note = staff_text(
+        _l("Nota"), _l("Para el registro interno; no se envía al solicitante."), optional=True
     )
 
 

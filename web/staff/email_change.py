@@ -7,15 +7,14 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from wtforms import TextAreaField
-from wtforms.validators import EqualTo, Length
+from wtforms.validators import EqualTo
 
 from portal.models import User
 from processes.email_change import service
 from processes.email_change.vocabulary import Requested
 from web.account.email import SAME_ADDRESS
 from web.db import get_db
-from web.forms import CheckedForm, email_field, required, strip
+from web.forms import CheckedForm, email_field, staff_text
 from web.sessions import staff_required
 from web.staff import bp, visible_portals
 
@@ -23,14 +22,8 @@ from web.staff import bp, visible_portals
 class StaffEmailForm(CheckedForm):
     new_email = email_field(_l("Nueva dirección de correo electrónico"))
     new_email_confirm = email_field(_l("Repetir la nueva dirección"))
-    note = TextAreaField(
-        _l("Nota"),
-        filters=[strip],
-        validators=[
-            required(),
-            Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000)),
-        ],
-        description=_l("Cómo verificó la identidad de la persona: queda en la auditoría."),
+    note = staff_text(
+        _l("Nota"), _l("Cómo verificó la identidad de la persona: queda en la auditoría.")
     )
 
     def validate_new_email_confirm(self, field):

@@ -8,8 +8,6 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
-from wtforms import TextAreaField
-from wtforms.validators import Length
 
 from portal import two_factor
 from portal.audit import add_event
@@ -17,7 +15,7 @@ from portal.models import LoginThrottle, SecondFactor, StaffRole, StaffUser, Use
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from web.db import get_db
-from web.forms import CheckedForm, required, strip
+from web.forms import CheckedForm, staff_text
 from web.sessions import end_all_sessions, staff_required
 from web.staff import CONSOLE_PAGES, bp, visible_portals
 
@@ -25,14 +23,8 @@ CONSOLE_PAGES.append(("staff.accounts", _l("Cuentas de solicitantes"), StaffRole
 
 
 class NoteForm(CheckedForm):
-    note = TextAreaField(
-        _l("Nota"),
-        filters=[strip],
-        validators=[
-            required(),
-            Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000)),
-        ],
-        description=_l("Cómo verificó la identidad y por qué: queda en la auditoría."),
+    note = staff_text(
+        _l("Nota"), _l("Cómo verificó la identidad y por qué: queda en la auditoría.")
     )
 
 

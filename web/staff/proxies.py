@@ -7,14 +7,14 @@ from flask import abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from wtforms import SelectField, TextAreaField
+from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, ValidationError
+from wtforms.validators import ValidationError
 
 from processes.proxy_grant import service
 from processes.proxy_grant.vocabulary import LIVE, Decision, Step
 from web.db import get_db
-from web.forms import CheckedForm, required, strip
+from web.forms import CheckedForm, required, staff_text
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp, temporal_ui_link, visible_portals
 
@@ -31,11 +31,10 @@ class ProxyDecisionForm(CheckedForm):
         ],
         validators=[required()],
     )
-    reason = TextAreaField(
+    reason = staff_text(
         _l("Motivo"),
-        filters=[strip],
-        validators=[Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000))],
-        description=_l("Se envía por correo a quien pidió el acceso. Obligatorio para rechazar."),
+        _l("Se envía por correo a quien pidió el acceso. Obligatorio para rechazar."),
+        optional=True,
     )
 
     def validate_reason(self, field):
@@ -46,14 +45,7 @@ class ProxyDecisionForm(CheckedForm):
 
 
 class EndGrantForm(CheckedForm):
-    note = TextAreaField(
-        _l("Nota"),
-        filters=[strip],
-        validators=[
-            required(),
-            Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000)),
-        ],
-    )
+    note = staff_text(_l("Nota"))
 
 
 def _grant(reference: str):

@@ -15,8 +15,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import or_, select
 from stdnum.us import ein
-from wtforms import StringField, TextAreaField
-from wtforms.validators import Length
+from wtforms import StringField
 
 from portal.models import (
     LIVE_ACCOUNT,
@@ -32,7 +31,7 @@ from portal.models import (
 from processes.registration import service
 from processes.registration.vocabulary import AWAITING_REVIEW, Step
 from web.db import get_db
-from web.forms import CheckedForm, strip
+from web.forms import CheckedForm, staff_text
 from web.registration.provider import valid_npi
 from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp, visible_portals
@@ -44,11 +43,8 @@ CONSOLE_PAGES.append(
 
 class DecisionForm(CheckedForm):
     action = StringField()  # the pressed button: approve or deny
-    reason = TextAreaField(
-        _l("Motivo"),
-        filters=[strip],
-        validators=[Length(max=2000, message=_l("Como máximo %(n)s caracteres.", n=2000))],
-        description=_l("Obligatorio para denegar; se envía al solicitante."),
+    reason = staff_text(
+        _l("Motivo"), _l("Obligatorio para denegar; se envía al solicitante."), optional=True
     )
 
 

@@ -1,0 +1,54 @@
+"""The benchmark command is a product too: run with tiny counts, it still starts everything it
+measures and prints every figure beside its goal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from front_door import GOALS  # noqa: E402
+
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = [
+    "--front-door-seconds",
+    "0.3",
+    "--front-door-concurrency",
+    "2",
+    "--lifecycles",
+    "2",
+    "--lifecycle-concurrency",
+    "2",
+    "--logins-seconds",
+    "0.5",
+    "--login-concurrency",
+    "1",
+    "--rate",
+    "2",
+    "--open-loop-seconds",
+    "1",
+]
+
+
+def test_the_bench_command_prints_every_figure_against_its_goal():
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", *TINY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    summary = result.stdout.split("measured vs goal:", 1)[1].splitlines()
+    for goal in GOALS.values():
+        line = next(line for line in summary if line.strip().startswith(f"{goal.name}:"))
+        assert f"(goal >= {goal.floor:g})" in line
+        assert " 0 errors" in line, line
+    assert any("registration lifecycles:" in line and "goal >=" in line for line in summary)
+    assert any("registration submit p99:" in line and "goal <=" in line for line in summary)
