@@ -1,14 +1,14 @@
 """Capacity of the running product: worker memory, table growth, and one worker against two.
 
-Each mode starts its own stack (bench/run.py's `acceso dev` start, temporary data dir, free ports,
-e-mail to an SMTP server this script runs) and prints the measured figure beside its goal:
+Each mode starts its own `acceso dev` stack (as bench/run.py does, with every port free, a
+temporary data dir, e-mail to an SMTP server this script runs) and prints what it measured:
 
 --memory N   N patient registrations left waiting for their e-mail click; then the resident
              memory (VmRSS, from /proc) of the worker's process tree, against <= 300 MB.
 --tables     rounds of registrations (submit + click), logins and code exchanges from many
-             client addresses; between rounds every row is aged a month (standing in for the
-             clock) and the cleanup workflow runs with its production grace; the row counts of
-             the swept tables per round must stay flat.
+             client addresses; between rounds every row is aged 40 days (standing in for the
+             clock) and the cleanup workflow runs with its production grace (7 days); the row
+             counts of the swept tables per round must stay flat.
 --scale      completed registration lifecycles per second with one worker, then two.
 
 Run by hand, not by the test suite:  .venv/bin/python bench/capacity.py --memory 10000
@@ -46,8 +46,8 @@ FORM_KEY = re.compile(r'name="form_key"[^>]*value="([^"]+)"')
 PASSWORD = "Clave9Segura-Xq"
 REDIRECT = "http://rp.bench/callback"
 AGE = timedelta(days=40)
-"""How far each round of --tables moves every row's ending back: past the longest lifetime (a
-refresh token's 30 days) plus the sweep's 7-day grace."""
+"""How far each round of --tables moves every row's ending back: past every lifetime plus the
+sweep's 7-day grace, except a refresh token's, which lasts as long as its 90-day grant."""
 
 
 class CountingCatcher(LinkCatcher):
