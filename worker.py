@@ -137,6 +137,7 @@ def build_worker(
         activity_executor=ThreadPoolExecutor(settings.worker_max_concurrent_activities),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.worker_max_cached_workflows,
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
         interceptors=[ActivityOutcomeMetrics()],
     )
@@ -179,11 +180,12 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "worker polling task queue %s at %s (activities %d, workflow tasks %d)",
+        "worker polling task queue %s at %s (activities %d, workflow tasks %d, cached %d)",
         settings.task_queue,
         settings.temporal_address,
         settings.worker_max_concurrent_activities,
         settings.worker_max_concurrent_workflow_tasks,
+        settings.worker_max_cached_workflows,
     )
     relay = OutboxRelay(client, session_factory, settings.task_queue)
     try:

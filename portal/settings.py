@@ -60,6 +60,11 @@ class Settings:
     worker_max_concurrent_workflow_tasks: int = field(
         default_factory=lambda: int(_env("ACCESO_WORKER_MAX_WORKFLOW_TASKS", "50"))
     )
+    worker_max_cached_workflows: int = field(
+        default_factory=lambda: int(_env("ACCESO_WORKER_MAX_CACHED_WORKFLOWS", "500"))
+    )
+    """Workflows a worker keeps in memory between their tasks; a waiting registration past this
+    is evicted and replayed from its history on its next task, so memory stays bounded."""
     staff_idle_minutes: int = field(
         default_factory=lambda: int(_env("ACCESO_STAFF_IDLE_MINUTES", "15"))
     )

@@ -23,6 +23,7 @@ from portal.models import (
     OidcGrant,
     OidcRefreshToken,
     OutboxMessage,
+    RateLimitCounter,
     User,
     UserSession,
     utcnow,
@@ -87,6 +88,7 @@ def seed(session_factory, per_table: int = 3, pending_start: bool = False) -> No
                     ),  # fmt: skip
                     FormSubmission(key_hash=key, portal="patient", outcome_url="/", created_at=end),
                     OutboxMessage(workflow="W", workflow_id=key, relayed_at=end),
+                    RateLimitCounter(key=f"sign_in/{key}", count=3, expires_at=end.timestamp()),
                 ]
             )
         if pending_start:
@@ -169,5 +171,9 @@ def test_the_hourly_schedule_is_made_once_and_its_sweep_empties_what_is_over(
             what="the triggered sweep to delete the expired sessions",
         )
         wait_until(lambda: count(session_factory, SweptTable.RELAYED_OUTBOX) == 2, what="outbox")
+        wait_until(
+            lambda: count(session_factory, SweptTable.RATE_LIMITS) == 2,
+            what="the expired rate-limit windows",
+        )
     finally:
         background_loop.run(handle.delete())

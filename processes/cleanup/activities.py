@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -15,6 +16,7 @@ from portal.models import (
     OidcAuthorizationCode,
     OidcRefreshToken,
     OutboxMessage,
+    RateLimitCounter,
     UserSession,
     utcnow,
 )
@@ -32,7 +34,10 @@ ENDS = {
     SweptTable.EMAIL_TOKENS: (EmailToken.id, EmailToken.expires_at),
     SweptTable.FORM_SUBMISSIONS: (FormSubmission.key_hash, FormSubmission.created_at),
     SweptTable.RELAYED_OUTBOX: (OutboxMessage.id, OutboxMessage.relayed_at),
+    SweptTable.RATE_LIMITS: (RateLimitCounter.key, RateLimitCounter.expires_at),
 }
+# Tables whose ending is seconds since the epoch (what the `limits` package keeps), not a date.
+EPOCH_SECONDS = {SweptTable.RATE_LIMITS}
 
 
 class CleanupActivities:
@@ -44,8 +49,10 @@ class CleanupActivities:
         """Picks at most `batch` keys by the ending's index and deletes those rows, so a sweep of
         a million rows is many short transactions that never lock a table for long; a retried
         batch finds the rows already gone and deletes the next ones."""
-        key, ends = ENDS[SweptTable(sweep.table)]
-        cutoff = utcnow() - timedelta(days=sweep.grace_days)
+        table = SweptTable(sweep.table)
+        key, ends = ENDS[table]
+        grace = timedelta(days=sweep.grace_days)
+        cutoff = time.time() - grace.total_seconds() if table in EPOCH_SECONDS else utcnow() - grace
         over = select(key).where(ends.is_not(None), ends < cutoff).limit(sweep.batch)
         with self.session_factory() as session:
             keys = list(session.scalars(over))

@@ -19,6 +19,12 @@ class SweptTable(StrEnum):
     EMAIL_TOKENS = "email_tokens"
     FORM_SUBMISSIONS = "form_submissions"
     RELAYED_OUTBOX = "outbox"
+    RATE_LIMITS = "rate_limit_counters"
+
+
+LATER_TABLES = {SweptTable.RATE_LIMITS: "sweep-rate-limits"}
+"""Tables added to the sweep after it first ran, each with the patch ID that keeps a sweep
+recorded before it replaying as it ran."""
 
 
 @dataclass

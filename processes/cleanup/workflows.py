@@ -6,7 +6,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from processes.cleanup.vocabulary import CleanupReport, CleanupRequest, SweepBatch, SweptTable
+from processes.cleanup.vocabulary import (
+    LATER_TABLES,
+    CleanupReport,
+    CleanupRequest,
+    SweepBatch,
+    SweptTable,
+)
 
 with workflow.unsafe.imports_passed_through():
     from processes.cleanup.activities import CleanupActivities
@@ -21,6 +27,8 @@ class CleanupWorkflow:
     async def run(self, request: CleanupRequest) -> CleanupReport:
         report = CleanupReport()
         for table in SweptTable:
+            if table in LATER_TABLES and not workflow.patched(LATER_TABLES[table]):
+                continue
             report.deleted[table] = await self.sweep(table, request)
         return report
 

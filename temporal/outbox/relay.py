@@ -55,9 +55,10 @@ class OutboxRelay:
     """Polls for unrelayed rows, oldest first, and starts each one's workflow.
 
     Several relays (one per worker, and the web process that just committed a row, see
-    `temporal.outbox.prompt`) may run at once: on PostgreSQL each takes its rows with
-    `SKIP LOCKED`; anywhere, a row started twice is refused by Temporal as already started, and
-    a row signalled twice is one signal (the row's ID is the signal's request ID).
+    `temporal.outbox.prompt`) may run at once: on PostgreSQL each claims a row with
+    `SKIP LOCKED` for as long as it sends it; anywhere, a row started twice is refused by
+    Temporal as already started, and a row signalled twice is one signal (the row's ID is the
+    signal's request ID).
     """
 
     def __init__(
@@ -92,29 +93,37 @@ class OutboxRelay:
         Given `workflow_ids` (the prompt relay of the process that just committed them), only
         those processes' rows, and only rows a second relay may repeat harmlessly: a start of
         an ID that starts once, ever, and a plain signal. A signal-with-start or a start of a
-        reusable ID could run twice if a polling relay raced it, so those rows, and the rows
-        behind them, are left to the polling relays as before.
+        reusable ID could run twice if a polling relay raced it on SQLite, so those rows, and
+        the rows behind them, are left to the polling relays as before.
+
+        Each row is claimed in its own transaction, held from its send to its commit: on
+        PostgreSQL `FOR UPDATE SKIP LOCKED`, so a second relay passes over a row this one is
+        sending (a batch-wide lock would end at this pass's first commit and let it in). A row
+        waits while an earlier row of its process is unrelayed, here or in another relay, so a
+        signal never overtakes the start it needs.
 
         A row Temporal refuses outright (a bad search attribute, say) waits with its error and
         is tried again next pass, without holding up the rows behind it; only that process's
-        later rows wait behind it, so a signal never overtakes the start it needs."""
+        later rows wait behind it."""
         with self.session_factory() as session:
-            pending = select(OutboxMessage).where(OutboxMessage.relayed_at.is_(None))
+            pending = select(OutboxMessage.id, OutboxMessage.workflow_id).where(
+                OutboxMessage.relayed_at.is_(None)
+            )
             if workflow_ids is not None:
                 pending = pending.where(OutboxMessage.workflow_id.in_(list(workflow_ids)))
-            rows = list(
-                session.scalars(
-                    pending.order_by(OutboxMessage.id)
-                    .limit(self.batch)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            started = 0
-            held: set[str] = set()
-            for row in rows:
-                if workflow_ids is not None and not _repeatable(row):
-                    held.add(row.workflow_id)
-                if row.workflow_id in held:
+            candidates = session.execute(pending.order_by(OutboxMessage.id).limit(self.batch)).all()
+        started = 0
+        held: set[str] = set()
+        for row_id, workflow_id in candidates:
+            if workflow_id in held:
+                continue
+            with self.session_factory() as session:
+                row = self._claim(session, row_id)
+                if row is not None and workflow_ids is not None and not _repeatable(row):
+                    session.rollback()
+                    row = None
+                if row is None:
+                    held.add(workflow_id)
                     continue
                 try:
                     await self._start(row)
@@ -135,12 +144,37 @@ class OutboxRelay:
                         )
                     if not _refused(error):
                         return -1
-                    held.add(row.workflow_id)
+                    held.add(workflow_id)
                     continue
                 row.relayed_at = utcnow()
                 session.commit()
                 started += 1
-            return started
+        return started
+
+    @staticmethod
+    def _claim(session: Session, row_id: int) -> OutboxMessage | None:
+        """The row, locked until the caller's commit, if it is still owed, no other relay holds
+        it, and no earlier row of its process is still owed; otherwise None."""
+        row = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.id == row_id, OutboxMessage.relayed_at.is_(None))
+            .with_for_update(skip_locked=True)
+        ).one_or_none()
+        if row is None:
+            return None
+        earlier = session.scalar(
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.workflow_id == row.workflow_id,
+                OutboxMessage.id < row.id,
+                OutboxMessage.relayed_at.is_(None),
+            )
+            .limit(1)
+        )
+        if earlier is not None:
+            session.rollback()
+            return None
+        return row
 
     async def _start(self, row: OutboxMessage) -> None:
         if row.kind == "signal":
