@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -70,9 +71,23 @@ class TemporalBridge:
         return asyncio.run_coroutine_threadsafe(run(), loop)
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = None
+        """Stops the loop; background work still running (a relay of rows just committed) is
+        cancelled first, so its database session rolls back now and the workers' relays send
+        those rows."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        if loop.is_running() and self._pid == os.getpid():
+
+            async def cancel_the_rest() -> None:
+                rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in rest:
+                    task.cancel()
+                await asyncio.gather(*rest, return_exceptions=True)
+
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(cancel_the_rest(), loop).result(self.timeout)
+        loop.call_soon_threadsafe(loop.stop)
 
 
 class Refusal(StrEnum):
