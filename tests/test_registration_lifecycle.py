@@ -216,3 +216,37 @@ def test_the_prompt_relay_leaves_a_signal_with_start_to_the_polling_relays(
     with session_factory() as session:
         assert session.get(OutboxMessage, joined_id).relayed_at is None
         assert session.get(OutboxMessage, once_id).relayed_at is not None
+
+
+def test_one_prompt_relay_at_a_time_takes_what_later_commits_owe(session_factory):
+    """While a relay is out (Temporal slow or away), further commits only add to what it owes:
+    a web process never holds more than one database connection waiting on Temporal."""
+    from concurrent.futures import Future
+
+    from temporal.outbox import enqueue_signal
+    from temporal.outbox.prompt import PromptRelay
+
+    class HeldBridge:
+        """A bridge whose background work has not finished yet."""
+
+        settings = None
+
+        def __init__(self) -> None:
+            self.submitted: list[Future] = []
+
+        def submit(self, action) -> Future:
+            self.submitted.append(Future())
+            return self.submitted[-1]
+
+    bridge = HeldBridge()
+    prompt = PromptRelay(session_factory, bridge)
+    for n in range(3):
+        with session_factory() as session:
+            enqueue_signal(session, workflow_id=f"prompt/{n}", signal="s", payload={})
+            session.commit()
+            prompt.committed(session)
+
+    assert len(bridge.submitted) == 1
+    assert prompt.owed == {"prompt/0", "prompt/1", "prompt/2"}
+    bridge.submitted[0].set_exception(ConnectionError("Temporal away"))
+    assert prompt.owed == set() and not prompt.running
