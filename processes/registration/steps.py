@@ -54,7 +54,7 @@ class Registration(Protocol):
 
     def restart_deadline(self) -> None: ...
 
-    async def enter(self, step: Step) -> None: ...
+    async def enter(self, step: Step) -> bool: ...
 
     async def record_step(self, step: Step) -> None: ...
 
@@ -247,8 +247,8 @@ class ConfirmationStep:
         self.confirmed = False
 
     async def run(self) -> bool:
-        await self.registration.enter(Step.CONFIRM_EMAIL)
-        await self.send_link()
+        wrote_row = await self.registration.enter(Step.CONFIRM_EMAIL)
+        await self.send_link(local=not wrote_row)
         while True:
             if not await self.registration.wait_until_deadline(
                 lambda: self.confirmed or self.resend_requested
@@ -270,7 +270,11 @@ class ConfirmationStep:
         if self.registration.at(Step.CONFIRM_EMAIL) and not self.confirmed:
             self.resend_requested = True
 
-    async def send_link(self) -> None:
+    async def send_link(self, local: bool = True) -> None:
+        """A local activity's e-mail goes out before its workflow task is recorded: had that
+        task also written the step on the row, a retry of the task (Temporal down meanwhile)
+        would write it again after the applicant's click had moved it on. Such a first link
+        goes out as a regular activity."""
         registration = self.registration
         self.links_sent += 1
         link = LinkEmail(
@@ -284,7 +288,7 @@ class ConfirmationStep:
             send_key=f"{workflow.info().workflow_id}/confirm/{self.links_sent}",
         )
         summary = f"e-mail confirmation link #{self.links_sent}"
-        if registration.lean:
+        if registration.lean and local:
             await registration.mail(MailActivities.send_link, link, summary)
             return
         await workflow.execute_activity_method(

@@ -214,7 +214,8 @@ class RegistrationWorkflow:
         self.deadline = workflow.now() + timedelta(hours=self.policy.registration_abandon_hours)
         self.deadline_passed = False
 
-    async def enter(self, step: Step) -> None:
+    async def enter(self, step: Step) -> bool:
+        """True when this wrote the step on the registration's row (a local activity)."""
         first = self.step == Step.STARTED
         self.step = step
         self.note(step)
@@ -223,14 +224,16 @@ class RegistrationWorkflow:
             if workflow.info().typed_search_attributes.get(STEP) != step:
                 workflow.upsert_search_attributes([STEP.value_set(step)])
             await self.record_step(step)
-            return
+            return True
         attributes, self.unset_attributes = self.unset_attributes, []
         if workflow.info().typed_search_attributes.get(STEP) != step:
             attributes.append(STEP.value_set(step))
         if attributes:
             workflow.upsert_search_attributes(attributes)
-        if not (first and step == self.start.recorded_step):
-            await self.record_step(step)
+        if first and step == self.start.recorded_step:
+            return False
+        await self.record_step(step)
+        return True
 
     async def record_step(self, step: Step) -> None:
         """A local activity: a one-row update needs no task queue round trip of its own."""
