@@ -29,6 +29,7 @@ PATHS = {
         "tests/test_registration_workflow.py::test_abandoned_registration_expires_and_frees_its_username",
         "tests/test_registration_workflow.py::test_a_click_that_raced_the_deadline_is_honoured",
         "tests/test_patient_portal.py::test_registration_sends_a_confirmation_link_that_activates_the_account",
+        "tests/test_registration_lifecycle.py::test_a_patient_lifecycle_fits_in_fourteen_history_events",
     ],
     "member escalation then retry": [
         "tests/test_member_workflow.py::test_help_desk_allows_a_retry_and_the_applicant_finishes",

@@ -7,6 +7,8 @@ per process owns the client; it starts on first use, which is after a gunicorn f
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -58,10 +60,34 @@ class TemporalBridge:
         future = asyncio.run_coroutine_threadsafe(run(), loop)
         return future.result(timeout or self.timeout)
 
+    def submit(self, action: Callable[[Client], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Run `action(client)` on the bridge's loop without waiting: for work whose outcome
+        the request does not answer for (relaying what it just committed)."""
+        loop = self._ensure_loop()
+
+        async def run() -> T:
+            return await action(await self._get_client())
+
+        return asyncio.run_coroutine_threadsafe(run(), loop)
+
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = None
+        """Stops the loop; background work still running (a relay of rows just committed) is
+        cancelled first, so its database session rolls back now and the workers' relays send
+        those rows."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        if loop.is_running() and self._pid == os.getpid():
+
+            async def cancel_the_rest() -> None:
+                rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in rest:
+                    task.cancel()
+                await asyncio.gather(*rest, return_exceptions=True)
+
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(cancel_the_rest(), loop).result(self.timeout)
+        loop.call_soon_threadsafe(loop.stop)
 
 
 class Refusal(StrEnum):

@@ -18,3 +18,6 @@ CHECK_RETRY = RetryPolicy(
 )
 """An automatic check of something outside (a developer's web site): a few tries over about
 half a minute ride out a blip; a failure after them is a result staff see, not an outage."""
+MAIL_FIRST_TRY = RetryPolicy(maximum_attempts=1)
+"""An e-mail's first try as a local activity: it either goes out within the workflow task, or
+the process falls back to a regular activity with MAIL_RETRY, whose retries show in the UI."""

@@ -14,6 +14,7 @@ from portal.server_keys import server_secret_key
 from portal.settings import Settings, load_settings
 from portal.translations import TRANSLATIONS_DIR, compile_catalogs
 from temporal.bridge import TemporalBridge
+from temporal.outbox.prompt import relay_after_commit
 from web import db as web_db
 from web import errors, formatting, ratelimit, security
 from web import metrics as web_metrics
@@ -54,6 +55,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["acceso.portals"] = load_portals(settings.portals_file)
     app.extensions["acceso.site"] = load_site(settings.portals_file)
     app.extensions["acceso.temporal"] = test_config.get("TEMPORAL") or TemporalBridge(settings)
+    if isinstance(app.extensions["acceso.temporal"], TemporalBridge):
+        relay_after_commit(app.extensions["acceso.sessions"], app.extensions["acceso.temporal"])
 
     compile_catalogs()
     web_db.init_app(app)

@@ -101,6 +101,7 @@ def begin(
             steps=list(portal.steps),
             policy=portal.policy,
             user_id=user.id if user else None,
+            recorded_step=registration.status,
         ),
         what="registration",
         reference=registration.reference,

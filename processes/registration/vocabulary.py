@@ -115,6 +115,9 @@ class RegistrationStart:
     policy: Policy
     user_id: int | None = None
     client_id_key: str = ""
+    recorded_step: str = ""
+    """The step the web tier wrote on the registration's row with this start: the workflow
+    need not write it again when it enters that step first."""
 
 
 @dataclass

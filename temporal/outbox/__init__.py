@@ -1,8 +1,9 @@
 """The transactional outbox: how the web tier starts a workflow without two writes.
 
 A view that must start a process writes an `OutboxMessage` in the same database transaction as
-the rows the process concerns (`enqueue_start`), commits, and answers. The relay
-(`temporal.outbox.relay.OutboxRelay`, run by every worker) turns each row into one start. So:
+the rows the process concerns (`enqueue_start`), commits, and answers. The web process then
+relays its own rows at once, in the background (`temporal.outbox.prompt`); the relay every
+worker runs (`temporal.outbox.relay.OutboxRelay`) polls for whatever is still owed. So:
 
 - a web process killed before its commit leaves nothing (no rows, no start);
 - one killed after it leaves rows whose start is still owed, and the relay makes it;
@@ -22,6 +23,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from portal.models import OutboxMessage
+
+OWED = "acceso.outbox.owed"
+"""`Session.info` key: the workflow IDs this transaction owes Temporal something for, so the
+process can relay them at once after the commit (`temporal.outbox.prompt`)."""
+
+
+def _owe(session: Session, workflow_id: str) -> None:
+    session.info.setdefault(OWED, set()).add(workflow_id)
 
 
 def _plain(value: Any) -> dict[str, Any]:
@@ -57,6 +66,7 @@ def enqueue_start(
         search_attributes=dict(search_attributes or {}),
     )
     session.add(message)
+    _owe(session, workflow_id)
     return message
 
 
@@ -78,4 +88,5 @@ def enqueue_signal(
         summary=f"signal {signal}"[:200],
     )
     session.add(message)
+    _owe(session, workflow_id)
     return message

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributeKey,
@@ -41,12 +44,21 @@ def _refused(error: Exception) -> bool:
     return isinstance(error, (TypeError, ValueError))
 
 
+def _repeatable(row: OutboxMessage) -> bool:
+    """Relayed twice, still one start or one signal (see `OutboxRelay._signal`)."""
+    if row.kind == "signal":
+        return True
+    return not row.signal and not row.reuse_finished_id
+
+
 class OutboxRelay:
     """Polls for unrelayed rows, oldest first, and starts each one's workflow.
 
-    Several relays (one per worker) may run at once: on PostgreSQL each claims a row with
+    Several relays (one per worker, and the web process that just committed a row, see
+    `temporal.outbox.prompt`) may run at once: on PostgreSQL each claims a row with
     `SKIP LOCKED` for as long as it sends it; anywhere, a row started twice is refused by
-    Temporal as already started.
+    Temporal as already started, and a row signalled twice is one signal (the row's ID is the
+    signal's request ID).
     """
 
     def __init__(
@@ -75,8 +87,14 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
-    async def relay_once(self) -> int:
+    async def relay_once(self, workflow_ids: Collection[str] | None = None) -> int:
         """Starts what is pending; the number started, or -1 when Temporal could not be reached.
+
+        Given `workflow_ids` (the prompt relay of the process that just committed them), only
+        those processes' rows, and only rows a second relay may repeat harmlessly: a start of
+        an ID that starts once, ever, and a plain signal. A signal-with-start or a start of a
+        reusable ID could run twice if a polling relay raced it on SQLite, so those rows, and
+        the rows behind them, are left to the polling relays as before.
 
         Each row is claimed in its own transaction, held from its send to its commit: on
         PostgreSQL `FOR UPDATE SKIP LOCKED`, so a second relay passes over a row this one is
@@ -88,12 +106,12 @@ class OutboxRelay:
         is tried again next pass, without holding up the rows behind it; only that process's
         later rows wait behind it."""
         with self.session_factory() as session:
-            candidates = session.execute(
-                select(OutboxMessage.id, OutboxMessage.workflow_id)
-                .where(OutboxMessage.relayed_at.is_(None))
-                .order_by(OutboxMessage.id)
-                .limit(self.batch)
-            ).all()
+            pending = select(OutboxMessage.id, OutboxMessage.workflow_id).where(
+                OutboxMessage.relayed_at.is_(None)
+            )
+            if workflow_ids is not None:
+                pending = pending.where(OutboxMessage.workflow_id.in_(list(workflow_ids)))
+            candidates = session.execute(pending.order_by(OutboxMessage.id).limit(self.batch)).all()
         started = 0
         held: set[str] = set()
         for row_id, workflow_id in candidates:
@@ -101,6 +119,9 @@ class OutboxRelay:
                 continue
             with self.session_factory() as session:
                 row = self._claim(session, row_id)
+                if row is not None and workflow_ids is not None and not _repeatable(row):
+                    session.rollback()
+                    row = None
                 if row is None:
                     held.add(workflow_id)
                     continue
@@ -186,11 +207,21 @@ class OutboxRelay:
         )
 
     async def _signal(self, row: OutboxMessage) -> None:
-        """Signals are idempotent in the receiving workflows, so a repeat after a crash is safe."""
+        """The row's ID is the signal's request ID, so Temporal keeps one signal however many
+        relays send it (a crash before marking the row, a web process and a worker racing);
+        the receiving workflows ignore repeats anyway."""
+        request = SignalWorkflowExecutionRequest(
+            namespace=self.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=row.workflow_id),
+            signal_name=row.signal,
+            identity=self.client.identity,
+            request_id=f"outbox-{row.id}",
+        )
+        request.input.payloads.extend(
+            await self.client.data_converter.encode([row.signal_payload or {}])
+        )
         try:
-            await self.client.get_workflow_handle(row.workflow_id).signal(
-                row.signal, row.signal_payload or {}
-            )
+            await self.client.workflow_service.signal_workflow_execution(request, retry=True)
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
