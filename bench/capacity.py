@@ -404,11 +404,11 @@ def bench_memory(args) -> None:
 def counted_tables():
     """Every swept table, then (marked *) tables that grow with the same traffic and are not
     swept: shown so their growth is not hidden."""
-    from portal.models import OidcGrant, SentMail
+    from portal.models import OidcGrant
     from processes.cleanup.activities import ENDS
 
     swept = {str(table): key.class_ for table, (key, _) in ENDS.items()}
-    return {**swept, "*oidc_grants": OidcGrant, "*sent_mail": SentMail}
+    return {**swept, "*oidc_grants": OidcGrant}
 
 
 def row_counts(factory) -> dict[str, int]:

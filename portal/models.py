@@ -349,7 +349,7 @@ class SentMail(Base):
     __tablename__ = "sent_mail"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class RegistrationDraft(Base):

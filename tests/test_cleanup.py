@@ -24,6 +24,7 @@ from portal.models import (
     OidcRefreshToken,
     OutboxMessage,
     RateLimitCounter,
+    SentMail,
     User,
     UserSession,
     utcnow,
@@ -89,6 +90,7 @@ def seed(session_factory, per_table: int = 3, pending_start: bool = False) -> No
                     FormSubmission(key_hash=key, portal="patient", outcome_url="/", created_at=end),
                     OutboxMessage(workflow="W", workflow_id=key, relayed_at=end),
                     RateLimitCounter(key=f"sign_in/{key}", count=3, expires_at=end.timestamp()),
+                    SentMail(key=f"registration/patient/X:{key}", sent_at=end),
                 ]
             )
         if pending_start:

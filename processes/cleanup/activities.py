@@ -17,6 +17,7 @@ from portal.models import (
     OidcRefreshToken,
     OutboxMessage,
     RateLimitCounter,
+    SentMail,
     UserSession,
     utcnow,
 )
@@ -35,6 +36,7 @@ ENDS = {
     SweptTable.FORM_SUBMISSIONS: (FormSubmission.key_hash, FormSubmission.created_at),
     SweptTable.RELAYED_OUTBOX: (OutboxMessage.id, OutboxMessage.relayed_at),
     SweptTable.RATE_LIMITS: (RateLimitCounter.key, RateLimitCounter.expires_at),
+    SweptTable.SENT_MAIL: (SentMail.key, SentMail.sent_at),
 }
 # Tables whose ending is seconds since the epoch (what the `limits` package keeps), not a date.
 EPOCH_SECONDS = {SweptTable.RATE_LIMITS}

@@ -20,9 +20,15 @@ class SweptTable(StrEnum):
     FORM_SUBMISSIONS = "form_submissions"
     RELAYED_OUTBOX = "outbox"
     RATE_LIMITS = "rate_limit_counters"
+    SENT_MAIL = "sent_mail"
+    """What makes a retried e-mail activity send once: a retry comes within minutes of its send,
+    never a week after."""
 
 
-LATER_TABLES = {SweptTable.RATE_LIMITS: "sweep-rate-limits"}
+LATER_TABLES = {
+    SweptTable.RATE_LIMITS: "sweep-rate-limits",
+    SweptTable.SENT_MAIL: "sweep-sent-mail",
+}
 """Tables added to the sweep after it first ran, each with the patch ID that keeps a sweep
 recorded before it replaying as it ran."""
 
