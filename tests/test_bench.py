@@ -75,3 +75,24 @@ def test_the_capacity_bench_shows_every_swept_table_back_to_nothing_after_each_s
             if table.startswith("*") or table == "oidc_refresh_tokens":
                 continue  # kept on purpose: unswept, or alive as long as their grant
             assert after_sweep == "0", (table, cells)
+
+
+def test_the_registration_bench_prints_cpu_history_and_latency_against_their_goals():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/registration.py",
+            *("--lifecycles", "2", "--concurrency", "2", "--rate", "2"),
+            *("--open-loop-seconds", "1", "--idle-seconds", "0.5"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    out = result.stdout
+    for figure in ("CPU per lifecycle", "history of one lifecycle", "registration submit at"):
+        line = next(line for line in out.splitlines() if line.startswith(figure))
+        assert "goal" in line, line
+    assert "'user confirmed' e-mails sent twice: 0" in out
