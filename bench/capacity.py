@@ -39,7 +39,7 @@ from aiosmtpd.controller import Controller
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from run import CSRF, LinkCatcher, csrf, free_port  # noqa: E402
+from run import CSRF, LinkCatcher, add_postgres_option, csrf, free_port, start_postgres  # noqa: E402
 
 MEMORY_GOAL_MB = 300
 FORM_KEY = re.compile(r'name="form_key"[^>]*value="([^"]+)"')
@@ -213,11 +213,7 @@ def bench_stack(postgres: bool, env: dict[str, str]):
     saved = dict(os.environ)
     os.environ.update(env)
     if postgres:
-        from tests.fixtures.postgres import PostgresCluster
-
-        cluster = PostgresCluster()
-        cluster.start()
-        os.environ["ACCESO_DATABASE_URL"] = cluster.create_database()
+        cluster = start_postgres()
     catcher = CountingCatcher()
     smtp_port = free_port()
     controller = Controller(catcher, hostname="127.0.0.1", port=smtp_port)
@@ -634,11 +630,7 @@ def main() -> int:
     parser.add_argument("--scale", action="store_true")
     parser.add_argument("--lifecycles", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument(
-        "--postgres",
-        action="store_true",
-        help="application database on a throwaway PostgreSQL 15 cluster instead of SQLite",
-    )
+    add_postgres_option(parser)
     args = parser.parse_args()
     if not (args.memory or args.tables or args.scale):
         parser.error("choose --memory N, --tables or --scale")

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import email
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -41,13 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import (  # noqa: E402 (bench/ is a folder of scripts, not a package)
     CSRF,
-    PASSWORD,
     ROOT,
     LinkCatcher,
-    csrf,
+    add_postgres_option,
     free_port,
     import_patients,
     percentile,
+    register,
+    start_postgres,
 )
 
 GOAL_CPU_MS = 70
@@ -200,36 +200,13 @@ class Timings:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def submit(base: str, n: int, session: requests.Session) -> float:
-    token = csrf(session, f"{base}/patient/register")
-    started = time.perf_counter()
-    response = session.post(
-        f"{base}/patient/register",
-        data={
-            "csrf_token": token,
-            "email": f"bench{n}@example.org",
-            "username": f"paciente{n}",
-            "password": PASSWORD,
-            "password_confirm": PASSWORD,
-            "full_name": f"Paciente {n}",
-        },
-        allow_redirects=False,
-        timeout=30,
-    )
-    elapsed = time.perf_counter() - started
-    if response.status_code != 302:
-        errors = re.findall(r'class="error"[^>]*>([^<]*)<', response.text)
-        raise RuntimeError(f"registration {n} answered {response.status_code}: {errors}")
-    return elapsed
-
-
 def lifecycle(base: str, catcher: LifecycleCatcher, n: int, timings: Timings) -> None:
     """Submit, wait for the link, open its page and press its button, wait for the notice."""
     address = f"bench{n}@example.org"
     try:
         session = requests.Session()
         session.headers["X-Forwarded-For"] = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-        submitted = submit(base, n, session)
+        submitted = register(base, n, session)
         link = catcher.box(address).get(timeout=120)
         link = base + "/" + link.split("/", 3)[3]
         page = session.get(link, timeout=30)
@@ -302,21 +279,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=15)
     parser.add_argument("--open-loop-seconds", type=float, default=20)
     parser.add_argument("--idle-seconds", type=float, default=5)
-    parser.add_argument(
-        "--postgres",
-        action="store_true",
-        help="application database on a throwaway PostgreSQL 15 cluster instead of SQLite",
-    )
+    add_postgres_option(parser)
     args = parser.parse_args()
 
-    cluster = None
-    if args.postgres:
-        sys.path.insert(0, str(ROOT))
-        from tests.fixtures.postgres import PostgresCluster
-
-        cluster = PostgresCluster()
-        cluster.start()
-        os.environ["ACCESO_DATABASE_URL"] = cluster.create_database()
+    cluster = start_postgres() if args.postgres else None
 
     catcher = LifecycleCatcher()
     smtp_port = free_port()

@@ -75,6 +75,26 @@ class LinkCatcher:
         return "250 OK"
 
 
+def add_postgres_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="application database on a throwaway PostgreSQL 15 cluster instead of SQLite",
+    )
+
+
+def start_postgres():
+    """A throwaway PostgreSQL 15 cluster (the test suite's) whose first database becomes the
+    stack's (ACCESO_DATABASE_URL); the caller stops it."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
+    cluster.start()
+    os.environ["ACCESO_DATABASE_URL"] = cluster.create_database()
+    return cluster
+
+
 def start_stack(data_dir: Path, smtp_port: int) -> tuple[subprocess.Popen, str]:
     port, temporal_port, ui_port = free_port(), free_port(), free_port()
     command = [
@@ -160,7 +180,8 @@ def register(base: str, n: int, session: requests.Session | None = None) -> floa
     )
     elapsed = time.perf_counter() - started
     if response.status_code != 302:
-        raise RuntimeError(f"registration {n} answered {response.status_code}")
+        errors = re.findall(r'class="error"[^>]*>([^<]*)<', response.text)
+        raise RuntimeError(f"registration {n} answered {response.status_code}: {errors}")
     return elapsed
 
 
@@ -276,22 +297,13 @@ def main() -> None:
     parser.add_argument("--login-concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=15)
     parser.add_argument("--open-loop-seconds", type=float, default=20)
-    parser.add_argument(
-        "--postgres",
-        action="store_true",
-        help="application database on a throwaway PostgreSQL 15 cluster instead of SQLite",
-    )
+    add_postgres_option(parser)
     args = parser.parse_args()
 
     cluster = None
     front_door_database = None
     if args.postgres:
-        sys.path.insert(0, str(ROOT))
-        from tests.fixtures.postgres import PostgresCluster
-
-        cluster = PostgresCluster()
-        cluster.start()
-        os.environ["ACCESO_DATABASE_URL"] = cluster.create_database()
+        cluster = start_postgres()
         front_door_database = cluster.create_database()
     try:
         figures = front_door(args, front_door_database)
