@@ -77,6 +77,13 @@ class Settings:
         default_factory=lambda: _env("ACCESO_CODEC_CORS_ORIGINS", "http://127.0.0.1:8233")
     )
     allow_http: bool = field(default_factory=lambda: _env_bool("ACCESO_ALLOW_HTTP", False))
+    app_check_private_urls: bool = field(
+        default_factory=lambda: _env_bool(
+            "ACCESO_APP_CHECK_PRIVATE_URLS", _env_bool("ACCESO_DEV_MODE", False)
+        )
+    )
+    """Whether an app's privacy-policy check may fetch loopback and private addresses: only for
+    a developer's own machine (on by default in dev mode), never in production."""
     metrics_token: str = field(default_factory=lambda: _env("ACCESO_METRICS_TOKEN", ""))
     worker_metrics_address: str = field(
         default_factory=lambda: _env("ACCESO_WORKER_METRICS_ADDRESS", "")

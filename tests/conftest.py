@@ -41,6 +41,9 @@ def settings(tmp_path, database_url, smtp_server, task_queue) -> Settings:
         public_base_url="http://acceso.test",
         dev_mode=False,
         codec_keys=TEST_CODEC_KEYS,
+        # The tests' privacy-policy pages listen on loopback; the refusal that holds in
+        # production is proven with this off in tests/test_app_registration_workflow.py.
+        app_check_private_urls=True,
     )
 
 

@@ -8,7 +8,7 @@ test, activities mocked, covers a decision that beat the deadline by a hair."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import pytest
@@ -29,6 +29,7 @@ from processes.app_registration.activities import (
     AppRegistrationActivities,
     AppSettling,
     AppState,
+    private_address_problem,
 )
 from processes.app_registration.vocabulary import (
     AppRegistrationStart,
@@ -104,8 +105,14 @@ class Run:
 
 
 @pytest.fixture
-async def apps(time_skipping_env, settings, session_factory, task_queue):
+def private_urls_allowed() -> bool:
+    return True
+
+
+@pytest.fixture
+async def apps(time_skipping_env, settings, session_factory, task_queue, private_urls_allowed):
     portals = load_portals(settings.portals_file)
+    settings = replace(settings, app_check_private_urls=private_urls_allowed)
     real = AppRegistrationActivities(session_factory, Mailer(settings), portals)
     async with Worker(
         time_skipping_env.client,
@@ -235,6 +242,38 @@ async def test_a_privacy_page_that_never_answers_reaches_staff_as_a_failed_check
     assert [c.passed for c in status.checks] == [True, False]
     await apps.decide(handle, row.reference, Decision.APPROVE)
     assert (await handle.result()).status == Step.REGISTERED
+
+
+@pytest.mark.parametrize("private_urls_allowed", [False])
+async def test_a_privacy_url_on_a_private_address_fails_its_check_without_being_fetched(
+    apps, watched_privacy_page
+):
+    row = apps.submit(watched_privacy_page.url)
+    handle = await apps.start(row)
+    await reaches(handle, Step.IN_REVIEW)
+    privacy = next(c for c in apps.row(row.reference).checks if c["check"] == Check.PRIVACY_POLICY)
+    assert not privacy["passed"]
+    assert privacy["detail"] == "resolves to a non-public address (127.0.0.1)"
+    assert watched_privacy_page.visits == []
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("http://127.0.0.1:8080/p", True),
+        ("http://localhost/p", True),
+        ("https://10.1.2.3/p", True),
+        ("https://192.168.0.9/p", True),
+        ("https://169.254.169.254/latest/meta-data", True),
+        ("https://[::1]/p", True),
+        ("https://[::ffff:10.0.0.1]/p", True),
+        ("https://0.0.0.0/p", True),
+        ("https://8.8.8.8/privacy", False),
+        ("https://[2001:4860:4860::8888]/privacy", False),
+    ],
+)
+def test_only_public_addresses_may_be_fetched_by_the_privacy_check(url, refused):
+    assert (private_address_problem(url) is not None) is refused
 
 
 async def test_an_insecure_redirect_uri_fails_its_check_and_cannot_be_approved(apps, privacy_page):

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from portal.models import AuditEvent, EmailToken, OutboxMessage, User, UserSession
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text, link_in
-from tests.fixtures.stack import press_link_button, submit
+from tests.fixtures.stack import csrf_token, press_link_button, submit
 from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.dialects
@@ -182,6 +182,27 @@ def test_reset_link_works_only_once_and_opening_it_changes_nothing(patient):
         assert token.used_at is None
     assert not [m for m in patient.mailbox.to("ana@example.org") if "temporal" in m["Subject"]]
     press_link_button(patient.client, link)
+    assert patient.client.get(link).status_code == 410
+
+
+def test_a_reset_press_retried_after_it_was_applied_gets_the_same_answer_and_one_password(
+    patient,
+):
+    recover_password(patient)
+    link = link_in(patient.mailbox.wait_for("ana@example.org", "Confirme el cambio"), "/reset/")
+    path = "/" + link.split("://", 1)[-1].split("/", 1)[-1]
+    token = csrf_token(patient.client, path)
+    answers = [
+        patient.client.post(path, data={"csrf_token": token}, follow_redirects=False)
+        for _press in range(2)
+    ]
+    assert [a.status_code for a in answers] == [302, 302]
+    assert all(a.headers["Location"].endswith("/patient/login") for a in answers)
+    assert "contraseña temporal" in patient.client.get("/patient/login").get_data(as_text=True)
+    patient.mailbox.wait_for("ana@example.org", "contraseña temporal")
+    assert (
+        len([m for m in patient.mailbox.to("ana@example.org") if "temporal" in m["Subject"]]) == 1
+    )
     assert patient.client.get(link).status_code == 410
 
 

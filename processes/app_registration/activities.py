@@ -5,6 +5,8 @@ mailed here, so neither enters workflow history."""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -58,6 +60,22 @@ def redirect_uri_problem(uri: str) -> str | None:
     if parts.scheme == "http" and host in LOOPBACK_HOSTS:
         return None
     return "not https (plain http is allowed only on 127.0.0.1, [::1] or localhost)"
+
+
+def private_address_problem(url: str) -> str | None:
+    """Why fetching this URL would reach inside the organisation's network, or None: the
+    privacy check is a GET from the worker to an address a stranger typed, so a name that
+    resolves to a loopback, private, link-local or reserved address is refused, not fetched.
+    A name that does not resolve raises OSError (the check is retried as unreachable)."""
+    host = urlsplit(url).hostname or ""
+    port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+    for *_, sockaddr in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP):
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if not address.is_global or address.is_multicast:
+            return f"resolves to a non-public address ({address})"
+    return None
 
 
 @dataclass
@@ -132,6 +150,10 @@ class AppRegistrationActivities(MailingActivities):
             problems = [f"{uri}: {p}" for uri in uris if (p := redirect_uri_problem(uri))]
             return CheckResult(request.check, passed=not problems, detail="; ".join(problems))
         try:
+            if not self.mailer.settings.app_check_private_urls and (
+                problem := private_address_problem(privacy_url)
+            ):
+                return CheckResult(request.check, passed=False, detail=problem)
             answer = requests.get(
                 privacy_url,
                 timeout=PRIVACY_TIMEOUT_SECONDS,
@@ -140,7 +162,7 @@ class AppRegistrationActivities(MailingActivities):
                 headers={"User-Agent": "Acceso app review"},
             )
             answer.close()
-        except requests.RequestException as error:
+        except (requests.RequestException, OSError, ValueError) as error:
             raise ApplicationError(
                 f"unreachable ({type(error).__name__})", type="Unreachable"
             ) from None

@@ -105,7 +105,9 @@ def confirm_reset(
     session: Session, bridge: TemporalBridge, token: EmailToken, new_password_hash: str | None
 ) -> bool:
     """The reset link's POST: a chosen password (link mode, already hashed) waits on the link's
-    row, then the workflow's update applies it, or mails a temporary one; False if it would not."""
+    row, then the workflow's update applies it, or mails a temporary one; False if it would not.
+    The update's id is the link's, so a press retried while the first is still being applied
+    joins it and gets its answer instead of a refusal."""
     from processes.recovery.workflows import PasswordResetWorkflow
 
     if new_password_hash is not None:
@@ -115,7 +117,9 @@ def confirm_reset(
     result = ask(
         bridge,
         lambda client: client.get_workflow_handle(workflow_id).execute_update(
-            PasswordResetWorkflow.confirm_reset, ResetConfirmation(token_id=token_id)
+            PasswordResetWorkflow.confirm_reset,
+            ResetConfirmation(token_id=token_id),
+            id=f"confirm-reset-{token_id}",
         ),
     )
     return result.applied

@@ -117,7 +117,21 @@ def _reset_token(token: str) -> EmailToken | None:
     row = get_db().scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(token)))
     if row is None or row.portal != g.portal.slug or row.purpose != "password_reset":
         return None
-    return row if row.usable(utcnow()) else None
+    return row
+
+
+def _reset_done(link_mode: bool):
+    if link_mode:
+        flash(_("Su contraseña fue cambiada. Ya puede iniciar sesión."), "success")
+    else:
+        flash(
+            _(
+                "Le enviamos por correo una contraseña temporal. Úsela para iniciar sesión; "
+                "se le pedirá elegir una nueva."
+            ),
+            "success",
+        )
+    return redirect(url_for("auth.login"))
 
 
 @bp.route("/reset/<token>", methods=["GET", "POST"])
@@ -125,15 +139,27 @@ def reset(token: str):
     """The link in the reset e-mail shows a page; only its POST asks the process for a temporary
     password, or sets the new one typed there (link mode)."""
     row = _reset_token(token)
-    if row is None:
+    # Only an applied reset marks its link used: a press retried after a timeout (or from a
+    # second tab) gets the first press's answer, and nothing is applied twice.
+    applied_before = (
+        row is not None
+        and row.used_at is not None
+        and row.revoked_at is None
+        and utcnow() < row.expires_at
+    )
+    if row is None or not (row.usable(utcnow()) or applied_before):
         return render_template("recovery/link_invalid.html"), 410
     link_mode = g.portal.policy.password_reset_mode == ResetMode.LINK
     owner = get_db().get(User, row.user_id) if row.user_id else None
     g.password_username = owner.username if owner else ""
     form = NewPasswordForm() if link_mode else ConfirmResetForm()
     if not form.validate_on_submit():
+        if applied_before:
+            return render_template("recovery/link_invalid.html"), 410
         page = "recovery/new_password.html" if link_mode else "recovery/confirm_reset.html"
         return render_template(page, form=form)
+    if applied_before:
+        return _reset_done(link_mode)
     try:
         applied = service.confirm_reset(
             get_db(),
@@ -147,14 +173,4 @@ def reset(token: str):
         return render_template("registration/try_later.html"), 503
     if not applied:
         return render_template("recovery/link_invalid.html"), 410
-    if link_mode:
-        flash(_("Su contraseña fue cambiada. Ya puede iniciar sesión."), "success")
-    else:
-        flash(
-            _(
-                "Le enviamos por correo una contraseña temporal. Úsela para iniciar sesión; "
-                "se le pedirá elegir una nueva."
-            ),
-            "success",
-        )
-    return redirect(url_for("auth.login"))
+    return _reset_done(link_mode)
