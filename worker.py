@@ -30,7 +30,7 @@ from portal.safety import refuse_unsafe_start
 from portal.settings import Settings, load_settings
 from processes.account_notice.workflows import AccountNoticeWorkflow, SignInNoticeWorkflow
 from processes.app_registration.activities import AppRegistrationActivities
-from processes.app_registration.workflows import AppRegistrationWorkflow
+from processes.app_registration.workflows import AppCredentialsWorkflow, AppRegistrationWorkflow
 from processes.cleanup.activities import CleanupActivities
 from processes.cleanup.service import ensure_cleanup_schedule
 from processes.cleanup.workflows import CleanupWorkflow
@@ -64,6 +64,7 @@ WORKFLOWS = [
     CleanupWorkflow,
     ProxyGrantWorkflow,
     AppRegistrationWorkflow,
+    AppCredentialsWorkflow,
 ]
 # How long a stopping worker lets running activities finish before cancelling them; anything
 # still unfinished is retried by another worker once its start-to-close timeout lapses.

@@ -67,6 +67,7 @@ def start_process(
     what: str,
     reference: str,
     step: str,
+    reuse_finished_id: bool = False,
 ) -> None:
     """A portal's process, owed through the outbox in the caller's transaction; its summary and
     search attributes name the portal, the opaque reference and the first step (never PII), so
@@ -76,6 +77,7 @@ def start_process(
         workflow=workflow,
         workflow_id=workflow_id,
         payload=payload,
+        reuse_finished_id=reuse_finished_id,
         summary=f"{portal.name.source}: {what} {reference}",
         search_attributes={
             search_attributes.PORTAL.name: portal.slug,

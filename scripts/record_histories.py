@@ -98,12 +98,13 @@ PATHS = {
         "tests/test_proxy_access.py::test_the_subject_revokes_and_the_proxy_s_next_request_goes_back_to_their_own_view",
         "tests/test_proxy_access.py::test_staff_denial_is_e_mailed_with_its_reason",
     ],
-    "app registration: approved, denied, lapsed, failed check": [
+    "app registration: approved, denied, lapsed, failed check, new credentials": [
         "tests/test_app_registration_workflow.py::test_an_approved_app_gets_its_client_and_a_credentials_link_and_no_secret_in_history",
         "tests/test_app_registration_workflow.py::test_a_denial_e_mails_the_reason_and_makes_no_client",
         "tests/test_app_registration_workflow.py::test_an_unreviewed_app_reminds_reviewers_at_the_sla_and_lapses_at_the_final_deadline",
         "tests/test_app_registration_workflow.py::test_a_privacy_page_that_never_answers_reaches_staff_as_a_failed_check",
         "tests/test_app_registration.py::test_an_app_is_submitted_checked_approved_by_staff_and_its_new_secret_authenticates",
+        "tests/test_app_registration_workflow.py::test_a_new_credentials_link_is_mailed_once_and_repeats_start_nothing_until_the_quiet_ends",
     ],
     "account notice": [
         "tests/test_outbox.py::test_changing_the_password_e_mails_the_owner_what_changed_and_when",

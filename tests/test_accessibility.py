@@ -218,6 +218,10 @@ def test_every_public_page_of_every_portal(walk):
     walk.visit("/developers/apps/new", "register a health app")
     walk.refuse("/developers/apps/new", {"#app_name": "Mi Salud"}, "register a health app")
     walk.visit("/developers/apps/credentials/no-such-token", "app credentials link invalid")
+    walk.visit("/developers/apps/credentials/new", "ask for a new app secret")
+    walk.refuse(
+        "/developers/apps/credentials/new", {"#contact_email": "no-es"}, "ask for a new app secret"
+    )
 
 
 def test_every_page_of_the_provider_wizard(walk):

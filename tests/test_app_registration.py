@@ -379,3 +379,96 @@ def test_an_app_is_submitted_checked_approved_by_staff_and_its_new_secret_authen
         authorize.headers["Location"].startswith("/patient/login")
         or "login" in (authorize.headers["Location"])
     )
+
+
+def authenticates(stack, client_id: str, secret: str) -> bool:
+    """A token request with a made-up code: a client that authenticates is told the code is
+    bad (invalid_grant), one that does not is refused as a client (invalid_client)."""
+    answer = stack.app.test_client().post(
+        "/patient/token",
+        data={"grant_type": "authorization_code", "code": "none", "redirect_uri": "x"},
+        auth=(client_id, secret),
+    )
+    return answer.get_json()["error"] == "invalid_grant"
+
+
+def test_a_developer_who_lost_the_secret_gets_a_new_one_by_the_contact_s_mailbox_and_the_old_stops(
+    stack,
+):
+    reference, link = approved_with_link(stack.settings, stack.session_factory, stack.mailbox)
+    developer = stack.new_client()
+    shown = submit(developer, path_of(link), {}).get_data(as_text=True)
+    client_id = re.search(r'class="client-id">([^<]+)<', shown)[1]
+    old_secret = re.search(r'class="client-secret">([^<]+)<', shown)[1]
+    assert "Pedir un secreto nuevo" in shown
+    with stack.session_factory() as session:
+        session.execute(
+            update(AppRegistration)
+            .where(AppRegistration.reference == reference)
+            .values(status=Step.REGISTERED)
+        )
+        session.commit()
+
+    stranger = stack.new_client()
+    answers = [
+        submit(stranger, "/developers/apps/credentials/new", fields, follow=True)
+        for fields in (
+            {"client_id": client_id, "contact_email": "otra@apps.example"},
+            {"client_id": "no-such-client", "contact_email": DEVELOPER},
+            {"client_id": client_id, "contact_email": DEVELOPER.upper()},
+        )
+    ]
+    flashes = [
+        re.search(r'class="flash[^"]*"[^>]*>(.*?)<', a.get_data(as_text=True)) for a in answers
+    ]
+    assert len({f.group(1) for f in flashes}) == 1, "every answer is the same"
+    mail = stack.mailbox.wait_for(DEVELOPER, "Un secreto nuevo")
+    new_link = link_in(mail, "/credentials/")
+    assert new_link != link and reference in body_text(mail)
+
+    again = submit(
+        stranger,
+        "/developers/apps/credentials/new",
+        {"client_id": client_id, "contact_email": DEVELOPER},
+    )
+    assert again.status_code == 302
+    with stack.session_factory() as session:
+        starts = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.workflow == "AppCredentialsWorkflow")
+        ).all()
+        assert [s.workflow_id for s in starts] == [f"app-credentials/{reference}"] * 2
+    wait_until(
+        lambda: all(
+            row.relayed_at is not None
+            for row in stack.session_factory().scalars(select(OutboxMessage))
+        ),
+        what="the repeated request's start to be relayed (and refused as a duplicate)",
+    )
+    assert len([m for m in stack.mailbox.to(DEVELOPER) if "secreto nuevo" in m["Subject"]]) == 1
+
+    page = developer.get(path_of(new_link)).get_data(as_text=True)
+    assert "dejará de funcionar" in page
+    assert authenticates(stack, client_id, old_secret), "opening the page changes nothing"
+    shown = submit(developer, path_of(new_link), {}).get_data(as_text=True)
+    new_secret = re.search(r'class="client-secret">([^<]+)<', shown)[1]
+    assert new_secret != old_secret
+    assert authenticates(stack, client_id, new_secret)
+    assert not authenticates(stack, client_id, old_secret)
+    with stack.session_factory() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.action.like("app_registration.%"))
+        ).all()
+    assert actions.count("app_registration.new_credentials_requested") == 2
+    assert actions.count("app_registration.credentials_shown") == 2
+
+
+def test_the_new_secret_form_refuses_bad_input_beside_its_field(web):
+    answer = submit(
+        web.test_client(),
+        "/developers/apps/credentials/new",
+        {"client_id": "", "contact_email": "no-es-correo"},
+    )
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422
+    assert 'id="client_id-error"' in page and 'id="contact_email-error"' in page
+    assert 'value="no-es-correo"' in page

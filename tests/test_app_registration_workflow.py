@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 from temporalio import activity
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from mail.mailer import Mailer
@@ -32,6 +33,7 @@ from processes.app_registration.activities import (
     private_address_problem,
 )
 from processes.app_registration.vocabulary import (
+    AppCredentialsStart,
     AppRegistrationStart,
     Check,
     CheckResult,
@@ -41,7 +43,7 @@ from processes.app_registration.vocabulary import (
     ReviewDecision,
     Step,
 )
-from processes.app_registration.workflows import AppRegistrationWorkflow
+from processes.app_registration.workflows import AppCredentialsWorkflow, AppRegistrationWorkflow
 from tests.fixtures.smtp import body_text, link_in
 from tests.fixtures.waiting import wait_until_async
 
@@ -117,7 +119,7 @@ async def apps(time_skipping_env, settings, session_factory, task_queue, private
     async with Worker(
         time_skipping_env.client,
         task_queue=task_queue,
-        workflows=[AppRegistrationWorkflow],
+        workflows=[AppRegistrationWorkflow, AppCredentialsWorkflow],
         activities=[
             real.run_check,
             real.settle_application,
@@ -332,7 +334,7 @@ async def test_a_decision_claimed_just_before_the_deadline_wins_over_the_lapse(
     async with Worker(
         env.client,
         task_queue=task_queue,
-        workflows=[AppRegistrationWorkflow],
+        workflows=[AppRegistrationWorkflow, AppCredentialsWorkflow],
         activities=effects.activities(),
     ):
         handle = await env.client.start_workflow(
@@ -359,3 +361,48 @@ async def test_a_decision_claimed_just_before_the_deadline_wins_over_the_lapse(
     assert outcome.status == Step.REGISTERED and outcome.client_pk == 7
     assert effects.mails == ["received", "review_overdue", "credentials"]
     assert effects.made == [3]
+
+
+async def test_a_new_credentials_link_is_mailed_once_and_repeats_start_nothing_until_the_quiet_ends(
+    apps, mailbox, privacy_page
+):
+    row = apps.submit(privacy_page)
+    handle = await apps.start(row)
+    await reaches(handle, Step.IN_REVIEW)
+    await apps.decide(handle, row.reference, Decision.APPROVE)
+    await handle.result()
+    first_link = link_in(
+        mailbox.wait_for(DEVELOPER, "fue aprobada"), "/developers/apps/credentials/"
+    )
+    start = AppCredentialsStart(
+        portal="patient",
+        application_id=row.id,
+        application_workflow_id=row.workflow_id,
+        credentials_link_hours=72,
+        quiet_minutes=15,
+    )
+    workflow_id = f"app-credentials/{row.reference}"
+    asking = await apps.env.client.start_workflow(
+        AppCredentialsWorkflow.run, start, id=workflow_id, task_queue=apps.task_queue
+    )
+
+    async def mailed() -> list:
+        return [m for m in mailbox.to(DEVELOPER) if "secreto nuevo" in m["Subject"]]
+
+    await wait_until_async(mailed, what="the new credentials e-mail")
+    new_link = link_in((await mailed())[0], "/developers/apps/credentials/")
+    assert new_link != first_link
+    with apps.session_factory() as session:
+        tokens = session.scalars(
+            select(EmailToken).where(EmailToken.workflow_id == row.workflow_id)
+        ).all()
+        assert len(tokens) == 2 and all(t.purpose == "app_credentials" for t in tokens)
+        assert tokens[0].revoked_at is not None, "the newer link replaces the unused older one"
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await apps.env.client.start_workflow(
+            AppCredentialsWorkflow.run, start, id=workflow_id, task_queue=apps.task_queue
+        )
+    assert (await asking.result()).mailed
+    history = (await asking.fetch_history()).to_json()
+    assert new_link.rsplit("/", 1)[-1] not in history and DEVELOPER not in history
+    assert len([m for m in mailbox.to(DEVELOPER) if "secreto nuevo" in m["Subject"]]) == 1

@@ -280,7 +280,9 @@ class AppRegistrationActivities(MailingActivities):
                     raise _gone()
                 context = self._context(application, request.kind)
                 purpose = None
-                if request.kind == Mail.CREDENTIALS:
+                if request.kind in (Mail.CREDENTIALS, Mail.NEW_CREDENTIALS):
+                    if request.kind == Mail.NEW_CREDENTIALS and application.client_pk is None:
+                        return None
                     purpose = LinkPurpose.CREDENTIALS
                     to, locale = application.contact_email, application.locale
                     context["hours"] = str(request.lifetime_hours)

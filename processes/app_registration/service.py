@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.audit import add_event
@@ -21,7 +21,9 @@ from portal.tokens import claim_link, new_reference
 from processes import links
 from processes.app_registration.activities import redirect_uri_problem
 from processes.app_registration.vocabulary import (
+    CREDENTIALS_WORKFLOW,
     WORKFLOW,
+    AppCredentialsStart,
     AppRegistrationStart,
     Check,
     ClientType,
@@ -49,6 +51,11 @@ def requestable_scopes() -> list[str]:
 def app_portals(portals: dict[str, Portal]) -> list[Portal]:
     """The portals a health app may connect to: those whose people have a FHIR Patient."""
     return [portal for portal in portals.values() if portal.flow in SMART_FLOWS]
+
+
+NEW_CREDENTIALS_QUIET_MINUTES = 15
+"""After a new credentials link is mailed, further requests for the same app start nothing
+for this long: the contact's mailbox cannot be flooded through the public form."""
 
 
 def app_registration_id(reference: str) -> str:
@@ -123,6 +130,52 @@ def submit(
         accepted_with(session, reference)
     session.commit()
     return reference
+
+
+def request_new_credentials(
+    session: Session, portals: dict[str, Portal], client_id: str, contact_email: str
+) -> None:
+    """A developer who lost a confidential client's secret: when the client_id belongs to a
+    registered app whose contact address is the one typed, the contact gets a new single-use
+    credentials link. The caller shows the same answer whatever matched, so the form tells a
+    stranger nothing about which apps exist or who their contacts are."""
+    application = session.scalar(
+        select(AppRegistration)
+        .join(OidcClient, OidcClient.id == AppRegistration.client_pk)
+        .where(OidcClient.client_id == client_id.strip())
+        .where(OidcClient.public.is_(False))
+        .where(AppRegistration.status == Step.REGISTERED)
+        .where(func.lower(AppRegistration.contact_email) == contact_email.strip().lower())
+    )
+    portal = portals.get(application.portal) if application is not None else None
+    if application is None or portal is None:
+        return
+    add_event(
+        session,
+        actor="developer",
+        action="app_registration.new_credentials_requested",
+        portal=portal.slug,
+        workflow_id=application.workflow_id,
+        application=application.reference,
+    )
+    start_process(
+        session,
+        portal,
+        workflow=CREDENTIALS_WORKFLOW,
+        workflow_id=f"app-credentials/{application.reference}",
+        payload=AppCredentialsStart(
+            portal=portal.slug,
+            application_id=application.id,
+            application_workflow_id=application.workflow_id,
+            credentials_link_hours=portal.policy.app_credentials_link_hours,
+            quiet_minutes=NEW_CREDENTIALS_QUIET_MINUTES,
+        ),
+        what="new credentials for app",
+        reference=application.reference,
+        step="mailing",
+        reuse_finished_id=True,
+    )
+    session.commit()
 
 
 # --- staff -----------------------------------------------------------------------------------
@@ -255,6 +308,8 @@ class CredentialsLink:
     app_name: str = ""
     client_id: str = ""
     confidential: bool = False
+    replaces_secret: bool = False
+    """The client already has a secret, which pressing the button ends."""
     secret: str | None = None
 
 
@@ -269,16 +324,22 @@ def _read(session: Session, raw: str) -> links.Link[AppRegistration]:
 
 def read_credentials_link(session: Session, raw: str) -> CredentialsLink:
     """What the link's page may say, read without changing anything."""
-    return _page(_read(session, raw))
+    return _page(session, _read(session, raw))
 
 
-def _page(link: links.Link[AppRegistration]) -> CredentialsLink:
+def _page(session: Session, link: links.Link[AppRegistration]) -> CredentialsLink:
     if link.state != LinkState.USABLE:
-        return CredentialsLink(link.state, app_name=link.row.app_name if link.row else "")
+        return CredentialsLink(
+            link.state,
+            app_name=link.row.app_name if link.row else "",
+            confidential=link.row is not None and link.row.client_type == ClientType.CONFIDENTIAL,
+        )
+    client = session.get(OidcClient, link.row.client_pk)
     return CredentialsLink(
         LinkState.USABLE,
         app_name=link.row.app_name,
         confidential=link.row.client_type == ClientType.CONFIDENTIAL,
+        replaces_secret=client is not None and client.secret_hash is not None,
     )
 
 
@@ -288,7 +349,7 @@ def reveal_credentials(session: Session, raw: str, secret_key: bytes) -> Credent
     nowhere else (no log, no history, no e-mail)."""
     link = _read(session, raw)
     if link.state != LinkState.USABLE:
-        return _page(link)
+        return _page(session, link)
     application = link.row
     if not claim_link(session, link.token.id):
         session.rollback()

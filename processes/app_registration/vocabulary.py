@@ -10,6 +10,9 @@ from enum import StrEnum
 WORKFLOW = "AppRegistrationWorkflow"
 """The workflow's type name, as the outbox starts it and the recorded histories hold it."""
 
+CREDENTIALS_WORKFLOW = "AppCredentialsWorkflow"
+"""A developer's request for new credentials, mailed once, then a quiet period."""
+
 
 class Step(StrEnum):
     """An application's life, the same value in app_registrations.status and AccesoStep.
@@ -63,6 +66,7 @@ class Mail(StrEnum):
     DENIED = "denied"
     LAPSED = "lapsed"
     CREDENTIALS = "credentials"
+    NEW_CREDENTIALS = "new_credentials"
 
 
 class LinkPurpose(StrEnum):
@@ -107,3 +111,21 @@ class AppRegistrationStatus:
     step: Step
     overdue: bool = False
     checks: list[CheckResult] = field(default_factory=list)
+
+
+@dataclass
+class AppCredentialsStart:
+    """A new credentials link for a registered app: the link belongs to the application's own
+    process (`application_workflow_id`), so its page finds the application; the request's
+    process only mails it and then, for `quiet_minutes`, turns further requests into no-ops."""
+
+    portal: str
+    application_id: int
+    application_workflow_id: str
+    credentials_link_hours: int
+    quiet_minutes: int
+
+
+@dataclass
+class AppCredentialsOutcome:
+    mailed: bool

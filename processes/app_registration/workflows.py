@@ -17,7 +17,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from processes.app_registration.vocabulary import (
+    CREDENTIALS_WORKFLOW,
     WORKFLOW,
+    AppCredentialsOutcome,
+    AppCredentialsStart,
     AppRegistrationOutcome,
     AppRegistrationStart,
     AppRegistrationStatus,
@@ -194,3 +197,37 @@ class AppRegistrationWorkflow:
         self.step = step
         workflow.set_current_details(details)
         workflow.upsert_search_attributes([STEP.value_set(step)])
+
+
+@workflow.defn(name=CREDENTIALS_WORKFLOW)
+class AppCredentialsWorkflow:
+    """A developer who lost a confidential client's secret asked for new credentials with the
+    client_id and the contact address: the contact address gets a single-use link (pressing it
+    replaces the secret), and while this process waits out its quiet period, a repeated request
+    finds it running and starts nothing, so nobody can flood the contact's mailbox."""
+
+    @workflow.run
+    async def run(self, start: AppCredentialsStart) -> AppCredentialsOutcome:
+        info = workflow.info()
+        workflow.upsert_search_attributes([PORTAL.value_set(start.portal)])
+        workflow.set_current_details("Mailing a new credentials link to the app's contact")
+        mailed = await workflow.execute_activity_method(
+            AppRegistrationActivities.send_app_mail,
+            AppMail(
+                application_id=start.application_id,
+                workflow_id=start.application_workflow_id,
+                kind=Mail.NEW_CREDENTIALS,
+                send_key=f"{info.workflow_id}/{info.run_id}/{Mail.NEW_CREDENTIALS}",
+                lifetime_hours=start.credentials_link_hours,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=MAIL_RETRY,
+            summary=f"e-mail {Mail.NEW_CREDENTIALS}",
+        )
+        workflow.set_current_details(
+            f"Link mailed; further requests ignored for {start.quiet_minutes} min"
+        )
+        await workflow.sleep(
+            timedelta(minutes=start.quiet_minutes), summary="quiet period for repeated requests"
+        )
+        return AppCredentialsOutcome(mailed=bool(mailed.token_id))

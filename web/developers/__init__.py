@@ -1,10 +1,12 @@
-"""Developers of third-party health apps: the application form, its answer, and the single-use
-page that shows an approved app's credentials. Anyone may apply; nothing here signs anyone in."""
+"""Developers of third-party health apps: the application form, its answer, the single-use page
+that shows an approved app's credentials, and the form that mails a new credentials link when a
+secret is lost. Anyone may apply; nothing here signs anyone in."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_babel import get_locale
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
@@ -161,6 +163,42 @@ def submitted(reference: str):
 
 
 limit_endpoint("developers.new_app", "registration")
+
+
+class NewCredentialsForm(CheckedForm):
+    client_id = StringField(
+        _l("client_id de la aplicación"),
+        filters=[strip],
+        validators=[required(), Length(max=64, message=_l("Como máximo %(n)s caracteres.", n=64))],
+    )
+    contact_email = email_field(_l("Correo electrónico de contacto de la solicitud"))
+
+
+@bp.route("/apps/credentials/new", methods=["GET", "POST"])
+def new_credentials():
+    """The same answer whether or not the pair matched a registered confidential app."""
+    form = NewCredentialsForm()
+    if form.validate_on_submit():
+        service.request_new_credentials(
+            get_db(),
+            current_app.extensions["acceso.portals"],
+            form.client_id.data,
+            form.contact_email.data,
+        )
+        flash(
+            _(
+                "Si el client_id y el correo coinciden con una aplicación registrada, el "
+                "contacto recibirá en unos minutos un enlace para ver un secreto nuevo."
+            ),
+            "info",
+        )
+        return redirect(url_for("developers.new_credentials"))
+    return render_template("developers/new_credentials.html", form=form), (
+        422 if form.errors else 200
+    )
+
+
+limit_endpoint("developers.new_credentials", "recovery")
 
 
 class RevealForm(CheckedForm):

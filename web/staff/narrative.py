@@ -122,6 +122,9 @@ SENTENCES = {
     "app_registration.registered": _l("Se enviaron al desarrollador las credenciales."),
     "app_registration.lapsed": _l("La solicitud venció sin revisión."),
     "app_registration.credentials_shown": _l("El desarrollador vio las credenciales."),
+    "app_registration.new_credentials_requested": _l(
+        "Se pidió un secreto nuevo; el enlace fue al correo de contacto."
+    ),
     "proxy.app_given": _l(
         "%(who)s dio a la aplicación %(client)s el expediente de la persona por la que actúa."
     ),
