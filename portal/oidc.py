@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwt
 from joserfc.jwk import ECKey, JWKRegistry, KeySet, RSAKey
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.codec import codec_keys_for
@@ -357,24 +357,28 @@ _PUBLIC: dict[str, SigningKey] = {}
 """Parsed keys by kid: a key never changes once made, and unsealing one costs more than signing."""
 
 
+_CLIENT_WITH_SIGNING_KEY = (
+    select(OidcClient, OidcSigningKey)
+    .outerjoin(
+        OidcSigningKey,
+        and_(
+            OidcSigningKey.alg == OidcClient.signing_alg,
+            OidcSigningKey.retired_at.is_(None),
+        ),
+    )
+    .where(OidcClient.client_id == bindparam("client_id"))
+    .order_by(OidcSigningKey.created_at.desc())
+    .limit(1)
+)
+"""Built once: the token endpoint runs it on every request."""
+
+
 def client_with_signing_key(
     session: Session, client_id: str
 ) -> tuple[OidcClient, OidcSigningKey | None] | None:
     """A client by its client_id and, in the same query, the newest unretired key of its
     signing algorithm (None while there is none): the token endpoint needs both every time."""
-    found = session.execute(
-        select(OidcClient, OidcSigningKey)
-        .outerjoin(
-            OidcSigningKey,
-            and_(
-                OidcSigningKey.alg == OidcClient.signing_alg,
-                OidcSigningKey.retired_at.is_(None),
-            ),
-        )
-        .where(OidcClient.client_id == client_id)
-        .order_by(OidcSigningKey.created_at.desc())
-        .limit(1)
-    ).first()
+    found = session.execute(_CLIENT_WITH_SIGNING_KEY, {"client_id": client_id}).first()
     return (found[0], found[1]) if found else None
 
 

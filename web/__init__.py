@@ -19,7 +19,7 @@ from web import db as web_db
 from web import errors, formatting, ratelimit, security
 from web import metrics as web_metrics
 from web.i18n import LANG_COOKIE, select_locale
-from web.sessions import login_manager
+from web.sessions import CookieSessions, login_manager
 
 csrf = CSRFProtect()
 babel = Babel()
@@ -27,6 +27,7 @@ babel = Babel()
 
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__)
+    app.session_interface = CookieSessions()
     test_config = dict(test_config or {})
     settings: Settings = test_config.pop("SETTINGS", None) or load_settings()
     app.config.from_mapping(

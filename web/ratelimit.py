@@ -11,13 +11,13 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from functools import wraps
+from functools import cached_property, wraps
 
 from flask import current_app, request
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import bindparam, case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -52,18 +52,27 @@ class DatabaseStorage(Storage):
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = time.time()
+        params = {"b_key": key, "amount": amount, "now": now, "expires": now + expiry}
+        with self.engine.begin() as connection:
+            return int(connection.execute(self._increment, params).scalar_one())
+
+    @cached_property
+    def _increment(self):
+        """The upsert, built once (building it costs more than running it): a fresh window
+        starts at `amount`, a live one adds `amount`."""
         table = RateLimitCounter.__table__
-        fresh = table.c.expires_at <= now
-        statement = self._insert(table).values(key=key, count=amount, expires_at=now + expiry)
-        statement = statement.on_conflict_do_update(
+        fresh = table.c.expires_at <= bindparam("now")
+        amount = bindparam("amount")
+        statement = self._insert(table).values(
+            key=bindparam("b_key"), count=amount, expires_at=bindparam("expires")
+        )
+        return statement.on_conflict_do_update(
             index_elements=[table.c.key],
             set_={
                 "count": case((fresh, amount), else_=table.c.count + amount),
-                "expires_at": case((fresh, now + expiry), else_=table.c.expires_at),
+                "expires_at": case((fresh, bindparam("expires")), else_=table.c.expires_at),
             },
         ).returning(table.c.count)
-        with self.engine.begin() as connection:
-            return int(connection.execute(statement).scalar_one())
 
     def _row(self, key: str):
         with self.engine.connect() as connection:

@@ -64,16 +64,35 @@ def content_security_policy() -> str:
     )
 
 
+API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+"""A JSON answer is never a page: it may load, run, frame or submit nothing. A fixed string, so
+an API response costs no nonce (os.urandom) and no policy built per request."""
+FIXED_HEADERS = (
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Permissions-Policy", PERMISSIONS_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+)
+
+
+def https_site() -> bool:
+    return current_app.config["SETTINGS"].public_base_url.startswith("https://")
+
+
 def add_security_headers(response):
+    """Each header unless the view set its own. A page gets the nonce policy; a JSON answer
+    (token endpoint, userinfo, JWKS, health) the fixed API policy."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", content_security_policy())
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    if current_app.config["SETTINGS"].public_base_url.startswith("https://"):
-        headers.setdefault("Strict-Transport-Security", HSTS)
+    present = {name.lower() for name, _ in headers.items()}
+    if "content-security-policy" not in present:
+        json = response.mimetype == "application/json"
+        headers.add("Content-Security-Policy", API_POLICY if json else content_security_policy())
+    for name, value in FIXED_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if "strict-transport-security" not in present and https_site():
+        headers.add("Strict-Transport-Security", HSTS)
     return response
 
 

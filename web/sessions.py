@@ -7,7 +7,8 @@ import secrets
 from datetime import timedelta
 from functools import wraps
 
-from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask import Flask, abort, current_app, flash, g, redirect, request, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import delete, select
@@ -26,6 +27,46 @@ LAST_SEEN_GRANULARITY = timedelta(seconds=30)
 
 login_manager = LoginManager()
 login_manager.session_protection = None
+
+SESSIONLESS_ENDPOINTS = frozenset(
+    {
+        "oidc.token",
+        "oidc.userinfo",
+        "oidc.introspect",
+        "oidc.revoke",
+        "oidc.keys",
+        "oidc.discovery",
+        "oidc.smart_configuration",
+        "health.healthz",
+        "health.readyz",
+        "metrics.metrics",
+        "security.csp_report",
+    }
+)
+"""Endpoints that answer from their own credentials (Basic auth, a bearer token) or from none,
+never from a browser's sign-in: the hooks that load the signed-in account skip them."""
+
+
+def sessionless() -> bool:
+    return request.endpoint in SESSIONLESS_ENDPOINTS
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, with its serializer made once per secret key instead of
+    once per request, and nothing to verify when the request carries no session cookie."""
+
+    def get_signing_serializer(self, app: Flask):
+        secret = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached = app.extensions.get("acceso.session_serializer")
+        if cached is None or cached[0] != secret:
+            cached = (secret, super().get_signing_serializer(app))
+            app.extensions["acceso.session_serializer"] = cached
+        return cached[1]
+
+    def open_session(self, app: Flask, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 class SignedIn:

@@ -19,7 +19,7 @@ from web.auth import AFTER_PASSWORD_CHANGE, claim_attempt, locked_out
 from web.db import get_db
 from web.forms import CheckedForm, PortalPassword, required
 from web.portals import portal_blueprint
-from web.sessions import end_other_sessions, portal_login_required
+from web.sessions import end_other_sessions, portal_login_required, sessionless
 
 bp = portal_blueprint("account", __name__)
 
@@ -35,7 +35,8 @@ ALLOWED_WHILE_PASSWORD_MUST_CHANGE = {
 def force_password_change():
     """With a temporary password the change form is the only page a user can reach."""
     if (
-        current_user.is_authenticated
+        not sessionless()
+        and current_user.is_authenticated
         and not current_user.is_staff
         and current_user.account.must_change_password
         and request.endpoint not in ALLOWED_WHILE_PASSWORD_MUST_CHANGE

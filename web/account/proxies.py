@@ -34,7 +34,7 @@ from web.account import bp
 from web.db import get_db
 from web.forms import CheckedForm, email_field, required, strip
 from web.ratelimit import check_rate_limit
-from web.sessions import portal_login_required
+from web.sessions import portal_login_required, sessionless
 
 ACTING_FOR = "acting_for"
 """The session key holding the reference of the grant the signed-in proxy acts under."""
@@ -125,8 +125,10 @@ class SwitchForm(CheckedForm):
 def act_for():
     """A proxy's chosen person, checked against the grant on every request: once the grant has
     ended, the next request goes back to the proxy's own view and says why."""
+    if request.endpoint == "static" or sessionless():
+        return None
     reference = session.get(ACTING_FOR)
-    if not reference or request.endpoint == "static":
+    if not reference:
         return None
     if not current_user.is_authenticated or current_user.is_staff:
         session.pop(ACTING_FOR, None)

@@ -32,7 +32,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from werkzeug.datastructures import MultiDict
 from wtforms import HiddenField, RadioField
 from wtforms.validators import ValidationError
@@ -348,6 +348,10 @@ def allow_registered_origins(response):
 # --- authorize ------------------------------------------------------------------------------
 
 
+CLIENT_BY_ID = select(OidcClient).where(OidcClient.client_id == bindparam("client_id"))
+"""Hot statements are built once per process: building one costs more than running it."""
+
+
 def _client_by_id(client_id: str | None, with_signing_key: bool = False) -> OidcClient | None:
     """This portal's client named `client_id`; `with_signing_key` also loads, in the same query,
     its algorithm's current signing key into `g.oidc_key_row` for the token endpoint."""
@@ -357,7 +361,7 @@ def _client_by_id(client_id: str | None, with_signing_key: bool = False) -> Oidc
         found = client_with_signing_key(get_db(), client_id)
         client, g.oidc_key_row = found if found else (None, None)
     else:
-        client = get_db().scalar(select(OidcClient).where(OidcClient.client_id == client_id))
+        client = get_db().scalar(CLIENT_BY_ID, {"client_id": client_id})
     if client is None or client.portal != g.portal.slug:
         return None
     return client
@@ -770,21 +774,52 @@ def _with_grant(db, column, value):
     """The token row whose `column` is `value` and, in the same query, its grant, the grant's
     account and that account's subject, so the `db.get`s that follow are answered from the
     session instead of one query each."""
-    return _preloaded(
-        db,
+    return _preloaded(db, _WITH_GRANT[column], {"value": value})
+
+
+def _with_grant_statement(column):
+    return (
         select(column.class_, OidcGrant, User, OidcSubject)
         .outerjoin(OidcGrant, OidcGrant.id == column.class_.grant_id)
         .outerjoin(User, User.id == OidcGrant.user_id)
         .outerjoin(OidcSubject, OidcSubject.user_id == User.id)
-        .where(column == value),
+        .where(column == bindparam("value"))
     )
 
 
-def _preloaded(db, statement):
+_WITH_GRANT = {
+    column: _with_grant_statement(column)
+    for column in (OidcAccessToken.jti, OidcRefreshToken.token_hash)
+}
+CODE_WITH_USER = (
+    select(OidcAuthorizationCode, User, OidcSubject)
+    .outerjoin(User, User.id == OidcAuthorizationCode.user_id)
+    .outerjoin(OidcSubject, OidcSubject.user_id == User.id)
+    .where(OidcAuthorizationCode.code_hash == bindparam("value"))
+)
+CLAIM_CODE = (
+    update(OidcAuthorizationCode)
+    .where(
+        OidcAuthorizationCode.code_hash == bindparam("b_code_hash"),
+        OidcAuthorizationCode.used_at.is_(None),
+    )
+    .values(used_at=bindparam("now"))
+)
+ROTATE_REFRESH = (
+    update(OidcRefreshToken)
+    .where(
+        OidcRefreshToken.token_hash == bindparam("b_token_hash"),
+        OidcRefreshToken.used_at.is_(None),
+    )
+    .values(used_at=bindparam("now"))
+)
+
+
+def _preloaded(db, statement, params):
     """The first entity of the statement's first row, or None. The row's other entities stay
     referenced for the request (the session's identity map holds them only weakly), so a later
     `db.get` of any of them is answered without a query."""
-    found = db.execute(statement).first()
+    found = db.execute(statement, params).first()
     g.oidc_preloaded = found
     return found[0] if found else None
 
@@ -792,28 +827,11 @@ def _preloaded(db, statement):
 def _exchange_code(db, client: OidcClient):
     form = request.form
     code = form.get("code", "")
-    row = (
-        _preloaded(
-            db,
-            select(OidcAuthorizationCode, User, OidcSubject)
-            .outerjoin(User, User.id == OidcAuthorizationCode.user_id)
-            .outerjoin(OidcSubject, OidcSubject.user_id == User.id)
-            .where(OidcAuthorizationCode.code_hash == token_hash(code)),
-        )
-        if code
-        else None
-    )
+    row = _preloaded(db, CODE_WITH_USER, {"value": token_hash(code)}) if code else None
     if row is None or row.client_pk != client.id or row.portal != g.portal.slug:
         return _oauth_error("invalid_grant", "unknown authorization code")
     now = utcnow()
-    claimed = db.execute(
-        update(OidcAuthorizationCode)
-        .where(
-            OidcAuthorizationCode.code_hash == row.code_hash,
-            OidcAuthorizationCode.used_at.is_(None),
-        )
-        .values(used_at=now)
-    ).rowcount
+    claimed = db.execute(CLAIM_CODE, {"b_code_hash": row.code_hash, "now": now}).rowcount
     if claimed != 1:
         issued = db.scalar(select(OidcGrant.id).where(OidcGrant.code_hash == row.code_hash))
         if issued:
@@ -882,11 +900,7 @@ def _refresh(db, client: OidcClient):
         db.commit()
         return _oauth_error("invalid_grant", "the proxy access this grant rests on has ended")
     now = utcnow()
-    rotated = db.execute(
-        update(OidcRefreshToken)
-        .where(OidcRefreshToken.token_hash == row.token_hash, OidcRefreshToken.used_at.is_(None))
-        .values(used_at=now)
-    ).rowcount
+    rotated = db.execute(ROTATE_REFRESH, {"b_token_hash": row.token_hash, "now": now}).rowcount
     if rotated != 1:
         revoke_grant(db, grant.id, now)
         db.commit()
