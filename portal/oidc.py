@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,8 +21,15 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from joserfc import jwt
 from joserfc.jwk import ECKey, JWKRegistry, KeySet, RSAKey
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
@@ -98,7 +106,9 @@ def hash_client_secret(key: bytes, secret: str) -> str:
     return CLIENT_SECRET_HMAC + hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
 
 
-def client_secret_matches(session: Session, key: bytes, client: OidcClient, secret: str) -> bool:
+def client_secret_matches(
+    session: Session, key: bytes, client: OidcClient | ApiClient, secret: str
+) -> bool:
     """Whether `secret` is the client's. A secret still stored as argon2id (before keyed hashes)
     is checked that way once and, when it matches, rewritten as the keyed hash; the rewrite is
     conditional on the stored value, so concurrent first uses all pass and only one writes."""
@@ -357,8 +367,41 @@ _PUBLIC: dict[str, SigningKey] = {}
 """Parsed keys by kid: a key never changes once made, and unsealing one costs more than signing."""
 
 
-_CLIENT_WITH_SIGNING_KEY = (
-    select(OidcClient, OidcSigningKey)
+@dataclass(frozen=True)
+class ApiClient:
+    """What the token, revocation and introspection endpoints need of a client: read with one
+    Core select of these columns, not the whole ORM row (its URI lists and JSON parsed)."""
+
+    id: int
+    client_id: str
+    portal: str
+    public: bool
+    first_party: bool
+    secret_hash: str | None
+    signing_alg: str
+
+
+@dataclass(frozen=True)
+class CurrentKey:
+    """The newest unretired signing key of an algorithm, as stored (still sealed)."""
+
+    kid: str
+    alg: str
+    jwk: dict[str, Any]
+
+
+_API_CLIENT_COLUMNS = (
+    OidcClient.id,
+    OidcClient.client_id,
+    OidcClient.portal,
+    OidcClient.public,
+    OidcClient.first_party,
+    OidcClient.secret_hash,
+    OidcClient.signing_alg,
+)
+_API_CLIENT = select(*_API_CLIENT_COLUMNS).where(OidcClient.client_id == bindparam("client_id"))
+_API_CLIENT_WITH_SIGNING_KEY = (
+    select(*_API_CLIENT_COLUMNS, OidcSigningKey.kid, OidcSigningKey.alg, OidcSigningKey.jwk)
     .outerjoin(
         OidcSigningKey,
         and_(
@@ -370,20 +413,35 @@ _CLIENT_WITH_SIGNING_KEY = (
     .order_by(OidcSigningKey.created_at.desc())
     .limit(1)
 )
-"""Built once: the token endpoint runs it on every request."""
+"""Built once: the token endpoint runs one of these on every request."""
+_CLIENT_FIELDS = len(_API_CLIENT_COLUMNS)
+
+
+def api_client(session: Session, client_id: str) -> ApiClient | None:
+    """A client by its client_id, as the API endpoints need it."""
+    found = session.connection().execute(_API_CLIENT, {"client_id": client_id}).first()
+    return ApiClient(*found) if found else None
 
 
 def client_with_signing_key(
     session: Session, client_id: str
-) -> tuple[OidcClient, OidcSigningKey | None] | None:
+) -> tuple[ApiClient, CurrentKey | None] | None:
     """A client by its client_id and, in the same query, the newest unretired key of its
     signing algorithm (None while there is none): the token endpoint needs both every time."""
-    found = session.execute(_CLIENT_WITH_SIGNING_KEY, {"client_id": client_id}).first()
-    return (found[0], found[1]) if found else None
+    found = (
+        session.connection().execute(_API_CLIENT_WITH_SIGNING_KEY, {"client_id": client_id}).first()
+    )
+    if found is None:
+        return None
+    kid, alg, jwk = found[_CLIENT_FIELDS:]
+    return ApiClient(*found[:_CLIENT_FIELDS]), (CurrentKey(kid, alg, jwk) if kid else None)
 
 
 def signing_key(
-    session: Session, keys: SealingKeys, alg: str = ALG, current: OidcSigningKey | None = None
+    session: Session,
+    keys: SealingKeys,
+    alg: str = ALG,
+    current: OidcSigningKey | CurrentKey | None = None,
 ) -> SigningKey:
     """The newest unretired key of the algorithm (`current`, when the caller loaded it with
     `client_with_signing_key`), made on first use if the start did not.
@@ -465,34 +523,86 @@ def _alg_of(key: SigningKey) -> str:
     return SigningAlg.RS256 if isinstance(key, RSAKey) else SigningAlg.ES256
 
 
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_SHA256 = hashes.SHA256()
+_ES256_HALF = 32
+"""ES256 signatures are r || s, 32 bytes each (RFC 7518 3.4)."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    """Unpadded base64url, strictly: any other character makes the token invalid."""
+    if not _B64URL.match(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def sign(key: SigningKey, claims: dict[str, Any], typ: str = "JWT") -> str:
-    return jwt.encode({"alg": _alg_of(key), "kid": key.kid, "typ": typ}, claims, key)
+    """A compact JWS (RFC 7515) made with `cryptography` directly: the token endpoint signs two
+    per request, and a generic JOSE library's checks and registries cost more than the
+    signature. Relying parties verify these with any JOSE library (the tests use joserfc)."""
+    header = {"alg": _alg_of(key), "kid": key.kid, "typ": typ}
+    signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}".encode("ascii")
+    if isinstance(key, RSAKey):
+        signature = key.private_key.sign(signing_input, PKCS1v15(), _SHA256)
+    else:
+        r, s = decode_dss_signature(key.private_key.sign(signing_input, ECDSA(_SHA256)))
+        signature = r.to_bytes(_ES256_HALF, "big") + s.to_bytes(_ES256_HALF, "big")
+    return f"{signing_input.decode('ascii')}.{_b64(signature)}"
 
 
-def _kid_of(token: str) -> str | None:
+def _signature_holds(key: SigningKey, signing_input: bytes, signature: bytes) -> bool:
     try:
-        encoded = token.split(".", 1)[0]
-        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    except (ValueError, TypeError):
-        return None
-    kid = header.get("kid") if isinstance(header, dict) else None
-    return kid if isinstance(kid, str) else None
+        if isinstance(key, RSAKey):
+            key.public_key.verify(signature, signing_input, PKCS1v15(), _SHA256)
+        else:
+            if len(signature) != 2 * _ES256_HALF:
+                return False
+            der = encode_dss_signature(
+                int.from_bytes(signature[:_ES256_HALF], "big"),
+                int.from_bytes(signature[_ES256_HALF:], "big"),
+            )
+            key.public_key.verify(der, signing_input, ECDSA(_SHA256))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def decode(session: Session, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The header and claims of a token this provider signed with a published key, or None.
 
-    Only the signature is checked here; callers check `iss`, `exp` and what the token is for.
+    The algorithm is the key's, never the header's choice (a header naming another is refused),
+    and a header with `crit` is refused (no extension is understood). Only the signature is
+    checked here; callers check `iss`, `exp` and what the token is for.
     """
-    kid = _kid_of(token)
-    key = _verifying_key(session, kid) if kid else None
-    if key is None:
+    parts = token.split(".")
+    if len(parts) != 3:
         return None
     try:
-        decoded = jwt.decode(token, key, algorithms=[_alg_of(key)])
-    except Exception:
+        header = json.loads(_unb64(parts[0]))
+        signature = _unb64(parts[2])
+    except ValueError:
         return None
-    return decoded.header, decoded.claims
+    kid = header.get("kid") if isinstance(header, dict) else None
+    key = _verifying_key(session, kid) if isinstance(kid, str) else None
+    if key is None or header.get("alg") != _alg_of(key) or "crit" in header:
+        return None
+    if not _signature_holds(key, f"{parts[0]}.{parts[1]}".encode("ascii"), signature):
+        return None
+    try:
+        claims = json.loads(_unb64(parts[1]))
+    except ValueError:
+        return None
+    if not isinstance(claims, dict):
+        return None
+    return header, claims
 
 
 # --- subjects and claims --------------------------------------------------------------------

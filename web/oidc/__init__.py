@@ -32,7 +32,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from werkzeug.datastructures import MultiDict
 from wtforms import HiddenField, RadioField
 from wtforms.validators import ValidationError
@@ -55,7 +55,9 @@ from portal.oidc import (
     CODE_SECONDS,
     ID_TOKEN_SECONDS,
     REFRESH_TOKEN_DAYS,
+    ApiClient,
     SigningAlg,
+    api_client,
     claims_for,
     client_origins,
     client_secret_matches,
@@ -352,16 +354,27 @@ CLIENT_BY_ID = select(OidcClient).where(OidcClient.client_id == bindparam("clien
 """Hot statements are built once per process: building one costs more than running it."""
 
 
-def _client_by_id(client_id: str | None, with_signing_key: bool = False) -> OidcClient | None:
-    """This portal's client named `client_id`; `with_signing_key` also loads, in the same query,
-    its algorithm's current signing key into `g.oidc_key_row` for the token endpoint."""
+def _client_by_id(client_id: str | None) -> OidcClient | None:
+    """This portal's client named `client_id`, the whole row (the pages need its URIs)."""
+    if not client_id:
+        return None
+    client = get_db().scalar(CLIENT_BY_ID, {"client_id": client_id})
+    if client is None or client.portal != g.portal.slug:
+        return None
+    return client
+
+
+def _api_client(client_id: str | None, with_signing_key: bool = False) -> ApiClient | None:
+    """This portal's client named `client_id`, as the API endpoints need it; `with_signing_key`
+    also loads, in the same query, its algorithm's current signing key into `g.oidc_key_row`
+    for the token endpoint."""
     if not client_id:
         return None
     if with_signing_key:
         found = client_with_signing_key(get_db(), client_id)
         client, g.oidc_key_row = found if found else (None, None)
     else:
-        client = get_db().scalar(CLIENT_BY_ID, {"client_id": client_id})
+        client = api_client(get_db(), client_id)
     if client is None or client.portal != g.portal.slug:
         return None
     return client
@@ -657,7 +670,7 @@ def _authenticated_client(with_signing_key: bool = False):
     else:
         client_id = request.form.get("client_id")
         secret = request.form.get("client_secret")
-    client = _client_by_id(client_id, with_signing_key)
+    client = _api_client(client_id, with_signing_key)
 
     def refused():
         return None, _oauth_error(
@@ -678,7 +691,7 @@ def _authenticated_client(with_signing_key: bool = False):
     return client, None
 
 
-def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: str | None):
+def _issue_tokens(db, grant: OidcGrant, client: ApiClient, user: User, nonce: str | None):
     now = int(time.time())
     key = g.oidc_signing_key
     issuer = _issuer()
@@ -699,22 +712,24 @@ def _issue_tokens(db, grant: OidcGrant, client: OidcClient, user: User, nonce: s
         },
         typ="at+jwt",
     )
-    db.add(
-        OidcAccessToken(
-            jti=jti,
-            grant_id=grant.id,
-            expires_at=datetime.fromtimestamp(now + ACCESS_TOKEN_SECONDS, UTC),
-        )
+    db.execute(
+        ISSUE_ACCESS,
+        {
+            "jti": jti,
+            "grant_id": grant.id,
+            "expires_at": datetime.fromtimestamp(now + ACCESS_TOKEN_SECONDS, UTC),
+        },
     )
     refresh_token = new_token()
     if grant.offline:
         grant.expires_at = utcnow() + timedelta(days=g.portal.policy.offline_access_days)
-    db.add(
-        OidcRefreshToken(
-            token_hash=token_hash(refresh_token),
-            grant_id=grant.id,
-            expires_at=grant.expires_at or utcnow() + timedelta(days=REFRESH_TOKEN_DAYS),
-        )
+    db.execute(
+        ISSUE_REFRESH,
+        {
+            "token_hash": token_hash(refresh_token),
+            "grant_id": grant.id,
+            "expires_at": grant.expires_at or utcnow() + timedelta(days=REFRESH_TOKEN_DAYS),
+        },
     )
     answer = {
         "access_token": access_token,
@@ -797,22 +812,25 @@ CODE_WITH_USER = (
     .outerjoin(OidcSubject, OidcSubject.user_id == User.id)
     .where(OidcAuthorizationCode.code_hash == bindparam("value"))
 )
+_CODES = OidcAuthorizationCode.__table__
+_REFRESH_TOKENS = OidcRefreshToken.__table__
 CLAIM_CODE = (
-    update(OidcAuthorizationCode)
-    .where(
-        OidcAuthorizationCode.code_hash == bindparam("b_code_hash"),
-        OidcAuthorizationCode.used_at.is_(None),
-    )
+    update(_CODES)
+    .where(_CODES.c.code_hash == bindparam("b_code_hash"), _CODES.c.used_at.is_(None))
     .values(used_at=bindparam("now"))
 )
 ROTATE_REFRESH = (
-    update(OidcRefreshToken)
+    update(_REFRESH_TOKENS)
     .where(
-        OidcRefreshToken.token_hash == bindparam("b_token_hash"),
-        OidcRefreshToken.used_at.is_(None),
+        _REFRESH_TOKENS.c.token_hash == bindparam("b_token_hash"),
+        _REFRESH_TOKENS.c.used_at.is_(None),
     )
     .values(used_at=bindparam("now"))
 )
+"""The claim and the rotation are conditional updates on the tables (Core): nothing after them
+reads the row's `used_at`, so the session is not searched to keep it in step."""
+ISSUE_ACCESS = insert(OidcAccessToken.__table__)
+ISSUE_REFRESH = insert(OidcRefreshToken.__table__)
 
 
 def _preloaded(db, statement, params):
@@ -824,7 +842,7 @@ def _preloaded(db, statement, params):
     return found[0] if found else None
 
 
-def _exchange_code(db, client: OidcClient):
+def _exchange_code(db, client: ApiClient):
     form = request.form
     code = form.get("code", "")
     row = _preloaded(db, CODE_WITH_USER, {"value": token_hash(code)}) if code else None
@@ -885,7 +903,7 @@ def _exchange_code(db, client: OidcClient):
     return _issue_tokens(db, grant, client, user, row.nonce)
 
 
-def _refresh(db, client: OidcClient):
+def _refresh(db, client: ApiClient):
     raw = request.form.get("refresh_token", "")
     row = _with_grant(db, OidcRefreshToken.token_hash, token_hash(raw)) if raw else None
     grant = db.get(OidcGrant, row.grant_id) if row else None
