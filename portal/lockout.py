@@ -12,8 +12,9 @@ failure never meets a UNIQUE error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from sqlalchemy import case, delete, update
+from sqlalchemy import bindparam, case, delete, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -48,26 +49,33 @@ def username_key(username: str) -> str:
     return username.strip().lower()
 
 
-def claim(session: Session, portal: str, key: str, threshold: int) -> Attempt:
-    """Counts one attempt for (portal, key) and commits it on its own connection at once.
-
-    Call it before writing anything in the caller's transaction (on SQLite the caller's open
-    write would make this wait), and before the slow secret check, never after it.
-    """
+@lru_cache(maxsize=2)
+def _claim_statement(dialect: str):
+    """The counting upsert, built once per dialect (building it costs more than running it)."""
     table = LoginThrottle.__table__
-    dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
+    return (
         insert(table)
-        .values(portal=portal, username_key=key, failures=1)
+        .values(portal=bindparam("b_portal"), username_key=bindparam("b_key"), failures=1)
         .on_conflict_do_update(
             index_elements=[table.c.portal, table.c.username_key],
             set_={"failures": table.c.failures + 1},
         )
         .returning(table.c.failures)
     )
-    with session.get_bind().engine.begin() as connection:
-        number = int(connection.execute(statement).scalar_one())
+
+
+def claim(session: Session, portal: str, key: str, threshold: int) -> Attempt:
+    """Counts one attempt for (portal, key) and commits it on its own connection at once.
+
+    Call it before writing anything in the caller's transaction (on SQLite the caller's open
+    write would make this wait), and before the slow secret check, never after it.
+    """
+    engine = session.get_bind().engine
+    statement = _claim_statement(engine.dialect.name)
+    params = {"b_portal": portal, "b_key": key}
+    with engine.begin() as connection:
+        number = int(connection.execute(statement, params).scalar_one())
     return Attempt(portal=portal, key=key, number=number, threshold=threshold)
 
 
@@ -92,10 +100,12 @@ def release(session: Session, attempt: Attempt) -> None:
     )
 
 
+_THROTTLES = LoginThrottle.__table__
+_RESET = delete(_THROTTLES).where(
+    _THROTTLES.c.portal == bindparam("b_portal"), _THROTTLES.c.username_key == bindparam("b_key")
+)
+
+
 def reset(session: Session, portal: str, key: str) -> None:
     """Every factor given, or an unlock: the count starts again."""
-    session.execute(
-        delete(LoginThrottle)
-        .where(LoginThrottle.portal == portal)
-        .where(LoginThrottle.username_key == key)
-    )
+    session.execute(_RESET, {"b_portal": portal, "b_key": key})

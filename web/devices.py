@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from functools import lru_cache
 
 from flask import after_this_request, current_app, g, request
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -45,19 +46,32 @@ def _device_token() -> str:
     return raw
 
 
+@lru_cache(maxsize=2)
+def _record_device(dialect: str):
+    """The browser's row for the account unless it has one, built once per dialect."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    table = KnownDevice.__table__
+    return (
+        insert(table)
+        .values(
+            user_id=bindparam("b_user"),
+            device_hash=bindparam("b_device"),
+            first_seen_at=bindparam("b_now"),
+        )
+        .on_conflict_do_nothing(index_elements=[table.c.user_id, table.c.device_hash])
+        .returning(table.c.id)
+    )
+
+
 def device_sign_in(user: User) -> str:
     """Records this browser for the account and returns its hash; the first sign-in from a new
     browser of an account that has signed in elsewhere before owes the owner a notice, which
     the outbox sends (never this request). The caller commits."""
     db = get_db()
     device_hash = token_hash(_device_token())
-    insert = postgresql_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
-    table = KnownDevice.__table__
     added = db.execute(
-        insert(table)
-        .values(user_id=user.id, device_hash=device_hash, first_seen_at=utcnow())
-        .on_conflict_do_nothing(index_elements=[table.c.user_id, table.c.device_hash])
-        .returning(table.c.id)
+        _record_device(db.get_bind().dialect.name),
+        {"b_user": user.id, "b_device": device_hash, "b_now": utcnow()},
     ).scalar()
     if added is None:
         return device_hash

@@ -11,10 +11,10 @@ from flask import Flask, abort, current_app, flash, g, redirect, request, url_fo
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_login import LoginManager, current_user, login_user, logout_user
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, insert, select
 
 from portal.audit import add_event
-from portal.models import AccountStatus, StaffUser, User, UserSession, utcnow
+from portal.models import AccountStatus, SecondFactor, StaffUser, User, UserSession, utcnow
 from portal.oidc import session_sid
 from portal.tokens import token_hash
 from processes.logout_delivery.service import sign_out_everywhere, sign_out_session
@@ -138,6 +138,10 @@ def keep_alive() -> int | None:
     return int(limit.total_seconds()) if limit else None
 
 
+_NEW_SESSION = insert(UserSession.__table__)
+"""A Core insert: the row is only written here, never read back in this request."""
+
+
 def start_session(
     account: User | StaffUser, remember: bool, device_hash: str | None = None
 ) -> None:
@@ -149,18 +153,19 @@ def start_session(
         lifetime = timedelta(hours=current_app.config["SETTINGS"].staff_session_hours)
     db = get_db()
     now = utcnow()
-    db.add(
-        UserSession(
-            id=token_hash(session_id),
-            user_id=account.id if isinstance(account, User) else None,
-            staff_id=account.id if isinstance(account, StaffUser) else None,
-            remember=remember,
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + lifetime,
-            user_agent=(request.headers.get("User-Agent") or "")[:400],
-            device_hash=device_hash,
-        )
+    db.execute(
+        _NEW_SESSION,
+        {
+            "id": token_hash(session_id),
+            "user_id": account.id if isinstance(account, User) else None,
+            "staff_id": account.id if isinstance(account, StaffUser) else None,
+            "remember": remember,
+            "created_at": now,
+            "last_seen_at": now,
+            "expires_at": now + lifetime,
+            "user_agent": (request.headers.get("User-Agent") or "")[:400],
+            "device_hash": device_hash,
+        },
     )
     db.commit()
     login_user(SignedIn(session_id, account), remember=remember, duration=lifetime)
@@ -268,9 +273,26 @@ def staff_required(*roles: str):
     return decorator
 
 
-def active_user_by_username(portal: str, username: str) -> User | None:
-    from sqlalchemy import func
+_BY_USERNAME = select(User).where(
+    User.portal == bindparam("portal"), func.lower(User.username) == bindparam("username")
+)
+_BY_USERNAME_WITH_FACTOR = (
+    select(User, SecondFactor.id)
+    .outerjoin(SecondFactor, SecondFactor.user_id == User.id)
+    .where(User.portal == bindparam("portal"), func.lower(User.username) == bindparam("username"))
+)
+"""Built once: sign-in runs it on every attempt."""
 
-    return get_db().scalar(
-        select(User).where(User.portal == portal, func.lower(User.username) == username.lower())
+
+def active_user_by_username(portal: str, username: str) -> User | None:
+    return get_db().scalar(_BY_USERNAME, {"portal": portal, "username": username.lower()})
+
+
+def user_signing_in(portal: str, username: str) -> tuple[User | None, bool]:
+    """The account by username and, in the same query, whether it has an authenticator."""
+    found = (
+        get_db()
+        .execute(_BY_USERNAME_WITH_FACTOR, {"portal": portal, "username": username.lower()})
+        .first()
     )
+    return (found[0], found[1] is not None) if found else (None, False)

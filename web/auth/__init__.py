@@ -24,12 +24,12 @@ from web.forms import CheckedForm, required, strip
 from web.oidc import allow_return_to_client
 from web.portals import portal_blueprint
 from web.sessions import (
-    active_user_by_username,
     end_all_sessions,
     end_session,
     keep_alive,
     portal_login_required,
     start_session,
+    user_signing_in,
 )
 
 bp = portal_blueprint("auth", __name__)
@@ -138,7 +138,7 @@ def login():
             form.form_errors.append(BAD_CREDENTIALS)
             count_login(g.portal.slug, "locked")
             return render_template("auth/login.html", form=form), 200
-        user = active_user_by_username(g.portal.slug, form.username.data)
+        user, has_factor = user_signing_in(g.portal.slug, form.username.data)
         if not verify_password(user.password_hash if user else None, form.password.data):
             if user is not None:
                 add_event(
@@ -156,10 +156,7 @@ def login():
             form.form_errors.append(BAD_CREDENTIALS)
             db.commit()
             return render_template("auth/login.html", form=form), 200
-        needs_factor = (
-            two_factor.factor_of(db, user) is not None
-            or user.role in g.portal.policy.require_second_factor
-        )
+        needs_factor = has_factor or user.role in g.portal.policy.require_second_factor
         if needs_factor:
             lockout.release(db, attempt)
         else:
