@@ -19,7 +19,7 @@ from web import db as web_db
 from web import errors, formatting, ratelimit, security
 from web import metrics as web_metrics
 from web.i18n import LANG_COOKIE, select_locale
-from web.sessions import CookieSessions, login_manager
+from web.sessions import CookieSessions, login_manager, sessionless
 
 csrf = CSRFProtect()
 babel = Babel()
@@ -102,6 +102,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.after_request
     def remember_language(response):
+        if sessionless():
+            return response
         chosen = request.args.get("lang")
         if chosen in ("es", "en"):
             response.set_cookie(LANG_COOKIE, chosen, max_age=365 * 24 * 3600, samesite="Lax")

@@ -63,6 +63,11 @@ class CookieSessions(SecureCookieSessionInterface):
             app.extensions["acceso.session_serializer"] = cached
         return cached[1]
 
+    def save_session(self, app: Flask, session, response) -> None:
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
+
     def open_session(self, app: Flask, request):
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()

@@ -351,6 +351,7 @@ def allow_registered_origins(response):
 
 
 CLIENT_BY_ID = select(OidcClient).where(OidcClient.client_id == bindparam("client_id"))
+CLIENT_ID_BY_PK = select(OidcClient.client_id).where(OidcClient.id == bindparam("pk"))
 """Hot statements are built once per process: building one costs more than running it."""
 
 
@@ -1063,13 +1064,17 @@ def introspect():
         return _no_store(jsonify(active=False))
     grant, expires, token_type = found
     user = db.get(User, grant.user_id)
-    owner = db.get(OidcClient, grant.client_pk)
+    owner = (
+        client.client_id
+        if grant.client_pk == client.id
+        else db.scalar(CLIENT_ID_BY_PK, {"pk": grant.client_pk})
+    )
     if user is None or user.status != AccountStatus.ACTIVE or owner is None:
         return _no_store(jsonify(active=False))
     answer = {
         "active": True,
         "scope": grant.scope,
-        "client_id": owner.client_id,
+        "client_id": owner,
         "sub": subject_for(db, user.id),
         "exp": expires,
         "iss": _issuer(),
