@@ -74,6 +74,19 @@ def test_every_page_sends_a_strict_content_security_policy(client):
         assert "camera=()" in response.headers["Permissions-Policy"]
 
 
+def test_json_answers_get_a_policy_that_allows_nothing_and_the_other_headers(client):
+    for path in ("/healthz", "/patient/jwks", "/patient/.well-known/openid-configuration"):
+        response = client.get(path)
+        csp = directives(response)
+        assert response.mimetype == "application/json", path
+        assert csp["default-src"] == "'none'" and csp["frame-ancestors"] == "'none'", path
+        assert (
+            "script-src" not in csp and "nonce-" not in response.headers["Content-Security-Policy"]
+        )
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+
+
 def test_each_response_has_its_own_nonce(client):
     first = directives(client.get("/patient/login"))["script-src"]
     second = directives(client.get("/patient/login"))["script-src"]
