@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.models import (
+    AccountStatus,
     AuditEvent,
     LoginThrottle,
     OutboxMessage,
@@ -158,3 +159,18 @@ def test_eight_presses_of_enable_and_of_unlock_on_a_staff_member_each_act_once(s
     assert sorted(at_once(session_factory, PRESSES, unlock)) == [False] * 7 + [True]
     assert count(session_factory, AuditEvent, AuditEvent.action == "staff.enabled") == 1
     assert count(session_factory, AuditEvent, AuditEvent.action == "staff.unlocked") == 1
+
+
+def test_eight_presses_of_disable_disable_once_and_none_of_them_enables_again(
+    session_factory, locked_applicant_with_a_factor
+):
+    def press(session, n):
+        user = session.get(User, locked_applicant_with_a_factor)
+        return service.set_account_status(
+            session, user, AccountStatus.DISABLED, f"staff:agente{n}", "lo pidió"
+        )
+
+    assert sorted(at_once(session_factory, PRESSES, press)) == [False] * 7 + [True]
+    with session_factory() as session:
+        assert session.get(User, locked_applicant_with_a_factor).status == AccountStatus.DISABLED
+    assert count(session_factory, AuditEvent, AuditEvent.action.like("account.%")) == 1

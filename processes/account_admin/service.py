@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from portal import two_factor
 from portal.audit import add_event
-from portal.models import LoginThrottle, StaffRole, StaffUser, User, UserSession
+from portal.models import AccountStatus, LoginThrottle, StaffRole, StaffUser, User, UserSession
 from processes.account_notice.service import notify_account_owner, notify_staff
 from processes.account_notice.vocabulary import NoticeKind
 from processes.logout_delivery.service import sign_out_everywhere
@@ -82,6 +82,37 @@ def reset_second_factor(session: Session, user: User, actor: str, note: str) -> 
     )
     notify_account_owner(session, user, NoticeKind.SECOND_FACTOR_REMOVED, by_helpdesk="1")
     return _done(session, True)
+
+
+def set_account_status(
+    session: Session, user: User, to: AccountStatus, actor: str, note: str
+) -> bool:
+    """Disables an active account (its sessions and app sign-ins end at once) or enables a
+    disabled one; False when it already was `to` (or is in neither state)."""
+    source = AccountStatus.ACTIVE if to == AccountStatus.DISABLED else AccountStatus.DISABLED
+    changed = session.execute(
+        update(User).where(User.id == user.id, User.status == source).values(status=to)
+    ).rowcount
+    if not changed:
+        return _done(session, False)
+    if to == AccountStatus.DISABLED:
+        session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+        sign_out_everywhere(session, user.id)
+    add_event(
+        session,
+        actor=actor,
+        action=(
+            "account.disabled_by_helpdesk"
+            if to == AccountStatus.DISABLED
+            else "account.enabled_by_helpdesk"
+        ),
+        portal=user.portal,
+        user_id=user.id,
+        note=note,
+    )
+    _done(session, True)
+    session.refresh(user)
+    return True
 
 
 # --- administrators, on staff accounts ---------------------------------------------------------
