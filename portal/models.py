@@ -652,8 +652,8 @@ class OidcGrant(Base):
     sid: Mapped[str | None] = mapped_column(String(32), index=True)
     """The sign-in session it came from, so ending that session ends only its grants."""
     auth_time: Mapped[datetime]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    revoked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(index=True)
     patient: Mapped[str | None] = mapped_column(String(64))
     """The FHIR Patient id the app may read (SMART `launch/patient`)."""
     fhir_user: Mapped[str | None] = mapped_column(String(100))
@@ -661,7 +661,7 @@ class OidcGrant(Base):
     reference>` for a proxy who gave the app someone else's record."""
     offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """A third-party app's offline access: it outlives the portal session that granted it."""
-    expires_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
     """When an offline grant lapses unless used; each refresh pushes it back."""
     acting_for: Mapped[str | None] = mapped_column(String(16))
     """The proxy grant (its reference) the tokens rest on: with `launch/patient`, the one that

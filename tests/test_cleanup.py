@@ -93,9 +93,38 @@ def seed(session_factory, per_table: int = 3, pending_start: bool = False) -> No
                     SentMail(key=f"registration/patient/X:{key}", sent_at=end),
                 ]
             )
+        session.add_all(ended_and_live_grants(client.id, user.id, per_table))
         if pending_start:
             session.add(OutboxMessage(workflow="W", workflow_id="never-relayed", relayed_at=None))
         session.commit()
+
+
+def ended_and_live_grants(client_pk: int, user_id: int, ended: int) -> list:
+    """`ended` grants over for a month (revoked, lapsed offline, a sign-in with no token left,
+    in turn), and three that are not over: revoked yesterday, offline until next week, and a
+    month-old sign-in that still holds a refresh token."""
+    now = utcnow()
+
+    def grant(**fields) -> OidcGrant:
+        return OidcGrant(
+            id=uuid.uuid4().hex, client_pk=client_pk, user_id=user_id, portal="patient",
+            scope="openid", auth_time=now, **fields,
+        )  # fmt: skip
+
+    kinds = [
+        {"revoked_at": now - LONG_AGO, "created_at": now - LONG_AGO},
+        {"offline": True, "expires_at": now - LONG_AGO, "created_at": now - 2 * LONG_AGO},
+        {"created_at": now - LONG_AGO},
+    ]
+    rows = [grant(**kinds[n % len(kinds)]) for n in range(ended)]
+    holding = grant(created_at=now - LONG_AGO)
+    rows += [
+        grant(revoked_at=now - LATELY, created_at=now - LONG_AGO),
+        grant(offline=True, expires_at=now + timedelta(days=7), created_at=now - LONG_AGO),
+        holding,
+        OidcRefreshToken(token_hash=uuid.uuid4().hex, grant_id=holding.id, expires_at=now + AHEAD),
+    ]
+    return rows
 
 
 def count(session_factory, table: SweptTable) -> int:

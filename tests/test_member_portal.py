@@ -392,6 +392,27 @@ def test_a_new_registration_does_not_reset_the_strikes_of_a_client_id(members):
     assert cases[1].duplicate_of == cases[0].id
 
 
+def test_a_retried_identity_press_gets_its_first_answer_and_spends_one_try(members):
+    """A browser that resends the same form (a dropped connection, a double click) joins the
+    first press's check; the page it then shows carries a new key, so the next press counts."""
+    client = members.client
+    accept(client)
+    shown = page(client)
+    form = {
+        "csrf_token": re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', shown)[1],
+        "form_key": re.search(r'name="form_key" type="hidden" value="([^"]+)"', shown)[1],
+        **WRONG,
+    }
+    answers = [client.post("/member/register", data=form).get_data(as_text=True) for _ in "12"]
+    assert all("Le quedan 2 intentos" in answer for answer in answers)
+    with members.session_factory() as session:
+        assert len(session.scalars(select(IdentityTry)).all()) == 1
+    fresh_key = re.search(r'name="form_key" type="hidden" value="([^"]+)"', answers[1])[1]
+    assert fresh_key != form["form_key"]
+    third = client.post("/member/register", data={**form, "form_key": fresh_key})
+    assert "Le quedan 1 intentos" in third.get_data(as_text=True)
+
+
 def test_identity_tries_from_one_connection_are_limited_and_the_form_is_kept(members):
     """Ten tries per connection in 15 minutes by default; the eleventh keeps what was typed and
     says how long to wait, whatever the client ID."""

@@ -24,13 +24,17 @@ from web.forms import CheckedForm
 KEEP = timedelta(days=2)
 
 
+def new_form_key() -> str:
+    return secrets.token_urlsafe(18)
+
+
 class SubmitOnceForm(CheckedForm):
     form_key = HiddenField()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not self.form_key.data:
-            self.form_key.data = secrets.token_urlsafe(18)
+            self.form_key.data = new_form_key()
 
 
 def _key_hash() -> str | None:

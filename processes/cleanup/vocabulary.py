@@ -23,11 +23,15 @@ class SweptTable(StrEnum):
     SENT_MAIL = "sent_mail"
     """What makes a retried e-mail activity send once: a retry comes within minutes of its send,
     never a week after."""
+    OIDC_GRANTS = "oidc_grants"
+    """A grant is over when it was revoked, when its offline access lapsed, or when nothing is
+    left of it (its tokens were swept); its tokens go with it."""
 
 
 LATER_TABLES = {
     SweptTable.RATE_LIMITS: "sweep-rate-limits",
     SweptTable.SENT_MAIL: "sweep-sent-mail",
+    SweptTable.OIDC_GRANTS: "sweep-oidc-grants",
 }
 """Tables added to the sweep after it first ran, each with the patch ID that keeps a sweep
 recorded before it replaying as it ran."""

@@ -6,6 +6,7 @@ never hears of."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -196,15 +197,20 @@ def start_now(bridge: TemporalBridge, portal: Portal, reference: str) -> None:
 
 
 def check_identity(
-    bridge: TemporalBridge, workflow_id: str, attempt: IdentityCheck
+    bridge: TemporalBridge, workflow_id: str, attempt: IdentityCheck, attempt_key: str = ""
 ) -> IdentityResult:
-    """One identity try, answered by the workflow's update; refusals carry an IdentityRefusal."""
+    """One identity try, answered by the workflow's update; refusals carry an IdentityRefusal.
+    A press retried after a timeout carries the same `attempt_key` (the form's), so it joins
+    the first press's update and gets its answer instead of spending a second try."""
     from processes.registration.workflows import RegistrationWorkflow
 
+    update_id = None
+    if attempt_key:
+        update_id = "identity-" + hashlib.sha256(attempt_key.encode()).hexdigest()[:32]
     return ask(
         bridge,
         lambda client: client.get_workflow_handle(workflow_id).execute_update(
-            RegistrationWorkflow.check_identity, attempt
+            RegistrationWorkflow.check_identity, attempt, id=update_id
         ),
     )
 

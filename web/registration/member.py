@@ -140,7 +140,7 @@ class DateOfBirthParts:
         ).isoformat()
 
 
-class IdentityForm(DateOfBirthParts, CheckedForm):
+class IdentityForm(DateOfBirthParts, once.SubmitOnceForm):
     first_name = StringField(
         _l("Nombre"),
         filters=[strip],
@@ -437,6 +437,7 @@ def _identity(state: WizardState, registration: Registration):
                     date_of_birth=form.date_of_birth,
                     client_id=form.client_id.data,
                 ),
+                attempt_key=form.form_key.data or "",
             )
         except ProcessRefused as refused:
             if refused.kind == IdentityRefusal.ESCALATED:
@@ -477,6 +478,8 @@ def _identity(state: WizardState, registration: Registration):
                     n=result.tries_left,
                 )
             )
+            # This attempt is answered: the next press is a new attempt, not a retry of it.
+            form.form_key.data = once.new_form_key()
     return render_template("registration/member_identity.html", form=form)
 
 
