@@ -25,8 +25,25 @@ csrf = CSRFProtect()
 babel = Babel()
 
 
+class AccesoFlask(Flask):
+    """Flask, remembering which views and hooks are plain functions: Flask asks
+    `inspect.iscoroutinefunction` of each of them (a dozen hooks) on every request."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._plain: set = set()
+
+    def ensure_sync(self, func):
+        if func in self._plain:
+            return func
+        made = super().ensure_sync(func)
+        if made is func:
+            self._plain.add(func)
+        return made
+
+
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__)
+    app = AccesoFlask(__name__)
     app.session_interface = CookieSessions()
     test_config = dict(test_config or {})
     settings: Settings = test_config.pop("SETTINGS", None) or load_settings()

@@ -31,13 +31,23 @@ def init_app(app: Flask) -> None:
     def start_timer():
         g.metrics_started = time.perf_counter()
 
+    series: dict[tuple[str, int], tuple] = {}
+    """Each (endpoint, status)'s counter and histogram, looked up once: endpoints are a closed
+    set, so this stays as small as the series themselves."""
+
     @app.after_request
     def count_request(response):
         started = g.pop("metrics_started", None)
-        endpoint = request.endpoint or "unmatched"
-        HTTP_REQUESTS.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        key = (request.endpoint or "unmatched", response.status_code)
+        found = series.get(key)
+        if found is None:
+            found = series[key] = (
+                HTTP_REQUESTS.labels(endpoint=key[0], status=str(key[1])),
+                HTTP_LATENCY.labels(endpoint=key[0]),
+            )
+        found[0].inc()
         if started is not None:
-            HTTP_LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+            found[1].observe(time.perf_counter() - started)
         return response
 
     app.register_blueprint(bp)

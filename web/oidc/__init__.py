@@ -333,7 +333,10 @@ def allow_registered_origins(response):
     methods = CORS_METHODS.get(request.endpoint or "")
     if methods is None:
         return response
-    response.vary.add("Origin")
+    if "Vary" in response.headers:
+        response.vary.add("Origin")
+    else:
+        response.headers["Vary"] = "Origin"
     origin = request.headers.get("Origin")
     if not origin or origin.lower() not in _registered_origins():
         return response
