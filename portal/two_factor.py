@@ -135,14 +135,13 @@ def enrol(session: Session, account: Account, secret: str, step: int, keys: Keys
 
 
 def remove(session: Session, account: Account) -> bool:
-    """Forgets the secret, the recovery codes and any passkeys; says whether there was any."""
-    had = factor_of(session, account) is not None
-    session.execute(delete(SecondFactor).where(_owner(SecondFactor, account)))
+    """Forgets the secret, the recovery codes and any passkeys; says whether this call removed
+    any (counted from the DELETEs, so of two concurrent removals only one says yes)."""
+    removed = session.execute(delete(SecondFactor).where(_owner(SecondFactor, account))).rowcount
     session.execute(delete(RecoveryCode).where(_owner(RecoveryCode, account)))
     if isinstance(account, StaffUser):
-        had = had or session.scalar(select(Passkey.id).where(Passkey.staff_id == account.id))
-        session.execute(delete(Passkey).where(Passkey.staff_id == account.id))
-    return bool(had)
+        removed += session.execute(delete(Passkey).where(Passkey.staff_id == account.id)).rowcount
+    return bool(removed)
 
 
 def check_code(session: Session, account: Account, code: str, now: float, keys: Keys) -> str | None:

@@ -387,11 +387,16 @@ def test_the_staff_account_page_is_for_the_help_desk_within_its_portals(provider
     assert ended.status_code == 302 and not signed_in(provider, person)
 
     sign_in(provider, person)
-    disabled = submit(desk, f"{path}/status", {"note": "Pidió bloquear"}, form_page=path)
+    assert 'name="to" value="disabled"' in desk.get(path).get_data(as_text=True)
+    disable = {"note": "Pidió bloquear", "to": "disabled"}
+    disabled = submit(desk, f"{path}/status", disable, form_page=path)
     assert disabled.status_code == 302 and not signed_in(provider, person)
+    repeated = submit(desk, f"{path}/status", disable, form_page=path, follow=True)
+    assert "ya estaba desactivada" in repeated.get_data(as_text=True)
     with provider.session_factory() as session:
-        assert session.get(User, user_id).status == "disabled"
-    submit(desk, f"{path}/status", {"note": "Lo pidió de nuevo"}, form_page=path)
+        assert session.get(User, user_id).status == "disabled", "a repeated press undoes nothing"
+    assert 'name="to" value="active"' in desk.get(path).get_data(as_text=True)
+    submit(desk, f"{path}/status", {"note": "Lo pidió de nuevo", "to": "active"}, form_page=path)
     with provider.session_factory() as session:
         assert session.get(User, user_id).status == "active"
         notes = session.scalars(

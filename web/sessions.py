@@ -180,11 +180,6 @@ def end_all_sessions(user_id: int) -> None:
     sign_out_everywhere(db, user_id)
 
 
-def end_all_staff_sessions(staff_id: int) -> None:
-    """A disabled staff member is signed out everywhere at their next request."""
-    get_db().execute(delete(UserSession).where(UserSession.staff_id == staff_id))
-
-
 def portal_login_required(view):
     """An applicant signed in to this portal; staff and other portals' users are sent to login."""
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 from flask import flash, redirect, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
+from wtforms import HiddenField
+from wtforms.validators import AnyOf
 
 from portal.audit import add_event
 from portal.models import AccountStatus, User
+from processes.account_admin import service as helpdesk
 from processes.registration import service
 from web.account.activity import activity_context
 from web.db import get_db
@@ -22,6 +25,13 @@ from web.staff.narrative import sentence
 
 class ResendForm(CheckedForm):
     """Only the CSRF token: the account is in the address."""
+
+
+class StatusForm(NoteForm):
+    """The status the agent asked for travels with the form, so a press repeated after the
+    change is told it is done instead of undoing it."""
+
+    to = HiddenField(validators=[AnyOf([AccountStatus.ACTIVE, AccountStatus.DISABLED])])
 
 
 def access_context(user: User) -> dict:
@@ -41,8 +51,8 @@ def _actor() -> str:
 def note_forms(**refused: NoteForm) -> dict[str, NoteForm]:
     """The page's note forms, each with its own field id; the refused one keeps what was typed."""
     forms = {}
-    for name in ("sessions_form", "status_form"):
-        form = refused.get(name) or NoteForm(formdata=None)
+    for name, kind in (("sessions_form", NoteForm), ("status_form", StatusForm)):
+        form = refused.get(name) or kind(formdata=None)
         form.note.id = name.removesuffix("_form") + "_note"
         forms[name] = form
     return forms
@@ -77,27 +87,26 @@ def end_account_sessions(user_id: int):
 def change_account_status(user_id: int):
     """Disable an active account (its sessions end at once) or enable a disabled one."""
     user = _visible_user(user_id)
-    form = NoteForm()
+    form = StatusForm()
     if not form.validate_on_submit():
         return _refresh(
             user, NoteForm(formdata=None), NoteForm(formdata=None), status_form=form
         ), 400
-    db = get_db()
-    if user.status == AccountStatus.ACTIVE:
-        user.status = AccountStatus.DISABLED
-        end_all_sessions(user.id)
-        action, message = "account.disabled_by_helpdesk", _("Desactivamos la cuenta.")
-    elif user.status == AccountStatus.DISABLED:
-        user.status = AccountStatus.ACTIVE
-        action, message = "account.enabled_by_helpdesk", _("Reactivamos la cuenta.")
-    else:
-        flash(_("Solo una cuenta activa o desactivada puede cambiar así."), "info")
+    to = AccountStatus(form.to.data)
+    if not helpdesk.set_account_status(get_db(), user, to, _actor(), form.note.data):
+        flash(
+            _("La cuenta ya estaba desactivada.")
+            if to == AccountStatus.DISABLED
+            else _("La cuenta ya estaba activa."),
+            "info",
+        )
         return redirect(url_for("staff.account", user_id=user.id))
-    add_event(
-        db, actor=_actor(), action=action, portal=user.portal, user_id=user.id, note=form.note.data
+    flash(
+        _("Desactivamos la cuenta.")
+        if to == AccountStatus.DISABLED
+        else _("Reactivamos la cuenta."),
+        "success",
     )
-    db.commit()
-    flash(message, "success")
     return redirect(url_for("staff.account", user_id=user.id))
 
 

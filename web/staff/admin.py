@@ -14,7 +14,6 @@ from wtforms.validators import EqualTo, Length, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal import two_factor
-from portal.audit import add_event
 from portal.models import (
     STAFF_MIN_PASSWORD_LENGTH,
     LoginThrottle,
@@ -25,14 +24,14 @@ from portal.models import (
     StaffUser,
 )
 from portal.passwords import hash_password
-from processes.account_notice.service import notify_staff
-from processes.account_notice.vocabulary import NoticeKind
+from processes.account_admin import service as admin
+from processes.account_admin.service import Changed
 from processes.staff_invitation import service as invitations
 from processes.staff_invitation.vocabulary import InvitationStatus
 from web import once, second_factor
 from web.db import get_db
 from web.forms import CheckedForm, EmailAddress, required, strip
-from web.sessions import end_all_staff_sessions, staff_required
+from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, PUBLIC_ENDPOINTS, STAFF_LOCKOUT, bp
 
 CONSOLE_PAGES.append(("staff.admin_staff", _l("Personal de la consola"), StaffRole.ADMIN))
@@ -136,18 +135,6 @@ def _managed(staff_id: int) -> StaffUser:
     return staff
 
 
-def _other_active_admins(staff: StaffUser) -> int:
-    return len(
-        [
-            other
-            for other in get_db().scalars(
-                select(StaffUser).where(StaffUser.active.is_(True), StaffUser.id != staff.id)
-            )
-            if StaffRole.ADMIN in other.role_set
-        ]
-    )
-
-
 @bp.get("/admin/")
 @staff_required(StaffRole.ADMIN)
 def admin_staff():
@@ -227,26 +214,12 @@ def admin_member(staff_id: int):
     form = AccessForm(roles=sorted(staff.role_set), portals=sorted(staff.portal_set))
     form.setup(current_user.account)
     if form.validate_on_submit():
-        if (
-            StaffRole.ADMIN in staff.role_set
-            and StaffRole.ADMIN not in form.roles.data
-            and staff.active
-            and not _other_active_admins(staff)
-        ):
+        changed = admin.change_access(
+            db, staff, _actor(), list(form.roles.data), list(form.portals.data)
+        )
+        if changed == Changed.LAST_ADMIN:
             form.roles.errors.append(_("Es la última cuenta de administración activa."))
         else:
-            before = {"roles": staff.roles, "portals": staff.portals}
-            staff.roles = ",".join(r for r in StaffRole if r in form.roles.data)
-            staff.portals = ",".join(form.portals.data)
-            add_event(
-                db,
-                actor=_actor(),
-                action="staff.access_changed",
-                username=staff.username,
-                before=before,
-                after={"roles": staff.roles, "portals": staff.portals},
-            )
-            db.commit()
             flash(_("Guardamos las funciones y los portales."), "success")
             return redirect(url_for("staff.admin_member", staff_id=staff.id))
     invitation = db.scalar(
@@ -269,14 +242,13 @@ def admin_member(staff_id: int):
 
 
 def _act(staff_id: int, change) -> object:
-    """Runs one change on a managed staff member after the CSRF check, then back to the page."""
+    """Runs one change on a managed staff member after the CSRF check, then back to the page;
+    the change commits (or not) itself."""
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400)
     staff = _managed(staff_id)
-    db = get_db()
-    message = change(db, staff)
-    db.commit()
+    message = change(get_db(), staff)
     if message:
         flash(message[0], message[1])
     return redirect(url_for("staff.admin_member", staff_id=staff.id))
@@ -286,13 +258,11 @@ def _act(staff_id: int, change) -> object:
 @staff_required(StaffRole.ADMIN)
 def admin_disable(staff_id: int):
     def change(db, staff: StaffUser):
-        if not staff.active:
+        changed = admin.disable_staff(db, staff, _actor())
+        if changed == Changed.ALREADY:
             return _("La cuenta ya estaba desactivada."), "info"
-        if StaffRole.ADMIN in staff.role_set and not _other_active_admins(staff):
+        if changed == Changed.LAST_ADMIN:
             return _("No se puede desactivar la última cuenta de administración activa."), "error"
-        staff.active = False
-        end_all_staff_sessions(staff.id)
-        add_event(db, actor=_actor(), action="staff.disabled", username=staff.username)
         return _("Desactivamos la cuenta y cerramos sus sesiones."), "success"
 
     return _act(staff_id, change)
@@ -302,12 +272,11 @@ def admin_disable(staff_id: int):
 @staff_required(StaffRole.ADMIN)
 def admin_enable(staff_id: int):
     def change(db, staff: StaffUser):
-        if staff.active:
+        changed = admin.enable_staff(db, staff, _actor())
+        if changed == Changed.ALREADY:
             return _("La cuenta ya estaba activa."), "info"
-        if not staff.password_hash:
+        if changed == Changed.NOT_ACCEPTED:
             return _("La invitación aún no fue aceptada."), "error"
-        staff.active = True
-        add_event(db, actor=_actor(), action="staff.enabled", username=staff.username)
         return _("Activamos la cuenta."), "success"
 
     return _act(staff_id, change)
@@ -317,11 +286,8 @@ def admin_enable(staff_id: int):
 @staff_required(StaffRole.ADMIN)
 def admin_reset_factor(staff_id: int):
     def change(db, staff: StaffUser):
-        if not two_factor.remove(db, staff):
+        if not admin.reset_staff_factor(db, staff, _actor()):
             return _("La cuenta no tenía un segundo factor."), "info"
-        end_all_staff_sessions(staff.id)
-        add_event(db, actor=_actor(), action="staff.second_factor.reset", username=staff.username)
-        notify_staff(db, staff, NoticeKind.SECOND_FACTOR_REMOVED)
         return (
             _("Quitamos el segundo factor: lo activará de nuevo al iniciar sesión."),
             "success",
@@ -334,11 +300,8 @@ def admin_reset_factor(staff_id: int):
 @staff_required(StaffRole.ADMIN)
 def admin_unlock(staff_id: int):
     def change(db, staff: StaffUser):
-        throttle = db.get(LoginThrottle, ("staff", staff.username.lower()))
-        if throttle is None:
+        if not admin.unlock_staff(db, staff, _actor()):
             return _("La cuenta no estaba bloqueada."), "info"
-        db.delete(throttle)
-        add_event(db, actor=_actor(), action="staff.unlocked", username=staff.username)
         return _("Desbloqueamos la cuenta."), "success"
 
     return _act(staff_id, change)

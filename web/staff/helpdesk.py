@@ -12,11 +12,10 @@ from sqlalchemy import and_, func, or_, select
 from portal import two_factor
 from portal.audit import add_event
 from portal.models import LoginThrottle, SecondFactor, StaffRole, StaffUser, User
-from processes.account_notice.service import notify_account_owner
-from processes.account_notice.vocabulary import NoticeKind
+from processes.account_admin import service as helpdesk
 from web.db import get_db
 from web.forms import CheckedForm, staff_text
-from web.sessions import end_all_sessions, staff_required
+from web.sessions import staff_required
 from web.staff import CONSOLE_PAGES, bp, visible_portals
 
 CONSOLE_PAGES.append(("staff.accounts", _l("Cuentas de solicitantes"), StaffRole.SUPPORT))
@@ -26,6 +25,10 @@ class NoteForm(CheckedForm):
     note = staff_text(
         _l("Nota"), _l("Cómo verificó la identidad y por qué: queda en la auditoría.")
     )
+
+
+def _actor() -> str:
+    return f"staff:{current_user.account.username}"
 
 
 def _visible_user(user_id: int) -> User:
@@ -118,22 +121,9 @@ def unlock_account(user_id: int):
     form = NoteForm()
     if not form.validate_on_submit():
         return _refresh(user, form, NoteForm(formdata=None)), 400
-    db = get_db()
-    throttle = _throttle(user)
-    if throttle is None:
+    if not helpdesk.unlock_account(get_db(), user, _actor(), form.note.data):
         flash(_("La cuenta no estaba bloqueada."), "info")
         return redirect(url_for("staff.account", user_id=user.id))
-    db.delete(throttle)
-    add_event(
-        db,
-        actor=f"staff:{current_user.account.username}",
-        action="account.unlocked_by_helpdesk",
-        portal=user.portal,
-        user_id=user.id,
-        note=form.note.data,
-    )
-    notify_account_owner(db, user, NoticeKind.UNLOCKED_BY_HELPDESK)
-    db.commit()
     flash(_("Desbloqueamos la cuenta y avisamos a su titular por correo."), "success")
     return redirect(url_for("staff.account", user_id=user.id))
 
@@ -145,20 +135,8 @@ def reset_account_factor(user_id: int):
     form = NoteForm()
     if not form.validate_on_submit():
         return _refresh(user, NoteForm(formdata=None), form), 400
-    db = get_db()
-    if not two_factor.remove(db, user):
+    if not helpdesk.reset_second_factor(get_db(), user, _actor(), form.note.data):
         flash(_("La cuenta no tenía un segundo factor."), "info")
         return redirect(url_for("staff.account", user_id=user.id))
-    end_all_sessions(user.id)
-    add_event(
-        db,
-        actor=f"staff:{current_user.account.username}",
-        action="second_factor.reset_by_helpdesk",
-        portal=user.portal,
-        user_id=user.id,
-        note=form.note.data,
-    )
-    notify_account_owner(db, user, NoticeKind.SECOND_FACTOR_REMOVED, by_helpdesk="1")
-    db.commit()
     flash(_("Quitamos el segundo factor y avisamos a su titular por correo."), "success")
     return redirect(url_for("staff.account", user_id=user.id))
