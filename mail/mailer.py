@@ -30,8 +30,13 @@ IDLE_SECONDS = 30.0
 """A kept SMTP connection idle longer than this is closed, not reused: servers drop idle
 clients (Postfix after 300 s), and a dropped one costs a failed command before the new one."""
 
-BROKEN = (smtplib.SMTPServerDisconnected, ConnectionError)
-"""How a kept connection the server has closed meanwhile fails (not a refusal of the message)."""
+
+def _dropped(error: Exception) -> bool:
+    """How a kept connection the server closed meanwhile fails: disconnected, reset, or the
+    "421 closing" a server sends before it hangs up (not a refusal of the message)."""
+    if isinstance(error, (smtplib.SMTPServerDisconnected, ConnectionError)):
+        return True
+    return isinstance(error, smtplib.SMTPResponseException) and error.smtp_code == 421
 
 
 @lru_cache(maxsize=8)
@@ -107,8 +112,8 @@ class Mailer:
         try:
             try:
                 smtp.send_message(message)
-            except BROKEN:
-                if not kept:
+            except Exception as error:
+                if not kept or not _dropped(error):
                     raise
                 _close(smtp)
                 smtp = self._connect()
