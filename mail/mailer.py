@@ -115,7 +115,7 @@ class Mailer:
             except Exception as error:
                 if not kept or not _dropped(error):
                     raise
-                _close(smtp)
+                smtp.close()
                 smtp = self._connect()
                 smtp.send_message(message)
         except BaseException:
@@ -136,7 +136,8 @@ class Mailer:
                     break
                 stale.append(smtp)
         for smtp in stale:
-            _close(smtp)
+            # No QUIT: a server that dropped it silently would hold this send for the timeout.
+            smtp.close()
         if found is not None:
             return found, True
         return self._connect(), False
