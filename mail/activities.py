@@ -160,8 +160,7 @@ class MailActivities:
     @activity.defn
     def send_notice(self, request: NoticeEmail) -> MailSent:
         with self.session_factory() as session:
-            if already_sent(session, request.send_key):
-                return MailSent(sent=False)
+            # Whether it went out already is deliver_once's first question.
             user = session.get(User, request.user_id) if request.user_id else None
             staff = session.get(StaffUser, request.staff_id) if request.staff_id else None
             to, locale = self._recipient(session, request)

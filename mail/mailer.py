@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
+import time
 import unicodedata
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -23,6 +25,18 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 HELO_NAME = "acceso.localhost"
 """Named once for EHLO and Message-IDs: otherwise each message asks DNS for this host's name."""
+
+IDLE_SECONDS = 30.0
+"""A kept SMTP connection idle longer than this is closed, not reused: servers drop idle
+clients (Postfix after 300 s), and a dropped one costs a failed command before the new one."""
+
+
+def _dropped(error: Exception) -> bool:
+    """How a kept connection the server closed meanwhile fails: disconnected, reset, or the
+    "421 closing" a server sends before it hangs up (not a refusal of the message)."""
+    if isinstance(error, (smtplib.SMTPServerDisconnected, ConnectionError)):
+        return True
+    return isinstance(error, smtplib.SMTPResponseException) and error.smtp_code == 421
 
 
 @lru_cache(maxsize=8)
@@ -56,10 +70,15 @@ def checked_address(address: str) -> str:
 
 
 class Mailer:
-    """One SMTP connection per message: activities run in threads and retry on failure."""
+    """Keeps its SMTP connections open between messages, one per thread sending at that
+    moment (activities run in threads): connecting, EHLO, STARTTLS, AUTH and QUIT cost more
+    than the message itself. A kept connection the server closed meanwhile is replaced once;
+    anything else fails the send, and the activity's retry sends again."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._idle: list[tuple[smtplib.SMTP, float]] = []
+        self._lock = threading.Lock()
 
     def render(self, template: str, locale: str, context: dict) -> tuple[str, str, str]:
         locale = locale if locale in ("es", "en") else "es"
@@ -89,6 +108,41 @@ class Mailer:
             raise
 
     def _deliver(self, message: EmailMessage) -> None:
+        smtp, kept = self._take()
+        try:
+            try:
+                smtp.send_message(message)
+            except Exception as error:
+                if not kept or not _dropped(error):
+                    raise
+                smtp.close()
+                smtp = self._connect()
+                smtp.send_message(message)
+        except BaseException:
+            _close(smtp)
+            raise
+        with self._lock:
+            self._idle.append((smtp, time.monotonic()))
+
+    def _take(self) -> tuple[smtplib.SMTP, bool]:
+        """The most recently used kept connection, or a new one (False: not kept)."""
+        stale = []
+        found = None
+        with self._lock:
+            while self._idle:
+                smtp, since = self._idle.pop()
+                if time.monotonic() - since < IDLE_SECONDS:
+                    found = smtp
+                    break
+                stale.append(smtp)
+        for smtp in stale:
+            # No QUIT: a server that dropped it silently would hold this send for the timeout.
+            smtp.close()
+        if found is not None:
+            return found, True
+        return self._connect(), False
+
+    def _connect(self) -> smtplib.SMTP:
         s = self.settings
         if s.smtp_tls == "ssl":
             smtp = smtplib.SMTP_SSL(
@@ -100,9 +154,20 @@ class Mailer:
             )
         else:
             smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, local_hostname=HELO_NAME, timeout=10)
-        with smtp:
+        try:
             if s.smtp_tls == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
             if s.smtp_user:
                 smtp.login(s.smtp_user, s.smtp_password)
-            smtp.send_message(message)
+        except BaseException:
+            _close(smtp)
+            raise
+        return smtp
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    """QUIT if the server still listens; the socket is closed either way."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()

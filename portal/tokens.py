@@ -50,15 +50,20 @@ def issue_link(
     workflow_id: str,
     lifetime_hours: int,
     user_id: int | None = None,
+    secret: str = "",
+    send_key: str | None = None,
 ) -> tuple[EmailToken, str]:
     """A new e-mail link for a process step, revoking the step's earlier unused ones.
 
     Returns the stored row (hash only) and the raw token, which goes into the e-mail and nowhere
     else. The caller commits before sending, so the link works the moment the e-mail arrives.
+    Given a `send_key`, the raw token is derived from `secret` and a stored salt instead of
+    drawn at random (see `link_for_send`), in the same INSERT.
     """
     now = utcnow()
     revoke_links(session, workflow_id, purpose, now)
-    raw = new_token()
+    salt = secrets.token_hex(16) if send_key is not None else None
+    raw = derived_token(secret, salt) if salt is not None else new_token()
     token = EmailToken(
         token_hash=token_hash(raw),
         purpose=purpose,
@@ -66,6 +71,8 @@ def issue_link(
         workflow_id=workflow_id,
         user_id=user_id,
         expires_at=now + timedelta(hours=lifetime_hours),
+        send_key=send_key,
+        salt=salt,
     )
     session.add(token)
     session.flush()
@@ -116,18 +123,16 @@ def link_for_send(
     """
     token = session.scalar(select(EmailToken).where(EmailToken.send_key == send_key))
     if token is None:
-        token, _ = issue_link(
+        return issue_link(
             session,
             purpose=purpose,
             portal=portal,
             workflow_id=workflow_id,
             lifetime_hours=lifetime_hours,
             user_id=user_id,
+            secret=secret,
+            send_key=send_key,
         )
-        token.send_key = send_key
-        token.salt = secrets.token_hex(16)
-        token.token_hash = token_hash(derived_token(secret, token.salt))
-        session.flush()
     return token, derived_token(secret, token.salt)
 
 
