@@ -15,6 +15,7 @@ from tests.fixtures.smtp import free_port
 from tests.fixtures.stack import csrf_token, submit
 from tests.fixtures.staff import add_staff, sign_in_staff
 from web import create_app
+from web.sessions import SESSIONLESS_ENDPOINTS
 
 PASSWORD = "Clave123segura"
 
@@ -85,6 +86,12 @@ def test_json_answers_get_a_policy_that_allows_nothing_and_the_other_headers(cli
         )
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_every_endpoint_that_skips_the_sign_in_exists_and_answers_json_or_nothing(app):
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert endpoints >= SESSIONLESS_ENDPOINTS
+    assert not {e for e in SESSIONLESS_ENDPOINTS if e.split(".")[0] in ("auth", "account")}
 
 
 def test_each_response_has_its_own_nonce(client):
