@@ -94,6 +94,16 @@ def test_every_endpoint_that_skips_the_sign_in_exists_and_answers_json_or_nothin
     assert not {e for e in SESSIONLESS_ENDPOINTS if e.split(".")[0] in ("auth", "account")}
 
 
+def test_a_redirect_gets_the_policy_that_allows_nothing_and_the_other_headers(client):
+    response = submit(client, "/patient/login", {"username": "ana.perez", "password": PASSWORD})
+    csp = directives(response)
+    assert response.status_code == 302
+    assert csp["default-src"] == "'none'" and csp["frame-ancestors"] == "'none'"
+    assert "nonce-" not in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
 def test_each_response_has_its_own_nonce(client):
     first = directives(client.get("/patient/login"))["script-src"]
     second = directives(client.get("/patient/login"))["script-src"]
@@ -346,6 +356,7 @@ def _register_patient(client, **overrides):
         ("full_name", "Ana\r\nBcc: victim@example.org"),
         ("full_name", "Ana\u2028Pérez"),
         ("full_name", "Ana\x00Pérez"),
+        ("full_name", "Ana\u200bPérez"),
         ("username", "ana\tperez"),
     ],
 )

@@ -10,7 +10,9 @@ from flask import g
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import _FlaskFormCSRF
 from wtforms import PasswordField, StringField, TextAreaField
+from wtforms.csrf.core import CSRFTokenField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
 from portal.passwords import context_words, password_problems
@@ -60,6 +62,8 @@ class SingleLine:
 
     def __call__(self, form, field):
         value = field.data if isinstance(field.data, str) else ""
+        if value.isprintable():
+            return
         if any(_forbidden(character, self.multi_line) for character in value):
             if self.multi_line:
                 raise ValidationError(_l("El texto contiene caracteres de control no permitidos."))
@@ -70,11 +74,30 @@ def _has_length(field) -> bool:
     return any(isinstance(v, Length) and v.max not in (None, -1) for v in field.validators)
 
 
+class TokenWhenShown(CSRFTokenField):
+    """The CSRF field, signing this response's token only when the form is rendered: a POST
+    answered with a redirect (a sign-in) never shows it. The submitted token is checked as ever."""
+
+    def process(self, *args, **kwargs):
+        super(CSRFTokenField, self).process(*args, **kwargs)
+
+    def _value(self):
+        if self.current_token is None:
+            self.current_token = self.csrf_impl.generate_csrf_token(self)
+        return self.current_token
+
+
+class CSRFWhenShown(_FlaskFormCSRF):
+    field_class = TokenWhenShown
+
+
 class CheckedForm(FlaskForm):
     """Every form of the app: each text field refuses control characters (line breaks too,
     unless it is a text area) and has a maximum length, whether or not its form says so."""
 
     class Meta(FlaskForm.Meta):
+        csrf_class = CSRFWhenShown
+
         def bind_field(self, form, unbound_field, options):
             field = super().bind_field(form, unbound_field, options)
             if isinstance(field, StringField):

@@ -67,6 +67,8 @@ def content_security_policy() -> str:
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 """A JSON answer is never a page: it may load, run, frame or submit nothing. A fixed string, so
 an API response costs no nonce (os.urandom) and no policy built per request."""
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+"""Never a 304: its headers would replace the cached page's."""
 FIXED_HEADERS = (
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Permissions-Policy", PERMISSIONS_POLICY),
@@ -82,12 +84,13 @@ def https_site() -> bool:
 
 def add_security_headers(response):
     """Each header unless the view set its own. A page gets the nonce policy; a JSON answer
-    (token endpoint, userinfo, JWKS, health) the fixed API policy."""
+    (token endpoint, userinfo, JWKS, health) and a redirect, whose body no browser shows (a
+    form's POST answered with the next page's address, like a sign-in), the fixed API policy."""
     headers = response.headers
     present = {name.lower() for name, _ in headers.items()}
     if "content-security-policy" not in present:
-        json = response.mimetype == "application/json"
-        headers.add("Content-Security-Policy", API_POLICY if json else content_security_policy())
+        fixed = response.mimetype == "application/json" or response.status_code in REDIRECTS
+        headers.add("Content-Security-Policy", API_POLICY if fixed else content_security_policy())
     for name, value in FIXED_HEADERS:
         if name.lower() not in present:
             headers.add(name, value)

@@ -11,7 +11,7 @@ from flask_login import current_user, logout_user
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
 from portal import lockout, two_factor
-from portal.audit import add_event
+from portal.audit import add_event, write_event
 from portal.metrics import count_login
 from portal.models import AccountStatus, utcnow
 from portal.passwords import hash_password, needs_rehash, verify_password
@@ -205,7 +205,7 @@ def finish_login(user, remember: bool, next_url: str) -> str:
     db = get_db()
     if user.must_change_password:
         user.password_expires_at = utcnow()
-    add_event(db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id)
+    write_event(db, actor=f"user:{user.id}", action="login", portal=g.portal.slug, user_id=user.id)
     start_session(user, remember=remember, device_hash=device_sign_in(user))
     count_login(g.portal.slug, "ok")
     if user.must_change_password:
