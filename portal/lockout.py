@@ -11,12 +11,14 @@ failure never meets a UNIQUE error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 from sqlalchemy import bindparam, case, delete, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from portal.models import LoginThrottle, utcnow
@@ -65,16 +67,26 @@ def _claim_statement(dialect: str):
     )
 
 
-def claim(session: Session, portal: str, key: str, threshold: int) -> Attempt:
+def claim(
+    session: Session,
+    portal: str,
+    key: str,
+    threshold: int,
+    first: Callable[[Connection], bool] | None = None,
+) -> Attempt | None:
     """Counts one attempt for (portal, key) and commits it on its own connection at once.
 
     Call it before writing anything in the caller's transaction (on SQLite the caller's open
-    write would make this wait), and before the slow secret check, never after it.
+    write would make this wait), and before the slow secret check, never after it. `first` is
+    another count of the same attempt (the client's) made in the same transaction just before:
+    when it says no, this attempt is not counted, its count is committed and None returned.
     """
     engine = session.get_bind().engine
     statement = _claim_statement(engine.dialect.name)
     params = {"b_portal": portal, "b_key": key}
     with engine.begin() as connection:
+        if first is not None and not first(connection):
+            return None
         number = int(connection.execute(statement, params).scalar_one())
     return Attempt(portal=portal, key=key, number=number, threshold=threshold)
 

@@ -24,6 +24,7 @@ from portal.models import (
     AuditEvent,
     LoginThrottle,
     OutboxMessage,
+    RateLimitCounter,
     SecondFactor,
     User,
     utcnow,
@@ -342,3 +343,63 @@ def test_one_right_code_sent_from_four_browsers_at_once_signs_in_only_one(
     answers = all_at_once(prepare, fire, browsers=4)
     assert sorted(a.status_code for a in answers) == [200, 200, 200, 302]
     assert all("ya fue usado" in a.text for a in answers if a.status_code == 200)
+
+
+def client_count(session_factory) -> int:
+    """The loopback client's sign-in count in the rate limit's table."""
+    with session_factory() as session:
+        return session.scalar(
+            select(func.sum(RateLimitCounter.count)).where(
+                RateLimitCounter.key.like("%/sign_in/127.0.0.1/%")
+            )
+        )
+
+
+def test_eight_concurrent_wrong_passwords_count_eight_for_the_client_too(site, session_factory):
+    base, _app = site
+    add_patient(session_factory, with_factor=False)
+    url = f"{base}/patient/login"
+
+    def prepare(_n):
+        browser = requests.Session()
+        return browser, token_on(browser.get(url, timeout=30).text)
+
+    def fire(state, n):
+        browser, token = state
+        data = {"csrf_token": token, "username": f"nadie{n}", "password": "wrong"}
+        return browser.post(url, data=data, timeout=30, allow_redirects=False)
+
+    assert [a.status_code for a in all_at_once(prepare, fire)] == [200] * BROWSERS
+    assert client_count(session_factory) == BROWSERS
+    assert all(failures(session_factory, "patient", f"nadie{n}").failures == 1 for n in range(8))
+
+
+def test_eight_concurrent_posts_past_the_clients_limit_check_only_the_limits_worth(
+    settings, session_factory
+):
+    settings = replace(
+        settings, temporal_address=f"127.0.0.1:{free_port()}", rate_limit_sign_in="5/minute"
+    )
+    app = create_app({"SETTINGS": settings, "TESTING": True})
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        add_patient(session_factory, with_factor=False)
+        url = f"http://127.0.0.1:{server.server_port}/patient/login"
+
+        def prepare(_n):
+            browser = requests.Session()
+            return browser, token_on(browser.get(url, timeout=30).text)
+
+        def fire(state, n):
+            browser, token = state
+            data = {"csrf_token": token, "username": "ana.perez", "password": f"wrong{n}"}
+            return browser.post(url, data=data, timeout=30, allow_redirects=False)
+
+        codes = sorted(a.status_code for a in all_at_once(prepare, fire))
+        assert codes == [200] * 5 + [429] * 3
+        assert client_count(session_factory) == BROWSERS
+        assert failures(session_factory, "patient", "ana.perez").failures == 5
+    finally:
+        server.shutdown()
+        app.extensions["acceso.temporal"].close()

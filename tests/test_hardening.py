@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from portal.models import User, utcnow
+from portal.models import LoginThrottle, User, utcnow
 from portal.passwords import hash_password
 from tests.fixtures.smtp import free_port
 from tests.fixtures.stack import csrf_token, submit
@@ -275,6 +275,20 @@ def test_one_client_trying_many_usernames_is_stopped_with_429_and_retry_after(st
     assert over.status_code == 429
     assert 1 <= int(over.headers["Retry-After"]) <= 60
     assert "Demasiados intentos" in over.get_data(as_text=True)
+
+
+def test_a_bad_form_or_token_counts_too_and_past_the_limit_is_answered_429(strict, session_factory):
+    client = strict.test_client()
+    empty = _login(client, "ana.perez", password="")
+    forged = client.post("/patient/login", data={"csrf_token": "x", "username": "ana.perez"})
+    assert (empty.status_code, forged.status_code) == (200, 400)
+    assert _login(client, "ana.perez").status_code == 200
+    assert _login(client, "ana.perez", password="").status_code == 429
+    forged = client.post("/patient/login", data={"csrf_token": "x", "username": "ana.perez"})
+    assert forged.status_code == 429 and "Retry-After" in forged.headers
+    assert _login(client, "ana.perez", password=PASSWORD).status_code == 429
+    with session_factory() as session:
+        assert session.get(LoginThrottle, ("patient", "ana.perez")).failures == 1
 
 
 def test_the_429_page_is_the_same_for_existing_and_unknown_accounts(strict, session_factory):

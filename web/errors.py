@@ -7,7 +7,9 @@ import logging
 from flask import Flask, current_app, g, jsonify, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from markupsafe import escape
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, TooManyRequests
+
+from web.ratelimit import settle_owed
 
 log = logging.getLogger("acceso.errors")
 
@@ -67,6 +69,11 @@ def render_error(code: int, headers: dict | None = None):
 
 
 def handle_http_error(error: HTTPException):
+    if not isinstance(error, TooManyRequests):
+        try:
+            settle_owed()
+        except TooManyRequests as refused:
+            error = refused
     code = error.code or 500
     if request.blueprint == "codec" or request.path.startswith("/codec/"):
         return jsonify(error=error.description or error.name), code

@@ -11,16 +11,18 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from functools import cached_property, wraps
 
-from flask import current_app, request
+from flask import current_app, g, request
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import bindparam, case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import TooManyRequests
 
@@ -45,6 +47,16 @@ class DatabaseStorage(Storage):
         self.engine = engine
         dialect = engine.dialect.name
         self._insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        self._joined: ContextVar[Connection | None] = ContextVar("joined", default=None)
+
+    @contextmanager
+    def joining(self, connection: Connection):
+        """Counts and reads on `connection`, in its caller's transaction (who commits)."""
+        token = self._joined.set(connection)
+        try:
+            yield
+        finally:
+            self._joined.reset(token)
 
     @property
     def base_exceptions(self):
@@ -53,6 +65,9 @@ class DatabaseStorage(Storage):
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = time.time()
         params = {"b_key": key, "amount": amount, "now": now, "expires": now + expiry}
+        joined = self._joined.get()
+        if joined is not None:
+            return int(joined.execute(self._increment, params).scalar_one())
         with self.engine.begin() as connection:
             return int(connection.execute(self._increment, params).scalar_one())
 
@@ -75,12 +90,14 @@ class DatabaseStorage(Storage):
         ).returning(table.c.count)
 
     def _row(self, key: str):
+        statement = select(RateLimitCounter.count, RateLimitCounter.expires_at).where(
+            RateLimitCounter.key == key
+        )
+        joined = self._joined.get()
+        if joined is not None:
+            return joined.execute(statement).first()
         with self.engine.connect() as connection:
-            return connection.execute(
-                select(RateLimitCounter.count, RateLimitCounter.expires_at).where(
-                    RateLimitCounter.key == key
-                )
-            ).first()
+            return connection.execute(statement).first()
 
     def get(self, key: str) -> int:
         row = self._row(key)
@@ -111,10 +128,12 @@ class DatabaseStorage(Storage):
 
     def purge_expired(self) -> int:
         """Old windows are dead weight; any process may sweep them."""
+        statement = delete(RateLimitCounter).where(RateLimitCounter.expires_at <= time.time())
+        joined = self._joined.get()
+        if joined is not None:
+            return joined.execute(statement).rowcount
         with self.engine.begin() as connection:
-            return connection.execute(
-                delete(RateLimitCounter).where(RateLimitCounter.expires_at <= time.time())
-            ).rowcount
+            return connection.execute(statement).rowcount
 
 
 def _networks(raw: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -161,8 +180,12 @@ class RateLimits:
     PURGE_EVERY = 600.0
     """Seconds between sweeps of expired windows by one process (any process may sweep)."""
 
-    def hit(self, kind: str, client: str) -> float | None:
-        """Counts one attempt; None when allowed, else seconds until the client may try again."""
+    def hit(self, kind: str, client: str, connection: Connection | None = None) -> float | None:
+        """Counts one attempt; None when allowed, else seconds until the client may try again.
+        With `connection`, in its caller's transaction; otherwise committed at once."""
+        if connection is not None:
+            with self.storage.joining(connection):
+                return self.hit(kind, client)
         if time.monotonic() - self._purged_at > self.PURGE_EVERY:
             self._purged_at = time.monotonic()
             self.storage.purge_expired()
@@ -187,6 +210,42 @@ def check_rate_limit(kind: str) -> None:
     if wait is not None:
         log.warning("rate limit %s exceeded by %s", kind, client)
         raise TooManyRequests(retry_after=int(wait + 0.999))
+
+
+OWED = "acceso_rate_limit_owed"
+COUNTED_WITH_CLAIM = frozenset({"auth.login"})
+"""Sign-in forms whose view counts the client's attempt in the same transaction as the
+account's (`web.auth.claim_attempt`): one commit before the hash instead of two. A POST that
+never reaches that claim (a bad form or CSRF token, an error) is counted on its own instead,
+by `settle_owed`, as every other limited form is."""
+
+
+def count_owed(connection: Connection) -> TooManyRequests | None:
+    """Counts the client's attempt this request still owes, on `connection` in its caller's
+    transaction; over the limit, the 429 to raise once the caller has committed the count."""
+    kind = g.pop(OWED, None)
+    if kind is None:
+        return None
+    client = client_address()
+    wait = current_app.extensions["acceso.rate_limits"].hit(kind, client, connection)
+    if wait is None:
+        return None
+    log.warning("rate limit %s exceeded by %s", kind, client)
+    return TooManyRequests(retry_after=int(wait + 0.999))
+
+
+def settle_owed() -> None:
+    """Counts the attempt a POST to a `COUNTED_WITH_CLAIM` form owes when it will claim nothing
+    (a 429 if over the limit), so every POST counts once whichever way it ends."""
+    kind = g.pop(OWED, None)
+    if kind is not None:
+        check_rate_limit(kind)
+
+
+def _settle_at_teardown(_exc: BaseException | None = None) -> None:
+    """The last resort: a request that failed before counting still counts (no 429 by now)."""
+    with suppress(TooManyRequests):
+        settle_owed()
 
 
 def rate_limited(kind: str, methods: tuple[str, ...] = ("POST",)) -> Callable:
@@ -233,6 +292,9 @@ def limit_endpoint(endpoint: str, kind: str) -> None:
 def _count_limited_posts() -> None:
     kind = LIMITED_ENDPOINTS.get(request.endpoint or "")
     if kind and request.method == "POST":
+        if request.endpoint in COUNTED_WITH_CLAIM:
+            g.setdefault(OWED, kind)
+            return
         check_rate_limit(kind)
 
 
@@ -241,3 +303,4 @@ def init_app(app) -> None:
         app.extensions["acceso.engine"], app.config["SETTINGS"]
     )
     app.before_request(_count_limited_posts)
+    app.teardown_request(_settle_at_teardown)

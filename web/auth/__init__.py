@@ -8,6 +8,7 @@ from flask import flash, g, jsonify, redirect, render_template, request, session
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, logout_user
+from werkzeug.exceptions import TooManyRequests
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 
 from portal import lockout, two_factor
@@ -23,6 +24,7 @@ from web.devices import device_sign_in
 from web.forms import CheckedForm, required, strip
 from web.oidc import allow_return_to_client
 from web.portals import portal_blueprint
+from web.ratelimit import count_owed, settle_owed
 from web.sessions import (
     end_all_sessions,
     end_session,
@@ -83,13 +85,28 @@ def _safe_next(target: str | None) -> str | None:
 
 
 def claim_attempt(username: str) -> lockout.Attempt:
-    """Counts one try at this portal's account `username` before its secret is checked."""
-    return lockout.claim(
+    """Counts one try at this portal's account `username` before its secret is checked, with
+    the client's try at the sign-in form when it still owes one (one commit for both): over
+    the client's limit, a 429 and the account's count untouched, as when the form's POST was
+    refused before its view."""
+    refusal: list[TooManyRequests] = []
+
+    def count_client(connection) -> bool:
+        refused = count_owed(connection)
+        if refused is not None:
+            refusal.append(refused)
+        return refused is None
+
+    attempt = lockout.claim(
         get_db(),
         g.portal.slug,
         lockout.username_key(username),
         g.portal.policy.login_lockout_threshold,
+        first=count_client,
     )
+    if attempt is None:
+        raise refusal[0]
+    return attempt
 
 
 def lock_account(attempt: lockout.Attempt, user) -> None:
@@ -197,6 +214,7 @@ def login():
                 return redirect(url_for("auth.enrol"))
             return redirect(url_for("auth.second_step"))
         return redirect(finish_login(user, remember=form.remember_me.data, next_url=next_url))
+    settle_owed()
     return render_template("auth/login.html", form=form, status=status)
 
 
