@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
@@ -44,7 +46,44 @@ def _refused(error: Exception) -> bool:
     return isinstance(error, (TypeError, ValueError))
 
 
-def _repeatable(row: OutboxMessage) -> bool:
+OUTBOX = OutboxMessage.__table__
+CLAIM = (
+    select(*OUTBOX.c)
+    .where(OUTBOX.c.id == bindparam("row_id"), OUTBOX.c.relayed_at.is_(None))
+    .with_for_update(skip_locked=True)
+)
+EARLIER = (
+    select(OUTBOX.c.id)
+    .where(
+        OUTBOX.c.workflow_id == bindparam("workflow_id"),
+        OUTBOX.c.id < bindparam("row_id"),
+        OUTBOX.c.relayed_at.is_(None),
+    )
+    .limit(1)
+)
+RELAYED = (
+    update(OUTBOX).where(OUTBOX.c.id == bindparam("row_id")).values(relayed_at=bindparam("now"))
+)
+RELAYED_WITH_NOTE = RELAYED.values(last_error=bindparam("note"))
+FAILED = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("row_id"))
+    .values(attempts=OUTBOX.c.attempts + 1, last_error=bindparam("error"))
+)
+"""Built once per process: building a SQLAlchemy statement costs more than running it, and
+a worker's relay polls four times a second and the web's relays every commit that owes."""
+
+
+@lru_cache(maxsize=4)
+def _pending(batch: int, some: bool) -> Select:
+    """The oldest unrelayed rows (IDs and processes), of every process or of `ids` only."""
+    query = select(OUTBOX.c.id, OUTBOX.c.workflow_id).where(OUTBOX.c.relayed_at.is_(None))
+    if some:
+        query = query.where(OUTBOX.c.workflow_id.in_(bindparam("ids", expanding=True)))
+    return query.order_by(OUTBOX.c.id).limit(batch)
+
+
+def _repeatable(row: Any) -> bool:
     """Relayed twice, still one start or one signal (see `OutboxRelay._signal`)."""
     if row.kind == "signal":
         return True
@@ -106,12 +145,12 @@ class OutboxRelay:
         is tried again next pass, without holding up the rows behind it; only that process's
         later rows wait behind it."""
         with self.session_factory() as session:
-            pending = select(OutboxMessage.id, OutboxMessage.workflow_id).where(
-                OutboxMessage.relayed_at.is_(None)
-            )
-            if workflow_ids is not None:
-                pending = pending.where(OutboxMessage.workflow_id.in_(list(workflow_ids)))
-            candidates = session.execute(pending.order_by(OutboxMessage.id).limit(self.batch)).all()
+            if workflow_ids is None:
+                pending = session.connection().execute(_pending(self.batch, False))
+            else:
+                ids = {"ids": list(workflow_ids)}
+                pending = session.connection().execute(_pending(self.batch, True), ids)
+            candidates = pending.all()
         started = 0
         held: set[str] = set()
         for row_id, workflow_id in candidates:
@@ -125,61 +164,58 @@ class OutboxRelay:
                 if row is None:
                     held.add(workflow_id)
                     continue
+                note = None
                 try:
-                    await self._start(row)
+                    note = await self._start(row)
                 except WorkflowAlreadyStartedError:
                     pass
                 except Exception as error:
-                    row.attempts += 1
-                    row.last_error = f"{type(error).__name__}: {error}"[:500]
+                    attempts = row.attempts + 1
+                    last_error = f"{type(error).__name__}: {error}"[:500]
+                    session.connection().execute(FAILED, {"row_id": row.id, "error": last_error})
                     session.commit()
-                    if row.attempts == 1 or row.attempts % 20 == 0:
+                    if attempts == 1 or attempts % 20 == 0:
                         log.warning(
                             "outbox: %s of %s %s failed (%d tries): %s",
                             row.kind,
                             row.workflow or row.signal,
                             row.workflow_id,
-                            row.attempts,
-                            row.last_error,
+                            attempts,
+                            last_error,
                         )
                     if not _refused(error):
                         return -1
                     held.add(workflow_id)
                     continue
-                row.relayed_at = utcnow()
+                if note is None:
+                    session.connection().execute(RELAYED, {"row_id": row.id, "now": utcnow()})
+                else:
+                    marked = {"row_id": row.id, "now": utcnow(), "note": note}
+                    session.connection().execute(RELAYED_WITH_NOTE, marked)
                 session.commit()
                 started += 1
         return started
 
     @staticmethod
-    def _claim(session: Session, row_id: int) -> OutboxMessage | None:
+    def _claim(session: Session, row_id: int) -> Row | None:
         """The row, locked until the caller's commit, if it is still owed, no other relay holds
         it, and no earlier row of its process is still owed; otherwise None."""
-        row = session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.id == row_id, OutboxMessage.relayed_at.is_(None))
-            .with_for_update(skip_locked=True)
-        ).one_or_none()
+        connection = session.connection()
+        row = connection.execute(CLAIM, {"row_id": row_id}).one_or_none()
         if row is None:
             return None
-        earlier = session.scalar(
-            select(OutboxMessage.id)
-            .where(
-                OutboxMessage.workflow_id == row.workflow_id,
-                OutboxMessage.id < row.id,
-                OutboxMessage.relayed_at.is_(None),
-            )
-            .limit(1)
-        )
+        earlier = connection.execute(
+            EARLIER, {"workflow_id": row.workflow_id, "row_id": row.id}
+        ).first()
         if earlier is not None:
             session.rollback()
             return None
         return row
 
-    async def _start(self, row: OutboxMessage) -> None:
+    async def _start(self, row: Any) -> str | None:
+        """Sends the row (a claimed row, or an `OutboxMessage` alike); what to note on it."""
         if row.kind == "signal":
-            await self._signal(row)
-            return
+            return await self._signal(row)
         extra = {}
         if row.signal:
             extra = {
@@ -205,8 +241,9 @@ class OutboxRelay:
             ),
             **extra,
         )
+        return None
 
-    async def _signal(self, row: OutboxMessage) -> None:
+    async def _signal(self, row: Any) -> str | None:
         """The row's ID is the signal's request ID, so Temporal keeps one signal however many
         relays send it (a crash before marking the row, a web process and a worker racing);
         the receiving workflows ignore repeats anyway."""
@@ -225,4 +262,5 @@ class OutboxRelay:
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
-            row.last_error = "process already finished: signal dropped"
+            return "process already finished: signal dropped"
+        return None
