@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -74,12 +75,28 @@ FAILED = (
 a worker's relay polls four times a second and the web's relays every commit that owes."""
 
 
-@lru_cache(maxsize=4)
-def _pending(batch: int, some: bool) -> Select:
-    """The oldest unrelayed rows (IDs and processes), of every process or of `ids` only."""
+SETTLE_SECONDS = 1.0
+"""Where rows cannot be locked (SQLite), how long a polling relay leaves a new row to the
+prompt relay of the process that committed it: a poll racing that relay sent the same start or
+signal a second time, which Temporal refuses or ignores but both sides pay for."""
+
+
+def settle_seconds(session_factory: sessionmaker[Session]) -> float:
+    """A polling relay's `settle_seconds` for this database: none where `SKIP LOCKED` keeps
+    two relays off one row."""
+    bind = session_factory.kw.get("bind")
+    return SETTLE_SECONDS if bind is not None and bind.dialect.name == "sqlite" else 0.0
+
+
+@lru_cache(maxsize=8)
+def _pending(batch: int, some: bool, settled: bool) -> Select:
+    """The oldest unrelayed rows (IDs and processes), of every process or of `ids` only, and
+    with `settled` only those committed before `cutoff`."""
     query = select(OUTBOX.c.id, OUTBOX.c.workflow_id).where(OUTBOX.c.relayed_at.is_(None))
     if some:
         query = query.where(OUTBOX.c.workflow_id.in_(bindparam("ids", expanding=True)))
+    if settled:
+        query = query.where(OUTBOX.c.created_at < bindparam("cutoff"))
     return query.order_by(OUTBOX.c.id).limit(batch)
 
 
@@ -97,7 +114,8 @@ class OutboxRelay:
     `temporal.outbox.prompt`) may run at once: on PostgreSQL each claims a row with
     `SKIP LOCKED` for as long as it sends it; anywhere, a row started twice is refused by
     Temporal as already started, and a row signalled twice is one signal (the row's ID is the
-    signal's request ID).
+    signal's request ID). With `settle_seconds` (SQLite, see `settle_seconds()`), a polling
+    pass leaves rows younger than that to the prompt relay of the process that committed them.
     """
 
     def __init__(
@@ -107,12 +125,14 @@ class OutboxRelay:
         task_queue: str,
         poll_seconds: float = 0.25,
         batch: int = 50,
+        settle_seconds: float = 0.0,
     ) -> None:
         self.client = client
         self.session_factory = session_factory
         self.task_queue = task_queue
         self.poll_seconds = poll_seconds
         self.batch = batch
+        self.settle_seconds = settle_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = self.poll_seconds
@@ -145,11 +165,14 @@ class OutboxRelay:
         is tried again next pass, without holding up the rows behind it; only that process's
         later rows wait behind it."""
         with self.session_factory() as session:
-            if workflow_ids is None:
-                pending = session.connection().execute(_pending(self.batch, False))
-            else:
+            if workflow_ids is not None:
                 ids = {"ids": list(workflow_ids)}
-                pending = session.connection().execute(_pending(self.batch, True), ids)
+                pending = session.connection().execute(_pending(self.batch, True, False), ids)
+            elif self.settle_seconds:
+                cutoff = {"cutoff": utcnow() - timedelta(seconds=self.settle_seconds)}
+                pending = session.connection().execute(_pending(self.batch, False, True), cutoff)
+            else:
+                pending = session.connection().execute(_pending(self.batch, False, False))
             candidates = pending.all()
         started = 0
         held: set[str] = set()
