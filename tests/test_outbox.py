@@ -152,13 +152,15 @@ def test_a_settling_poll_leaves_a_new_row_to_the_prompt_relay_of_the_process_tha
             )
         )
         session.add(OutboxMessage(kind="signal", workflow="", workflow_id="new", signal="s"))
+        joining = OutboxMessage(workflow="W", workflow_id="joining", signal="s", signal_payload={})
+        session.add(joining)  # a signal-with-start: no prompt relay takes it, the poll does
         session.commit()
     sent: list[str] = []
 
     asyncio.run(RecordingRelay(session_factory, sent, settle_seconds=1.0).relay_once())
-    assert sent == ["settled"]
+    assert sent == ["settled", "joining"]
     asyncio.run(RecordingRelay(session_factory, sent).relay_once())
-    assert sent == ["settled", "new"]
+    assert sent == ["settled", "joining", "new"]
     dialect = session_factory.kw["bind"].dialect.name
     assert settle_seconds(session_factory) == (SETTLE_SECONDS if dialect == "sqlite" else 0)
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, select, update
+from sqlalchemy import Row, Select, and_, bindparam, not_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
@@ -78,7 +78,8 @@ a worker's relay polls four times a second and the web's relays every commit tha
 SETTLE_SECONDS = 1.0
 """Where rows cannot be locked (SQLite), how long a polling relay leaves a new row to the
 prompt relay of the process that committed it: a poll racing that relay sent the same start or
-signal a second time, which Temporal refuses or ignores but both sides pay for."""
+signal a second time, which Temporal refuses or ignores but both sides pay for. Rows no prompt
+relay takes (a signal-with-start, a start of a reusable ID) are polled at once as before."""
 
 
 def settle_seconds(session_factory: sessionmaker[Session]) -> float:
@@ -88,15 +89,25 @@ def settle_seconds(session_factory: sessionmaker[Session]) -> float:
     return SETTLE_SECONDS if bind is not None and bind.dialect.name == "sqlite" else 0.0
 
 
+PROMPT_RELAYED = or_(
+    OUTBOX.c.kind == "signal",
+    and_(OUTBOX.c.signal.is_(None), OUTBOX.c.reuse_finished_id.is_(False)),
+)
+"""The rows a prompt relay takes (`_repeatable`): the others are the polls' alone, at once."""
+
+
 @lru_cache(maxsize=8)
 def _pending(batch: int, some: bool, settled: bool) -> Select:
-    """The oldest unrelayed rows (IDs and processes), of every process or of `ids` only, and
-    with `settled` only those committed before `cutoff`."""
+    """The oldest unrelayed rows (IDs and processes), of every process or of `ids` only; with
+    `settled`, of the rows a prompt relay takes only those committed before `cutoff`."""
     query = select(OUTBOX.c.id, OUTBOX.c.workflow_id).where(OUTBOX.c.relayed_at.is_(None))
     if some:
         query = query.where(OUTBOX.c.workflow_id.in_(bindparam("ids", expanding=True)))
     if settled:
-        query = query.where(OUTBOX.c.created_at < bindparam("cutoff"))
+        settled_or_never_prompt = or_(
+            not_(PROMPT_RELAYED), OUTBOX.c.created_at < bindparam("cutoff")
+        )
+        query = query.where(settled_or_never_prompt)
     return query.order_by(OUTBOX.c.id).limit(batch)
 
 
@@ -115,7 +126,7 @@ class OutboxRelay:
     `SKIP LOCKED` for as long as it sends it; anywhere, a row started twice is refused by
     Temporal as already started, and a row signalled twice is one signal (the row's ID is the
     signal's request ID). With `settle_seconds` (SQLite, see `settle_seconds()`), a polling
-    pass leaves rows younger than that to the prompt relay of the process that committed them.
+    pass leaves the rows a prompt relay takes to the process that committed them for that long.
     """
 
     def __init__(
