@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import smtplib
 import ssl
+import sys
 import threading
 import time
 import unicodedata
@@ -187,12 +189,19 @@ def _plain_message(headers: dict[str, str], text: str, html: str) -> Message:
     for name, value in headers.items():
         message[name] = value if value.isascii() else Header(value, UTF8_QP)
     message["MIME-Version"] = "1.0"
-    message["Content-Type"] = "multipart/alternative"
+    message["Content-Type"] = f'multipart/alternative; boundary="{_boundary()}"'
     for body, subtype in ((text, "plain"), (html, "html")):
         part = MIMEText(body if body.endswith("\n") else body + "\n", subtype, UTF8_QP)
         del part["MIME-Version"]
         message.attach(part)
     return message
+
+
+def _boundary() -> str:
+    """A boundary of the standard library's form, chosen here: the generator would otherwise
+    compile a regular expression per message to check it against the parts, and a boundary
+    with "=" in it can never occur in quoted-printable parts (which write "=" as "=3D")."""
+    return f"{'=' * 15}{random.randrange(sys.maxsize):019d}=="
 
 
 def _international_message(headers: dict[str, str], text: str, html: str) -> EmailMessage:

@@ -104,6 +104,10 @@ def derived_temporary_password(secret: str, salt: str) -> str:
         counter += 1
 
 
+TOKEN_BY_SEND_KEY = select(EmailToken).where(EmailToken.send_key == bindparam("send_key"))
+"""Built once per process: every link e-mail's first look."""
+
+
 def link_for_send(
     session: Session,
     *,
@@ -121,7 +125,7 @@ def link_for_send(
     revokes nothing and returns the same raw value, so an e-mail repeated after a crash between
     the SMTP answer and its record still carries a working link.
     """
-    token = session.scalar(select(EmailToken).where(EmailToken.send_key == send_key))
+    token = session.scalar(TOKEN_BY_SEND_KEY, {"send_key": send_key})
     if token is None:
         return issue_link(
             session,
