@@ -1,10 +1,10 @@
 """What a presented token stands for, read in one Core statement.
 
 Userinfo, introspection and revocation are the front door's most frequent calls from apps and
-resource servers. Each needs the token's row, its grant, the account and the account's subject;
-loading those as four ORM objects cost more than everything else the endpoint does, so they are
-read as one row of plain columns, and the views below carry the attribute names the claims code
-reads from `OidcGrant` and `User`. Validity is never cached: every call reads the rows again.
+resource servers. Each needs the token's row, its grant, the account, the account's subject and
+the app the token was issued to; loading those as ORM objects cost more than everything else the
+endpoint does, so they are read as one row of plain columns, and the views below carry the
+attribute names the claims code reads from `OidcGrant` and `User`. Validity is never cached: every call reads the rows again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from typing import NamedTuple
 
 from sqlalchemy import Select, bindparam, select
 
-from portal.models import OidcAccessToken, OidcGrant, OidcRefreshToken, OidcSubject, User, utcnow
+from portal.models import (
+    OidcAccessToken,
+    OidcClient,
+    OidcGrant,
+    OidcRefreshToken,
+    OidcSubject,
+    User,
+    utcnow,
+)
 
 
 class GrantView(NamedTuple):
@@ -62,11 +70,14 @@ class Bearer(NamedTuple):
     grant: GrantView
     holder: HolderView
     subject: str | None
+    owner: str
+    """The client_id of the app the token was issued to, for introspection by another client."""
 
 
 _GRANTS = OidcGrant.__table__
 _USERS = User.__table__
 _SUBJECTS = OidcSubject.__table__
+_CLIENTS = OidcClient.__table__
 
 
 def _statement(table, key: str, ended: str) -> Select:
@@ -77,8 +88,10 @@ def _statement(table, key: str, ended: str) -> Select:
             *(_GRANTS.c[name] for name in GrantView._fields),
             *(_USERS.c[name] for name in HolderView._fields),
             _SUBJECTS.c.subject,
+            _CLIENTS.c.client_id,
         )
         .join(_GRANTS, _GRANTS.c.id == table.c.grant_id)
+        .join(_CLIENTS, _CLIENTS.c.id == _GRANTS.c.client_pk)
         .join(_USERS, _USERS.c.id == _GRANTS.c.user_id)
         .outerjoin(_SUBJECTS, _SUBJECTS.c.user_id == _USERS.c.id)
         .where(table.c[key] == bindparam("value"))
@@ -93,7 +106,7 @@ _HOLDER_END = _GRANT_END + len(HolderView._fields)
 
 def live_token(db, statement: Select, value: str) -> Bearer | None:
     """The token found by `statement` if it has not ended or expired, else None."""
-    row = db.execute(statement, {"value": value}).first()
+    row = db.connection().execute(statement, {"value": value}).first()
     if row is None or row[0] is not None or row[1] <= utcnow():
         return None
     return Bearer(
@@ -101,6 +114,7 @@ def live_token(db, statement: Select, value: str) -> Bearer | None:
         GrantView(*row[2:_GRANT_END]),
         HolderView(*row[_GRANT_END:_HOLDER_END]),
         row[_HOLDER_END],
+        row[_HOLDER_END + 1],
     )
 
 
