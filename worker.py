@@ -49,7 +49,8 @@ from processes.registration.workflows import RegistrationWorkflow
 from processes.staff_invitation.activities import StaffInvitationActivities
 from processes.staff_invitation.workflows import StaffInvitationWorkflow
 from temporal.client import connect
-from temporal.outbox.relay import OutboxRelay
+from temporal.outbox.prompt import LoopBridge, relay_after_commit
+from temporal.outbox.relay import OutboxRelay, settle_seconds
 
 WORKFLOWS = [
     RegistrationWorkflow,
@@ -188,7 +189,10 @@ async def run_worker(settings: Settings) -> None:
         settings.worker_max_concurrent_workflow_tasks,
         settings.worker_max_cached_workflows,
     )
-    relay = OutboxRelay(client, session_factory, settings.task_queue)
+    relay_after_commit(session_factory, LoopBridge(client, loop, settings))
+    relay = OutboxRelay(
+        client, session_factory, settings.task_queue, settle_seconds=settle_seconds(session_factory)
+    )
     try:
         if await ensure_cleanup_schedule(client, settings.task_queue):
             log.info("made the hourly schedule that deletes expired rows")

@@ -29,7 +29,6 @@ import requests
 from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
-ACCESO = str(ROOT / ".venv" / "bin" / "acceso")
 PASSWORD = "Ruta7492Lenta"
 """Not the username nor a common password, or registration refuses it."""
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -163,9 +162,15 @@ class Stack:
     else's stack), e-mailing a Catcher; its database is `database_url` when given.
 
     Each applicant comes from an address of its own (X-Forwarded-For from a trusted proxy), so
-    the per-address rate limits count as they would in the field, and refuse no one."""
+    the per-address rate limits count as they would in the field, and refuse no one. `root` is
+    the checkout (with its own .venv) whose code the stack runs: this one unless comparing."""
 
-    def __init__(self, database_url: str | None = None, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        database_url: str | None = None,
+        env: dict[str, str] | None = None,
+        root: Path = ROOT,
+    ):
         self.catcher = Catcher()
         smtp_port = free_port()
         self.controller = Controller(self.catcher, hostname="127.0.0.1", port=smtp_port)
@@ -179,7 +184,8 @@ class Stack:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.temporal_address = f"127.0.0.1:{free_port()}"
-        command = [ACCESO, "dev", "--data-dir", str(self.data_dir), "--port", str(port)]
+        acceso = str(root / ".venv" / "bin" / "acceso")
+        command = [acceso, "dev", "--data-dir", str(self.data_dir), "--port", str(port)]
         command += ["--temporal-port", self.temporal_address.rsplit(":", 1)[1]]
         for option in PORT_OPTIONS[1:]:
             command += [option, str(free_port())]
@@ -187,7 +193,7 @@ class Stack:
         self.log = self.data_dir / "bench-stack.log"
         self.process = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=root,
             env=self.env,
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,

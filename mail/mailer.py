@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import smtplib
 import ssl
+import sys
 import threading
 import time
 import unicodedata
-from email.message import EmailMessage
+from email import charset as email_charset
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import make_msgid
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +31,12 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 HELO_NAME = "acceso.localhost"
 """Named once for EHLO and Message-IDs: otherwise each message asks DNS for this host's name."""
+
+UTF8_QP = email_charset.Charset("utf-8")
+UTF8_QP.header_encoding = email_charset.QP
+UTF8_QP.body_encoding = email_charset.QP
+"""Quoted-printable UTF-8 for a part's body and an accented subject, as the default policy
+chooses for these messages, named here so the global charset registry is left alone."""
 
 IDLE_SECONDS = 30.0
 """A kept SMTP connection idle longer than this is closed, not reused: servers drop idle
@@ -93,21 +105,24 @@ class Mailer:
 
     def send(self, to: str, template: str, locale: str, context: dict, key: str) -> None:
         subject, text, html = self.render(template, locale, context)
-        message = EmailMessage()
-        message["Subject"] = one_line(subject)
-        message["From"] = self.settings.mail_from
-        message["To"] = checked_address(to)
-        message["Message-ID"] = make_msgid(idstring=key.replace("/", ".")[:60], domain=HELO_NAME)
-        message["X-Acceso-Key"] = key
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
+        headers = {
+            "Subject": one_line(subject),
+            "From": self.settings.mail_from,
+            "To": checked_address(to),
+            "Message-ID": make_msgid(idstring=key.replace("/", ".")[:60], domain=HELO_NAME),
+            "X-Acceso-Key": key,
+        }
+        if headers["From"].isascii() and headers["To"].isascii():
+            message = _plain_message(headers, text, html)
+        else:
+            message = _international_message(headers, text, html)
         try:
             self._deliver(message)
         except Exception:
             count_email_failure(template)
             raise
 
-    def _deliver(self, message: EmailMessage) -> None:
+    def _deliver(self, message: Message) -> None:
         smtp, kept = self._take()
         try:
             try:
@@ -163,6 +178,41 @@ class Mailer:
             _close(smtp)
             raise
         return smtp
+
+
+def _plain_message(headers: dict[str, str], text: str, html: str) -> Message:
+    """The text + HTML pair built with `email.mime` (the compat32 policy): a quarter of the CPU
+    of the default policy's header registry, for the same headers and quoted-printable UTF-8
+    parts. Only for ASCII addresses: SMTPUTF8 needs the default policy."""
+    message = MIMEMultipart("alternative")
+    del message["Content-Type"], message["MIME-Version"]
+    for name, value in headers.items():
+        message[name] = value if value.isascii() else Header(value, UTF8_QP)
+    message["MIME-Version"] = "1.0"
+    message["Content-Type"] = f'multipart/alternative; boundary="{_boundary()}"'
+    for body, subtype in ((text, "plain"), (html, "html")):
+        part = MIMEText(body if body.endswith("\n") else body + "\n", subtype, UTF8_QP)
+        del part["MIME-Version"]
+        message.attach(part)
+    return message
+
+
+def _boundary() -> str:
+    """A boundary of the standard library's form, chosen here: the generator would otherwise
+    compile a regular expression per message to check it against the parts, and a boundary
+    with "=" in it can never occur in quoted-printable parts (which write "=" as "=3D")."""
+    return f"{'=' * 15}{random.randrange(sys.maxsize):019d}=="
+
+
+def _international_message(headers: dict[str, str], text: str, html: str) -> EmailMessage:
+    """The same message with the default policy, which encodes a non-ASCII display name in
+    From and sends a non-ASCII address with SMTPUTF8."""
+    message = EmailMessage()
+    for name, value in headers.items():
+        message[name] = value
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
 
 
 def _close(smtp: smtplib.SMTP) -> None:

@@ -617,9 +617,12 @@ def subject_for(session: Session, user_id: int) -> str:
     return row.subject
 
 
-def claims_for(session: Session, user: User, scopes: set[str]) -> dict[str, Any]:
-    """What each granted scope releases; nothing outside this list ever leaves Acceso."""
-    claims: dict[str, Any] = {"sub": subject_for(session, user.id)}
+def claims_for(
+    session: Session, user: User, scopes: set[str], subject: str | None = None
+) -> dict[str, Any]:
+    """What each granted scope releases; nothing outside this list ever leaves Acceso. The
+    caller may pass the subject it already read with the account."""
+    claims: dict[str, Any] = {"sub": subject or subject_for(session, user.id)}
     if "profile" in scopes:
         claims.update(preferred_username=user.username, name=user.display_name, locale=user.locale)
     if "email" in scopes:
@@ -733,13 +736,3 @@ def revoke_session_grants(
         )
     }
     return [(clients[pk], grant_sid) for pk, grant_sid in sorted(owed, key=str)]
-
-
-def grant_is_live(session: Session, grant_id: str) -> OidcGrant | None:
-    """The grant if it is neither revoked nor, for offline access, lapsed."""
-    grant = session.get(OidcGrant, grant_id)
-    if grant is None or grant.revoked_at is not None:
-        return None
-    if grant.expires_at is not None and grant.expires_at <= utcnow():
-        return None
-    return grant

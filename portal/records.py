@@ -5,10 +5,24 @@ from __future__ import annotations
 
 import unicodedata
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from portal.models import LIVE_ACCOUNT, ClinicalRecord, User
+
+RECORDS_BY_EMAIL = (
+    select(ClinicalRecord)
+    .where(ClinicalRecord.portal == bindparam("portal"))
+    .where(func.lower(ClinicalRecord.email) == bindparam("email"))
+    .order_by(ClinicalRecord.id)
+)
+LIVE_ACCOUNT_OF_RECORD = (
+    select(User)
+    .where(User.clinical_record_id == bindparam("record_id"))
+    .where(User.status.in_(LIVE_ACCOUNT))
+    .limit(1)
+)
+"""Built once per process: each patient registration runs both."""
 
 
 def comparable_name(name: str) -> str:
@@ -23,14 +37,8 @@ def matching_record(
 ) -> ClinicalRecord | None:
     """The record with this address whose name is the one typed, or the address's only record;
     None when no record has the address, or several do and none has that name."""
-    records = list(
-        session.scalars(
-            select(ClinicalRecord)
-            .where(ClinicalRecord.portal == portal)
-            .where(func.lower(ClinicalRecord.email) == email.strip().lower())
-            .order_by(ClinicalRecord.id)
-        )
-    )
+    wanted_email = {"portal": portal, "email": email.strip().lower()}
+    records = list(session.scalars(RECORDS_BY_EMAIL, wanted_email))
     wanted = comparable_name(full_name)
     named = [record for record in records if comparable_name(record.full_name) == wanted]
     if named:
@@ -40,9 +48,4 @@ def matching_record(
 
 def account_of_record(session: Session, record: ClinicalRecord) -> User | None:
     """The live account already registered against the record, if any."""
-    return session.scalar(
-        select(User)
-        .where(User.clinical_record_id == record.id)
-        .where(User.status.in_(LIVE_ACCOUNT))
-        .limit(1)
-    )
+    return session.scalar(LIVE_ACCOUNT_OF_RECORD, {"record_id": record.id})

@@ -9,7 +9,7 @@ import secrets
 import string
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from portal.models import EmailToken, utcnow
@@ -104,6 +104,10 @@ def derived_temporary_password(secret: str, salt: str) -> str:
         counter += 1
 
 
+TOKEN_BY_SEND_KEY = select(EmailToken).where(EmailToken.send_key == bindparam("send_key"))
+"""Built once per process: every link e-mail's first look."""
+
+
 def link_for_send(
     session: Session,
     *,
@@ -121,7 +125,7 @@ def link_for_send(
     revokes nothing and returns the same raw value, so an e-mail repeated after a crash between
     the SMTP answer and its record still carries a working link.
     """
-    token = session.scalar(select(EmailToken).where(EmailToken.send_key == send_key))
+    token = session.scalar(TOKEN_BY_SEND_KEY, {"send_key": send_key})
     if token is None:
         return issue_link(
             session,
@@ -165,10 +169,23 @@ def revoke_links(
     session.execute(statement.values(revoked_at=now or utcnow()))
 
 
+CLAIM_LINK = (
+    update(EmailToken)
+    .where(EmailToken.id == bindparam("token_id"))
+    .where(EmailToken.used_at.is_(None))
+    .where(EmailToken.revoked_at.is_(None))
+    .where(EmailToken.expires_at > bindparam("now"))
+    .values(used_at=bindparam("now"))
+)
+"""`claim_link` without extra values (most clicks), built once per process."""
+
+
 def claim_link(session: Session, token_id: int, **values) -> bool:
     """Uses a link once: a conditional update that only an unused, unrevoked, unexpired link
     passes, so of two concurrent clicks exactly one wins; `values` are set on the row with it."""
     now = utcnow()
+    if not values:
+        return bool(session.execute(CLAIM_LINK, {"token_id": token_id, "now": now}).rowcount)
     return bool(
         session.execute(
             update(EmailToken)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from portal.models import EmailToken, utcnow
@@ -42,6 +43,15 @@ class Link(Generic[Row]):
         return Link(LinkState.DONE_NOW, self.token, self.row)
 
 
+TOKEN_BY_HASH = select(EmailToken).where(EmailToken.token_hash == bindparam("token_hash"))
+"""Built once per process, as `_process_row`'s: every link's page and button read through here."""
+
+
+@lru_cache(maxsize=64)
+def _process_row(model: type) -> Select:
+    return select(model).where(model.workflow_id == bindparam("workflow_id"))
+
+
 def read_link(
     session: Session,
     portal: str | None,
@@ -54,10 +64,10 @@ def read_link(
     another purpose's link, or one whose process row is gone), used, expired (or its process no
     longer `waiting` for it) or usable. A link whose page is under no portal is read with
     `portal` None."""
-    token = session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(raw)))
+    token = session.scalar(TOKEN_BY_HASH, {"token_hash": token_hash(raw)})
     if token is None or portal not in (None, token.portal) or token.purpose != purpose:
         return Link(LinkState.UNKNOWN)
-    row = session.scalar(select(model).where(model.workflow_id == token.workflow_id))
+    row = session.scalar(_process_row(model), {"workflow_id": token.workflow_id})
     if row is None:
         return Link(LinkState.UNKNOWN)
     if token.used_at is not None:

@@ -478,18 +478,15 @@ def test_common_passwords_are_refused_on_the_reset_form(app):
         assert COMMON_MESSAGE in " ".join(str(e) for e in form.password.errors)
 
 
-def test_expired_windows_are_swept_and_a_new_window_starts_from_zero(strict):
-    from portal.models import RateLimitCounter
-
-    limits = strict.extensions["acceso.rate_limits"]
-    storage = limits.storage
+def test_a_cleared_or_expired_window_starts_again_from_zero(strict):
+    """Expired rows are left to the cleanup sweep (tests/test_cleanup.py); until it runs, an
+    expired window counts as new."""
+    storage = strict.extensions["acceso.rate_limits"].storage
     assert storage.incr("probe", 60) == 1 and storage.incr("probe", 60) == 2
     storage.clear("probe")
     assert storage.get("probe") == 0 and storage.incr("probe", 60) == 1
     assert storage.incr("old", -1) == 1
-    assert storage.purge_expired() == 1
-    with strict.extensions["acceso.sessions"]() as session:
-        assert session.get(RateLimitCounter, "old") is None
+    assert storage.get("old") == 0 and storage.incr("old", 60) == 1
 
 
 def test_the_codec_endpoint_answers_its_errors_in_json_for_the_temporal_ui(settings):

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from portal.models import OutboxMessage, User
+from portal.models import OutboxMessage, User, utcnow
 from processes.account_notice.service import notify_account_owner
 from processes.account_notice.vocabulary import NoticeKind
 from temporal.outbox import enqueue_start
-from temporal.outbox.relay import OutboxRelay
+from temporal.outbox.prompt import LoopBridge, relay_after_commit
+from temporal.outbox.relay import SETTLE_SECONDS, OutboxRelay, settle_seconds
 from tests.fixtures.patients import PASSWORD, confirm_by_email, login, register
 from tests.fixtures.smtp import body_text
 from tests.fixtures.stack import submit
@@ -121,3 +124,62 @@ def test_a_start_temporal_refuses_waits_without_holding_up_the_others(clinic):
         wait_until(lambda: session.refresh(row) or row.attempts >= 2, what="it to be tried again")
         assert row.relayed_at is None
         assert "NoSuchAttribute" in row.last_error
+
+
+class RecordingRelay(OutboxRelay):
+    """A relay whose sends are written down (the processes' IDs) instead of reaching Temporal."""
+
+    def __init__(self, session_factory, sent: list[str], **options) -> None:
+        super().__init__(
+            client=None, session_factory=session_factory, task_queue="unused", **options
+        )
+        self.sent = sent
+
+    async def _start(self, row) -> None:
+        self.sent.append(row.workflow_id)
+
+
+def test_a_settling_poll_leaves_a_new_row_to_the_prompt_relay_of_the_process_that_wrote_it(
+    session_factory,
+):
+    """Where rows cannot be locked, a poll racing the committing process's own relay sent the
+    same start or signal twice; it now leaves rows younger than its settle time alone."""
+    with session_factory() as session:
+        old = utcnow() - timedelta(seconds=5)
+        session.add(
+            OutboxMessage(
+                kind="signal", workflow="", workflow_id="settled", signal="s", created_at=old
+            )
+        )
+        session.add(OutboxMessage(kind="signal", workflow="", workflow_id="new", signal="s"))
+        joining = OutboxMessage(workflow="W", workflow_id="joining", signal="s", signal_payload={})
+        session.add(joining)  # a signal-with-start: no prompt relay takes it, the poll does
+        session.commit()
+    sent: list[str] = []
+
+    asyncio.run(RecordingRelay(session_factory, sent, settle_seconds=1.0).relay_once())
+    assert sent == ["settled", "joining"]
+    asyncio.run(RecordingRelay(session_factory, sent).relay_once())
+    assert sent == ["settled", "joining", "new"]
+    dialect = session_factory.kw["bind"].dialect.name
+    assert settle_seconds(session_factory) == (SETTLE_SECONDS if dialect == "sqlite" else 0)
+
+
+def test_a_worker_relays_the_starts_its_own_commits_owe_at_once(
+    settings, session_factory, dev_server, background_loop
+):
+    """No polling relay runs here: the worker's prompt relay starts what an activity's commit
+    owes (a logout's deliveries), as the web tier's does for its requests."""
+    relay_after_commit(
+        session_factory, LoopBridge(dev_server.client, background_loop.loop, settings)
+    )
+    workflow_id = f"prompt-in-worker/{settings.task_queue}"
+    with session_factory() as session:
+        enqueue_start(
+            session, workflow="AccountNoticeWorkflow", workflow_id=workflow_id, payload={}
+        )
+        session.commit()
+
+    wait_until(lambda: _pending(session_factory) == 0, what="the worker's own relay to start it")
+    handle = dev_server.client.get_workflow_handle(workflow_id)
+    background_loop.run(handle.terminate("test over"))

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 import phonenumbers
+from babel.support import Translations
 from email_validator import EmailNotValidError, validate_email
-from flask import g
+from flask import current_app, g
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import _FlaskFormCSRF
 from wtforms import PasswordField, StringField, TextAreaField
 from wtforms.csrf.core import CSRFTokenField
+from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
 from portal.passwords import context_words, password_problems
@@ -70,6 +74,13 @@ class SingleLine:
             raise ValidationError(self.message)
 
 
+@lru_cache(maxsize=8)
+def _wtforms_translations(locale: str) -> Translations:
+    """WTForms' own messages in `locale`, read once per process: Flask-WTF reads and parses
+    the catalogue again for every request that builds a form."""
+    return Translations.load(messages_path(), [locale], domain="wtforms")
+
+
 def _has_length(field) -> bool:
     return any(isinstance(v, Length) and v.max not in (None, -1) for v in field.validators)
 
@@ -97,6 +108,11 @@ class CheckedForm(FlaskForm):
 
     class Meta(FlaskForm.Meta):
         csrf_class = CSRFWhenShown
+
+        def get_translations(self, form):
+            if not current_app.config.get("WTF_I18N_ENABLED", True):
+                return super().get_translations(form)
+            return _wtforms_translations(str(get_locale()))
 
         def bind_field(self, form, unbound_field, options):
             field = super().bind_field(form, unbound_field, options)

@@ -126,15 +126,6 @@ class DatabaseStorage(Storage):
                 .values(count=0, expires_at=0.0)
             )
 
-    def purge_expired(self) -> int:
-        """Old windows are dead weight; any process may sweep them."""
-        statement = delete(RateLimitCounter).where(RateLimitCounter.expires_at <= time.time())
-        joined = self._joined.get()
-        if joined is not None:
-            return joined.execute(statement).rowcount
-        with self.engine.begin() as connection:
-            return connection.execute(statement).rowcount
-
 
 def _networks(raw: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [
@@ -170,15 +161,11 @@ class RateLimits:
     def __init__(self, engine: Engine, settings) -> None:
         self.storage = DatabaseStorage(engine=engine)
         self.limiter = FixedWindowRateLimiter(self.storage)
-        self._purged_at = float("-inf")
         self.items: dict[str, list[RateLimitItem]] = {
             kind: parse_many(getattr(settings, f"rate_limit_{kind}"))
             for kind in KINDS
             if getattr(settings, f"rate_limit_{kind}", "")
         }
-
-    PURGE_EVERY = 600.0
-    """Seconds between sweeps of expired windows by one process (any process may sweep)."""
 
     def hit(self, kind: str, client: str, connection: Connection | None = None) -> float | None:
         """Counts one attempt; None when allowed, else seconds until the client may try again.
@@ -186,9 +173,6 @@ class RateLimits:
         if connection is not None:
             with self.storage.joining(connection):
                 return self.hit(kind, client)
-        if time.monotonic() - self._purged_at > self.PURGE_EVERY:
-            self._purged_at = time.monotonic()
-            self.storage.purge_expired()
         waits = []
         for item in self.items.get(kind, []):
             if not self.limiter.hit(item, kind, client):

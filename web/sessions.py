@@ -53,7 +53,9 @@ def sessionless() -> bool:
 
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie session, with its serializer made once per secret key instead of
-    once per request, and nothing to verify when the request carries no session cookie."""
+    once per request, nothing to verify when the request carries no session cookie, and nothing
+    to write (nor a `Vary: Cookie`) on an endpoint that never answers from a browser's session,
+    which Flask-Login's remember-me hook would otherwise mark as read on every response."""
 
     def get_signing_serializer(self, app: Flask):
         secret = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
@@ -64,7 +66,7 @@ class CookieSessions(SecureCookieSessionInterface):
         return cached[1]
 
     def save_session(self, app: Flask, session, response) -> None:
-        if not session and not session.modified and not session.accessed:
+        if not session.modified and (sessionless() or not session and not session.accessed):
             return
         super().save_session(app, session, response)
 

@@ -13,14 +13,18 @@ one per request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from portal.settings import Settings
 from temporal.bridge import TemporalBridge
 from temporal.outbox import OWED
 from temporal.outbox.relay import OutboxRelay
@@ -28,10 +32,23 @@ from temporal.outbox.relay import OutboxRelay
 log = logging.getLogger("acceso.outbox")
 
 
+class LoopBridge:
+    """A worker's own event loop and client in the web's bridge's place, so what its activities
+    commit (a logout's deliveries) is relayed at once too, as the web's commits are."""
+
+    def __init__(self, client: Client, loop: asyncio.AbstractEventLoop, settings: Settings):
+        self.client, self.loop, self.settings = client, loop, settings
+
+    def submit(self, action: Callable[[Client], Awaitable[Any]]) -> Future:
+        return asyncio.run_coroutine_threadsafe(action(self.client), self.loop)
+
+
 class PromptRelay:
     """Relays the processes its sessions' commits owed Temporal, one pass at a time."""
 
-    def __init__(self, session_factory: sessionmaker[Session], bridge: TemporalBridge) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], bridge: TemporalBridge | LoopBridge
+    ) -> None:
         self.session_factory = session_factory
         self.bridge = bridge
         self.lock = threading.Lock()
@@ -78,7 +95,9 @@ class PromptRelay:
             log.info("prompt relay stopped, the workers' relays will deliver: %s", done.exception())
 
 
-def relay_after_commit(session_factory: sessionmaker[Session], bridge: TemporalBridge) -> None:
+def relay_after_commit(
+    session_factory: sessionmaker[Session], bridge: TemporalBridge | LoopBridge
+) -> None:
     """After each commit of `session_factory`'s sessions that owed Temporal something, relay
     those processes' pending rows in the background."""
     prompt = PromptRelay(session_factory, bridge)

@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, and_, bindparam, not_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
@@ -44,7 +47,71 @@ def _refused(error: Exception) -> bool:
     return isinstance(error, (TypeError, ValueError))
 
 
-def _repeatable(row: OutboxMessage) -> bool:
+OUTBOX = OutboxMessage.__table__
+CLAIM = (
+    select(*OUTBOX.c)
+    .where(OUTBOX.c.id == bindparam("row_id"), OUTBOX.c.relayed_at.is_(None))
+    .with_for_update(skip_locked=True)
+)
+EARLIER = (
+    select(OUTBOX.c.id)
+    .where(
+        OUTBOX.c.workflow_id == bindparam("workflow_id"),
+        OUTBOX.c.id < bindparam("row_id"),
+        OUTBOX.c.relayed_at.is_(None),
+    )
+    .limit(1)
+)
+RELAYED = (
+    update(OUTBOX).where(OUTBOX.c.id == bindparam("row_id")).values(relayed_at=bindparam("now"))
+)
+RELAYED_WITH_NOTE = RELAYED.values(last_error=bindparam("note"))
+FAILED = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("row_id"))
+    .values(attempts=OUTBOX.c.attempts + 1, last_error=bindparam("error"))
+)
+"""Built once per process: building a SQLAlchemy statement costs more than running it, and
+a worker's relay polls four times a second and the web's relays every commit that owes."""
+
+
+SETTLE_SECONDS = 1.0
+"""Where rows cannot be locked (SQLite), how long a polling relay leaves a new row to the
+prompt relay of the process that committed it: a poll racing that relay sent the same start or
+signal a second time, which Temporal refuses or ignores but both sides pay for. Rows no prompt
+relay takes (a signal-with-start, a start of a reusable ID) are polled at once as before."""
+
+
+def settle_seconds(session_factory: sessionmaker[Session]) -> float:
+    """A polling relay's `settle_seconds` for this database: none where `SKIP LOCKED` keeps
+    two relays off one row."""
+    bind = session_factory.kw.get("bind")
+    return SETTLE_SECONDS if bind is not None and bind.dialect.name == "sqlite" else 0.0
+
+
+PROMPT_RELAYED = or_(
+    OUTBOX.c.kind == "signal",
+    and_(OUTBOX.c.signal.is_(None), OUTBOX.c.reuse_finished_id.is_(False)),
+)
+"""The rows a prompt relay takes (`_repeatable`): the others are the polls' alone, at once."""
+
+
+@lru_cache(maxsize=8)
+def _pending(batch: int, some: bool, settled: bool) -> Select:
+    """The oldest unrelayed rows (IDs and processes), of every process or of `ids` only; with
+    `settled`, of the rows a prompt relay takes only those committed before `cutoff`."""
+    query = select(OUTBOX.c.id, OUTBOX.c.workflow_id).where(OUTBOX.c.relayed_at.is_(None))
+    if some:
+        query = query.where(OUTBOX.c.workflow_id.in_(bindparam("ids", expanding=True)))
+    if settled:
+        settled_or_never_prompt = or_(
+            not_(PROMPT_RELAYED), OUTBOX.c.created_at < bindparam("cutoff")
+        )
+        query = query.where(settled_or_never_prompt)
+    return query.order_by(OUTBOX.c.id).limit(batch)
+
+
+def _repeatable(row: Any) -> bool:
     """Relayed twice, still one start or one signal (see `OutboxRelay._signal`)."""
     if row.kind == "signal":
         return True
@@ -58,7 +125,8 @@ class OutboxRelay:
     `temporal.outbox.prompt`) may run at once: on PostgreSQL each claims a row with
     `SKIP LOCKED` for as long as it sends it; anywhere, a row started twice is refused by
     Temporal as already started, and a row signalled twice is one signal (the row's ID is the
-    signal's request ID).
+    signal's request ID). With `settle_seconds` (SQLite, see `settle_seconds()`), a polling
+    pass leaves the rows a prompt relay takes to the process that committed them for that long.
     """
 
     def __init__(
@@ -68,12 +136,14 @@ class OutboxRelay:
         task_queue: str,
         poll_seconds: float = 0.25,
         batch: int = 50,
+        settle_seconds: float = 0.0,
     ) -> None:
         self.client = client
         self.session_factory = session_factory
         self.task_queue = task_queue
         self.poll_seconds = poll_seconds
         self.batch = batch
+        self.settle_seconds = settle_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = self.poll_seconds
@@ -106,12 +176,15 @@ class OutboxRelay:
         is tried again next pass, without holding up the rows behind it; only that process's
         later rows wait behind it."""
         with self.session_factory() as session:
-            pending = select(OutboxMessage.id, OutboxMessage.workflow_id).where(
-                OutboxMessage.relayed_at.is_(None)
-            )
             if workflow_ids is not None:
-                pending = pending.where(OutboxMessage.workflow_id.in_(list(workflow_ids)))
-            candidates = session.execute(pending.order_by(OutboxMessage.id).limit(self.batch)).all()
+                ids = {"ids": list(workflow_ids)}
+                pending = session.connection().execute(_pending(self.batch, True, False), ids)
+            elif self.settle_seconds:
+                cutoff = {"cutoff": utcnow() - timedelta(seconds=self.settle_seconds)}
+                pending = session.connection().execute(_pending(self.batch, False, True), cutoff)
+            else:
+                pending = session.connection().execute(_pending(self.batch, False, False))
+            candidates = pending.all()
         started = 0
         held: set[str] = set()
         for row_id, workflow_id in candidates:
@@ -125,61 +198,58 @@ class OutboxRelay:
                 if row is None:
                     held.add(workflow_id)
                     continue
+                note = None
                 try:
-                    await self._start(row)
+                    note = await self._start(row)
                 except WorkflowAlreadyStartedError:
                     pass
                 except Exception as error:
-                    row.attempts += 1
-                    row.last_error = f"{type(error).__name__}: {error}"[:500]
+                    attempts = row.attempts + 1
+                    last_error = f"{type(error).__name__}: {error}"[:500]
+                    session.connection().execute(FAILED, {"row_id": row.id, "error": last_error})
                     session.commit()
-                    if row.attempts == 1 or row.attempts % 20 == 0:
+                    if attempts == 1 or attempts % 20 == 0:
                         log.warning(
                             "outbox: %s of %s %s failed (%d tries): %s",
                             row.kind,
                             row.workflow or row.signal,
                             row.workflow_id,
-                            row.attempts,
-                            row.last_error,
+                            attempts,
+                            last_error,
                         )
                     if not _refused(error):
                         return -1
                     held.add(workflow_id)
                     continue
-                row.relayed_at = utcnow()
+                if note is None:
+                    session.connection().execute(RELAYED, {"row_id": row.id, "now": utcnow()})
+                else:
+                    marked = {"row_id": row.id, "now": utcnow(), "note": note}
+                    session.connection().execute(RELAYED_WITH_NOTE, marked)
                 session.commit()
                 started += 1
         return started
 
     @staticmethod
-    def _claim(session: Session, row_id: int) -> OutboxMessage | None:
+    def _claim(session: Session, row_id: int) -> Row | None:
         """The row, locked until the caller's commit, if it is still owed, no other relay holds
         it, and no earlier row of its process is still owed; otherwise None."""
-        row = session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.id == row_id, OutboxMessage.relayed_at.is_(None))
-            .with_for_update(skip_locked=True)
-        ).one_or_none()
+        connection = session.connection()
+        row = connection.execute(CLAIM, {"row_id": row_id}).one_or_none()
         if row is None:
             return None
-        earlier = session.scalar(
-            select(OutboxMessage.id)
-            .where(
-                OutboxMessage.workflow_id == row.workflow_id,
-                OutboxMessage.id < row.id,
-                OutboxMessage.relayed_at.is_(None),
-            )
-            .limit(1)
-        )
+        earlier = connection.execute(
+            EARLIER, {"workflow_id": row.workflow_id, "row_id": row.id}
+        ).first()
         if earlier is not None:
             session.rollback()
             return None
         return row
 
-    async def _start(self, row: OutboxMessage) -> None:
+    async def _start(self, row: Any) -> str | None:
+        """Sends the row (a claimed row, or an `OutboxMessage` alike); what to note on it."""
         if row.kind == "signal":
-            await self._signal(row)
-            return
+            return await self._signal(row)
         extra = {}
         if row.signal:
             extra = {
@@ -205,8 +275,9 @@ class OutboxRelay:
             ),
             **extra,
         )
+        return None
 
-    async def _signal(self, row: OutboxMessage) -> None:
+    async def _signal(self, row: Any) -> str | None:
         """The row's ID is the signal's request ID, so Temporal keeps one signal however many
         relays send it (a crash before marking the row, a web process and a worker racing);
         the receiving workflows ignore repeats anyway."""
@@ -225,4 +296,5 @@ class OutboxRelay:
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
-            row.last_error = "process already finished: signal dropped"
+            return "process already finished: signal dropped"
+        return None

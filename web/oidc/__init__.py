@@ -64,7 +64,6 @@ from portal.oidc import (
     client_with_signing_key,
     decode,
     ensure_signing_keys,
-    grant_is_live,
     hash_client_secret,
     issuer_for,
     jwks,
@@ -93,6 +92,15 @@ from portal.smart import (
 from portal.tokens import new_token, token_hash
 from processes.proxy_grant import service as proxy_service
 from web.db import get_db
+from web.oidc.bearer import (
+    ACCESS_TOKEN,
+    REFRESH_TOKEN,
+    Bearer,
+    GrantView,
+    HolderView,
+    grant_live,
+    live_token,
+)
 from web.oidc.smart import CONTEXT_WORDS, resource_choices
 from web.portals import portal_blueprint
 from web.ratelimit import rate_limited
@@ -354,7 +362,6 @@ def allow_registered_origins(response):
 
 
 CLIENT_BY_ID = select(OidcClient).where(OidcClient.client_id == bindparam("client_id"))
-CLIENT_ID_BY_PK = select(OidcClient.client_id).where(OidcClient.id == bindparam("pk"))
 """Hot statements are built once per process: building one costs more than running it."""
 
 
@@ -764,12 +771,12 @@ def _issue_tokens(db, grant: OidcGrant, client: ApiClient, user: User, nonce: st
     return _no_store(jsonify(answer))
 
 
-def _claims(db, user: User, grant: OidcGrant) -> dict:
+def _claims(db, user: User | HolderView, grant: OidcGrant | GrantView, subject=None) -> dict:
     """What the granted scopes release about the person, `fhirUser` included; with `proxy`, the
     person the signed-in proxy chose, while the proxy grant is in force (the proxy's own `sub`
     stays the token's subject)."""
     scopes = set(grant.scope.split())
-    claims = claims_for(db, user, scopes)
+    claims = claims_for(db, user, scopes, subject)
     if grant.fhir_user and ContextScope.FHIR_USER in scopes:
         claims["fhirUser"] = grant.fhir_user
     if "proxy" in scopes and grant.acting_for:
@@ -961,29 +968,30 @@ def token():
 # --- userinfo and revocation ----------------------------------------------------------------
 
 
-def _proxy_context_holds(db, grant: OidcGrant) -> bool:
+def _proxy_context_holds(db, grant: OidcGrant | GrantView, holder=None) -> bool:
     """Whether a health app's patient context given by a proxy still rests on a grant that
     allows it. Ending the proxy grant revokes these at once; this catches a grant that slipped
     past, such as one made from a code exchanged while the end was being committed."""
     if not grant.acting_for or not grant.patient:
         return True
-    user = db.get(User, grant.user_id)
+    user = holder or db.get(User, grant.user_id)
     if user is None:
         return False
     chosen = proxy_service.patient_under(db, user, grant.acting_for, writes(grant.scope.split()))
     return chosen is not None and chosen.patient == grant.patient
 
 
-def _live_grant(db, grant_id: str) -> OidcGrant | None:
-    """The grant behind a token if it is live, of this portal, and its proxy context holds."""
-    grant = grant_is_live(db, grant_id)
-    if grant is None or grant.portal != g.portal.slug or not _proxy_context_holds(db, grant):
+def _live(db, found: Bearer | None) -> Bearer | None:
+    """The token if its grant is live, of this portal, and its proxy context holds."""
+    if found is None or not grant_live(found.grant, g.portal.slug):
         return None
-    return grant
+    if not _proxy_context_holds(db, found.grant, found.holder):
+        return None
+    return found
 
 
-def _live_access_token(db, raw: str) -> tuple[dict, OidcGrant] | None:
-    """Claims and grant of an access token of this issuer that is unexpired and unrevoked."""
+def _live_access_token(db, raw: str) -> tuple[dict, Bearer] | None:
+    """Claims and standing of an access token of this issuer that is unexpired and unrevoked."""
     decoded = decode(db, raw) if raw else None
     if decoded is None:
         return None
@@ -993,13 +1001,9 @@ def _live_access_token(db, raw: str) -> tuple[dict, OidcGrant] | None:
     if not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time():
         return None
     jti = claims.get("jti")
-    row = _with_grant(db, OidcAccessToken.jti, jti) if isinstance(jti, str) else None
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
-        return None
-    grant = _live_grant(db, row.grant_id)
-    if grant is None:
-        return None
-    return claims, grant
+    found = live_token(db, ACCESS_TOKEN, jti) if isinstance(jti, str) else None
+    live = _live(db, found)
+    return (claims, live) if live is not None else None
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
@@ -1008,16 +1012,15 @@ def userinfo():
     raw = header[7:].strip() if header.startswith("Bearer ") else request.form.get("access_token")
     db = get_db()
     live = _live_access_token(db, raw or "")
-    user = db.get(User, live[1].user_id) if live else None
-    if live is None or user is None or user.status != AccountStatus.ACTIVE:
-        response = _oauth_error(
+    if live is None or live[1].holder.status != AccountStatus.ACTIVE:
+        return _oauth_error(
             "invalid_token",
             "the access token is not valid here",
             401,
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-        return response
-    return _no_store(jsonify(_claims(db, user, live[1])))
+    bearer = live[1]
+    return _no_store(jsonify(_claims(db, bearer.holder, bearer.grant, bearer.subject)))
 
 
 @bp.post("/revoke")
@@ -1038,7 +1041,7 @@ def revoke():
             db.commit()
         return _no_store(current_app.response_class(status=200))
     live = _live_access_token(db, raw)
-    if live is not None and live[1].client_pk == client.id:
+    if live is not None and live[1].grant.client_pk == client.id:
         db.execute(
             update(OidcAccessToken)
             .where(OidcAccessToken.jti == live[0]["jti"])
@@ -1065,20 +1068,15 @@ def introspect():
     found = _introspected(db, raw)
     if found is None:
         return _no_store(jsonify(active=False))
-    grant, expires, token_type = found
-    user = db.get(User, grant.user_id)
-    owner = (
-        client.client_id
-        if grant.client_pk == client.id
-        else db.scalar(CLIENT_ID_BY_PK, {"pk": grant.client_pk})
-    )
-    if user is None or user.status != AccountStatus.ACTIVE or owner is None:
+    bearer, expires, token_type = found
+    grant = bearer.grant
+    if bearer.holder.status != AccountStatus.ACTIVE:
         return _no_store(jsonify(active=False))
     answer = {
         "active": True,
         "scope": grant.scope,
-        "client_id": owner,
-        "sub": subject_for(db, user.id),
+        "client_id": bearer.owner,
+        "sub": bearer.subject or subject_for(db, grant.user_id),
         "exp": expires,
         "iss": _issuer(),
         "token_type": token_type,
@@ -1090,19 +1088,16 @@ def introspect():
     return _no_store(jsonify(answer))
 
 
-def _introspected(db, raw: str) -> tuple[OidcGrant, int, str] | None:
-    """The live grant behind an access token or an unused refresh token, its expiry (epoch
+def _introspected(db, raw: str) -> tuple[Bearer, int, str] | None:
+    """The live standing of an access token or an unused refresh token, its expiry (epoch
     seconds) and its kind."""
     live = _live_access_token(db, raw)
     if live is not None:
         return live[1], int(live[0]["exp"]), "Bearer"
-    row = _with_grant(db, OidcRefreshToken.token_hash, token_hash(raw))
-    if row is None or row.used_at is not None or row.expires_at <= utcnow():
+    found = _live(db, live_token(db, REFRESH_TOKEN, token_hash(raw)))
+    if found is None:
         return None
-    grant = _live_grant(db, row.grant_id)
-    if grant is None:
-        return None
-    return grant, int(row.expires_at.timestamp()), "refresh_token"
+    return found, int(found.expires_at.timestamp()), "refresh_token"
 
 
 # --- RP-initiated logout --------------------------------------------------------------------
