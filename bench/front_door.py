@@ -13,8 +13,8 @@ else the machine is doing; the wall-clock rate and p50/p99 are printed beside it
 - userinfo and introspection (a confidential resource server) with live access tokens;
 - sign-in: the login form's POST, against argon2id verifications per CPU-second measured in
   this process in the same run with as many at once as there are login callers, since a login
-  can be no cheaper than its hash; half of the verifications just before the login phase and
-  half just after, so a change in the machine's load during the run weighs on both alike.
+  can be no cheaper than its hash; the verifications are measured before, between and after
+  four parts of the login phase, so a change in the machine's load weighs on both alike.
 
 Rate limits stay on (their counting is part of a request's cost) with ceilings the load never
 reaches. Run alone:  .venv/bin/python bench/front_door.py [--seconds 10]; bench/run.py runs it
@@ -50,6 +50,9 @@ sys.path.insert(0, str(ROOT))
 REDIRECT = "http://rp.bench/callback"
 PASSWORD = "Bench12345Clave"
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+LOGIN_SLICES = 4
+"""The login phase runs in this many parts with the argon2id reference before, between and
+after them, so a change in the shared machine's load weighs on both alike."""
 UNREACHED = "1000000/minute"
 """A rate limit the load never reaches: the counting is measured, never a refusal."""
 
@@ -315,14 +318,37 @@ class Web:
 
 
 def measure(
-    web: Web, key: str, callers, seconds: float, warm: list | None = None, limit=None, note=""
+    web: Web,
+    key: str,
+    callers,
+    seconds: float,
+    warm: list | None = None,
+    limit=None,
+    note="",
+    between: Callable[[], None] | None = None,
+    slices: int = 1,
 ) -> Figure:
-    """Warms up on `warm` callers (a few requests), then runs `callers` for `seconds`."""
+    """Warms up on `warm` callers (a few requests), then runs `callers` for `seconds`, in
+    `slices` equal parts with `between()` run before, between and after them (the worker's CPU
+    is read around each part only)."""
     if warm:
         closed_loop(warm, 0.5, limit=max(4, len(warm)))
-    before = web.cpu()
-    latencies, errors, wall = closed_loop(callers, seconds, limit)
-    cpu = max(web.cpu() - before, 1e-9)
+    latencies: list[float] = []
+    errors = 0
+    wall = cpu = 0.0
+    for _ in range(slices):
+        if between is not None:
+            between()
+        before = web.cpu()
+        done, failed, took = closed_loop(callers, seconds / slices, limit)
+        cpu += web.cpu() - before
+        latencies += done
+        errors += failed
+        wall += took
+    if between is not None:
+        between()
+    latencies.sort()
+    cpu = max(cpu, 1e-9)
 
     def pick(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
@@ -479,8 +505,6 @@ def _phases(web: Web, made: Setup, database_url: str, seconds: float, concurrenc
     floor = measure(web, "healthz", callers, seconds, warm=callers)
     figures["floor"] = floor
 
-    reference = argon2_verifications(min(seconds, 5) / 2, len(made.users))
-
     def signer(username: str):
         """A person at a browser that has signed in before (it has its device cookie) but is
         signed out: every POST carries the signed-out session of the login page it came from."""
@@ -506,9 +530,14 @@ def _phases(web: Web, made: Setup, database_url: str, seconds: float, concurrenc
         return call
 
     callers = [signer(username) for _, username in made.users]
-    logins = measure(web, "login", callers, seconds, warm=callers)
-    after = argon2_verifications(min(seconds, 5) / 2, len(made.users))
-    verifications = (reference[0] + after[0]) / (reference[1] + after[1])
+    references: list[tuple[int, float]] = []
+    slices = LOGIN_SLICES
+
+    def reference() -> None:
+        references.append(argon2_verifications(min(seconds, 5) / (slices + 1), len(made.users)))
+
+    logins = measure(web, "login", callers, seconds, warm=callers, between=reference, slices=slices)
+    verifications = sum(n for n, _ in references) / sum(cpu for _, cpu in references)
     figures["login_ratio"] = Figure(
         "login_ratio",
         per_cpu_second=logins.per_cpu_second / verifications,
