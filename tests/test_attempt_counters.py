@@ -115,6 +115,22 @@ def all_at_once(prepare, fire, browsers: int = BROWSERS) -> list[requests.Respon
         return list(pool.map(one, range(browsers)))
 
 
+def logins_at_once(url: str, username, password) -> list[requests.Response]:
+    """Eight browsers each open the login page, then post at once; `username` and `password`
+    give each browser's (by its number)."""
+
+    def prepare(_n):
+        browser = requests.Session()
+        return browser, token_on(browser.get(url, timeout=30).text)
+
+    def fire(state, n):
+        browser, token = state
+        data = {"csrf_token": token, "username": username(n), "password": password(n)}
+        return browser.post(url, data=data, timeout=30, allow_redirects=False)
+
+    return all_at_once(prepare, fire)
+
+
 def failures(session_factory, portal: str, key: str) -> LoginThrottle | None:
     with session_factory() as session:
         return session.get(LoginThrottle, (portal, key))
@@ -148,16 +164,7 @@ def test_eight_concurrent_wrong_passwords_count_eight_and_lock_at_five(site, ses
     add_patient(session_factory, with_factor=False)
     url = f"{base}/patient/login"
 
-    def prepare(_n):
-        browser = requests.Session()
-        return browser, token_on(browser.get(url, timeout=30).text)
-
-    def fire(state, n):
-        browser, token = state
-        data = {"csrf_token": token, "username": "ana.perez", "password": f"wrong{n}"}
-        return browser.post(url, data=data, timeout=30, allow_redirects=False)
-
-    answers = all_at_once(prepare, fire)
+    answers = logins_at_once(url, lambda _n: "ana.perez", lambda n: f"wrong{n}")
     assert [a.status_code for a in answers] == [200] * BROWSERS
     assert all("Usuario o contraseña incorrectos" in a.text for a in answers)
     row = failures(session_factory, "patient", "ana.perez")
@@ -360,16 +367,8 @@ def test_eight_concurrent_wrong_passwords_count_eight_for_the_client_too(site, s
     add_patient(session_factory, with_factor=False)
     url = f"{base}/patient/login"
 
-    def prepare(_n):
-        browser = requests.Session()
-        return browser, token_on(browser.get(url, timeout=30).text)
-
-    def fire(state, n):
-        browser, token = state
-        data = {"csrf_token": token, "username": f"nadie{n}", "password": "wrong"}
-        return browser.post(url, data=data, timeout=30, allow_redirects=False)
-
-    assert [a.status_code for a in all_at_once(prepare, fire)] == [200] * BROWSERS
+    answers = logins_at_once(url, lambda n: f"nadie{n}", lambda _n: "wrong")
+    assert [a.status_code for a in answers] == [200] * BROWSERS
     assert client_count(session_factory) == BROWSERS
     assert all(failures(session_factory, "patient", f"nadie{n}").failures == 1 for n in range(8))
 
@@ -387,16 +386,8 @@ def test_eight_concurrent_posts_past_the_clients_limit_check_only_the_limits_wor
         add_patient(session_factory, with_factor=False)
         url = f"http://127.0.0.1:{server.server_port}/patient/login"
 
-        def prepare(_n):
-            browser = requests.Session()
-            return browser, token_on(browser.get(url, timeout=30).text)
-
-        def fire(state, n):
-            browser, token = state
-            data = {"csrf_token": token, "username": "ana.perez", "password": f"wrong{n}"}
-            return browser.post(url, data=data, timeout=30, allow_redirects=False)
-
-        codes = sorted(a.status_code for a in all_at_once(prepare, fire))
+        answers = logins_at_once(url, lambda _n: "ana.perez", lambda n: f"wrong{n}")
+        codes = sorted(a.status_code for a in answers)
         assert codes == [200] * 5 + [429] * 3
         assert client_count(session_factory) == BROWSERS
         assert failures(session_factory, "patient", "ana.perez").failures == 5
