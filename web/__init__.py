@@ -70,6 +70,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     engine = make_engine(settings.database_url)
     app.extensions["acceso.engine"] = engine
     app.extensions["acceso.sessions"] = make_session_factory(engine)
+    app.extensions["acceso.readers"] = make_session_factory(
+        engine.execution_options(isolation_level="AUTOCOMMIT")
+    )
     app.extensions["acceso.portals"] = load_portals(settings.portals_file)
     app.extensions["acceso.site"] = load_site(settings.portals_file)
     app.extensions["acceso.temporal"] = test_config.get("TEMPORAL") or TemporalBridge(settings)

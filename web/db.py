@@ -1,5 +1,6 @@
 """The request's handles on what a service writes: one SQLAlchemy session per request, closed
-when the request ends, and the process-wide Temporal bridge."""
+when the request ends, and the process-wide Temporal bridge; and, for the API's checks that only
+read, a session whose connection autocommits."""
 
 from __future__ import annotations
 
@@ -15,14 +16,24 @@ def get_db() -> Session:
     return g.db
 
 
+def get_reader() -> Session:
+    """A session for an answer that only reads (userinfo, introspection): its connection
+    autocommits, so each statement is its own snapshot and no BEGIN or ROLLBACK crosses the
+    network, which on PostgreSQL was two of a userinfo call's round trips."""
+    if "reader" not in g:
+        g.reader = current_app.extensions["acceso.readers"]()
+    return g.reader
+
+
 def get_bridge() -> TemporalBridge:
     return current_app.extensions["acceso.temporal"]
 
 
 def close_db(_exc: BaseException | None = None) -> None:
-    db = g.pop("db", None)
-    if db is not None:
-        db.close()
+    for name in ("db", "reader"):
+        db = g.pop(name, None)
+        if db is not None:
+            db.close()
 
 
 def init_app(app: Flask) -> None:

@@ -91,7 +91,7 @@ from portal.smart import (
 )
 from portal.tokens import new_token, token_hash
 from processes.proxy_grant import service as proxy_service
-from web.db import get_db
+from web.db import get_db, get_reader
 from web.oidc.bearer import (
     ACCESS_TOKEN,
     REFRESH_TOKEN,
@@ -375,17 +375,17 @@ def _client_by_id(client_id: str | None) -> OidcClient | None:
     return client
 
 
-def _api_client(client_id: str | None, with_signing_key: bool = False) -> ApiClient | None:
+def _api_client(db, client_id: str | None, with_signing_key: bool = False) -> ApiClient | None:
     """This portal's client named `client_id`, as the API endpoints need it; `with_signing_key`
     also loads, in the same query, its algorithm's current signing key into `g.oidc_key_row`
     for the token endpoint."""
     if not client_id:
         return None
     if with_signing_key:
-        found = client_with_signing_key(get_db(), client_id)
+        found = client_with_signing_key(db, client_id)
         client, g.oidc_key_row = found if found else (None, None)
     else:
-        client = api_client(get_db(), client_id)
+        client = api_client(db, client_id)
     if client is None or client.portal != g.portal.slug:
         return None
     return client
@@ -666,8 +666,10 @@ def authorize():
 # --- token ----------------------------------------------------------------------------------
 
 
-def _authenticated_client(with_signing_key: bool = False):
-    """The client named by Basic auth or the form, or an RFC 6749 invalid_client answer."""
+def _authenticated_client(with_signing_key: bool = False, db=None):
+    """The client named by Basic auth or the form, or an RFC 6749 invalid_client answer; read
+    through `db` (the request's session unless given)."""
+    db = db or get_db()
     header = request.headers.get("Authorization", "")
     basic = header.startswith("Basic ")
     client_id = secret = None
@@ -681,7 +683,7 @@ def _authenticated_client(with_signing_key: bool = False):
     else:
         client_id = request.form.get("client_id")
         secret = request.form.get("client_secret")
-    client = _api_client(client_id, with_signing_key)
+    client = _api_client(db, client_id, with_signing_key)
 
     def refused():
         return None, _oauth_error(
@@ -697,7 +699,7 @@ def _authenticated_client(with_signing_key: bool = False):
         return refused()
     if client.public:
         return (client, None) if not secret else refused()
-    if not secret or not client_secret_matches(get_db(), key, client, secret):
+    if not secret or not client_secret_matches(db, key, client, secret):
         return refused()
     return client, None
 
@@ -1010,7 +1012,7 @@ def _live_access_token(db, raw: str) -> tuple[dict, Bearer] | None:
 def userinfo():
     header = request.headers.get("Authorization", "")
     raw = header[7:].strip() if header.startswith("Bearer ") else request.form.get("access_token")
-    db = get_db()
+    db = get_reader()
     live = _live_access_token(db, raw or "")
     if live is None or live[1].holder.status != AccountStatus.ACTIVE:
         return _oauth_error(
@@ -1056,7 +1058,8 @@ def introspect():
     """RFC 7662 for resource servers, which authenticate as confidential clients of this portal:
     an access or refresh token's scope, patient context and expiry while it is live; anything
     revoked, rotated out, lapsed, expired, of a disabled account or unknown is only inactive."""
-    client, refused = _authenticated_client()
+    db = get_reader()
+    client, refused = _authenticated_client(db=db)
     if refused is not None:
         return refused
     if client.public:
@@ -1064,7 +1067,6 @@ def introspect():
     raw = request.form.get("token", "")
     if not raw:
         return _oauth_error("invalid_request", "token is required")
-    db = get_db()
     found = _introspected(db, raw)
     if found is None:
         return _no_store(jsonify(active=False))
