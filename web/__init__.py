@@ -71,7 +71,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["acceso.engine"] = engine
     app.extensions["acceso.sessions"] = make_session_factory(engine)
     app.extensions["acceso.readers"] = make_session_factory(
-        engine.execution_options(isolation_level="AUTOCOMMIT")
+        engine
+        if engine.dialect.name == "sqlite"
+        else engine.execution_options(isolation_level="AUTOCOMMIT")
     )
     app.extensions["acceso.portals"] = load_portals(settings.portals_file)
     app.extensions["acceso.site"] = load_site(settings.portals_file)

@@ -17,9 +17,11 @@ def get_db() -> Session:
 
 
 def get_reader() -> Session:
-    """A session for an answer that only reads (userinfo, introspection): its connection
-    autocommits, so each statement is its own snapshot and no BEGIN or ROLLBACK crosses the
-    network, which on PostgreSQL was two of a userinfo call's round trips."""
+    """A session for an answer that only reads (userinfo, introspection): on PostgreSQL its
+    connection autocommits, so each statement is its own snapshot and no BEGIN or ROLLBACK
+    crosses the network (two of a userinfo call's round trips). SQLite's driver begins nothing
+    for a read, and switching its isolation costs more than it saves, so there it is a plain
+    session."""
     if "reader" not in g:
         g.reader = current_app.extensions["acceso.readers"]()
     return g.reader
